@@ -1,0 +1,37 @@
+# The README's two commands: `make demo` (set-up + the iris recipe end to end), `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the CPU build on this machine's disk; a bare "torch" requirement pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[tabular,dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/zero2one doctor
+	$(BIN)/zero2one train recipes/iris-svc.yaml
+	$(BIN)/zero2one models promote iris-svc latest --alias champion
+	$(BIN)/zero2one predict models:/iris-svc@champion --input examples/flowers.csv --output scored.csv
+	$(BIN)/zero2one runs list --limit 5
+	@echo "scored rows: scored.csv; MLflow UI: $(BIN)/zero2one ui"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/tabular_overhead.py
+
+clean:
+	rm -rf $(VENV) .zero2one scored.csv

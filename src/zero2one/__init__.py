@@ -1,0 +1,56 @@
+"""zero2one: from data to a served, monitored model, in one tool.
+
+    >>> import zero2one
+    >>> result = zero2one.train("recipes/iris-svc.yaml")
+    >>> zero2one.load(result.model_uri).predict(frame)
+
+Heavy libraries load on first use, so importing zero2one is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactError",
+    "DataError",
+    "IntegrityError",
+    "ModelRefError",
+    "RecipeError",
+    "SchemaError",
+    "TrainResult",
+    "UserError",
+    "Zero2OneError",
+    "__version__",
+    "load",
+    "load_recipe",
+    "predict_file",
+    "register_task",
+    "train",
+]
+
+from zero2one.errors import (
+    ArtifactError,
+    DataError,
+    IntegrityError,
+    ModelRefError,
+    RecipeError,
+    SchemaError,
+    UserError,
+    Zero2OneError,
+)
+from zero2one.recipe import load_recipe
+from zero2one.registry import register_task
+
+if TYPE_CHECKING:
+    from zero2one.api import TrainResult, load, predict_file, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"TrainResult", "load", "predict_file", "train"}:
+        from zero2one import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'zero2one' has no attribute {name!r}")

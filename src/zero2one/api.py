@@ -1,0 +1,278 @@
+"""The Python API; the CLI is a thin layer over these functions.
+
+    >>> import zero2one
+    >>> result = zero2one.train("recipes/iris-svc.yaml", overrides=["search.cv=3"])
+    >>> model = zero2one.load("models:/iris-svc@champion")
+    >>> scored = model.predict(frame)
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from zero2one.errors import DataError, UserError
+from zero2one.progress import NullReporter, Reporter
+from zero2one.recipe import BaseRecipe, apply_overrides, flatten, load_recipe, validate
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from zero2one.task import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    name: str
+    task: str
+    metrics: dict[str, float]
+    model_dir: Path  # the saved model directory (inside the artifact store when tracked)
+    model_uri: str  # a model reference that loads it
+    run_id: str | None = None
+    registered_name: str | None = None
+    registered_version: str | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    cv_score: float | None = None
+    search_results: pd.DataFrame | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # fit, evaluate, tracking, total
+
+    @property
+    def registered_uri(self) -> str | None:
+        if self.registered_name is None or self.registered_version is None:
+            return None
+        return f"models:/{self.registered_name}/{self.registered_version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "model_dir": str(self.model_dir),
+            "registered_uri": self.registered_uri,
+            "metrics": self.metrics,
+            "best_params": self.best_params,
+            "cv_score": self.cv_score,
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+        }
+
+
+def train(
+    recipe: str | Path | BaseRecipe | dict[str, Any],
+    *,
+    overrides: Iterable[str] = (),
+    out: str | Path | None = None,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Train, evaluate, save and (when the recipe says so) track and register a model.
+
+    ``recipe`` is a YAML path, a dict, or a validated recipe; ``out`` also writes the model
+    directory there. Data and recipe errors are raised before anything is written.
+    """
+    from zero2one.registry import get_task
+
+    config = _config(recipe, overrides)
+    reporter = reporter or NullReporter()
+    started = time.perf_counter()
+    task = get_task(config.task)(config)
+    data = task.load_data()
+    if out is not None and Path(out).exists():
+        raise UserError(f"--out {out} already exists; choose a new directory")
+    if config.track.enabled:
+        return _train_tracked(task, data, out=out, reporter=reporter, started=started)
+    target = Path(out) if out is not None else _default_out(config.name)
+    metrics, timings = _fit_evaluate(task, data, reporter)
+
+    def add_report(directory: Path) -> None:  # no run to hold the plots: they go with the model
+        (directory / "report").mkdir()
+        task.report(data, directory / "report")
+
+    model_dir = _save(task, target, metrics, data, add=add_report)
+    timings["total"] = time.perf_counter() - started
+    return _result(task, metrics, model_dir, str(model_dir), timings)
+
+
+def _train_tracked(
+    task: Task, data: Any, *, out: str | Path | None, reporter: Reporter, started: float
+) -> TrainResult:
+    from zero2one import __version__, tracking
+    from zero2one.artifacts import manifest_digest
+
+    config = task.config
+    tags = {tracking.TASK_TAG: config.task, "zero2one.version": __version__}
+    if commit := _git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    if config.description:
+        tags["mlflow.note.content"] = config.description
+    with tracking.start_run(config.experiment, run_name=config.name, tags=tags) as run:
+        run.log_params(flatten(config.model_dump(mode="json")))
+        metrics, timings = _fit_evaluate(task, data, reporter)
+        logged = {f"test_{k}": v for k, v in metrics.items()}
+        cv_score = getattr(getattr(task, "search_", None), "best_score", None)
+        if cv_score is not None:
+            logged["cv_best_score"] = cv_score
+        run.log_metrics(logged)
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_path = Path(tmp)
+            plots = tmp_path / "plots"
+            plots.mkdir()
+            task.report(data, plots)
+            run.log_artifacts(plots, "plots")
+            fingerprint = getattr(data, "fingerprint", None)
+            if fingerprint is not None:
+                fingerprint = {"source": getattr(data, "source", None), **fingerprint}
+                (tmp_path / "data_fingerprint.json").write_text(_json(fingerprint))
+                run.log_artifact(tmp_path / "data_fingerprint.json")
+                run.set_tags({"zero2one.data.sha256": fingerprint["sha256"]})
+            (tmp_path / "recipe.yaml").write_text(
+                yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+            )
+            run.log_artifact(tmp_path / "recipe.yaml")
+            model_dir = _save(task, Path(out) if out else tmp_path / "model", metrics, data)
+            run.log_artifacts(model_dir, tracking.MODEL_PATH)
+        digest = manifest_digest(tracking.download(run.model_artifact_uri))
+        run.set_tags({tracking.MANIFEST_TAG: digest})
+        version = None
+        if config.register_as:
+            version = tracking.register_model(config.register_as, run, manifest_sha256=digest)
+    timings["tracking"] = run.io_seconds
+    timings["total"] = time.perf_counter() - started
+    local = Path(out) if out else tracking.download(run.model_artifact_uri)
+    return _result(task, metrics, local, run.model_uri, timings, run_id=run.run_id,
+                   version=version)
+
+
+def _fit_evaluate(task: Task, data: Any, reporter: Reporter) -> tuple[dict[str, float],
+                                                                      dict[str, float]]:
+    start = time.perf_counter()
+    try:
+        task.fit(data, reporter=reporter)
+    except UserError:
+        raise
+    except ValueError as exc:  # scikit-learn reports bad parameter values and data this way
+        raise UserError(f"training failed: {str(exc).strip().splitlines()[0]}") from exc
+    fitted = time.perf_counter()
+    metrics = task.evaluate(data)
+    return metrics, {"fit": fitted - start, "evaluate": time.perf_counter() - fitted}
+
+
+def _save(task: Task, target: Path, metrics: dict[str, float], data: Any,
+          add: Callable[[Path], None] | None = None) -> Path:
+    from zero2one.artifacts import save_model
+
+    extra: dict[str, Any] = {"metrics": metrics}
+    if (fingerprint := getattr(data, "fingerprint", None)) is not None:
+        extra["data"] = {"source": getattr(data, "source", None), **fingerprint}
+    return save_model(task, target, extra=extra, add=add)
+
+
+def _result(task: Task, metrics: dict[str, float], model_dir: Path, uri: str,
+            timings: dict[str, float], *, run_id: str | None = None,
+            version: str | None = None) -> TrainResult:
+    search = getattr(task, "search_", None)
+    return TrainResult(
+        name=task.config.name, task=task.config.task, metrics=metrics, model_dir=model_dir,
+        model_uri=uri, run_id=run_id, registered_version=version,
+        registered_name=task.config.register_as if version else None,
+        best_params=dict(getattr(search, "best_params", {}) or {}),
+        cv_score=getattr(search, "best_score", None),
+        search_results=getattr(search, "results", None), seconds=timings,
+    )
+
+
+def _config(recipe: str | Path | BaseRecipe | dict[str, Any],
+            overrides: Iterable[str]) -> BaseRecipe:
+    if isinstance(recipe, BaseRecipe):
+        if overrides:
+            return validate(apply_overrides(recipe.model_dump(mode="json"), overrides))
+        return recipe
+    if isinstance(recipe, dict):
+        return validate(apply_overrides(recipe, overrides))
+    return load_recipe(recipe, overrides)
+
+
+def _default_out(name: str) -> Path:
+    from zero2one.tracking import workspace
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return workspace() / "models" / f"{name}-{stamp}"
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _json(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
+def load(ref: str | Path, *, trust: Iterable[str] = ()) -> Task:
+    """Load a model by reference (see :mod:`zero2one.refs`), verifying every file's hash."""
+    from zero2one.artifacts import load_model
+    from zero2one.refs import check_pinned, resolve
+
+    resolved = resolve(ref)
+    check_pinned(resolved)
+    model = load_model(resolved.path, trust=tuple(trust))
+    model.ref = resolved  # type: ignore[attr-defined]
+    return model
+
+
+def predict_file(
+    ref: str | Path | Task,
+    input_path: str | Path,
+    output_path: str | Path | None = None,
+    *,
+    allow_extra: bool = False,
+    trust: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Score a CSV or Parquet file; the output (if given) is written atomically."""
+    from zero2one.data import read_frame
+
+    model = load(ref, trust=trust) if isinstance(ref, str | Path) else ref
+    frame = read_frame(Path(input_path))
+    scored = model.predict(frame, allow_extra=allow_extra)  # type: ignore[call-arg]
+    if output_path is not None:
+        write_frame(scored, Path(output_path))
+    return scored
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Write CSV or Parquet via a temporary file and a rename: never a half-written file."""
+    import os
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{path}: output must end in .csv, .parquet or .pq")
+    if not path.parent.exists():
+        raise DataError(f"{path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,83 @@
+"""``zero2one``: the command-line entry point.
+
+User errors print one line on stderr and exit with code 2 (``--debug`` shows the traceback);
+unexpected errors exit with code 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from zero2one import __version__
+from zero2one.cli import doctor, models, predict, recipe, runs, train, ui
+
+app = typer.Typer(
+    name="zero2one",
+    help="From data to a served, monitored model: train, track, register and predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("train")(train.train)
+app.command("predict")(predict.predict)
+app.command("doctor")(doctor.doctor)
+app.command("ui")(ui.ui)
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(recipe.app, name="recipe")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zero2one {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """From data to a served, monitored model: train, track, register and predict."""
+    level = logging.DEBUG if debug else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from zero2one.errors import UserError, Zero2OneError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("ZERO2ONE_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="zero2one", standalone_mode=True)
+    except UserError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Zero2OneError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                   "traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""``zero2one models list|show|promote``: the model registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+from zero2one.cli.output import Json, console, print_json, table
+
+app = typer.Typer(help="Registered models, versions and aliases.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(json_: Json = False) -> None:
+    """Registered models with their latest version and aliases."""
+    from zero2one import tracking
+
+    models = tracking.list_models()
+    if json_:
+        print_json(models)
+        return
+    if not models:
+        console().print(f"no registered models yet in {tracking.tracking_uri()}")
+        return
+    console().print(table(None, ["name", "latest", "versions", "aliases"], [
+        [m["name"], m["latest_version"], m["versions"],
+         ", ".join(f"@{a}->{v}" for a, v in m["aliases"].items()) or "-"] for m in models
+    ]))
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
+    json_: Json = False,
+) -> None:
+    """A registered model's versions, newest first."""
+    from zero2one import tracking
+
+    versions = tracking.model_versions(name)
+    if json_:
+        print_json(versions)
+        return
+    console().print(table(name, ["version", "aliases", "run id", "created"], [
+        [v["version"], ", ".join(v["aliases"]) or "-", v["run_id"],
+         dt.datetime.fromtimestamp(v["created"] / 1000, dt.UTC).isoformat(timespec="seconds")]
+        for v in versions
+    ]))
+
+
+@app.command("promote")
+def promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
+    version: Annotated[str, typer.Argument(help="Version to point the alias at, or latest.",
+                                           show_default=False)],
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to set.")] = "champion",
+    json_: Json = False,
+) -> None:
+    """Point an alias (default: champion) at a version: models:/NAME@ALIAS then loads it."""
+    import re
+
+    from zero2one import tracking
+    from zero2one.errors import UserError
+
+    if not re.fullmatch(r"[A-Za-z][\w-]{0,63}", alias) or re.fullmatch(r"[vV]\d+", alias):
+        raise UserError(f"bad alias {alias!r}: use letters, digits, _ and -, starting with a "
+                        "letter (v1, v2, ... are reserved for versions)")
+    if not version.isdigit() and version != "latest":
+        raise UserError(f"version must be a number or latest, got {version!r}")
+    version = tracking.set_alias(name, alias, version)
+    if json_:
+        print_json({"name": name, "alias": alias, "version": version,
+                    "model_uri": f"models:/{name}@{alias}"})
+    else:
+        console().print(f"models:/{name}@{alias} -> version {version}")

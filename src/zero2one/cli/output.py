@@ -1,0 +1,50 @@
+"""Shared CLI options and printing: human tables on stdout, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console; piped output gets a wide page so tables stay readable in logs."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, width=width)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Any:
+    """A rich table; cells are plain text (``[x]`` is shown, not read as markup) unless they
+    are already rich renderables such as ``Text``."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    result = Table(title=escape(title) if title else None, title_justify="left")
+    for column in columns:
+        result.add_column(column, overflow="fold")
+    for row in rows:
+        result.add_row(*(v if isinstance(v, Text) else escape(fmt(v)) for v in row))
+    return result
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
+    return str(value)

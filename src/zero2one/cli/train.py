@@ -1,0 +1,55 @@
+"""``zero2one train RECIPE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zero2one.cli.output import Json, Quiet, console, fmt, print_json, table
+
+
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a field: key.path=value (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the model directory here.")
+    ] = None,
+    json_: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train, evaluate, track and register the model a recipe describes."""
+    from zero2one.api import train as run_train
+    from zero2one.progress import NullReporter, RichReporter
+
+    reporter = NullReporter() if quiet or json_ else RichReporter()
+    result = run_train(recipe, overrides=set_ or [], out=out, reporter=reporter)
+    if json_:
+        print_json(result.to_dict())
+        return
+    if quiet:
+        return
+    out_console = console()
+    if result.search_results is not None:
+        shown = result.search_results.head(10)
+        out_console.print(table(
+            f"Search results (best {len(shown)} of {len(result.search_results)})",
+            list(shown.columns), shown.values.tolist(),
+        ))
+    out_console.print(table(
+        f"{result.name}: test metrics", ["metric", "value"],
+        [[k, v] for k, v in result.metrics.items()],
+    ))
+    if result.best_params:
+        out_console.print(
+            f"best params: {fmt(result.best_params)}  (cv score {fmt(result.cv_score)})"
+        )
+    if result.run_id:
+        out_console.print(f"run:   {result.run_id}")
+    out_console.print(f"model: {result.model_uri}")
+    if result.registered_uri:
+        out_console.print(f"registered: {result.registered_uri}")

@@ -1,0 +1,107 @@
+"""Tabular data sources: CSV, Parquet and scikit-learn's built-in data sets.
+
+A source string is either ``sklearn:NAME`` (iris, wine, breast_cancer, diabetes, digits) or a
+path to a ``.csv``, ``.parquet``/``.pq`` file, relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zero2one.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@dataclass
+class Table:
+    """A loaded data set: the frame plus what the source knows about it."""
+
+    frame: pd.DataFrame
+    source: str
+    # display names for integer class codes (scikit-learn's target_names), in code order
+    class_names: list[str] | None = None
+    default_target: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def load_table(source: str) -> Table:
+    """Load a source string into a :class:`Table`; a missing or unreadable file is a DataError."""
+    if source.startswith("sklearn:"):
+        return _load_sklearn(source.removeprefix("sklearn:"))
+    path = Path(source)
+    frame = read_frame(path)
+    return Table(frame=frame, source=str(path))
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file, with errors that name the file and the problem."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .parquet or .pq, "
+            f"or sklearn:NAME with NAME in {', '.join(SKLEARN_DATASETS)}"
+        )
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read {suffix[1:]} data: {first}") from None
+    except ImportError as exc:  # pyarrow missing
+        raise DataError(f"{path}: {exc}") from None
+
+
+def _load_sklearn(name: str) -> Table:
+    from sklearn import datasets
+
+    if name not in SKLEARN_DATASETS:
+        raise DataError(
+            f"unknown built-in data set sklearn:{name}; choose one of: "
+            + ", ".join(f"sklearn:{n}" for n in SKLEARN_DATASETS)
+        )
+    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+    frame = bunch.frame.rename(columns=_snake)
+    target_names = getattr(bunch, "target_names", None)
+    class_names = None
+    if target_names is not None and name != "diabetes":
+        class_names = [str(n) for n in target_names]
+    return Table(
+        frame=frame, source=f"sklearn:{name}", class_names=class_names, default_target="target"
+    )
+
+
+def _snake(name: str) -> str:
+    """``'sepal length (cm)'`` -> ``'sepal_length'``; ``'pixel_0_0'`` unchanged."""
+    name = re.sub(r"\(.*?\)", "", str(name)).strip().lower()
+    return re.sub(r"[^0-9a-z]+", "_", name).strip("_")
+
+
+def fingerprint(frame: pd.DataFrame) -> dict[str, Any]:
+    """Content hash, shape and schema of a frame; equal data gives an equal hash, whatever file."""
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return {
+        "sha256": digest.hexdigest(),
+        "rows": int(frame.shape[0]),
+        "columns": int(frame.shape[1]),
+        "schema": {str(c): str(t) for c, t in frame.dtypes.items()},
+    }

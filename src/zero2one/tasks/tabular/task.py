@@ -1,0 +1,438 @@
+"""The tabular tasks: a scikit-learn Pipeline (preprocessing + estimator), searched and evaluated.
+
+Saved with skops and loaded with a fixed list of trusted types; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from zero2one.data import Table, fingerprint, load_table
+from zero2one.errors import ArtifactError, DataError, SchemaError
+from zero2one.progress import Reporter
+from zero2one.task import Task
+from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
+from zero2one.tasks.tabular.config import TabularRecipe
+from zero2one.tasks.tabular.estimators import Kind, resolve_estimator
+from zero2one.tasks.tabular.search import SearchResult, run_search
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.skops"
+SEARCH_TABLE = "search_results.csv"
+# Types skops does not trust by default but that plain scikit-learn pipelines contain and that
+# execute no code when loaded. Anything else must be trusted by name (``--trust``).
+EXTRA_TRUSTED = ("numpy.dtype",)
+
+
+@dataclass
+class TabularData:
+    X_train: pd.DataFrame
+    X_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+    columns: list[Column]
+    target: str
+    classes: list[Any] | None
+    class_names: list[str] | None
+    fingerprint: dict[str, Any]
+    source: str
+
+
+class TabularTask(Task):
+    """Shared logic of tabular classification and regression."""
+
+    config_model: ClassVar[type[TabularRecipe]] = TabularRecipe
+    kind: ClassVar[Kind]
+    config: TabularRecipe
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def load_data(self) -> TabularData:
+        cfg = self.config.data
+        table = load_table(cfg.source)
+        frame = table.frame
+        if frame.empty or frame.shape[0] == 0:
+            raise DataError(f"{table.source}: the data has no rows")
+        target = cfg.target or table.default_target
+        if target is None:
+            raise DataError(f"{table.source}: set data.target to the column to predict")
+        columns = [str(c) for c in frame.columns]
+        if target not in columns:
+            raise DataError(
+                f"{table.source}: target column {target!r} not found; columns: {', '.join(columns)}"
+            )
+        features = cfg.features or [c for c in columns if c != target and c not in cfg.drop]
+        named = [*features, *cfg.drop, *cfg.categorical, *cfg.numeric]
+        absent = sorted({c for c in named if c not in columns})
+        if absent:
+            raise DataError(f"{table.source}: column(s) not found: {', '.join(absent)}; "
+                            f"columns: {', '.join(columns)}")
+        if target in features:
+            raise DataError(f"data.features: the target {target!r} cannot also be a feature")
+        if not features:
+            raise DataError(f"{table.source}: no feature columns left besides the target")
+
+        y = frame[target]
+        keep = y.notna()
+        if not keep.all():
+            log.warning("dropping %d rows whose target %r is missing", int((~keep).sum()), target)
+            frame, y = frame[keep], y[keep]
+        if frame.empty:
+            raise DataError(f"{table.source}: every row's target {target!r} is missing")
+        schema = infer_columns(frame, features, categorical=cfg.categorical, numeric=cfg.numeric)
+        X = coerce(frame, schema, ignore=tuple(c for c in columns if c not in features),
+                   allow_extra=True)
+        y, classes, class_names = self._prepare_target(y, target, table)
+        X_train, X_test, y_train, y_test = self._split(X, y)
+        return TabularData(X_train, X_test, y_train, y_test, schema, target, classes,
+                           class_names, fingerprint(frame[[*features, target]]), table.source)
+
+    def _prepare_target(
+        self, y: pd.Series, target: str, table: Table
+    ) -> tuple[pd.Series, list[Any] | None, list[str] | None]:
+        return y, None, None
+
+    def _split(self, X: pd.DataFrame, y: pd.Series) -> tuple[Any, Any, Any, Any]:
+        from sklearn.model_selection import train_test_split
+
+        cfg = self.config.data
+        n_test = int(-(-cfg.test_size * len(y) // 1))  # ceil, as scikit-learn counts it
+        if n_test < 1 or len(y) - n_test < 2:
+            raise DataError(f"too few rows ({len(y)}) to hold out data.test_size={cfg.test_size}")
+        return train_test_split(X, y, test_size=cfg.test_size, random_state=self.config.seed,
+                                stratify=self._stratify(y))
+
+    def _stratify(self, y: pd.Series) -> pd.Series | None:
+        return None
+
+    def _cv(self) -> Any:
+        from sklearn.model_selection import KFold
+
+        return KFold(n_splits=self.config.search.cv, shuffle=True, random_state=self.config.seed)
+
+    # ---- model ------------------------------------------------------------------------------
+
+    def build_pipeline(self, columns: list[Column]) -> Pipeline:
+        """Preprocessing for ``columns`` followed by the recipe's estimator (step ``model``)."""
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        pre = self.config.model.preprocess
+        numeric = [c.name for c in columns if c.kind == "numeric"]
+        categorical = [c.name for c in columns if c.kind == "categorical"]
+        transformers: list[tuple[str, Any, list[str]]] = []
+        if numeric:
+            steps: list[tuple[str, Any]] = []
+            if pre.impute_numeric:
+                steps.append(("impute", SimpleImputer(strategy=pre.impute_numeric)))
+            if pre.scale:
+                steps.append(("scale", StandardScaler()))
+            transformers.append(("numeric", Pipeline(steps) if steps else "passthrough", numeric))
+        if categorical:
+            steps = [("impute", SimpleImputer(strategy="constant", fill_value="(missing)"))]
+            if pre.one_hot:
+                steps.append(("one_hot", OneHotEncoder(handle_unknown="ignore",
+                                                       sparse_output=False)))
+            transformers.append(("categorical", Pipeline(steps), categorical))
+        estimator_cls = resolve_estimator(self.config.model.estimator, self.kind)
+        estimator = estimator_cls(**self.config.model.params)
+        return Pipeline([
+            ("preprocess", ColumnTransformer(transformers, remainder="drop",
+                                             verbose_feature_names_out=False)),
+            ("model", estimator),
+        ])
+
+    def fit(self, data: TabularData, *, reporter: Reporter) -> Self:
+        self._check_folds(data)
+        self.columns_ = data.columns
+        self.target_ = data.target
+        self.classes_ = data.classes
+        self.class_names_ = data.class_names
+        self.search_: SearchResult = run_search(
+            self.build_pipeline(data.columns), data.X_train, data.y_train,
+            config=self.config.search, cv=self._cv(), scoring=self.scoring, seed=self.config.seed,
+            reporter=reporter,
+        )
+        self.pipeline_ = self.search_.best_estimator
+        return self
+
+    def _check_folds(self, data: TabularData) -> None:
+        if self.config.search.method == "none":
+            return
+        if len(data.y_train) < self.config.search.cv:
+            raise DataError(f"{len(data.y_train)} training rows cannot make "
+                            f"search.cv={self.config.search.cv} folds; lower search.cv")
+
+    @property
+    def scoring(self) -> str:
+        raise NotImplementedError
+
+    # ---- prediction -------------------------------------------------------------------------
+
+    def features(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
+        """``frame``'s feature columns checked and cast against the model's input schema."""
+        if frame.shape[0] == 0:
+            raise SchemaError("the input has no rows")
+        return coerce(frame, self.columns_, error=SchemaError, ignore=(self.target_,),
+                      allow_extra=allow_extra)
+
+    def predict(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
+        """The input rows plus a ``prediction`` column (and per-class probabilities)."""
+        X = self.features(frame, allow_extra=allow_extra)
+        out = frame.copy()
+        out["prediction"] = self.pipeline_.predict(X)
+        return out
+
+    # ---- persistence ------------------------------------------------------------------------
+
+    def save(self, path: Path) -> dict[str, Any]:
+        import skops.io as sio
+
+        sio.dump(self.pipeline_, path / WEIGHTS)
+        if self.search_.results is not None:
+            self.search_.results.to_csv(path / SEARCH_TABLE, index=False)
+        return {
+            "input_schema": {"columns": [c.to_dict() for c in self.columns_],
+                             "target": self.target_},
+            "classes": _plain(self.classes_),
+            "class_names": self.class_names_,
+            "estimator": type(self.pipeline_.named_steps["model"]).__module__ + "."
+            + type(self.pipeline_.named_steps["model"]).__name__,
+            "best_params": _plain(self.search_.best_params),
+            "cv_score": self.search_.best_score,
+            "libraries": ["scikit-learn", "skops", "numpy", "pandas", "scipy"],
+        }
+
+    @classmethod
+    def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
+        import skops.io as sio
+
+        weights = path / WEIGHTS
+        if WEIGHTS not in manifest["files"]:
+            raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS}")
+        try:
+            found = sio.get_untrusted_types(file=weights)
+        except Exception as exc:  # skops raises several types on a malformed archive
+            raise ArtifactError(f"{weights}: not a readable skops file ({exc})") from None
+        untrusted = [t for t in found if t not in EXTRA_TRUSTED and t not in trust]
+        if untrusted:
+            raise ArtifactError(
+                f"{weights} contains types that are not trusted: {', '.join(untrusted)}; "
+                "if you trust where this model came from, pass --trust TYPE for each"
+            )
+        try:
+            pipeline = sio.load(weights, trusted=found)
+        except Exception as exc:
+            raise ArtifactError(f"{weights}: cannot load ({exc})") from None
+        try:
+            self = cls(TabularRecipe.model_construct(**manifest["recipe"]))
+            schema = manifest["input_schema"]
+            self.columns_ = [Column.from_dict(c) for c in schema["columns"]]
+            self.target_ = schema["target"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}: the manifest is incomplete ({exc})") from None
+        self.classes_ = manifest.get("classes")
+        self.class_names_ = manifest.get("class_names")
+        self.search_ = SearchResult(pipeline, manifest.get("best_params") or {},
+                                    manifest.get("cv_score"), None)
+        self.pipeline_ = pipeline
+        self.manifest = manifest
+        return self
+
+
+class TabularClassification(TabularTask):
+    name = "tabular-classification"
+    kind = "classification"
+
+    @property
+    def scoring(self) -> str:
+        return self.config.search.scoring or "accuracy"
+
+    def _prepare_target(
+        self, y: pd.Series, target: str, table: Table
+    ) -> tuple[pd.Series, list[Any], list[str] | None]:
+        import pandas as pd
+
+        if pd.api.types.is_float_dtype(y):
+            if not (y == y.round()).all():
+                raise DataError(
+                    f"target {target!r} has fractional values, so it is not a set of classes; "
+                    "use task tabular-regression"
+                )
+            y = y.astype("int64")
+        elif not pd.api.types.is_integer_dtype(y) and not pd.api.types.is_bool_dtype(y):
+            y = y.astype(str)
+        classes = sorted(y.unique().tolist())
+        if len(classes) < 2:
+            raise DataError(
+                f"target {target!r} has a single class ({classes[0]!r}); classification needs "
+                "at least two"
+            )
+        if len(classes) > max(50, len(y) // 2):
+            raise DataError(
+                f"target {target!r} has {len(classes)} distinct values in {len(y)} rows; "
+                "that looks continuous, use task tabular-regression"
+            )
+        names = table.class_names if table.class_names and len(table.class_names) == len(
+            classes) and classes == list(range(len(classes))) else None
+        return y, classes, names
+
+    def _stratify(self, y: pd.Series) -> pd.Series | None:
+        if not self.config.data.stratify:
+            return None
+        counts = y.value_counts()
+        if counts.min() < 2:
+            rare = counts[counts < 2].index.tolist()
+            raise DataError(
+                f"class(es) {', '.join(map(repr, rare))} have a single row, too few for a "
+                "stratified split; add data or set data.stratify: false"
+            )
+        return y
+
+    def _cv(self) -> Any:
+        from sklearn.model_selection import StratifiedKFold
+
+        return StratifiedKFold(n_splits=self.config.search.cv, shuffle=True,
+                               random_state=self.config.seed)
+
+    def _check_folds(self, data: TabularData) -> None:
+        super()._check_folds(data)
+        if self.config.search.method == "none":
+            return
+        counts = data.y_train.value_counts()
+        if counts.min() < self.config.search.cv:
+            label = counts.idxmin()
+            raise DataError(
+                f"class {label!r} has {int(counts.min())} training rows, fewer than "
+                f"search.cv={self.config.search.cv} folds; lower search.cv or add data"
+            )
+
+    def scores(self, X: pd.DataFrame) -> np.ndarray | None:
+        """Class probabilities (n, n_classes) when the estimator has them, else None."""
+        if hasattr(self.pipeline_, "predict_proba"):
+            try:
+                return self.pipeline_.predict_proba(X)
+            except AttributeError:  # e.g. SVC(probability=False) exposes the name but fails
+                return None
+        return None
+
+    def label_names(self) -> list[str]:
+        return self.class_names_ or [str(c) for c in self.classes_ or []]
+
+    def predict(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
+        X = self.features(frame, allow_extra=allow_extra)
+        out = frame.copy()
+        predicted = self.pipeline_.predict(X)
+        out["prediction"] = predicted
+        if self.class_names_:
+            out["prediction_name"] = [self.class_names_[int(p)] for p in predicted]
+        proba = self.scores(X)
+        if proba is not None:
+            for name, column in zip(self.label_names(), proba.T, strict=True):
+                out[f"proba_{name}"] = column
+        return out
+
+    def evaluate(self, data: TabularData) -> dict[str, float]:
+        from zero2one.tasks.tabular.report import classification_metrics
+
+        predicted = self.pipeline_.predict(data.X_test)
+        return classification_metrics(data.y_test, predicted, self._auc_scores(data.X_test),
+                                      self.classes_ or [])
+
+    def _auc_scores(self, X: pd.DataFrame) -> np.ndarray | None:
+        """Probabilities, else decision-function values of shape (n,) or (n, n_classes)."""
+        proba = self.scores(X)
+        if proba is not None or not hasattr(self.pipeline_, "decision_function"):
+            return proba
+        values = self.pipeline_.decision_function(X)
+        n_classes = len(self.classes_ or [])
+        if values.ndim == 1 and n_classes == 2:
+            return values
+        if values.ndim == 2 and values.shape[1] == n_classes:
+            return values
+        return None  # e.g. SVC(decision_function_shape="ovo"): no per-class score
+
+    def report(self, data: TabularData, out_dir: Path) -> list[Path]:
+        from zero2one.tasks.tabular import report
+
+        paths = [report.plot_confusion_matrix(
+            data.y_test, self.pipeline_.predict(data.X_test), self.classes_ or [],
+            self.label_names(), out_dir / "confusion_matrix.png")]
+        scores = self._auc_scores(data.X_test)
+        if scores is not None:
+            roc = report.plot_roc(data.y_test, scores, self.classes_ or [], self.label_names(),
+                                  out_dir / "roc.png")
+            if roc is not None:
+                paths.append(roc)
+        return paths + _search_report(self, out_dir)
+
+
+class TabularRegression(TabularTask):
+    name = "tabular-regression"
+    kind = "regression"
+
+    @property
+    def scoring(self) -> str:
+        return self.config.search.scoring or "neg_root_mean_squared_error"
+
+    def _prepare_target(
+        self, y: pd.Series, target: str, table: Table
+    ) -> tuple[pd.Series, None, None]:
+        import pandas as pd
+
+        values = pd.to_numeric(y, errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            row = bad.idxmax()
+            raise DataError(
+                f"target {target!r} must be numeric for regression, but has {y[row]!r} in row "
+                f"{row}; for classes use task tabular-classification"
+            )
+        if values.nunique() < 2:
+            raise DataError(f"target {target!r} is constant; there is nothing to learn")
+        return values.astype("float64"), None, None
+
+    def evaluate(self, data: TabularData) -> dict[str, float]:
+        from zero2one.tasks.tabular.report import regression_metrics
+
+        return regression_metrics(data.y_test, self.pipeline_.predict(data.X_test))
+
+    def report(self, data: TabularData, out_dir: Path) -> list[Path]:
+        from zero2one.tasks.tabular import report
+
+        paths = [report.plot_residuals(data.y_test, self.pipeline_.predict(data.X_test),
+                                       out_dir / "residuals.png")]
+        return paths + _search_report(self, out_dir)
+
+
+def _search_report(task: TabularTask, out_dir: Path) -> list[Path]:
+    from zero2one.tasks.tabular import report
+
+    results = task.search_.results
+    if results is None:
+        return []
+    table = out_dir / SEARCH_TABLE
+    results.to_csv(table, index=False)
+    return [table, report.plot_search(results, task.scoring, out_dir / "search_results.png")]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and containers -> JSON-ready Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value

@@ -1,0 +1,354 @@
+"""Experiment tracking and the model registry, on MLflow (the only module that imports mlflow).
+
+The embedded default is a SQLite store and a file artifact store inside the workspace
+(``.zero2one/`` in the working directory, or ``$ZERO2ONE_HOME``); ``MLFLOW_TRACKING_URI`` points
+everything at a real MLflow server instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zero2one.errors import ModelRefError, TrackingError, UserError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+MANIFEST_TAG = "zero2one.manifest_sha256"
+TASK_TAG = "zero2one.task"
+MODEL_PATH = "model"  # artifact path of the model directory inside a run
+_MAX_PARAM = 6000  # MLflow's limit on a param value's length
+
+
+def workspace() -> Path:
+    """The workspace directory holding the embedded stores."""
+    return Path(os.environ.get("ZERO2ONE_HOME") or Path.cwd() / ".zero2one").absolute()
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{workspace() / 'mlflow.db'}"
+
+
+def is_embedded() -> bool:
+    """True when the store is the workspace's own SQLite file."""
+    return not os.environ.get("MLFLOW_TRACKING_URI")
+
+
+_clients: dict[str, MlflowClient] = {}
+
+
+def client() -> MlflowClient:
+    """An MLflow client on :func:`tracking_uri`, creating the embedded store on first use."""
+    uri = tracking_uri()
+    if uri not in _clients:
+        import mlflow
+
+        for name in ("mlflow", "alembic"):  # after the import, which sets mlflow's own level
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+        # no mlflow.set_tracking_uri(): it exports MLFLOW_TRACKING_URI, which would make the
+        # embedded store look like a user-chosen server to is_embedded()
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        if is_embedded():
+            workspace().mkdir(parents=True, exist_ok=True)
+        _clients[uri] = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return _clients[uri]
+
+
+def experiment_id(name: str) -> str:
+    """The id of experiment ``name``, created on first use (artifacts inside the workspace)."""
+    c = client()
+    experiment = c.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            c.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = (workspace() / "artifacts").as_uri() if is_embedded() else None
+    return c.create_experiment(name, artifact_location=location)
+
+
+@dataclass
+class Run:
+    """An open MLflow run; every call's time is added to ``io_seconds``."""
+
+    run_id: str
+    artifact_uri: str
+    io_seconds: float = 0.0
+    _client: Any = field(default=None, repr=False)
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.io_seconds += time.perf_counter() - start
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items()]
+        with self._timed():
+            for i in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
+                self._client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        with self._timed():
+            for i in range(0, len(items), 1000):
+                self._client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with self._timed():
+            self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        with self._timed():
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        with self._timed():
+            self._client.log_artifacts(self.run_id, str(directory), artifact_path)
+
+    @property
+    def model_uri(self) -> str:
+        return f"runs:/{self.run_id}/{MODEL_PATH}"
+
+    @property
+    def model_artifact_uri(self) -> str:
+        return f"{self.artifact_uri.rstrip('/')}/{MODEL_PATH}"
+
+
+@contextmanager
+def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str]) -> Iterator[Run]:
+    """Open a run; it ends FINISHED, FAILED on an unexpected error, and is deleted on a user
+    error so that a mistake leaves no half-recorded run behind."""
+    start = time.perf_counter()
+    c = client()
+    try:
+        created = c.create_run(experiment_id(experiment), run_name=run_name, tags=dict(tags))
+    except Exception as exc:
+        raise TrackingError(f"cannot start a run in {tracking_uri()}: {exc}") from exc
+    run = Run(created.info.run_id, created.info.artifact_uri, _client=c)
+    run.io_seconds = time.perf_counter() - start
+    try:
+        yield run
+    except UserError:
+        c.set_terminated(run.run_id, "FAILED")
+        c.delete_run(run.run_id)
+        raise
+    except BaseException:
+        c.set_terminated(run.run_id, "FAILED")
+        raise
+    with run._timed():
+        c.set_terminated(run.run_id, "FINISHED")
+
+
+def register_model(name: str, run: Run, *, manifest_sha256: str) -> str:
+    """A new version of registered model ``name`` from the run's model; returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    with run._timed():
+        c = run._client
+        try:
+            c.get_registered_model(name)
+        except MlflowException:
+            c.create_registered_model(name)
+        version = c.create_model_version(
+            name,
+            source=run.model_artifact_uri,
+            run_id=run.run_id,
+            tags={MANIFEST_TAG: manifest_sha256},
+        )
+    return str(version.version)
+
+
+def set_alias(name: str, alias: str, version: str) -> str:
+    """Point ``alias`` at ``version`` (a number, or ``latest``); returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    if version == "latest":
+        versions = [int(v["version"]) for v in model_versions(name)]
+        version = str(max(versions))
+    try:
+        c.get_model_version(name, version)
+    except MlflowException:
+        raise ModelRefError(f"model {name!r} has no version {version!r}") from None
+    c.set_registered_model_alias(name, alias, version)
+    return version
+
+
+def model_version(name: str, *, version: str | None = None, alias: str | None = None) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        if alias is not None:
+            return c.get_model_version_by_alias(name, alias)
+        return c.get_model_version(name, str(version))
+    except MlflowException:
+        what = f"alias {alias!r}" if alias is not None else f"version {version!r}"
+        known = ", ".join(m["name"] for m in list_models()) or "none yet"
+        raise ModelRefError(
+            f"model {name!r} has no {what} in {tracking_uri()} (registered models: {known})"
+        ) from None
+
+
+def run_artifact_uri(run_id: str, path: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        root = client().get_run(run_id).info.artifact_uri
+    except MlflowException:
+        raise ModelRefError(f"no run {run_id!r} in {tracking_uri()}") from None
+    return f"{root.rstrip('/')}/{path}"
+
+
+def download(uri: str) -> Path:
+    """A local directory with the artifacts at ``uri``: the directory itself for a local
+    artifact store, else a fresh copy in the workspace's cache."""
+    import hashlib
+    import shutil
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    if is_local_uri(uri):
+        path = Path(local_file_uri_to_path(uri))
+        if not path.exists():
+            raise ModelRefError(f"{uri}: the artifact store has no such directory")
+        return path
+    target = workspace() / "cache" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(target), tracking_uri=tracking_uri()))
+    except (MlflowException, OSError) as exc:
+        raise ModelRefError(f"cannot fetch {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def run_tags(run_id: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client().get_run(run_id).data.tags)
+    except MlflowException:
+        raise ModelRefError(f"no run {run_id!r} in {tracking_uri()}") from None
+
+
+def list_runs(*, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    c = client()
+    if experiment is not None:
+        found = c.get_experiment_by_name(experiment)
+        if found is None:
+            raise UserError(f"no experiment named {experiment!r} in {tracking_uri()}")
+        experiments = {found.experiment_id: found.name}
+    else:
+        experiments = {e.experiment_id: e.name for e in c.search_experiments()}
+    if not experiments:
+        return []
+    runs = c.search_runs(list(experiments), order_by=["attributes.start_time DESC"],
+                         max_results=limit)
+    return [_run_dict(r, experiments.get(r.info.experiment_id, "")) for r in runs]
+
+
+def get_run(run_id: str) -> dict[str, Any]:
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        run = c.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no run {run_id!r} in {tracking_uri()}") from None
+    experiment = c.get_experiment(run.info.experiment_id).name
+    info = _run_dict(run, experiment)
+    info["params"] = dict(sorted(run.data.params.items()))
+    info["tags"] = {k: v for k, v in sorted(run.data.tags.items()) if not k.startswith("mlflow.")}
+    info["artifacts"] = _artifact_paths(c, run_id)
+    return info
+
+
+def _artifact_paths(c: Any, run_id: str, path: str | None = None) -> list[str]:
+    paths: list[str] = []
+    for item in c.list_artifacts(run_id, path):
+        if item.is_dir:
+            paths.extend(_artifact_paths(c, run_id, item.path))
+        else:
+            paths.append(item.path)
+    return paths
+
+
+def _run_dict(run: Any, experiment: str) -> dict[str, Any]:
+    import datetime as dt
+
+    start = run.info.start_time
+    return {
+        "run_id": run.info.run_id,
+        "name": run.info.run_name,
+        "experiment": experiment,
+        "status": run.info.status,
+        "start_time": dt.datetime.fromtimestamp(start / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        if start else None,
+        "task": run.data.tags.get(TASK_TAG),
+        "metrics": dict(sorted(run.data.metrics.items())),
+        "model_uri": f"runs:/{run.info.run_id}/{MODEL_PATH}",
+    }
+
+
+def list_models() -> list[dict[str, Any]]:
+    c = client()
+    models = []
+    for m in c.search_registered_models():
+        versions = c.search_model_versions(f"name='{m.name}'")
+        models.append({
+            "name": m.name,
+            "latest_version": max((int(v.version) for v in versions), default=None),
+            "versions": len(versions),
+            "aliases": dict(m.aliases or {}),
+        })
+    return sorted(models, key=lambda m: m["name"])
+
+
+def model_versions(name: str) -> list[dict[str, Any]]:
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        registered = c.get_registered_model(name)
+    except MlflowException:
+        raise ModelRefError(f"no registered model named {name!r} in {tracking_uri()}") from None
+    by_version: dict[str, list[str]] = {}
+    for alias, version in (registered.aliases or {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    versions = c.search_model_versions(f"name='{name}'")
+    return [
+        {
+            "version": v.version,
+            "aliases": sorted(by_version.get(str(v.version), [])),
+            "run_id": v.run_id,
+            "created": v.creation_timestamp,
+            "source": v.source,
+        }
+        for v in sorted(versions, key=lambda v: int(v.version), reverse=True)
+    ]
