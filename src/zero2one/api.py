@@ -12,7 +12,8 @@ import logging
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,8 @@ class TrainResult:
     best_params: dict[str, Any] = field(default_factory=dict)
     cv_score: float | None = None
     search_results: pd.DataFrame | None = None
-    seconds: dict[str, float] = field(default_factory=dict)  # fit, evaluate, tracking, total
+    # fit, evaluate, report (plots), save (model directory), tracking (MLflow calls), total
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def registered_uri(self) -> str | None:
@@ -97,9 +99,12 @@ def train(
 
     def add_report(directory: Path) -> None:  # no run to hold the plots: they go with the model
         (directory / "report").mkdir()
-        task.report(data, directory / "report")
+        with _timer(timings, "report"):
+            task.report(data, directory / "report")
 
-    model_dir = _save(task, target, metrics, data, add=add_report)
+    with _timer(timings, "save"):
+        model_dir = _save(task, target, metrics, data, add=add_report)
+    timings["save"] -= timings["report"]
     timings["total"] = time.perf_counter() - started
     return _result(task, metrics, model_dir, str(model_dir), timings)
 
@@ -128,7 +133,8 @@ def _train_tracked(
             tmp_path = Path(tmp)
             plots = tmp_path / "plots"
             plots.mkdir()
-            task.report(data, plots)
+            with _timer(timings, "report"):
+                task.report(data, plots)
             run.log_artifacts(plots, "plots")
             fingerprint = getattr(data, "fingerprint", None)
             if fingerprint is not None:
@@ -140,7 +146,8 @@ def _train_tracked(
                 yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
             )
             run.log_artifact(tmp_path / "recipe.yaml")
-            model_dir = _save(task, Path(out) if out else tmp_path / "model", metrics, data)
+            with _timer(timings, "save"):
+                model_dir = _save(task, Path(out) if out else tmp_path / "model", metrics, data)
             run.log_artifacts(model_dir, tracking.MODEL_PATH)
         digest = manifest_digest(tracking.download(run.model_artifact_uri))
         run.set_tags({tracking.MANIFEST_TAG: digest})
@@ -166,6 +173,15 @@ def _fit_evaluate(task: Task, data: Any, reporter: Reporter) -> tuple[dict[str, 
     fitted = time.perf_counter()
     metrics = task.evaluate(data)
     return metrics, {"fit": fitted - start, "evaluate": time.perf_counter() - fitted}
+
+
+@contextmanager
+def _timer(timings: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
 def _save(task: Task, target: Path, metrics: dict[str, float], data: Any,
@@ -248,6 +264,8 @@ def predict_file(
     """Score a CSV or Parquet file; the output (if given) is written atomically."""
     from zero2one.data import read_frame
 
+    if output_path is not None:
+        _check_output(Path(output_path))  # before any work: a bad path should fail fast
     model = load(ref, trust=trust) if isinstance(ref, str | Path) else ref
     frame = read_frame(Path(input_path))
     scored = model.predict(frame, allow_extra=allow_extra)  # type: ignore[call-arg]
@@ -256,15 +274,19 @@ def predict_file(
     return scored
 
 
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{path}: output must end in .csv, .parquet or .pq")
+    if not path.parent.is_dir():
+        raise DataError(f"{path}: directory {path.parent} does not exist")
+
+
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
     """Write CSV or Parquet via a temporary file and a rename: never a half-written file."""
     import os
 
+    _check_output(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise DataError(f"{path}: output must end in .csv, .parquet or .pq")
-    if not path.parent.exists():
-        raise DataError(f"{path}: directory {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -76,7 +76,7 @@ def save_model(
             "task": task.name,
             "name": task.config.name,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "recipe": task.config.model_dump(mode="json"),
+            "recipe": task.config.model_dump(mode="json", warnings=False),
             **fields,
             **(extra or {}),
             "libraries": libraries,

@@ -344,7 +344,7 @@ def model_versions(name: str) -> list[dict[str, Any]]:
     versions = c.search_model_versions(f"name='{name}'")
     return [
         {
-            "version": v.version,
+            "version": str(v.version),
             "aliases": sorted(by_version.get(str(v.version), [])),
             "run_id": v.run_id,
             "created": v.creation_timestamp,

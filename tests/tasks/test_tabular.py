@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -6,10 +7,12 @@ import pandas as pd
 import pytest
 
 from zero2one.api import load, train
+from zero2one.data import load_table
 from zero2one.errors import DataError, SchemaError, UserError
 from zero2one.progress import NullReporter
 from zero2one.recipe import validate
 from zero2one.registry import get_task
+from zero2one.tasks.tabular.estimators import SHORT_NAMES
 
 from ..conftest import iris_recipe
 
@@ -125,6 +128,26 @@ def test_parallel_search_gives_the_same_result(workspace: Path) -> None:
     recipe["search"]["n_jobs"] = 2
     parallel = train(recipe, out=workspace / "b")
     assert serial.metrics == parallel.metrics
+
+
+@pytest.mark.parametrize(
+    ("kind", "short_name"),
+    [(kind, name) for kind, names in SHORT_NAMES.items() for name in names],
+)
+def test_every_short_name_trains_saves_and_loads_without_trust(
+    workspace: Path, kind: str, short_name: str
+) -> None:
+    task, source = (("tabular-classification", "sklearn:iris") if kind == "classification"
+                    else ("tabular-regression", "sklearn:diabetes"))
+    params = {"max_iter": 50} if short_name == "mlp" else {}
+    recipe = iris_recipe(task=task, data={"source": source},
+                         model={"estimator": short_name, "params": params},
+                         search={"method": "none"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings of the tiny MLP
+        train(recipe, out=workspace / "m")
+    model = load(workspace / "m")  # no --trust needed
+    assert len(model.predict(load_table(source).frame.head(3))) == 3
 
 
 # ---- bad data ----------------------------------------------------------------------------------

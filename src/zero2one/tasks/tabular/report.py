@@ -64,31 +64,35 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     }
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
+    """A figure outside pyplot's global state (no display, no figure manager, thread-safe)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots(1, ncols)
 
-    return plt
+
+def _save(fig: Any, path: Path, **margins: float) -> Path:
+    # fixed margins instead of tight_layout(), which draws every figure twice
+    fig.subplots_adjust(**{"left": 0.12, "right": 0.97, "bottom": 0.12, "top": 0.9, **margins})
+    fig.savefig(path)
+    return path
 
 
 def plot_confusion_matrix(y_true: Any, y_pred: Any, labels: list[Any], names: list[str],
                           path: Path) -> Path:
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    plt = _pyplot()
     size = max(4.0, 0.6 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = _figure(size, size)
     ConfusionMatrixDisplay.from_predictions(
         y_true, y_pred, labels=labels, display_labels=names, ax=ax, colorbar=False,
         xticks_rotation=45 if len(labels) > 4 else "horizontal",
     )
     ax.set_title("Confusion matrix (test split)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    longest = max((len(str(n)) for n in names), default=1)
+    return _save(fig, path, left=min(0.45, 0.12 + 0.015 * longest),
+                 bottom=min(0.45, 0.12 + 0.012 * longest))
 
 
 def plot_roc(y_true: Any, scores: np.ndarray, labels: list[Any], names: list[str],
@@ -97,8 +101,7 @@ def plot_roc(y_true: Any, scores: np.ndarray, labels: list[Any], names: list[str
     import numpy as np
     from sklearn.metrics import RocCurveDisplay
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure(5, 5)
     y = np.asarray(y_true)
     drawn = 0
     pairs = [(1, labels[1], names[1])] if len(labels) == 2 else list(
@@ -112,22 +115,17 @@ def plot_roc(y_true: Any, scores: np.ndarray, labels: list[Any], names: list[str
         RocCurveDisplay.from_predictions(positive, column_scores, name=str(name), ax=ax)
         drawn += 1
     if not drawn:
-        plt.close(fig)
         return None
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set_title("ROC (test split)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, left=0.14)
 
 
 def plot_residuals(y_true: Any, y_pred: Any, path: Path) -> Path:
     import numpy as np
 
-    plt = _pyplot()
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = _figure(10, 4, ncols=2)
     left.scatter(y_pred, y_true - y_pred, s=10, alpha=0.6)
     left.axhline(0, color="grey", linestyle="--", linewidth=1)
     left.set_xlabel("predicted")
@@ -138,19 +136,16 @@ def plot_residuals(y_true: Any, y_pred: Any, path: Path) -> Path:
     right.set_xlabel("true")
     right.set_ylabel("predicted")
     fig.suptitle("Residuals (test split)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, left=0.08, wspace=0.25)
 
 
 def plot_search(results: pd.DataFrame, scoring: str, path: Path, top: int = 30) -> Path:
     """The best candidates' mean cross-validated score with ±1 std error bars."""
-    plt = _pyplot()
     shown = results.head(top)
     params = [c for c in shown.columns if c not in {"mean_score", "std_score", "fit_time", "rank"}]
     labels = [", ".join(f"{p}={row[p]}" for p in params) for _, row in shown.iterrows()]
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.3 * len(shown) + 1.5)))
+    height = max(3.0, 0.3 * len(shown) + 1.5)
+    fig, ax = _figure(9, height)
     positions = list(range(len(shown)))[::-1]
     ax.barh(positions, shown["mean_score"], xerr=shown["std_score"], color="tab:blue", alpha=0.8)
     ax.set_yticks(positions, labels, fontsize=8)
@@ -160,7 +155,6 @@ def plot_search(results: pd.DataFrame, scoring: str, path: Path, top: int = 30) 
     ax.set_xlim(low - pad, high + pad)
     ax.set_xlabel(f"mean CV {scoring} (±1 std)")
     ax.set_title(f"Search results (best {len(shown)} of {len(results)})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    longest = max((len(label) for label in labels), default=1)
+    return _save(fig, path, left=min(0.6, 0.04 + 0.0085 * longest), bottom=0.9 / height,
+                 top=1 - 0.5 / height)

@@ -18,6 +18,7 @@ from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
 from zero2one.tasks.tabular.config import TabularRecipe
 from zero2one.tasks.tabular.estimators import Kind, resolve_estimator
 from zero2one.tasks.tabular.search import SearchResult, run_search
+from zero2one.tasks.tabular.skops_io import skops_io
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,9 +29,22 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = "model.skops"
 SEARCH_TABLE = "search_results.csv"
-# Types skops does not trust by default but that plain scikit-learn pipelines contain and that
-# execute no code when loaded. Anything else must be trusted by name (``--trust``).
-EXTRA_TRUSTED = ("numpy.dtype",)
+# Types skops does not trust by default but that the built-in estimators (SHORT_NAMES) contain:
+# scikit-learn's own tree, neighbour-index and optimizer state, restored from arrays and numbers
+# without running user code. Anything else must be trusted by name (``--trust``).
+EXTRA_TRUSTED = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+)
 
 
 @dataclass
@@ -197,8 +211,7 @@ class TabularTask(Task):
     # ---- persistence ------------------------------------------------------------------------
 
     def save(self, path: Path) -> dict[str, Any]:
-        import skops.io as sio
-
+        sio = skops_io()
         sio.dump(self.pipeline_, path / WEIGHTS)
         if self.search_.results is not None:
             self.search_.results.to_csv(path / SEARCH_TABLE, index=False)
@@ -216,8 +229,7 @@ class TabularTask(Task):
 
     @classmethod
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
-        import skops.io as sio
-
+        sio = skops_io()
         weights = path / WEIGHTS
         if WEIGHTS not in manifest["files"]:
             raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS}")

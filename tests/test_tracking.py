@@ -1,0 +1,124 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from zero2one import tracking
+from zero2one.api import load, train
+from zero2one.errors import DataError, IntegrityError, ModelRefError
+from zero2one.refs import resolve
+
+from .conftest import iris_recipe
+
+
+def tracked(**changes) -> dict:  # type: ignore[no-untyped-def]
+    recipe = iris_recipe(track={"enabled": True, "experiment": "tests"}, register="iris-test")
+    recipe.update(changes)
+    return recipe
+
+
+def test_train_records_a_complete_run(workspace: Path) -> None:
+    result = train(tracked())
+    assert result.run_id and result.registered_version == "1"
+    run = tracking.get_run(result.run_id)
+    assert run["status"] == "FINISHED" and run["experiment"] == "tests"
+    assert run["params"]["search.cv"] == "3"
+    assert run["params"]["data.source"] == "sklearn:iris"
+    assert json.loads(run["params"]["search.space.kernel"]) == ["linear", "rbf"]
+    assert run["metrics"]["test_accuracy"] == pytest.approx(result.metrics["accuracy"])
+    assert "cv_best_score" in run["metrics"]
+    assert run["tags"]["zero2one.task"] == "tabular-classification"
+    assert len(run["tags"]["zero2one.data.sha256"]) == 64
+    assert len(run["tags"][tracking.MANIFEST_TAG]) == 64
+    assert {"recipe.yaml", "data_fingerprint.json", "model/manifest.json", "model/model.skops",
+            "plots/confusion_matrix.png", "plots/roc.png", "plots/search_results.png",
+            "plots/search_results.csv"} <= set(run["artifacts"])
+    assert str(result.model_dir).startswith(str(workspace / ".zero2one" / "artifacts"))
+    runs = tracking.list_runs()
+    assert [r["run_id"] for r in runs] == [result.run_id]
+
+
+def test_registry_versions_aliases_and_refs(workspace: Path) -> None:
+    first = train(tracked())
+    second = train(tracked(seed=1))
+    assert (first.registered_version, second.registered_version) == ("1", "2")
+    assert tracking.list_models() == [
+        {"name": "iris-test", "latest_version": 2, "versions": 2, "aliases": {}}]
+    assert tracking.set_alias("iris-test", "champion", "1") == "1"
+    champion = load("models:/iris-test@champion")
+    assert champion.ref.version == "1"
+    assert load("models:/iris-test/2").ref.version == "2"
+    assert tracking.set_alias("iris-test", "champion", "latest") == "2"
+    assert load("models:/iris-test@champion").ref.version == "2"
+    by_run = load(first.model_uri)
+    row = pd.DataFrame([{"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2,
+                         "petal_width": 2.3}])
+    assert by_run.predict(row)["prediction_name"].tolist() == ["virginica"]
+    versions = tracking.model_versions("iris-test")
+    assert [v["version"] for v in versions] == ["2", "1"]
+    assert versions[0]["aliases"] == ["champion"]
+
+
+def test_tampered_manifest_in_store_is_refused(workspace: Path) -> None:
+    result = train(tracked())
+    manifest = result.model_dir / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["metrics"]["accuracy"] = 1.0
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(IntegrityError, match="manifest.json changed since the model was logged"):
+        load("models:/iris-test/1")
+    with pytest.raises(IntegrityError):
+        load(result.model_uri)
+
+
+def test_user_error_leaves_no_run(workspace: Path) -> None:
+    recipe = tracked(model={"estimator": "svc", "params": {"C": -1}}, search={"method": "none"})
+    with pytest.raises(Exception, match="training failed"):
+        train(recipe)
+    assert tracking.list_runs() == []
+    assert tracking.list_models() == []
+
+
+def test_data_error_starts_no_run(workspace: Path) -> None:
+    recipe = tracked(data={"source": "missing.csv", "target": "y"})
+    with pytest.raises(DataError):
+        train(recipe)
+    assert tracking.list_runs() == []
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("models:/nope/1", "model 'nope' has no version '1'"),
+        ("models:/nope@champion", "has no alias 'champion'"),
+        ("models:/nope", "bad model reference"),
+        ("runs:/0123456789abcdef0123456789abcdef/model", "no run"),
+        ("runs:/xyz", "bad run reference"),
+        ("builtin:nothing", "unknown built-in model 'nothing'"),
+        ("no/such/dir", "not found"),
+    ],
+)
+def test_bad_references(workspace: Path, ref: str, message: str) -> None:
+    with pytest.raises(ModelRefError, match=message):
+        resolve(ref)
+
+
+def test_reference_to_a_file(workspace: Path) -> None:
+    Path("f.txt").write_text("x")
+    with pytest.raises(ModelRefError, match="is a file"):
+        resolve("f.txt")
+
+
+def test_alias_on_missing_version(workspace: Path) -> None:
+    train(tracked())
+    with pytest.raises(ModelRefError, match="has no version '9'"):
+        tracking.set_alias("iris-test", "champion", "9")
+
+
+def test_tracking_uri_env_points_elsewhere(workspace: Path, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
+    assert not tracking.is_embedded()
+    assert tracking.tracking_uri() == f"sqlite:///{other}"
