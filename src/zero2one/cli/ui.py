@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from typing import Annotated
 
@@ -32,8 +32,7 @@ def ui(
         raise UserError(f"no tracking store at {tracking.workspace()} yet; train a recipe first")
     typer.echo(f"MLflow UI for {tracking.tracking_uri()} on http://{host}:{port} (Ctrl-C stops)",
                err=True)
-    try:
-        code = subprocess.call(ui_command(host, port))
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    command = ui_command(host, port)
+    sys.stderr.flush()
+    # become the MLflow server, so that signals (Ctrl-C, SIGTERM from a supervisor) reach it
+    os.execv(command[0], command)
