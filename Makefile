@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build on this machine's disk; a bare "torch" requirement pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[tabular,dev]"
+	$(BIN)/python -m pip install -q -e ".[tabular,serve,dev]"
 	touch $(STAMP)
 
 demo: setup

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from zero2one import __version__
-from zero2one.cli import doctor, models, predict, recipe, runs, train, ui
+from zero2one.cli import doctor, models, predict, recipe, runs, serve, train, ui
 
 app = typer.Typer(
     name="zero2one",
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.command("train")(train.train)
 app.command("predict")(predict.predict)
 app.command("doctor")(doctor.doctor)
+app.command("serve")(serve.serve)
 app.command("ui")(ui.ui)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")

@@ -1,0 +1,81 @@
+"""One JSON error shape for every 4xx/5xx: ``{"error": {"type", "message"}, "request_id"}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from zero2one.errors import ModelRefError, SchemaError, UserError
+
+log = logging.getLogger(__name__)
+
+
+class JSON(Response):
+    """A JSON response rendered by orjson (fast; refuses NaN rather than writing it)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class APIError(Exception):
+    """An error answered with ``status`` and a message meant for the caller."""
+
+    def __init__(self, status: int, kind: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers
+
+
+def error_body(kind: str, message: str, request_id: str | None) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message}, "request_id": request_id}
+
+
+def _rid(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSON:
+        return JSON(error_body(exc.kind, exc.message, _rid(request)),
+                              status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(SchemaError)
+    async def _schema(request: Request, exc: SchemaError) -> JSON:
+        return JSON(error_body("invalid_input", str(exc), _rid(request)), 422)
+
+    @app.exception_handler(ModelRefError)
+    async def _ref(request: Request, exc: ModelRefError) -> JSON:
+        return JSON(error_body("model_not_found", str(exc), _rid(request)), 404)
+
+    @app.exception_handler(UserError)
+    async def _user(request: Request, exc: UserError) -> JSON:
+        return JSON(error_body("invalid_request", str(exc), _rid(request)), 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSON:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"] if p != "body")
+            parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+        return JSON(error_body("invalid_input", "; ".join(parts), _rid(request)), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSON:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSON(error_body(kind, str(exc.detail), _rid(request)),
+                              status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSON:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return JSON(error_body("internal_error", "internal server error",
+                                         _rid(request)), 500)

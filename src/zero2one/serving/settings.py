@@ -1,0 +1,54 @@
+"""Server settings: one pydantic ``BaseSettings``, from CLI flags or ``ZERO2ONE_SERVE_*``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    """Everything ``zero2one serve`` can be told; each field is also an environment variable
+    (``ZERO2ONE_SERVE_MODEL``, ``ZERO2ONE_SERVE_MAX_BODY_BYTES``, ...). The API key is read from
+    ``ZERO2ONE_API_KEY``."""
+
+    model_config = SettingsConfigDict(env_prefix="ZERO2ONE_SERVE_", extra="forbid",
+                                      validate_by_name=True)
+
+    model: str = Field(description="Model reference to serve (never taken from a request).")
+    trust: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra types to trust on load."
+    )
+    api_key: SecretStr | None = Field(
+        None, validation_alias="ZERO2ONE_API_KEY",
+        description="Require 'Authorization: Bearer KEY' (health probes and /metrics stay open).",
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
+    max_batch: int = Field(1024, ge=1, description="Most rows in one request.")
+    batch_max_size: int = Field(
+        256, ge=1, description="Most rows the micro-batcher hands to one predict call."
+    )
+    # 0: greedy batching — whatever queued while the last batch ran forms the next one, so a
+    # lone request never waits and a burst still becomes one predict call
+    batch_max_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="Extra wait for more requests before a batch runs."
+    )
+    rate_limit: float | None = Field(
+        None, gt=0, description="Requests per second per client (API key, else address)."
+    )
+    rate_burst: int = Field(50, ge=1, description="Requests a client may send at once.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CORS origins; off if empty."
+    )
+    follow_seconds: float | None = Field(
+        None, gt=0, description="Re-resolve the reference this often; hot-swap on a change."
+    )
+
+    @field_validator("cors_origins", "trust", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        """Comma-separated in the environment (``a,b``), lists from Python."""
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value

@@ -1,0 +1,98 @@
+"""The served model and its hot swap: requests in flight keep the model they started with."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from zero2one.errors import UserError
+from zero2one.serving.batching import MicroBatcher
+from zero2one.serving.metrics import Metrics
+from zero2one.serving.schemas import ModelInfo
+from zero2one.serving.settings import ServeSettings
+from zero2one.serving.tabular import TabularAdapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Served:
+    """One loaded model with its adapter and batcher."""
+
+    info: ModelInfo
+    adapter: TabularAdapter
+    batcher: MicroBatcher
+    load_seconds: float
+    loaded_at: float
+    manifest: dict[str, Any]
+
+
+def load_served(settings: ServeSettings, metrics: Metrics) -> Served:
+    """Resolve, verify and load ``settings.model`` (the only place a model is loaded from)."""
+    from zero2one.api import load
+
+    start = time.perf_counter()
+    model = load(settings.model, trust=settings.trust)
+    if not hasattr(model, "columns_"):
+        raise UserError(f"{settings.model}: task {model.name!r} cannot be served yet")
+    adapter = TabularAdapter(model, max_rows=settings.max_batch)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - start
+    ref = model.ref  # type: ignore[attr-defined]
+    manifest = model.manifest  # type: ignore[attr-defined]
+    info = ModelInfo(name=ref.name or manifest.get("name", "model"), version=ref.version,
+                     ref=settings.model, task=model.name)
+    batcher = MicroBatcher(adapter.predict, max_size=settings.batch_max_size,
+                           max_wait=settings.batch_max_wait_ms / 1000,
+                           on_batch=metrics.observe_batch)
+    metrics.load_seconds.set(seconds)
+    metrics.model_info.clear()
+    metrics.model_info.labels(info.name, info.version or "", info.task).set(1)
+    return Served(info, adapter, batcher, seconds, time.time(), manifest)
+
+
+class ModelHolder:
+    """Holds the current :class:`Served`; :meth:`reload` swaps it without dropping requests."""
+
+    def __init__(self, settings: ServeSettings, metrics: Metrics) -> None:
+        self.settings, self.metrics = settings, metrics
+        self.current: Served | None = None
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> Served:
+        loop = asyncio.get_running_loop()
+        self.current = await loop.run_in_executor(None, load_served, self.settings, self.metrics)
+        return self.current
+
+    async def reload(self) -> tuple[Served | None, Served]:
+        """Load the reference again (an alias may point elsewhere now) and swap it in."""
+        async with self._lock:
+            old = self.current
+            loop = asyncio.get_running_loop()
+            new = await loop.run_in_executor(None, load_served, self.settings, self.metrics)
+            self.current = new
+        if old is not None:
+            # requests already queued on the old batcher still finish on the old model
+            asyncio.get_running_loop().create_task(old.batcher.close())
+        log.info("serving %s version %s", new.info.name, new.info.version)
+        return old, new
+
+    async def follow(self, every: float) -> None:
+        """Poll the reference; swap when it resolves to another version."""
+        from zero2one.refs import resolve
+
+        while True:
+            await asyncio.sleep(every)
+            try:
+                resolved = await asyncio.get_running_loop().run_in_executor(
+                    None, resolve, self.settings.model)
+                if self.current is None or resolved.version != self.current.info.version:
+                    await self.reload()
+            except Exception:  # keep serving the current model; try again next time
+                log.exception("following %s failed", self.settings.model)
+
+    async def close(self) -> None:
+        if self.current is not None:
+            await self.current.batcher.close()

@@ -1,0 +1,115 @@
+"""Request rows -> a tabular model's predictions, checked against its input schema.
+
+Validation is plain Python per request (cheap); the DataFrame and the pipeline call happen once
+per micro-batch in :meth:`TabularAdapter.predict`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from zero2one.errors import SchemaError
+from zero2one.serving.schemas import PredictRequest
+
+if TYPE_CHECKING:
+    from zero2one.tasks.tabular.task import TabularTask
+
+
+class TabularAdapter:
+    def __init__(self, model: TabularTask, *, max_rows: int) -> None:
+        self.model = model
+        self.max_rows = max_rows
+        self.names = [c.name for c in model.columns_]
+        self.numeric = [c.kind == "numeric" for c in model.columns_]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.classes = model.classes_
+        self.class_names = (model.label_names() if hasattr(model, "label_names") else None)
+        self.has_proba = self.classes is not None and hasattr(model.pipeline_, "predict_proba")
+        if self.has_proba:
+            try:  # SVC(probability=False) has the attribute but refuses the call
+                model.pipeline_.predict_proba  # noqa: B018
+            except AttributeError:
+                self.has_proba = False
+
+    def schema(self) -> list[dict[str, str]]:
+        return [c.to_dict() for c in self.model.columns_]
+
+    def rows(self, body: PredictRequest) -> list[list[Any]]:
+        """The request's rows in column order, each value checked against its column."""
+        if body.probabilities and not self.has_proba:
+            raise SchemaError("this model gives no probabilities" + (
+                " (its estimator has no predict_proba)" if self.classes is not None
+                else " (it is a regression model)"))
+        if body.features is not None:
+            rows = [body.features]
+        elif body.instances is not None:
+            rows = body.instances
+        else:
+            rows = [self._from_record(i, r) for i, r in enumerate(body.records or [])]
+        if not rows:
+            raise SchemaError("empty batch: send at least one row")
+        if len(rows) > self.max_rows:
+            raise SchemaError(f"batch of {len(rows)} rows is over the maximum of {self.max_rows}")
+        width = len(self.names)
+        for i, row in enumerate(rows):
+            if len(row) != width:
+                where = "" if body.features is not None else f"row {i}: "
+                raise SchemaError(f"{where}expected {width} features "
+                                  f"({', '.join(self.names)}), got {len(row)}")
+            for j, value in enumerate(row):
+                if value is None:
+                    continue
+                if self.numeric[j]:
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        raise SchemaError(f"{self._where(body, i)}{self.names[j]!r} must be a "
+                                          f"number, got {value!r}")
+                    if not math.isfinite(value):
+                        raise SchemaError(f"{self._where(body, i)}{self.names[j]!r} must be "
+                                          "finite")
+                elif not isinstance(value, str):
+                    row[j] = str(value)
+        return rows
+
+    @staticmethod
+    def _where(body: PredictRequest, i: int) -> str:
+        return "" if body.features is not None else f"row {i}: "
+
+    def _from_record(self, i: int, record: dict[str, Any]) -> list[Any]:
+        missing = [n for n in self.names if n not in record]
+        if missing:
+            raise SchemaError(f"row {i}: missing column(s) {', '.join(missing)}")
+        extra = [k for k in record if k not in self.index]
+        if extra:
+            raise SchemaError(f"row {i}: unexpected column(s) {', '.join(extra)}; the model takes "
+                              f"{', '.join(self.names)}")
+        return [record[n] for n in self.names]
+
+    def predict(self, rows: list[list[Any]]) -> list[tuple[Any, list[float] | None]]:
+        """One (prediction, probabilities or None) per row; runs in the batcher's thread."""
+        import numpy as np
+        import pandas as pd
+
+        frame = pd.DataFrame(rows, columns=self.names)
+        for name, numeric in zip(self.names, self.numeric, strict=True):
+            if numeric:
+                frame[name] = frame[name].astype("float64")
+        pipeline = self.model.pipeline_
+        predictions = pipeline.predict(frame)
+        if self.has_proba:
+            proba = np.asarray(pipeline.predict_proba(frame)).tolist()
+            return list(zip(predictions.tolist(), proba, strict=True))
+        return [(p, None) for p in predictions.tolist()]
+
+    def response(self, results: list[tuple[Any, list[float] | None]],
+                 probabilities: bool) -> dict[str, Any]:
+        values = [r[0] for r in results]
+        body: dict[str, Any] = {"result": values}
+        if self.classes is not None:
+            names = self.class_names or [str(c) for c in self.classes]
+            position = {c: i for i, c in enumerate(self.classes)}
+            body["labels"] = [names[position[v]] if v in position else str(v) for v in values]
+            if probabilities:
+                body["probabilities"] = [dict(zip(names, p or [], strict=True))
+                                         for _, p in results]
+        return body
