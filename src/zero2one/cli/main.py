@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from zero2one import __version__
-from zero2one.cli import doctor, models, predict, recipe, runs, serve, train, ui
+from zero2one.cli import deploy, doctor, models, predict, recipe, runs, serve, train, ui
 
 app = typer.Typer(
     name="zero2one",
@@ -32,6 +32,7 @@ app.command("ui")(ui.ui)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")
+app.add_typer(deploy.app, name="deploy")
 
 
 def _version(value: bool) -> None:
