@@ -85,6 +85,25 @@ def test_wrong_result_count_is_an_error() -> None:
     run(main())
 
 
+def test_large_batches_run_in_a_thread_small_ones_inline() -> None:
+    import threading
+
+    threads: dict[int, str] = {}
+
+    def predict(rows: list[int]) -> list[int]:
+        threads[len(rows)] = threading.current_thread().name
+        return rows
+
+    async def main() -> None:
+        batcher = MicroBatcher(predict, max_size=1000, inline_rows=4)
+        await batcher.submit([1, 2])
+        await batcher.submit(list(range(10)))
+        await batcher.close()
+
+    run(main())
+    assert threads[2] == "MainThread" and threads[10].startswith("predict")
+
+
 def test_oversized_request_leads_the_next_batch() -> None:
     calls: list[int] = []
 

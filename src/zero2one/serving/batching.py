@@ -1,7 +1,8 @@
 """Micro-batching: concurrent requests share one predict call, each caller gets its own rows.
 
 Greedy and adaptive: the worker takes everything queued (up to ``max_size`` rows), optionally
-waits ``max_wait`` for more, runs one predict call in a thread, and splits the result. While a
+waits ``max_wait`` for more, runs one predict call (inline when small, else in a thread), and
+splits the result. While a
 batch runs, new requests queue up and form the next batch, so batches grow with load and a lone
 request never waits.
 """
@@ -27,9 +28,11 @@ class MicroBatcher:
         *,
         max_size: int = 256,
         max_wait: float = 0.0,
+        inline_rows: int = 64,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.predict = predict
+        self.inline_rows = inline_rows
         self.max_size = max_size
         self.max_wait = max_wait
         self.on_batch = on_batch
@@ -84,7 +87,12 @@ class MicroBatcher:
                 size += len(item[0])
             rows = [row for item in batch for row in item[0]]
             try:
-                results = await loop.run_in_executor(self._executor, self.predict, rows)
+                if len(rows) <= self.inline_rows:
+                    # small batches run on the event loop: a thread hop (and the GIL hand-over
+                    # it brings) costs more than the predict call itself
+                    results = self.predict(rows)
+                else:  # big ones in a thread, so probes and new requests are still read
+                    results = await loop.run_in_executor(self._executor, self.predict, rows)
                 if len(results) != len(rows):
                     raise RuntimeError(f"predict returned {len(results)} results for {len(rows)}")
             except Exception as exc:  # every caller in the batch gets the error

@@ -43,8 +43,9 @@ class Metrics:
 class RequestMiddleware:
     """Pure ASGI: a request id on every response (``x-request-id``) and metrics by route."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: Metrics, paths: frozenset[str] = frozenset()) -> None:
         self.app, self.metrics = app, metrics
+        self.paths = paths  # fixed paths of the app's routes, for routes that set no scope key
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -74,7 +75,8 @@ class RequestMiddleware:
         finally:
             route = scope.get("route")
             # the route's template, never the raw path: unknown paths must not explode labels
-            label = getattr(route, "path", None) or "unmatched"
+            label = getattr(route, "path", None) or (
+                scope["path"] if scope["path"] in self.paths else "unmatched")
             method = scope["method"]
             self.metrics.requests.labels(label, method, str(status)).inc()
             self.metrics.latency.labels(label, method).observe(time.perf_counter() - start)

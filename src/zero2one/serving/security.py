@@ -20,7 +20,9 @@ def client_id(request: Request) -> str:
     return "ip:" + (request.client.host if request.client else "unknown")
 
 
-def require_api_key(request: Request) -> None:
+# dependencies are async on purpose: FastAPI runs plain `def` dependencies in a thread pool,
+# a thread hop per request for a few microseconds of work
+async def require_api_key(request: Request) -> None:
     """With an API key configured, every guarded route needs ``Authorization: Bearer KEY``."""
     expected: bytes | None = request.app.state.api_key
     if expected is None:
@@ -55,7 +57,7 @@ class RateLimiter:
         return 0.0
 
 
-def rate_limit(request: Request) -> None:
+async def rate_limit(request: Request) -> None:
     limiter: RateLimiter | None = request.app.state.rate_limiter
     if limiter is None:
         return

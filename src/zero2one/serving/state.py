@@ -29,6 +29,9 @@ class Served:
     loaded_at: float
     manifest: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        self.info_dict = self.info.model_dump()  # built once, sent with every answer
+
 
 def load_served(settings: ServeSettings, metrics: Metrics) -> Served:
     """Resolve, verify and load ``settings.model`` (the only place a model is loaded from)."""

@@ -31,6 +31,19 @@ class TabularAdapter:
                 model.pipeline_.predict_proba  # noqa: B018
             except AttributeError:
                 self.has_proba = False
+        self.estimator = model.pipeline_.steps[-1][1]
+        self.fast = self._compile()
+
+    def _compile(self) -> Any:
+        """The NumPy fast path for the preprocessing, if it reproduces scikit-learn's."""
+        from zero2one.serving.fastpath import compile_pipeline, probe_rows, verified
+
+        pipeline = self.model.pipeline_
+        transform = compile_pipeline(pipeline, self.names, self.numeric)
+        if transform is None:
+            return None
+        probe = probe_rows(pipeline, self.names, self.numeric)
+        return transform if verified(pipeline, transform, probe, self.names) else None
 
     def schema(self) -> list[dict[str, str]]:
         return [c.to_dict() for c in self.model.columns_]
@@ -88,16 +101,21 @@ class TabularAdapter:
     def predict(self, rows: list[list[Any]]) -> list[tuple[Any, list[float] | None]]:
         """One (prediction, probabilities or None) per row; runs in the batcher's thread."""
         import numpy as np
-        import pandas as pd
 
-        frame = pd.DataFrame(rows, columns=self.names)
-        for name, numeric in zip(self.names, self.numeric, strict=True):
-            if numeric:
-                frame[name] = frame[name].astype("float64")
-        pipeline = self.model.pipeline_
-        predictions = pipeline.predict(frame)
+        if self.fast is not None:
+            features = self.fast(np.asarray(rows, dtype=object))
+            model: Any = self.estimator
+        else:
+            import pandas as pd
+
+            features = pd.DataFrame(rows, columns=self.names)
+            for name, numeric in zip(self.names, self.numeric, strict=True):
+                if numeric:
+                    features[name] = features[name].astype("float64")
+            model = self.model.pipeline_
+        predictions = model.predict(features)
         if self.has_proba:
-            proba = np.asarray(pipeline.predict_proba(frame)).tolist()
+            proba = np.asarray(model.predict_proba(features)).tolist()
             return list(zip(predictions.tolist(), proba, strict=True))
         return [(p, None) for p in predictions.tolist()]
 

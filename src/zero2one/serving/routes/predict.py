@@ -6,11 +6,12 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
+from starlette.routing import Route
 
 from zero2one.errors import SchemaError
 from zero2one.serving.errors import JSON, APIError
 from zero2one.serving.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
-from zero2one.serving.security import Guarded
+from zero2one.serving.security import Guarded, rate_limit, require_api_key
 
 router = APIRouter(tags=["predict"], dependencies=Guarded)
 
@@ -24,6 +25,23 @@ router = APIRouter(tags=["predict"], dependencies=Guarded)
         "application/json": {"schema": PredictRequest.model_json_schema()}}}},
 )
 async def predict(request: Request) -> JSON:
+    """Documents the route in OpenAPI; requests are served by :data:`fast_route`."""
+    return await _predict(request)
+
+
+async def _guarded_predict(request: Request) -> JSON:
+    await require_api_key(request)
+    await rate_limit(request)
+    return await _predict(request)
+
+
+# The hot path as a plain Starlette route, placed before the FastAPI one: the same handler and
+# the same checks, without FastAPI's per-request dependency solving (about a third of the
+# request's cost at this size). Errors still go through the app's exception handlers.
+fast_route = Route("/predict", _guarded_predict, methods=["POST"], include_in_schema=False)
+
+
+async def _predict(request: Request) -> JSON:
     # the body is parsed here rather than by FastAPI: orjson refuses NaN and Infinity, and the
     # rows are checked against the model's schema without a second pass
     raw = await request.body()
@@ -42,7 +60,7 @@ async def predict(request: Request) -> JSON:
     except (ValueError, TypeError) as exc:  # what scikit-learn says about values it refuses
         raise SchemaError(f"the model refused the input: {exc}") from None
     content = served.adapter.response(results, body.probabilities)
-    content["model"] = served.info.model_dump()
+    content["model"] = served.info_dict
     content["request_id"] = request.scope["state"]["request_id"]
     return JSON(content)
 
