@@ -64,7 +64,7 @@ def compile_pipeline(pipeline: Any, names: list[str], numeric: list[bool]) -> Tr
 def _steps(transformer: Any) -> list[Transform] | None:
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
     if transformer == "passthrough":
         return []
@@ -72,8 +72,8 @@ def _steps(transformer: Any) -> list[Transform] | None:
         transformer]
     steps: list[Transform] = []
     for step in chain:
-        if step == "passthrough":
-            continue
+        if step == "passthrough" or (isinstance(step, FunctionTransformer) and step.func is None):
+            continue  # fitted ColumnTransformers hold "passthrough" as an identity function
         if isinstance(step, SimpleImputer) and not step.add_indicator:
             steps.append(_imputer(step))
         elif isinstance(step, StandardScaler):
