@@ -114,7 +114,9 @@ def start(name: str, paths: dict[str, Path], work: Path, workers: int
           ) -> tuple[subprocess.Popen[bytes], str, str]:
     port = free_port()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the venv first on PATH: `mlflow models serve` starts `uvicorn` by name
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     body = json.dumps({"features": ROW})
     if name == "flask":
         script = work / "flask_app.py"

@@ -46,6 +46,9 @@ class RequestMiddleware:
     def __init__(self, app: Any, metrics: Metrics, paths: frozenset[str] = frozenset()) -> None:
         self.app, self.metrics = app, metrics
         self.paths = paths  # fixed paths of the app's routes, for routes that set no scope key
+        # labelled children by (route, method, status): .labels() takes a lock and builds a
+        # tuple on every call, and the label sets are few
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -77,6 +80,11 @@ class RequestMiddleware:
             # the route's template, never the raw path: unknown paths must not explode labels
             label = getattr(route, "path", None) or (
                 scope["path"] if scope["path"] in self.paths else "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(label, method, str(status)).inc()
-            self.metrics.latency.labels(label, method).observe(time.perf_counter() - start)
+            key = (label, scope["method"], status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    self.metrics.requests.labels(label, key[1], str(status)),
+                    self.metrics.latency.labels(label, key[1]))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

@@ -93,6 +93,9 @@ class BodySizeLimit:
                     await _reply(send, scope, 413, "body_too_large",
                                  f"request body over {self.limit} bytes")
                     return
+                # the HTTP parser reads exactly Content-Length bytes: nothing left to count
+                await self.app(scope, receive, send)
+                return
         received = 0
         responded = False
 
