@@ -51,7 +51,7 @@ def test_unsupported_step_keeps_scikit_learns_path(iris_model: Path) -> None:
 
     model = load(iris_model)
     pre = model.pipeline_.steps[0][1]
-    name, numeric_pipeline, columns = pre.transformers_[0]
+    _, numeric_pipeline, columns = pre.transformers_[0]
     numeric_pipeline.steps.append(("abs", FunctionTransformer(np.abs).fit(np.zeros((1, 4)))))
     try:
         assert compile_pipeline(model.pipeline_, columns, [True] * 4) is None
