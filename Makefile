@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-serve clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/tabular_overhead.py
+
+bench-serve: setup
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) .zero2one scored.csv
