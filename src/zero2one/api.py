@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from zero2one.errors import DataError, UserError
-from zero2one.progress import NullReporter, Reporter
+from zero2one.progress import NullReporter, Reporter, RunReporter
 from zero2one.recipe import BaseRecipe, apply_overrides, flatten, load_recipe, validate
 
 if TYPE_CHECKING:
@@ -77,11 +77,14 @@ def train(
     overrides: Iterable[str] = (),
     out: str | Path | None = None,
     reporter: Reporter | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train, evaluate, save and (when the recipe says so) track and register a model.
 
     ``recipe`` is a YAML path, a dict, or a validated recipe; ``out`` also writes the model
-    directory there. Data and recipe errors are raised before anything is written.
+    directory there; ``resume`` continues from the last checkpoint of an interrupted run of the
+    same recipe (tasks that checkpoint: image classification). Data and recipe errors are raised
+    before anything is written.
     """
     from zero2one.registry import get_task
 
@@ -89,6 +92,7 @@ def train(
     reporter = reporter or NullReporter()
     started = time.perf_counter()
     task = get_task(config.task)(config)
+    task.resume = resume
     data = task.load_data()
     if out is not None and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new directory")
@@ -121,8 +125,13 @@ def _train_tracked(
         tags["mlflow.source.git.commit"] = commit
     if config.description:
         tags["mlflow.note.content"] = config.description
-    with tracking.start_run(config.experiment, run_name=config.name, tags=tags) as run:
-        run.log_params(flatten(config.model_dump(mode="json")))
+    run_id = task.interrupted_run() if task.resume else None
+    with tracking.start_run(config.experiment, run_name=config.name, tags=tags,
+                            run_id=run_id) as run:
+        if run_id is None:
+            run.log_params(flatten(config.model_dump(mode="json")))
+        task.run_id = run.run_id
+        reporter = RunReporter(reporter, lambda values, step: run.log_metrics(values, step))
         metrics, timings = _fit_evaluate(task, data, reporter)
         logged = {f"test_{k}": v for k, v in metrics.items()}
         cv_score = getattr(getattr(task, "search_", None), "best_score", None)
@@ -279,6 +288,48 @@ def _check_output(path: Path) -> None:
         raise DataError(f"{path}: output must end in .csv, .parquet or .pq")
     if not path.parent.is_dir():
         raise DataError(f"{path}: directory {path.parent} does not exist")
+
+
+def image_files(path: str | Path) -> list[Path]:
+    """An image file, or every image under a folder (sorted)."""
+    from zero2one.tasks.vision.data import IMAGE_SUFFIXES
+
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    raise DataError(f"input not found: {path}")
+
+
+def predict_images(model: Task, path: str | Path, *, top_k: int = 3,
+                   chunk: int = 256) -> pd.DataFrame:
+    """Top-k classes for an image or a folder of images: one row per file. Unreadable files
+    get an ``error`` instead of predictions, and the rest are still scored."""
+    import pandas as pd
+
+    from zero2one.tasks.vision.data import read_image
+
+    rows: list[dict[str, Any]] = []
+    files = image_files(path)
+    for start in range(0, len(files), chunk):
+        images, names = [], []
+        for file in files[start: start + chunk]:
+            try:
+                images.append(read_image(file.read_bytes(), name=str(file)))
+                names.append(file)
+            except (DataError, OSError) as exc:
+                rows.append({"file": str(file), "error": str(exc)})
+        if images:
+            for file, top in zip(names, model.predict(images, top_k=top_k),  # type: ignore[call-arg]
+                                 strict=True):
+                rows.append({"file": str(file), "label": top[0]["label"],
+                             "probability": top[0]["probability"],
+                             "top_k": [(t["label"], round(t["probability"], 6)) for t in top]})
+    return pd.DataFrame(rows).sort_values("file", kind="stable").reset_index(drop=True)
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:

@@ -7,7 +7,7 @@ and ``--quiet`` pass :class:`NullReporter`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
@@ -20,6 +20,8 @@ class Reporter(Protocol):
     def step(self, description: str, total: int | None = None) -> AbstractContextManager[Step]: ...
 
     def info(self, message: str) -> None: ...
+
+    def metrics(self, values: dict[str, float], step: int) -> None: ...
 
 
 class _NullStep:
@@ -35,6 +37,9 @@ class NullReporter:
         yield _NullStep()
 
     def info(self, message: str) -> None:
+        pass
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
         pass
 
 
@@ -73,4 +78,24 @@ class RichReporter:
                 progress.update(task_id, completed=total)
 
     def info(self, message: str) -> None:
-        self.console.print(message)
+        self.console.print(message, markup=False, highlight=False)
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        pass  # the per-epoch line comes through info()
+
+
+class RunReporter:
+    """Forwards per-step metrics to a tracking run, everything else to ``inner``."""
+
+    def __init__(self, inner: Reporter, log: Callable[[dict[str, float], int], None]) -> None:
+        self.inner, self.log = inner, log
+
+    def step(self, description: str, total: int | None = None) -> AbstractContextManager[Step]:
+        return self.inner.step(description, total)
+
+    def info(self, message: str) -> None:
+        self.inner.info(message)
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        self.log(values, step)
+        self.inner.metrics(values, step)

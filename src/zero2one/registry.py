@@ -20,6 +20,7 @@ _TASKS: dict[str, type[Task]] = {}
 _BUILTIN: dict[str, str] = {
     "tabular-classification": "zero2one.tasks.tabular",
     "tabular-regression": "zero2one.tasks.tabular",
+    "image-classification": "zero2one.tasks.vision",
 }
 
 

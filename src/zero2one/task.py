@@ -20,9 +20,17 @@ class Task(ABC):
 
     name: ClassVar[str]
     config_model: ClassVar[type[BaseRecipe]]
+    # set by zero2one.train before fit: continue from the last checkpoint (tasks that write
+    # checkpoints honour it), and the tracking run the fit belongs to
+    resume: bool = False
+    run_id: str | None = None
 
     def __init__(self, config: BaseRecipe) -> None:
         self.config = config
+
+    def interrupted_run(self) -> str | None:
+        """The run id an interrupted fit of this recipe was logging to, if it left one."""
+        return None
 
     @abstractmethod
     def load_data(self) -> Any:

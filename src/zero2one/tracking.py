@@ -137,13 +137,25 @@ class Run:
 
 
 @contextmanager
-def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str]) -> Iterator[Run]:
-    """Open a run; it ends FINISHED, FAILED on an unexpected error, and is deleted on a user
-    error so that a mistake leaves no half-recorded run behind."""
+def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str],
+              run_id: str | None = None) -> Iterator[Run]:
+    """Open a run (or reopen ``run_id``, the run of an interrupted fit); it ends FINISHED,
+    FAILED on an unexpected error, and is deleted on a user error so that a mistake leaves no
+    half-recorded run behind."""
     start = time.perf_counter()
     c = client()
+    created = None
+    if run_id is not None:
+        try:
+            created = c.get_run(run_id)
+            c.update_run(run_id, status="RUNNING")
+        except Exception:
+            log.warning("cannot reopen run %s; starting a new one", run_id)
+            created = None
     try:
-        created = c.create_run(experiment_id(experiment), run_name=run_name, tags=dict(tags))
+        if created is None:
+            created = c.create_run(experiment_id(experiment), run_name=run_name,
+                                   tags=dict(tags))
     except Exception as exc:
         raise TrackingError(f"cannot start a run in {tracking_uri()}: {exc}") from exc
     run = Run(created.info.run_id, created.info.artifact_uri, _client=c)

@@ -14,7 +14,18 @@ from typing import Annotated
 import typer
 
 from zero2one import __version__
-from zero2one.cli import deploy, doctor, models, predict, recipe, runs, serve, train, ui
+from zero2one.cli import (
+    datasets,
+    deploy,
+    doctor,
+    models,
+    predict,
+    recipe,
+    runs,
+    serve,
+    train,
+    ui,
+)
 
 app = typer.Typer(
     name="zero2one",
@@ -33,6 +44,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(datasets.app, name="datasets")
 
 
 def _version(value: bool) -> None:

@@ -19,6 +19,9 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write the model directory here.")
     ] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted run of this recipe from its last checkpoint "
+        "(image classification).")] = False,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -27,7 +30,7 @@ def train(
     from zero2one.progress import NullReporter, RichReporter
 
     reporter = NullReporter() if quiet or json_ else RichReporter()
-    result = run_train(recipe, overrides=set_ or [], out=out, reporter=reporter)
+    result = run_train(recipe, overrides=set_ or [], out=out, reporter=reporter, resume=resume)
     if json_:
         print_json(result.to_dict())
         return

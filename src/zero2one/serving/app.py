@@ -52,7 +52,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     app.router.routes.insert(0, predict.fast_route)  # see routes/predict.py
-    app.include_router(predict.router)
+    app.include_router(predict.router_for(_task_of(settings.model)))
     if settings.api_key is not None:  # no unauthenticated admin routes, ever
         app.include_router(admin.router)
 
@@ -68,6 +68,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
     paths = frozenset(r.path for r in app.routes if "{" not in getattr(r, "path", "{"))
     app.add_middleware(RequestMiddleware, metrics=metrics, paths=paths)  # outermost
     return app
+
+
+def _task_of(ref: str) -> str:
+    """The task named in the model's manifest (the model itself loads at start-up)."""
+    from zero2one.artifacts import read_manifest
+    from zero2one.refs import resolve
+
+    return str(read_manifest(resolve(ref).path)["task"])
 
 
 def app_from_env() -> FastAPI:

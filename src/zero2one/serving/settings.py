@@ -25,7 +25,12 @@ class ServeSettings(BaseSettings):
         description="Require 'Authorization: Bearer KEY' (health probes and /metrics stay open).",
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
-    max_batch: int = Field(1024, ge=1, description="Most rows in one request.")
+    max_batch: int = Field(1024, ge=1, description="Most rows (or images) in one request.")
+    max_image_pixels: int = Field(
+        16_777_216, ge=64, description="Largest image (width × height) accepted; bigger ones "
+        "are refused from the header, before decoding."
+    )
+    max_image_bytes: int = Field(8 << 20, ge=1024, description="Largest image file accepted.")
     batch_max_size: int = Field(
         256, ge=1, description="Most rows the micro-batcher hands to one predict call."
     )

@@ -23,7 +23,7 @@ class Served:
     """One loaded model with its adapter and batcher."""
 
     info: ModelInfo
-    adapter: TabularAdapter
+    adapter: Any  # TabularAdapter or ImageAdapter: parse(request), predict(rows), response()
     batcher: MicroBatcher
     load_seconds: float
     loaded_at: float
@@ -39,9 +39,17 @@ def load_served(settings: ServeSettings, metrics: Metrics) -> Served:
 
     start = time.perf_counter()
     model = load(settings.model, trust=settings.trust)
-    if not hasattr(model, "columns_"):
+    adapter: Any
+    if model.name == "image-classification":
+        from zero2one.serving.images import ImageAdapter
+
+        adapter = ImageAdapter(model, max_rows=settings.max_batch,  # type: ignore[arg-type]
+                               max_pixels=settings.max_image_pixels,
+                               max_image_bytes=settings.max_image_bytes)
+    elif hasattr(model, "columns_"):
+        adapter = TabularAdapter(model, max_rows=settings.max_batch)  # type: ignore[arg-type]
+    else:
         raise UserError(f"{settings.model}: task {model.name!r} cannot be served yet")
-    adapter = TabularAdapter(model, max_rows=settings.max_batch)  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
     ref = model.ref  # type: ignore[attr-defined]
     manifest = model.manifest  # type: ignore[attr-defined]

@@ -9,7 +9,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+
 from zero2one.errors import SchemaError
+from zero2one.serving.errors import APIError
 from zero2one.serving.schemas import PredictRequest
 
 if TYPE_CHECKING:
@@ -47,6 +52,19 @@ class TabularAdapter:
 
     def schema(self) -> list[dict[str, str]]:
         return [c.to_dict() for c in self.model.columns_]
+
+    async def parse(self, request: Request) -> tuple[list[list[Any]], dict[str, Any]]:
+        """The request's rows and options. The body is parsed here rather than by FastAPI:
+        orjson refuses NaN and Infinity, and rows are checked without a second pass."""
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise APIError(400, "invalid_json", f"malformed JSON: {exc}") from None
+        try:
+            body = PredictRequest.model_validate(data)
+        except ValidationError as exc:
+            raise APIError(422, "invalid_input", describe(exc)) from None
+        return self.rows(body), {"probabilities": body.probabilities}
 
     def rows(self, body: PredictRequest) -> list[list[Any]]:
         """The request's rows in column order, each value checked against its column."""
@@ -120,14 +138,24 @@ class TabularAdapter:
         return [(p, None) for p in predictions.tolist()]
 
     def response(self, results: list[tuple[Any, list[float] | None]],
-                 probabilities: bool) -> dict[str, Any]:
+                 options: dict[str, Any]) -> dict[str, Any]:
         values = [r[0] for r in results]
         body: dict[str, Any] = {"result": values}
         if self.classes is not None:
             names = self.class_names or [str(c) for c in self.classes]
             position = {c: i for i, c in enumerate(self.classes)}
             body["labels"] = [names[position[v]] if v in position else str(v) for v in values]
-            if probabilities:
+            if options["probabilities"]:
                 body["probabilities"] = [dict(zip(names, p or [], strict=True))
                                          for _, p in results]
         return body
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``features: Input should be a valid list; ...``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts[:5]) + (f" (+{len(parts) - 5} more)" if len(parts) > 5 else "")

@@ -1,32 +1,45 @@
-"""``POST /predict``: the classic ``{"features": [...]}`` -> ``{"result": [...]}`` contract, plus
-batches (``instances``) and named columns (``records``)."""
+"""``POST /predict``: for tabular models the classic ``{"features": [...]}`` ->
+``{"result": [...]}`` contract, plus batches (``instances``) and named columns (``records``);
+for image models, uploads or base64 images -> top-k classes. The loaded model's adapter parses
+the request and shapes the answer."""
 
 from __future__ import annotations
 
-import orjson
+from typing import Any
+
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 from starlette.routing import Route
 
 from zero2one.errors import SchemaError
-from zero2one.serving.errors import JSON, APIError
+from zero2one.serving.errors import JSON
 from zero2one.serving.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from zero2one.serving.security import Guarded, rate_limit, require_api_key
 
-router = APIRouter(tags=["predict"], dependencies=Guarded)
 
+def router_for(task: str) -> APIRouter:
+    """The documented /predict of ``task``'s request form (requests take :data:`fast_route`)."""
+    from zero2one.serving.images import ImagePredictRequest
 
-@router.post(
-    "/predict",
-    summary="Predict one row, a batch, or named records",
-    response_model=PredictResponse,
-    responses=ERROR_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": PredictRequest.model_json_schema()}}}},
-)
-async def predict(request: Request) -> JSON:
-    """Documents the route in OpenAPI; requests are served by :data:`fast_route`."""
-    return await _predict(request)
+    router = APIRouter(tags=["predict"], dependencies=Guarded)
+    if task == "image-classification":
+        content: dict[str, Any] = {
+            "application/json": {"schema": ImagePredictRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "top_k": {"type": "integer", "minimum": 1}}, "required": ["file"]}},
+        }
+        summary = "Top-k classes of one or more images"
+    else:
+        content = {"application/json": {"schema": PredictRequest.model_json_schema()}}
+        summary = "Predict one row, a batch, or named records"
+
+    @router.post("/predict", summary=summary, responses=ERROR_RESPONSES,
+                 response_model=PredictResponse if task != "image-classification" else None,
+                 openapi_extra={"requestBody": {"required": True, "content": content}})
+    async def predict(request: Request) -> JSON:
+        return await _predict(request)
+
+    return router
 
 
 async def _guarded_predict(request: Request) -> JSON:
@@ -42,33 +55,13 @@ fast_route = Route("/predict", _guarded_predict, methods=["POST"], include_in_sc
 
 
 async def _predict(request: Request) -> JSON:
-    # the body is parsed here rather than by FastAPI: orjson refuses NaN and Infinity, and the
-    # rows are checked against the model's schema without a second pass
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, "invalid_json", f"malformed JSON: {exc}") from None
-    try:
-        body = PredictRequest.model_validate(data)
-    except ValidationError as exc:
-        raise APIError(422, "invalid_input", _describe(exc)) from None
     served = request.app.state.holder.current
-    rows = served.adapter.rows(body)
+    rows, options = await served.adapter.parse(request)
     try:
         results = await served.batcher.submit(rows)
     except (ValueError, TypeError) as exc:  # what scikit-learn says about values it refuses
         raise SchemaError(f"the model refused the input: {exc}") from None
-    content = served.adapter.response(results, body.probabilities)
+    content = served.adapter.response(results, options)
     content["model"] = served.info_dict
     content["request_id"] = request.scope["state"]["request_id"]
     return JSON(content)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts[:5]) + (f" (+{len(parts) - 5} more)" if len(parts) > 5 else "")

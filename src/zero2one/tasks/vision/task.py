@@ -1,0 +1,235 @@
+"""The image-classification task: a CNN trained with PyTorch, saved as safetensors + manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from zero2one.errors import ArtifactError, DataError, SchemaError
+from zero2one.progress import Reporter
+from zero2one.task import Task
+from zero2one.tasks.vision.config import ImageRecipe
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class VisionData:
+    splits: dict[str, tuple[Any, Any]]  # name -> (x float (N, C, S, S) normalised, y long)
+    raw_test: np.ndarray  # (N, S, S, C) uint8, for the misclassified grid
+    class_names: list[str]
+    image_size: int
+    channels: int
+    mean: list[float]
+    std: list[float]
+    fingerprint: dict[str, Any]
+    source: str
+    skipped: int
+
+
+def normalise(x: np.ndarray, mean: list[float], std: list[float]) -> Any:
+    """uint8 (N, S, S, C) -> float32 tensor (N, C, S, S), standardised per channel."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255)
+    return (t - torch.tensor(mean)[None, :, None, None]) / torch.tensor(std)[None, :, None, None]
+
+
+class ImageClassification(Task):
+    name = "image-classification"
+    config_model: ClassVar[type[ImageRecipe]] = ImageRecipe
+    config: ImageRecipe
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def load_data(self) -> VisionData:
+        import torch
+
+        from zero2one.tasks.vision.data import load_images, split
+
+        images = load_images(self.config.data)
+        if images.skipped:
+            log.warning("skipped %d unreadable or unsupported file(s)", len(images.skipped))
+        parts = split(images, self.config.data, self.config.seed)
+        x_train = parts["train"][0].astype(np.float64) / 255
+        mean = x_train.mean(axis=(0, 1, 2)).tolist()
+        std = [max(s, 1e-3) for s in x_train.std(axis=(0, 1, 2)).tolist()]
+        splits = {name: (normalise(x, mean, std), torch.from_numpy(y))
+                  for name, (x, y) in parts.items()}
+        digest = hashlib.sha256(images.x.tobytes())
+        digest.update(images.y.tobytes())
+        return VisionData(
+            splits=splits, raw_test=parts["test"][0], class_names=images.class_names,
+            image_size=int(images.x.shape[1]), channels=int(images.x.shape[3]), mean=mean,
+            std=std, source=images.source, skipped=len(images.skipped),
+            fingerprint={"sha256": digest.hexdigest(), "rows": len(images.x),
+                         "shape": list(images.x.shape), "classes": len(images.class_names)},
+        )
+
+    # ---- training ---------------------------------------------------------------------------
+
+    def checkpoint_dir(self) -> Path:
+        """Per recipe: a changed recipe never resumes another recipe's checkpoint."""
+        from zero2one.tracking import workspace
+
+        recipe = self.config.model_dump(mode="json", exclude={"track", "register_as"})
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+        return workspace() / "checkpoints" / f"{self.config.name}-{digest}"
+
+    def interrupted_run(self) -> str | None:
+        marker = self.checkpoint_dir() / "run_id"
+        return marker.read_text().strip() or None if marker.exists() else None
+
+    def fit(self, data: VisionData, *, reporter: Reporter) -> Self:
+        import torch
+
+        from zero2one.tasks.vision import models, train
+
+        try:
+            net = models.build(self.config.model.arch, in_channels=data.channels,
+                               num_classes=len(data.class_names), image_size=data.image_size,
+                               params=self.config.model.params)
+            with torch.no_grad():  # fail now, with a clear message, on a shape mismatch
+                net.eval()(data.splits["train"][0][:2])
+        except (ValueError, RuntimeError) as exc:
+            raise DataError(f"model.arch {self.config.model.arch!r} does not fit "
+                            f"{data.channels}×{data.image_size}×{data.image_size} images: "
+                            f"{str(exc).splitlines()[0]}") from None
+        directory = self.checkpoint_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.run_id:
+            (directory / "run_id").write_text(self.run_id)
+        outcome = train.fit(net, data.splits, self.config.train, seed=self.config.seed,
+                            reporter=reporter, checkpoint_dir=directory, resume=self.resume)
+        net.load_state_dict(outcome.best_state)
+        self.net_ = net.cpu().eval()
+        self.outcome_ = outcome
+        self.class_names_ = data.class_names
+        self.image_size_ = data.image_size
+        self.channels_ = data.channels
+        self.mean_, self.std_ = data.mean, data.std
+        self.skipped_ = data.skipped
+        shutil.rmtree(directory, ignore_errors=True)  # done: nothing left to resume
+        return self
+
+    # ---- evaluation and report --------------------------------------------------------------
+
+    def _logits(self, x: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return torch.cat([self.net_(x[i: i + 512]) for i in range(0, len(x), 512)])
+
+    def evaluate(self, data: VisionData) -> dict[str, float]:
+        from zero2one.tasks.tabular.report import classification_metrics
+
+        x, y = data.splits["test"]
+        logits = self._logits(x)
+        proba = logits.softmax(1).numpy()
+        metrics = classification_metrics(y.numpy(), proba.argmax(1), proba,
+                                          list(range(len(self.class_names_))))
+        best = self.outcome_.history[self.outcome_.best_epoch - 1]
+        metrics.update({"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
+                        "best_epoch": float(self.outcome_.best_epoch),
+                        "epochs": float(len(self.outcome_.history))})
+        return metrics
+
+    def report(self, data: VisionData, out_dir: Path) -> list[Path]:
+        from zero2one.tasks.tabular.report import plot_confusion_matrix
+        from zero2one.tasks.vision.report import plot_learning_curves, plot_misclassified
+
+        x, y = data.splits["test"]
+        predicted = self._logits(x).argmax(1).numpy()
+        labels = list(range(len(self.class_names_)))
+        paths = [
+            plot_learning_curves(self.outcome_.history, out_dir / "learning_curves.png"),
+            plot_confusion_matrix(y.numpy(), predicted, labels, self.class_names_,
+                                  out_dir / "confusion_matrix.png"),
+        ]
+        grid = plot_misclassified(data.raw_test, y.numpy(), predicted, self.class_names_,
+                                  out_dir / "misclassified.png")
+        return paths + ([grid] if grid else [])
+
+    # ---- prediction -------------------------------------------------------------------------
+
+    def prepare(self, images: list[Any]) -> Any:
+        """PIL images -> normalised tensor (N, C, S, S), resized and converted as in training."""
+        from zero2one.tasks.vision.data import to_array
+
+        arrays = np.stack([to_array(im, self.image_size_, self.channels_) for im in images])
+        return normalise(arrays, self.mean_, self.std_)
+
+    def probabilities(self, x: Any) -> np.ndarray:
+        return self._logits(x).softmax(1).numpy()
+
+    def top_k(self, proba: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
+        k = max(1, min(k, proba.shape[1]))
+        order = np.argsort(-proba, axis=1)[:, :k]
+        return [[{"label": self.class_names_[j], "index": int(j), "probability": float(p[j])}
+                 for j in row] for row, p in zip(order, proba, strict=True)]
+
+    def predict(self, frame: Any, *, top_k: int = 3, **_: Any) -> list[list[dict[str, Any]]]:
+        """Top-k classes for each image: paths, bytes or PIL images."""
+        from zero2one.tasks.vision.data import read_image
+
+        images = []
+        for item in frame:
+            if isinstance(item, str | Path):
+                item = read_image(Path(item).read_bytes(), name=str(item))
+            elif isinstance(item, bytes):
+                item = read_image(item)
+            images.append(item)
+        if not images:
+            raise SchemaError("no images to predict")
+        return self.top_k(self.probabilities(self.prepare(images)), top_k)
+
+    # ---- persistence ------------------------------------------------------------------------
+
+    def save(self, path: Path) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, path / WEIGHTS)
+        return {
+            "arch": self.config.model.arch,
+            "arch_params": self.config.model.params,
+            "class_names": self.class_names_,
+            "classes": list(range(len(self.class_names_))),
+            "input": {"image_size": self.image_size_, "channels": self.channels_,
+                      "mean": self.mean_, "std": self.std_, "layout": "NCHW, RGB or L, 0-1"},
+            "training": {"history": self.outcome_.history, "best_epoch": self.outcome_.best_epoch,
+                         "resumed_from": self.outcome_.resumed_from,
+                         "stopped_early": self.outcome_.stopped_early,
+                         "skipped_files": self.skipped_},
+            "libraries": ["torch", "safetensors", "numpy", "pillow"],
+        }
+
+    @classmethod
+    def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
+        from safetensors.torch import load_file
+
+        from zero2one.tasks.vision import models
+
+        try:
+            spec = manifest["input"]
+            self = cls(ImageRecipe.model_construct(**manifest["recipe"]))
+            self.class_names_ = list(manifest["class_names"])
+            self.image_size_, self.channels_ = int(spec["image_size"]), int(spec["channels"])
+            self.mean_, self.std_ = list(spec["mean"]), list(spec["std"])
+            net = models.build(manifest["arch"], in_channels=self.channels_,
+                               num_classes=len(self.class_names_), image_size=self.image_size_,
+                               params=manifest.get("arch_params") or {})
+            net.load_state_dict(load_file(path / WEIGHTS), strict=True)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{path}: cannot rebuild the network ({exc})") from None
+        self.net_ = net.eval()
+        self.manifest = manifest
+        return self
