@@ -18,6 +18,7 @@ TINY = {
     "tabular-classification": ["search.cv=2", "search.space.C=[1]",
                                "search.space.kernel=[linear]"],
     "tabular-regression": ["search.n_trials=2", "search.cv=2"],
+    "image-classification": ["train.epochs=1", "model.arch=seed-cnn", "model.params={}"],
 }
 
 

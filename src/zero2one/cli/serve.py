@@ -21,6 +21,10 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body.")]
     = 1 << 20,
     max_batch: Annotated[int, typer.Option(min=1, help="Most rows in one request.")] = 1024,
+    max_image_pixels: Annotated[int, typer.Option(
+        min=64, help="Image models: largest width × height accepted.")] = 16_777_216,
+    max_image_bytes: Annotated[int, typer.Option(
+        min=1024, help="Image models: largest image file accepted.")] = 8 << 20,
     batch_max_size: Annotated[int, typer.Option(
         min=1, help="Most rows per predict call when requests are batched.")] = 256,
     batch_max_wait_ms: Annotated[float, typer.Option(
@@ -55,6 +59,8 @@ def serve(
         "ZERO2ONE_SERVE_MODEL": model,
         "ZERO2ONE_SERVE_MAX_BODY_BYTES": str(max_body_bytes),
         "ZERO2ONE_SERVE_MAX_BATCH": str(max_batch),
+        "ZERO2ONE_SERVE_MAX_IMAGE_PIXELS": str(max_image_pixels),
+        "ZERO2ONE_SERVE_MAX_IMAGE_BYTES": str(max_image_bytes),
         "ZERO2ONE_SERVE_BATCH_MAX_SIZE": str(batch_max_size),
         "ZERO2ONE_SERVE_BATCH_MAX_WAIT_MS": str(batch_max_wait_ms),
         "ZERO2ONE_SERVE_RATE_BURST": str(rate_burst),

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from zero2one.errors import ArtifactError, DataError, SchemaError
+from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError
 from zero2one.progress import Reporter
 from zero2one.task import Task
 from zero2one.tasks.vision.config import ImageRecipe
@@ -94,13 +94,17 @@ class ImageClassification(Task):
 
         from zero2one.tasks.vision import models, train
 
+        torch.manual_seed(self.config.seed)  # the initial weights are part of the seeded run
         try:
             net = models.build(self.config.model.arch, in_channels=data.channels,
                                num_classes=len(data.class_names), image_size=data.image_size,
                                params=self.config.model.params)
+        except ValueError as exc:
+            raise RecipeError(str(exc)) from None
+        try:
             with torch.no_grad():  # fail now, with a clear message, on a shape mismatch
                 net.eval()(data.splits["train"][0][:2])
-        except (ValueError, RuntimeError) as exc:
+        except RuntimeError as exc:
             raise DataError(f"model.arch {self.config.model.arch!r} does not fit "
                             f"{data.channels}×{data.image_size}×{data.image_size} images: "
                             f"{str(exc).splitlines()[0]}") from None
