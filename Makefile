@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-serve clean
+.PHONY: setup demo test lint bench bench-vision bench-serve clean
 
 setup: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build on this machine's disk; a bare "torch" requirement pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[tabular,serve,dev]"
+	$(BIN)/python -m pip install -q -e ".[tabular,vision,serve,dev]"
 	touch $(STAMP)
 
 demo: setup
@@ -32,6 +32,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/tabular_overhead.py
+
+bench-vision: setup
+	$(BIN)/python benchmarks/vision_bench.py
 
 bench-serve: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"

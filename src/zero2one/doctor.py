@@ -19,7 +19,7 @@ MIN_PYTHON = (3, 11)
 EXTRAS: dict[str, list[str]] = {
     "core": ["pydantic", "PyYAML", "typer", "rich", "numpy", "pandas"],
     "tabular": ["scikit-learn", "skops", "optuna", "pyarrow", "matplotlib", "mlflow"],
-    "vision": ["torch", "pillow"],
+    "vision": ["torch", "pillow", "safetensors"],
     "text": ["torch", "transformers", "peft", "datasets"],
     "image": ["torch", "diffusers"],
     "serve": ["fastapi", "uvicorn", "prometheus-client"],
