@@ -304,3 +304,25 @@ def test_server_answers_uploads_and_base64(workspace: Path) -> None:
             "content-type": "application/json"}).status_code == 400
         spec = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
         assert "multipart/form-data" in spec["content"]
+
+
+def test_tracked_run_has_per_epoch_metrics_and_resume_reuses_it(workspace: Path) -> None:
+    from zero2one import tracking
+
+    cfg = {**recipe(epochs=3), "track": {"enabled": True, "experiment": "vision"}}
+    config = validate(cfg)
+    task = get_task(config.task)(config)
+    # an interrupted tracked fit leaves its run id beside the checkpoint
+    from zero2one.progress import RunReporter
+
+    with pytest.raises(Interrupt), tracking.start_run("vision", run_name="vision-test",
+                                                       tags={}) as run:
+        task.run_id = run.run_id
+        reporter = RunReporter(StopAfter(2), run.log_metrics)  # type: ignore[arg-type]
+        task.fit(task.load_data(), reporter=reporter)
+    assert task.interrupted_run() == run.run_id
+    result = train(cfg, resume=True)
+    assert result.run_id == run.run_id  # the same run goes on
+    history = tracking.client().get_metric_history(result.run_id, "val_accuracy")
+    assert sorted(m.step for m in history) == [1, 2, 2, 3]  # epoch 2 ran twice: killed, redone
+    assert tracking.get_run(result.run_id)["status"] == "FINISHED"
