@@ -81,3 +81,17 @@ def test_unscaled_unimputed_pipelines_compile(workspace: Path) -> None:
     adapter = TabularAdapter(load(workspace / "m"), max_rows=10)
     assert adapter.fast is not None
     assert adapter.predict([[5.1, 3.5, 1.4, 0.2]])[0][0] == 0
+
+
+def test_missing_value_without_imputer_is_a_422(workspace: Path) -> None:
+    from .conftest import client_for
+
+    recipe = iris_recipe(model={"estimator": "svc", "preprocess": {"impute_numeric": None}},
+                         search={"method": "none"})
+    train(recipe, out=workspace / "m")
+    with client_for(workspace / "m") as client:
+        response = client.post("/predict", json={"features": [5.1, None, 1.4, 0.2]})
+        assert response.status_code == 422
+        assert "no imputer" in response.json()["error"]["message"]
+        assert client.post("/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).json()[
+            "result"] == [0]
