@@ -274,7 +274,7 @@ def predict_file(
     from zero2one.data import read_frame
 
     if output_path is not None:
-        _check_output(Path(output_path))  # before any work: a bad path should fail fast
+        check_output_path(Path(output_path))  # before any work: a bad path should fail fast
     model = load(ref, trust=trust) if isinstance(ref, str | Path) else ref
     frame = read_frame(Path(input_path))
     scored = model.predict(frame, allow_extra=allow_extra)  # type: ignore[call-arg]
@@ -283,7 +283,8 @@ def predict_file(
     return scored
 
 
-def _check_output(path: Path) -> None:
+def check_output_path(path: Path) -> None:
+    """A scored-rows destination must be .csv/.parquet/.pq in an existing directory."""
     if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise DataError(f"{path}: output must end in .csv, .parquet or .pq")
     if not path.parent.is_dir():
@@ -336,7 +337,7 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
     """Write CSV or Parquet via a temporary file and a rename: never a half-written file."""
     import os
 
-    _check_output(path)
+    check_output_path(path)
     suffix = path.suffix.lower()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -33,10 +33,10 @@ def predict(
 ) -> None:
     """Score rows with a model: the same rows plus prediction (and probability) columns; for
     an image model, the top-k classes of each image."""
-    from zero2one.api import _check_output, load, predict_file, predict_images, write_frame
+    from zero2one.api import check_output_path, load, predict_file, predict_images, write_frame
 
     if output is not None:
-        _check_output(output)
+        check_output_path(output)
     loaded = load(model, trust=trust or ())
     if loaded.name == "image-classification":
         scored = predict_images(loaded, input_, top_k=top_k)
