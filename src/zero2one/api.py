@@ -131,7 +131,7 @@ def _train_tracked(
         if run_id is None:
             run.log_params(flatten(config.model_dump(mode="json")))
         task.run_id = run.run_id
-        reporter = RunReporter(reporter, lambda values, step: run.log_metrics(values, step))
+        reporter = RunReporter(reporter, run.log_metrics)
         metrics, timings = _fit_evaluate(task, data, reporter)
         logged = {f"test_{k}": v for k, v in metrics.items()}
         cv_score = getattr(getattr(task, "search_", None), "best_score", None)
