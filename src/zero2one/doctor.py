@@ -20,7 +20,7 @@ EXTRAS: dict[str, list[str]] = {
     "core": ["pydantic", "PyYAML", "typer", "rich", "numpy", "pandas"],
     "tabular": ["scikit-learn", "skops", "optuna", "pyarrow", "matplotlib", "mlflow"],
     "vision": ["torch", "pillow", "safetensors"],
-    "text": ["torch", "transformers", "peft", "datasets"],
+    "text": ["torch", "transformers", "tokenizers", "gguf", "peft", "datasets"],
     "image": ["torch", "diffusers"],
     "serve": ["fastapi", "uvicorn", "prometheus-client"],
     "scale": ["dask"],

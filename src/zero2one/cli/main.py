@@ -18,6 +18,7 @@ from zero2one.cli import (
     datasets,
     deploy,
     doctor,
+    generate,
     models,
     predict,
     recipe,
@@ -39,6 +40,7 @@ app.command("train")(train.train)
 app.command("predict")(predict.predict)
 app.command("doctor")(doctor.doctor)
 app.command("serve")(serve.serve)
+app.command("generate")(generate.generate)
 app.command("ui")(ui.ui)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")

@@ -1,0 +1,54 @@
+"""``zero2one generate MODEL_REF --prompt TEXT``: stream generated text to the terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from zero2one.cli.output import Json, print_json
+
+
+def generate(
+    model: Annotated[str, typer.Argument(
+        help="builtin:smollm2-135m-instruct, a save_pretrained directory, a .gguf file or a "
+        "Hugging Face id.", show_default=False)],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt.",
+                                        show_default=False)],
+    chat: Annotated[bool, typer.Option(help="Wrap the prompt in the model's chat template.")]
+    = False,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate [128].")]
+    = None,
+    temperature: Annotated[float | None, typer.Option(help="0: greedy [0.7].")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus mass [0.95].")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Keep the k most likely [50].")] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(help="[1.0]")] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    json_: Json = False,
+) -> None:
+    """Generate text, streaming tokens as they come (--json: one object at the end)."""
+    import time
+
+    from zero2one.tasks.textgen.generate import sampling, stream
+    from zero2one.tasks.textgen.models import load_lm
+
+    settings = sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                        top_k=top_k, repetition_penalty=repetition_penalty, stop=stop or None,
+                        seed=seed)
+    lm, tokenizer = load_lm(model)
+    start = time.perf_counter()
+    pieces = []
+    for piece in stream(lm, tokenizer, prompt, settings=settings, chat=chat):
+        pieces.append(piece)
+        if not json_:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    text = "".join(pieces)
+    if json_:
+        tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        print_json({"model": model, "text": text, "tokens": tokens,
+                    "seconds": round(time.perf_counter() - start, 3)})
+    else:
+        sys.stdout.write("\n")

