@@ -134,3 +134,69 @@ def test_builtin_model_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                           settings=sampling(max_new_tokens=12, temperature=0)))
     assert "Paris" in text
     assert any((tmp_path / ".zero2one" / "cache" / "lm").glob("*/model.safetensors"))
+
+
+# ---- the OpenAI-compatible server ----
+
+@pytest.fixture
+def lm_client(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
+    with TestClient(create_app(ServeSettings(model=str(tiny_lm)))) as client:
+        yield client
+
+
+def test_openai_client_chats_streaming_and_not(lm_client) -> None:  # type: ignore[no-untyped-def]
+    import openai
+
+    client = openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
+                           http_client=lm_client, max_retries=0)
+    (model,) = client.models.list().data
+    reply = client.chat.completions.create(
+        model=model.id, messages=[{"role": "user", "content": "hello"}], max_tokens=8,
+        temperature=0)
+    text = reply.choices[0].message.content
+    assert reply.object == "chat.completion" and text
+    assert reply.usage.completion_tokens >= 1
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    chunks = list(client.chat.completions.create(
+        model=model.id, messages=[{"role": "user", "content": "hello"}], max_tokens=8,
+        temperature=0, stream=True, stream_options={"include_usage": True}))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text  # greedy: the same text, in pieces
+    assert chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in {"stop", "length"}
+    completion = client.completions.create(model=model.id, prompt="zero2one", max_tokens=6,
+                                           temperature=0)
+    assert completion.choices[0].text
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": 9}, "temperature"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 500},
+         "exceeds the context window of 64"),
+        ({"messages": [{"role": "user", "content": "hi"}], "n": 3}, "n:"),
+    ],
+)
+def test_openai_bad_requests_are_400(lm_client, body: dict, message: str  # type: ignore[no-untyped-def]
+                                     ) -> None:
+    response = lm_client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_openai_client_sees_errors(lm_client) -> None:  # type: ignore[no-untyped-def]
+    import openai
+
+    client = openai.OpenAI(base_url="http://testserver/v1", api_key="x",
+                           http_client=lm_client, max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="context window"):
+        client.completions.create(model="m", prompt="hello", max_tokens=1000)

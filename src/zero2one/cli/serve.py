@@ -43,18 +43,26 @@ def serve(
     graceful_seconds: Annotated[int, typer.Option(
         min=0, help="On SIGTERM, wait this long for requests in flight.")] = 30,
 ) -> None:
-    """Serve a model over HTTP: /predict, /v1/models, /healthz, /readyz, /metrics, /docs."""
+    """Serve a model over HTTP: /predict (tabular, image) or OpenAI-compatible
+    /v1/chat/completions and /v1/completions (language models); /v1/models, /healthz, /readyz,
+    /metrics, /docs."""
     import uvicorn
 
     from zero2one.artifacts import verify
     from zero2one.errors import require
     from zero2one.refs import check_pinned, resolve
     from zero2one.serving.settings import ServeSettings
+    from zero2one.serving.state import is_language_model
 
     require("fastapi", "serve")
-    resolved = resolve(model)  # fail here, with one line, before any worker starts
-    check_pinned(resolved)
-    verify(resolved.path)
+    if is_language_model(model):  # fail here, with one line, before any worker starts
+        from zero2one.tasks.textgen.models import resolve_lm
+
+        resolve_lm(model)
+    else:
+        resolved = resolve(model)
+        check_pinned(resolved)
+        verify(resolved.path)
     env = {
         "ZERO2ONE_SERVE_MODEL": model,
         "ZERO2ONE_SERVE_MAX_BODY_BYTES": str(max_body_bytes),

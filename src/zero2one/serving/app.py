@@ -16,10 +16,10 @@ from starlette.responses import Response
 from zero2one import __version__
 from zero2one.serving import errors
 from zero2one.serving.metrics import Metrics, RequestMiddleware
-from zero2one.serving.routes import admin, health, models, predict
+from zero2one.serving.routes import admin, health, models, openai, predict
 from zero2one.serving.security import BodySizeLimit, RateLimiter
 from zero2one.serving.settings import ServeSettings
-from zero2one.serving.state import ModelHolder
+from zero2one.serving.state import ModelHolder, is_language_model
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -50,9 +50,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     errors.install(app)
 
     app.include_router(health.router)
-    app.include_router(models.router)
-    app.router.routes.insert(0, predict.fast_route)  # see routes/predict.py
-    app.include_router(predict.router_for(_task_of(settings.model)))
+    if is_language_model(settings.model):
+        app.include_router(openai.router)
+    else:
+        app.include_router(models.router)
+        app.router.routes.insert(0, predict.fast_route)  # see routes/predict.py
+        app.include_router(predict.router_for(_task_of(settings.model)))
     if settings.api_key is not None:  # no unauthenticated admin routes, ever
         app.include_router(admin.router)
 

@@ -23,8 +23,8 @@ class Served:
     """One loaded model with its adapter and batcher."""
 
     info: ModelInfo
-    adapter: Any  # TabularAdapter or ImageAdapter: parse(request), predict(rows), response()
-    batcher: MicroBatcher
+    adapter: Any  # TabularAdapter, ImageAdapter (parse, predict, response) or LMEngine
+    batcher: MicroBatcher | None  # None for language models, which stream one at a time
     load_seconds: float
     loaded_at: float
     manifest: dict[str, Any]
@@ -33,10 +33,41 @@ class Served:
         self.info_dict = self.info.model_dump()  # built once, sent with every answer
 
 
+def is_language_model(ref: str) -> bool:
+    """builtin:, a .gguf file, or a transformers directory (config.json, no zero2one manifest)."""
+    from pathlib import Path
+
+    path = Path(ref).expanduser()
+    return (ref.startswith("builtin:") or path.suffix == ".gguf"
+            or (path.is_dir() and (path / "config.json").exists()
+                and not (path / "manifest.json").exists()))
+
+
+def _load_language_model(settings: ServeSettings, metrics: Metrics) -> Served:
+    from pathlib import Path
+
+    from zero2one.serving.textgen import LMEngine
+    from zero2one.tasks.textgen.models import load_lm
+
+    start = time.perf_counter()
+    model, tokenizer = load_lm(settings.model)
+    seconds = time.perf_counter() - start
+    name = settings.model.removeprefix("builtin:") if settings.model.startswith(
+        "builtin:") else Path(settings.model).name
+    info = ModelInfo(name=name, version=None, ref=settings.model, task="text-generation")
+    metrics.load_seconds.set(seconds)
+    metrics.model_info.clear()
+    metrics.model_info.labels(info.name, "", info.task).set(1)
+    return Served(info, LMEngine(model, tokenizer, name), None, seconds, time.time(),
+                  {"task": "text-generation", "name": name})
+
+
 def load_served(settings: ServeSettings, metrics: Metrics) -> Served:
     """Resolve, verify and load ``settings.model`` (the only place a model is loaded from)."""
     from zero2one.api import load
 
+    if is_language_model(settings.model):
+        return _load_language_model(settings, metrics)
     start = time.perf_counter()
     model = load(settings.model, trust=settings.trust)
     adapter: Any
@@ -84,7 +115,7 @@ class ModelHolder:
             loop = asyncio.get_running_loop()
             new = await loop.run_in_executor(None, load_served, self.settings, self.metrics)
             self.current = new
-        if old is not None:
+        if old is not None and old.batcher is not None:
             # requests already queued on the old batcher still finish on the old model
             asyncio.get_running_loop().create_task(old.batcher.close())
         log.info("serving %s version %s", new.info.name, new.info.version)
@@ -105,5 +136,5 @@ class ModelHolder:
                 log.exception("following %s failed", self.settings.model)
 
     async def close(self) -> None:
-        if self.current is not None:
+        if self.current is not None and self.current.batcher is not None:
             await self.current.batcher.close()

@@ -44,8 +44,11 @@ def sampling(**values: Any) -> Sampling:
         raise UserError(format_validation_error(exc, Sampling)) from None
 
 
-def encode(tokenizer: Any, prompt: str, *, chat: bool) -> Any:
-    """Token ids (1, T) for a plain prompt, or a one-turn chat through the chat template."""
+def encode(tokenizer: Any, prompt: str, *, chat: bool, raw: bool = False) -> Any:
+    """Token ids (1, T) for a plain prompt, or a one-turn chat through the chat template;
+    ``raw`` prompts are already formatted (no special tokens added)."""
+    if raw:
+        return tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
     if chat:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("this model has no chat template; drop --chat")
@@ -60,12 +63,12 @@ def context_window(model: Any) -> int:
 
 
 def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
-           chat: bool = False) -> Iterator[str]:
+           chat: bool = False, raw: bool = False) -> Iterator[str]:
     """Generated text, piece by piece, as the model produces it (stop strings excluded)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-    ids = encode(tokenizer, prompt, chat=chat)
+    ids = encode(tokenizer, prompt, chat=chat, raw=raw)
     if ids.shape[1] == 0:
         raise UserError("the prompt is empty")
     window = context_window(model)

@@ -1,0 +1,167 @@
+"""OpenAI-compatible routes for language models: ``/v1/chat/completions``, ``/v1/completions``
+(both with ``stream: true`` as server-sent events, and usage counts) and ``/v1/models``.
+Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import Response, StreamingResponse
+
+from zero2one.errors import UserError
+from zero2one.serving.errors import JSON, APIError
+from zero2one.serving.security import Guarded
+
+router = APIRouter(tags=["openai"], dependencies=Guarded)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class Common(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="Only one choice per request.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def sampling(self) -> Any:
+        from zero2one.tasks.textgen.generate import sampling
+
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        return sampling(max_new_tokens=self.max_completion_tokens or self.max_tokens or 256,
+                        temperature=self.temperature if self.temperature is not None else 0.7,
+                        top_p=self.top_p, stop=stop, seed=self.seed)
+
+
+class ChatRequest(Common):
+    messages: list[Message] = Field(min_length=1)
+
+
+class CompletionRequest(Common):
+    prompt: str = Field(min_length=1)
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, "invalid_request_error", f"malformed JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise APIError(400, "invalid_request_error", f"{where}: {first['msg']}") from None
+
+
+def _engine(request: Request) -> Any:
+    return request.app.state.holder.current.adapter
+
+
+async def _run(request: Request, body: Any, prompt: str, chat: bool) -> Response:
+    engine = _engine(request)
+    try:
+        settings = body.sampling()
+        pieces = engine.stream(prompt, settings)
+        first = await anext(pieces, None)  # errors (too long, ...) surface as a 400 here
+    except UserError as exc:
+        raise APIError(400, "invalid_request_error", str(exc)) from None
+    ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    prompt_tokens = engine.count(prompt)
+    if body.stream:
+        return StreamingResponse(_sse(engine, body, ident, created, first, pieces, chat,
+                                      prompt_tokens, settings.max_new_tokens),
+                                 media_type="text/event-stream")
+    text = (first or "") + "".join([p async for p in pieces])
+    completion = engine.count(text)
+    finish = "length" if completion >= settings.max_new_tokens else "stop"
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": text}
+    else:
+        choice["text"] = text
+    return JSON({
+        "id": ident, "object": "chat.completion" if chat else "text_completion",
+        "created": created, "model": engine.name, "choices": [choice],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                  "total_tokens": prompt_tokens + completion},
+    })
+
+
+async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | None,
+               pieces: AsyncIterator[str], chat: bool, prompt_tokens: int,
+               limit: int) -> AsyncIterator[bytes]:
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(delta: dict[str, Any] | str, finish: str | None = None) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        if chat:
+            choice["delta"] = delta
+        else:
+            choice["text"] = delta
+        chunk = {"id": ident, "object": kind, "created": created, "model": engine.name,
+                 "choices": [choice]}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    if chat:
+        yield event({"role": "assistant", "content": ""})
+    text = first or ""
+    if first:
+        yield event({"content": first} if chat else first)
+    async for piece in pieces:
+        text += piece
+        yield event({"content": piece} if chat else piece)
+    completion = engine.count(text)
+    yield event({} if chat else "", "length" if completion >= limit else "stop")
+    if body.stream_options and body.stream_options.include_usage:
+        usage = {"id": ident, "object": kind, "created": created, "model": engine.name,
+                 "choices": [], "usage": {"prompt_tokens": prompt_tokens,
+                                          "completion_tokens": completion,
+                                          "total_tokens": prompt_tokens + completion}}
+        yield b"data: " + orjson.dumps(usage) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+@router.post("/v1/chat/completions", summary="OpenAI-compatible chat completion")
+async def chat_completions(request: Request) -> Response:
+    body = await _parse(request, ChatRequest)
+    engine = _engine(request)
+    prompt = engine.chat_prompt([m.model_dump() for m in body.messages])
+    return await _run(request, body, prompt, chat=True)
+
+
+@router.post("/v1/completions", summary="OpenAI-compatible text completion")
+async def completions(request: Request) -> Response:
+    body = await _parse(request, CompletionRequest)
+    return await _run(request, body, body.prompt, chat=False)
+
+
+@router.get("/v1/models", summary="The served language model")
+async def models(request: Request) -> JSON:
+    served = request.app.state.holder.current
+    return JSON({"object": "list", "data": [{
+        "id": served.info.name, "object": "model", "created": int(served.loaded_at),
+        "owned_by": "zero2one"}]})
