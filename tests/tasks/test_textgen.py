@@ -200,3 +200,17 @@ def test_openai_client_sees_errors(lm_client) -> None:  # type: ignore[no-untype
                            http_client=lm_client, max_retries=0)
     with pytest.raises(openai.BadRequestError, match="context window"):
         client.completions.create(model="m", prompt="hello", max_tokens=1000)
+
+
+def test_stopping_early_halts_generation(tiny_lm: Path) -> None:
+    """A consumer that stops reading ends the generation thread promptly."""
+    import threading
+
+    model, tokenizer = load_lm(str(tiny_lm))
+    pieces = stream(model, tokenizer, "hello", settings=sampling(max_new_tokens=50,
+                                                                 temperature=1.0, seed=0))
+    before = threading.active_count()
+    next(pieces)
+    assert threading.active_count() == before + 1  # the generating thread
+    pieces.close()  # returns once that thread has stopped
+    assert threading.active_count() == before

@@ -39,22 +39,31 @@ class LMEngine:
             raise UserError(f"prompt ({len(ids)} tokens) + max_tokens "
                             f"({settings.max_new_tokens}) exceeds the context window of {window}")
 
+        gone = threading.Event()  # the caller stopped listening: stop generating
+
         def work() -> None:
             try:
                 with self._lock:
-                    for piece in stream(self.model, self.tokenizer, prompt, settings=settings,
-                                        raw=True):
+                    pieces = stream(self.model, self.tokenizer, prompt, settings=settings,
+                                    raw=True)
+                    for piece in pieces:
+                        if gone.is_set():
+                            pieces.close()  # halts generation at the next token
+                            break
                         loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
                 loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
             except BaseException as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
 
         threading.Thread(target=work, daemon=True, name="generate").start()
-        while True:
-            kind, value = await queue.get()
-            if kind == "piece":
-                yield value
-            elif kind == "end":
-                return
-            else:
-                raise value
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "piece":
+                    yield value
+                elif kind == "end":
+                    return
+                else:
+                    raise value
+        finally:
+            gone.set()

@@ -111,8 +111,21 @@ def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    yield from _until_stop(streamer, settings.stop, halt)
-    worker.join()
+    finished = False
+
+    def pieces() -> Iterator[str]:
+        nonlocal finished
+        yield from streamer
+        finished = True  # the streamer blocks if read again after its end
+
+    try:
+        yield from _until_stop(pieces(), settings.stop, halt)
+    finally:  # also when the consumer stops early (a client went away): stop generating
+        halt.set()
+        if not finished:
+            for _ in streamer:
+                pass
+        worker.join()
     if errors:
         raise errors[0]
 
