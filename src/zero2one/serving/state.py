@@ -136,5 +136,9 @@ class ModelHolder:
                 log.exception("following %s failed", self.settings.model)
 
     async def close(self) -> None:
-        if self.current is not None and self.current.batcher is not None:
+        if self.current is None:
+            return
+        if self.current.batcher is not None:
             await self.current.batcher.close()
+        if hasattr(self.current.adapter, "close"):  # a language model's decoding thread
+            await asyncio.get_running_loop().run_in_executor(None, self.current.adapter.close)

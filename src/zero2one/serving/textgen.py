@@ -1,10 +1,18 @@
-"""Language models behind the OpenAI-compatible routes: one generation at a time per process
-(on a CPU one already uses every core), streamed from the generating thread to the event loop."""
+"""Language models behind the OpenAI-compatible routes.
+
+Concurrent requests are decoded together: a worker thread takes every request queued within a
+short gathering window (up to ``max_batch``) and decodes them as one batch
+(:func:`zero2one.tasks.textgen.batch.generate_rows`), streaming each row's text back to its
+caller's event loop. Requests arriving during a batch form the next one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +20,14 @@ from zero2one.errors import UserError
 
 
 class LMEngine:
-    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+    def __init__(self, model: Any, tokenizer: Any, name: str, *, max_batch: int = 16,
+                 gather_seconds: float = 0.025) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
-        self._lock = threading.Lock()
+        self.max_batch, self.gather_seconds = max_batch, gather_seconds
+        self._pending: queue.Queue[Any] = queue.Queue()
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batches, for tests and ops
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -27,10 +40,8 @@ class LMEngine:
 
     async def stream(self, prompt: str, settings: Any) -> AsyncIterator[str]:
         """Text pieces as generated; errors (a prompt too long, ...) raise before the first."""
-        from zero2one.tasks.textgen.generate import stream
+        from zero2one.tasks.textgen.batch import Row
 
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         window = int(getattr(self.model.config, "max_position_embeddings", 2048))
         if not ids:
@@ -38,27 +49,18 @@ class LMEngine:
         if len(ids) + settings.max_new_tokens > window:
             raise UserError(f"prompt ({len(ids)} tokens) + max_tokens "
                             f"({settings.max_new_tokens}) exceeds the context window of {window}")
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
-        gone = threading.Event()  # the caller stopped listening: stop generating
+        def emit(text: str) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, ("piece", text))
 
-        def work() -> None:
-            try:
-                with self._lock:
-                    pieces = stream(self.model, self.tokenizer, prompt, settings=settings,
-                                    raw=True)
-                    for piece in pieces:
-                        if gone.is_set():
-                            pieces.close()  # halts generation at the next token
-                            break
-                        loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
-                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
-            except BaseException as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-
-        threading.Thread(target=work, daemon=True, name="generate").start()
+        row = Row(ids, settings, emit)
+        self._ensure_worker()
+        self._pending.put((row, loop, pieces))
         try:
             while True:
-                kind, value = await queue.get()
+                kind, value = await pieces.get()
                 if kind == "piece":
                     yield value
                 elif kind == "end":
@@ -66,4 +68,44 @@ class LMEngine:
                 else:
                     raise value
         finally:
-            gone.set()
+            row.cancelled = True  # a caller that went away frees its row in the batch
+
+    def close(self) -> None:
+        """Stop the worker once the batch in progress is done."""
+        if self._worker is not None and self._worker.is_alive():
+            self._pending.put(None)
+            self._worker.join(timeout=60)
+
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._run, daemon=True, name="generate")
+                self._worker.start()
+
+    def _run(self) -> None:
+        from zero2one.tasks.textgen.batch import generate_rows
+
+        while True:
+            first = self._pending.get()
+            if first is None:  # close()
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.gather_seconds
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:  # close() during gathering: finish this batch first
+                    self._pending.put(None)
+                    break
+                batch.append(item)
+            self.batch_sizes.append(len(batch))
+            try:
+                generate_rows(self.model, self.tokenizer, [row for row, _, _ in batch])
+            except BaseException as exc:  # every caller of the batch hears of it
+                for _, loop, pieces in batch:
+                    loop.call_soon_threadsafe(pieces.put_nowait, ("error", exc))
+            else:
+                for _, loop, pieces in batch:
+                    loop.call_soon_threadsafe(pieces.put_nowait, ("end", None))
