@@ -118,6 +118,8 @@ class ModelHolder:
         if old is not None and old.batcher is not None:
             # requests already queued on the old batcher still finish on the old model
             asyncio.get_running_loop().create_task(old.batcher.close())
+        if old is not None and hasattr(old.adapter, "close"):  # its batch finishes first
+            asyncio.get_running_loop().run_in_executor(None, old.adapter.close)
         log.info("serving %s version %s", new.info.name, new.info.version)
         return old, new
 
