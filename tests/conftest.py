@@ -43,6 +43,15 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_store: 
     return tmp_path
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server a test starts."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def iris_recipe(**changes: Any) -> dict[str, Any]:
     """A small, fast iris recipe (a 4-candidate grid, 3 folds); ``changes`` replace sections."""
     recipe: dict[str, Any] = {
