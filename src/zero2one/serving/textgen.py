@@ -41,14 +41,10 @@ class LMEngine:
     async def stream(self, prompt: str, settings: Any) -> AsyncIterator[str]:
         """Text pieces as generated; errors (a prompt too long, ...) raise before the first."""
         from zero2one.tasks.textgen.batch import Row
+        from zero2one.tasks.textgen.generate import check_fits
 
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        window = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        if not ids:
-            raise UserError("the prompt is empty")
-        if len(ids) + settings.max_new_tokens > window:
-            raise UserError(f"prompt ({len(ids)} tokens) + max_tokens "
-                            f"({settings.max_new_tokens}) exceeds the context window of {window}")
+        check_fits(self.model, len(ids), settings.max_new_tokens, budget_name="max_tokens")
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 

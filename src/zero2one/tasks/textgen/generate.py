@@ -44,11 +44,8 @@ def sampling(**values: Any) -> Sampling:
         raise UserError(format_validation_error(exc, Sampling)) from None
 
 
-def encode(tokenizer: Any, prompt: str, *, chat: bool, raw: bool = False) -> Any:
-    """Token ids (1, T) for a plain prompt, or a one-turn chat through the chat template;
-    ``raw`` prompts are already formatted (no special tokens added)."""
-    if raw:
-        return tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+def encode(tokenizer: Any, prompt: str, *, chat: bool) -> Any:
+    """Token ids (1, T) for a plain prompt, or a one-turn chat through the chat template."""
     if chat:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("this model has no chat template; drop --chat")
@@ -62,19 +59,25 @@ def context_window(model: Any) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048))
 
 
+def check_fits(model: Any, prompt_tokens: int, max_new_tokens: int, *,
+               budget_name: str = "max_new_tokens") -> None:
+    """A non-empty prompt that leaves room for ``max_new_tokens`` in the context window."""
+    if prompt_tokens == 0:
+        raise UserError("the prompt is empty")
+    window = context_window(model)
+    if prompt_tokens + max_new_tokens > window:
+        raise UserError(f"prompt ({prompt_tokens} tokens) + {budget_name} ({max_new_tokens}) "
+                        f"exceeds the context window of {window}")
+
+
 def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
-           chat: bool = False, raw: bool = False) -> Iterator[str]:
+           chat: bool = False) -> Iterator[str]:
     """Generated text, piece by piece, as the model produces it (stop strings excluded)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-    ids = encode(tokenizer, prompt, chat=chat, raw=raw)
-    if ids.shape[1] == 0:
-        raise UserError("the prompt is empty")
-    window = context_window(model)
-    if ids.shape[1] + settings.max_new_tokens > window:
-        raise UserError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens "
-                        f"({settings.max_new_tokens}) exceeds the context window of {window}")
+    ids = encode(tokenizer, prompt, chat=chat)
+    check_fits(model, ids.shape[1], settings.max_new_tokens)
     if settings.seed is not None:
         torch.manual_seed(settings.seed)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
