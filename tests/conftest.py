@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated workspace per test, tiny recipes, a trained iris model."""
+"""Shared fixtures: an isolated workspace per test, tiny recipes, a trained iris model, a tiny
+language model."""
 
 from __future__ import annotations
 
@@ -41,6 +42,41 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_store: 
     shutil.copy(_template_store, home / "mlflow.db")
     monkeypatch.setenv("ZERO2ONE_HOME", str(home))
     return tmp_path
+
+
+CORPUS = ["zero2one trains models", "zero2one serves models over http",
+          "the model answers questions", "hello world, hello model"] * 20
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer Llama with a small byte-level BPE tokenizer and a chat
+    template, saved like any model (language-model tests and the contract test use it)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-lm")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    from tokenizers import decoders
+
+    bpe.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>")
+    tokenizer.chat_template = CHAT
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=256, bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    return out
 
 
 def free_port() -> int:

@@ -19,6 +19,10 @@ TINY = {
                                "search.space.kernel=[linear]"],
     "tabular-regression": ["search.n_trials=2", "search.cv=2"],
     "image-classification": ["train.epochs=1", "model.arch=seed-cnn", "model.params={}"],
+    "text-generation": ["model.base={tiny_lm}", "train.max_steps=2", "data.max_length=128",
+                        "eval.samples=1", "eval.sample_tokens=4",
+                        "data.source={repo}/examples/zero2one-qa/train.jsonl",
+                        "data.val_source={repo}/examples/zero2one-qa/val.jsonl"],
 }
 
 
@@ -40,8 +44,13 @@ def test_task_class_honours_the_contract(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", task_names())
-def test_example_recipe_trains_saves_and_loads(name: str, workspace: Path) -> None:
-    result = train(example_recipe(name), overrides=["track.enabled=false", *TINY[name]],
+def test_example_recipe_trains_saves_and_loads(name: str, workspace: Path,
+                                               request: pytest.FixtureRequest) -> None:
+    # placeholders: the tiny language model (built on first use), the repository (the workspace
+    # fixture moves the working directory away from it)
+    tiny = [o.format(tiny_lm=request.getfixturevalue("tiny_lm"), repo=REPO) if "{" in o
+            and "{}" not in o else o for o in TINY[name]]
+    result = train(example_recipe(name), overrides=["track.enabled=false", *tiny],
                    out=workspace / "m")
     assert result.metrics and all(isinstance(v, float) for v in result.metrics.values())
     manifest = read_manifest(workspace / "m")

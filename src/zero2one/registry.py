@@ -21,6 +21,7 @@ _BUILTIN: dict[str, str] = {
     "tabular-classification": "zero2one.tasks.tabular",
     "tabular-regression": "zero2one.tasks.tabular",
     "image-classification": "zero2one.tasks.vision",
+    "text-generation": "zero2one.tasks.textgen",
 }
 
 

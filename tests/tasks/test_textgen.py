@@ -12,39 +12,6 @@ from zero2one.errors import ModelRefError, UserError
 from zero2one.tasks.textgen.generate import _until_stop, sampling, stream
 from zero2one.tasks.textgen.models import load_lm, resolve_lm
 
-CORPUS = ["zero2one trains models", "zero2one serves models over http",
-          "the model answers questions", "hello world, hello model"] * 20
-CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer Llama with a small BPE tokenizer, saved like any model."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    out = tmp_path_factory.mktemp("tiny-lm")
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.train_from_iterator(CORPUS, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    from tokenizers import decoders
-
-    bpe.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>")
-    tokenizer.chat_template = CHAT
-    tokenizer.save_pretrained(out)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    return out
-
 
 def test_greedy_generation_is_deterministic(tiny_lm: Path) -> None:
     model, tokenizer = load_lm(str(tiny_lm))
@@ -74,8 +41,8 @@ def test_chat_template_and_streaming_pieces(tiny_lm: Path) -> None:
 
 def test_context_window_is_enforced(tiny_lm: Path) -> None:
     model, tokenizer = load_lm(str(tiny_lm))
-    with pytest.raises(UserError, match="exceeds the context window of 64"):
-        list(stream(model, tokenizer, "hello", settings=sampling(max_new_tokens=100)))
+    with pytest.raises(UserError, match="exceeds the context window of 256"):
+        list(stream(model, tokenizer, "hello", settings=sampling(max_new_tokens=300)))
 
 
 @pytest.mark.parametrize(
@@ -180,8 +147,8 @@ def test_openai_client_chats_streaming_and_not(lm_client) -> None:  # type: igno
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
         ({"messages": [{"role": "user", "content": "hi"}], "temperature": 9}, "temperature"),
-        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 500},
-         "exceeds the context window of 64"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 900},
+         "exceeds the context window of 256"),
         ({"messages": [{"role": "user", "content": "hi"}], "n": 3}, "n:"),
     ],
 )

@@ -22,6 +22,7 @@ from zero2one.errors import ModelRefError, require
 log = logging.getLogger(__name__)
 
 BUILTIN = "smollm2-135m-instruct"
+CACHE_FORMAT = 2
 
 
 def _require() -> None:
@@ -48,7 +49,9 @@ def cached_gguf(gguf: Path) -> Path:
     _require()
     require("gguf", "text")
     stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    # CACHE_FORMAT: bumped when the conversion changes, so older copies are made again
+    key = hashlib.sha256(f"{CACHE_FORMAT}:{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+                         .encode())
     target = workspace() / "cache" / "lm" / f"{gguf.stem}-{key.hexdigest()[:12]}"
     if (target / "config.json").exists():
         return target
@@ -61,7 +64,10 @@ def cached_gguf(gguf: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                      dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(quantized.config, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):  # the copy is plain float32: trainable
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
     if unexpected or [m for m in missing if "lm_head" not in m]:  # tied heads may be absent
         raise ModelRefError(f"{gguf}: converted weights do not match the architecture "
@@ -101,9 +107,23 @@ def resolve_lm(ref: str) -> Path | str:
     return ref  # a hub id: transformers says whether it can be had
 
 
+def is_tuned_ref(ref: str) -> bool:
+    """A zero2one model reference (registry, run, or model directory with a manifest)."""
+    path = Path(ref).expanduser()
+    return ref.startswith(("models:/", "runs:/")) or (path / "manifest.json").is_file()
+
+
 def load_lm(ref: str, *, device: str = "auto") -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) for a language-model reference."""
+    """(model in eval mode, tokenizer) for a language-model reference, including models
+    fine-tuned by zero2one (``models:/NAME@ALIAS``, ``runs:/ID/model``, their directories)."""
     _require()
+    if is_tuned_ref(ref):
+        from zero2one.api import load
+
+        task = load(ref)
+        if task.name != "text-generation":
+            raise ModelRefError(f"{ref} is a {task.name} model, not a language model")
+        return task.model_, task.tokenizer_  # type: ignore[attr-defined]
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

@@ -1,0 +1,275 @@
+"""The text-generation task: fine-tune a causal language model (LoRA or full) and save it.
+
+A LoRA model directory holds the adapter (``adapter/``: a few MB of safetensors) and the name of
+its base model; loading it loads the base, checks that its weights are the ones the adapter was
+trained on, and merges the adapter in for fast generation. Full fine-tuning, or
+``model.save_merged``, writes a whole ``save_pretrained`` model (``merged/``) that loads alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from zero2one.errors import ArtifactError, IntegrityError, SchemaError
+from zero2one.progress import Reporter
+from zero2one.task import Task
+from zero2one.tasks.textgen.config import TextGenRecipe
+
+log = logging.getLogger(__name__)
+
+ADAPTER = "adapter"
+MERGED = "merged"
+
+
+@dataclass
+class TextData:
+    train: Any  # datasets.Dataset of raw records
+    val: Any
+    kind: str  # "text" or "chat"
+    source: str
+    fingerprint: dict[str, Any]
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 over parameter names, shapes and values: the same for the same weights, however
+    they were serialised (tied weights count once)."""
+    digest = hashlib.sha256()
+    seen: set[int] = set()
+    for name, tensor in sorted(model.state_dict().items()):
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_byte()).numpy())
+    return digest.hexdigest()
+
+
+def _byte() -> Any:
+    import torch
+
+    return torch.uint8
+
+
+class TextGeneration(Task):
+    name = "text-generation"
+    config_model: ClassVar[type[TextGenRecipe]] = TextGenRecipe
+    config: TextGenRecipe
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def load_data(self) -> TextData:
+        from zero2one.tasks.textgen.data import read_records, split
+
+        records = read_records(self.config.data.source, self.config.data)
+        train, val, digest = split(records, self.config.data, self.config.seed)
+        return TextData(train, val, records.kind, records.source,
+                        {"sha256": digest, "rows": len(train) + len(val), "train": len(train),
+                         "validation": len(val), "format": records.kind})
+
+    # ---- training ---------------------------------------------------------------------------
+
+    def checkpoint_dir(self) -> Path:
+        """Per recipe: a changed recipe never resumes another recipe's checkpoint."""
+        from zero2one.tracking import workspace
+
+        recipe = self.config.model_dump(mode="json", exclude={"track", "register_as"})
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+        return workspace() / "checkpoints" / f"{self.config.name}-{digest}"
+
+    def interrupted_run(self) -> str | None:
+        marker = self.checkpoint_dir() / "run_id"
+        return marker.read_text().strip() or None if marker.exists() else None
+
+    def fit(self, data: TextData, *, reporter: Reporter) -> Self:
+        import torch
+
+        from zero2one.tasks.textgen import train
+        from zero2one.tasks.textgen.data import count_tokens, tokenize
+        from zero2one.tasks.textgen.models import load_lm
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        with reporter.step(f"loading {cfg.model.base}"):
+            model, tokenizer = load_lm(cfg.model.base, device=cfg.train.device)
+        tokenizer.padding_side = "right"
+        with reporter.step("tokenizing"):
+            train_set = tokenize(data.train, tokenizer, data.kind, cfg.data)
+            val_set = tokenize(data.val, tokenizer, data.kind, cfg.data)
+        self.base_digest_ = weights_digest(model) if cfg.model.method == "lora" else None
+        pad = tokenizer.pad_token_id
+        with reporter.step("validation loss before training"):
+            base_loss = train.validation_loss(model, val_set, pad)
+        self.samples_ = self._samples(model, tokenizer, data) if data.kind == "chat" else []
+        model.train()
+        wrapped = train.wrap(model, cfg.model)
+        directory = self.checkpoint_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.run_id:
+            (directory / "run_id").write_text(self.run_id)
+        outcome = train.fit(wrapped, tokenizer, train_set, val_set, cfg.train, seed=cfg.seed,
+                            reporter=reporter, checkpoint_dir=directory, resume=self.resume)
+        with reporter.step("validation loss after training"):
+            loss = train.validation_loss(wrapped, val_set, pad)
+        self.model_, self.tokenizer_, self.kind_ = wrapped.eval(), tokenizer, data.kind
+        for row in self.samples_:
+            row["tuned"] = self._answer(wrapped, tokenizer, row["messages"])
+        self.outcome_ = outcome
+        self.scores_ = {
+            "val_loss": loss, "val_perplexity": train.perplexity(loss),
+            "base_val_loss": base_loss, "base_val_perplexity": train.perplexity(base_loss),
+            "train_tokens": float(count_tokens(train_set)),
+            "val_tokens": float(count_tokens(val_set)),
+            "trainable_share": outcome.trainable / max(outcome.total, 1),
+            "steps": float(outcome.steps),
+        }
+        if outcome.train_seconds > 0:
+            self.scores_["train_tokens_per_second"] = outcome.train_tokens / outcome.train_seconds
+        shutil.rmtree(directory, ignore_errors=True)  # done: nothing left to resume
+        return self
+
+    def _samples(self, model: Any, tokenizer: Any, data: TextData) -> list[dict[str, Any]]:
+        """The first validation chats, cut before their last answer, answered by the base."""
+        rows = []
+        for record in data.val.select(range(min(self.config.eval.samples, len(data.val)))):
+            messages = record["messages"]
+            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+            prompt = messages[:last]
+            if not prompt:
+                continue
+            rows.append({"messages": prompt, "reference": messages[last]["content"],
+                         "base": self._answer(model, tokenizer, prompt)})
+        return rows
+
+    def _answer(self, model: Any, tokenizer: Any, messages: list[dict[str, str]]) -> str:
+        from zero2one.tasks.textgen.batch import Row, generate_rows
+        from zero2one.tasks.textgen.generate import Sampling
+
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                            tokenize=True, return_dict=True)["input_ids"]
+        row = Row(list(ids), Sampling(max_new_tokens=self.config.eval.sample_tokens,
+                                      temperature=0), emit=lambda _: None)
+        generate_rows(model, tokenizer, [row])
+        return row.text.strip()
+
+    # ---- evaluation and report --------------------------------------------------------------
+
+    def evaluate(self, data: TextData) -> dict[str, float]:
+        return dict(self.scores_)
+
+    def report(self, data: TextData, out_dir: Path) -> list[Path]:
+        from zero2one.tasks.textgen.report import plot_losses
+
+        paths = []
+        if self.outcome_.history:
+            paths.append(plot_losses(self.outcome_.history, out_dir / "losses.png"))
+        if self.samples_:
+            path = out_dir / "samples.json"
+            path.write_text(json.dumps(self.samples_, indent=2, ensure_ascii=False) + "\n")
+            paths.append(path)
+        return paths
+
+    # ---- prediction -------------------------------------------------------------------------
+
+    def predict(self, frame: Any, *, max_new_tokens: int = 128, chat: bool | None = None,
+                **_: Any) -> list[str]:
+        """Greedy completions for a list of prompts, decoded as one batch; chat prompts (through
+        the chat template) by default when the model was tuned on chats."""
+        from zero2one.tasks.textgen.batch import Row, generate_rows
+        from zero2one.tasks.textgen.generate import Sampling, check_fits, encode
+
+        prompts = list(frame)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise SchemaError("predict takes a non-empty list of prompt strings")
+        if chat is None:
+            chat = self.kind_ == "chat" and bool(getattr(self.tokenizer_, "chat_template", None))
+        settings = Sampling(max_new_tokens=max_new_tokens, temperature=0)
+        rows = []
+        for prompt in prompts:
+            ids = encode(self.tokenizer_, prompt, chat=chat)[0].tolist()
+            check_fits(self.model_, len(ids), max_new_tokens)
+            rows.append(Row(ids, settings, emit=lambda _: None))
+        generate_rows(self.model_, self.tokenizer_, rows)
+        return [r.text for r in rows]
+
+    # ---- persistence ------------------------------------------------------------------------
+
+    def save(self, path: Path) -> dict[str, Any]:
+        cfg = self.config
+        parts = {}
+        if cfg.model.method == "lora":
+            self.model_.save_pretrained(path / ADAPTER, safe_serialization=True)
+            self.tokenizer_.save_pretrained(path / ADAPTER)
+            _scrub_adapter_config(path / ADAPTER)
+            parts["adapter"] = ADAPTER
+        if cfg.model.method == "full" or cfg.model.save_merged:
+            merged = self.model_ if cfg.model.method == "full" else _merged_copy(self.model_)
+            merged.save_pretrained(path / MERGED, safe_serialization=True)
+            self.tokenizer_.save_pretrained(path / MERGED)
+            parts["merged"] = MERGED
+        return {
+            "method": cfg.model.method,
+            "base": cfg.model.base,
+            "base_weights_sha256": self.base_digest_,
+            "parts": parts,  # kind -> sub-directory
+            "data_format": self.kind_,
+            "training": {"history": self.outcome_.history, "steps": self.outcome_.steps,
+                         "resumed_from": self.outcome_.resumed_from,
+                         "trainable_parameters": self.outcome_.trainable,
+                         "total_parameters": self.outcome_.total},
+            "libraries": ["torch", "transformers", "peft", "safetensors", "tokenizers"],
+        }
+
+    @classmethod
+    def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
+        from zero2one.tasks.textgen.models import load_lm
+
+        try:
+            self = cls(TextGenRecipe.model_construct(**manifest["recipe"]))
+            parts = manifest["parts"]
+            base, method = manifest["base"], manifest["method"]
+            self.kind_ = manifest.get("data_format", "text")
+        except (KeyError, TypeError) as exc:
+            raise ArtifactError(f"{path}: incomplete text-generation manifest ({exc})") from None
+        if "merged" in parts:  # a whole model: needs nothing else
+            self.model_, self.tokenizer_ = load_lm(str(path / parts["merged"]))
+        elif method == "lora" and "adapter" in parts:
+            from peft import PeftModel
+
+            model, _ = load_lm(base)
+            expected = manifest.get("base_weights_sha256")
+            if expected and weights_digest(model) != expected:
+                raise IntegrityError(f"{path}: the adapter was trained on other weights than "
+                                     f"those of {base} here; refusing to load it")
+            from transformers import AutoTokenizer
+
+            tuned = PeftModel.from_pretrained(model, str(path / parts["adapter"]))
+            self.model_ = tuned.merge_and_unload().eval()  # plain layers: fast generation
+            self.tokenizer_ = AutoTokenizer.from_pretrained(str(path / parts["adapter"]))
+            if self.tokenizer_.pad_token is None:
+                self.tokenizer_.pad_token = self.tokenizer_.eos_token
+        else:
+            raise ArtifactError(f"{path}: no adapter or merged model in the manifest")
+        self.manifest = manifest
+        return self
+
+
+def _merged_copy(model: Any) -> Any:
+    """The base with the adapter folded in, leaving ``model`` itself untouched."""
+    import copy
+
+    return copy.deepcopy(model).merge_and_unload()
+
+
+def _scrub_adapter_config(directory: Path) -> None:
+    """peft writes the base model's local path (a cache directory of this machine) into the
+    adapter config; the manifest names the base by reference instead."""
+    config_path = directory / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = None
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,197 @@
+"""Fine-tuning with transformers' Trainer: LoRA adapters (peft) or every weight.
+
+The Trainer brings gradient accumulation, warm-up and decay, clipping, and checkpoints that hold
+the optimizer, scheduler and RNG states, so ``--resume`` continues exactly where a killed run
+stopped. A callback forwards progress and losses to zero2one's reporter (and from there to the
+tracking run).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zero2one.errors import RecipeError
+from zero2one.progress import Reporter
+from zero2one.tasks.textgen.config import FinetuneConfig, TrainConfig
+from zero2one.tasks.textgen.data import IGNORE
+
+
+@dataclass
+class Outcome:
+    history: list[dict[str, float]] = field(default_factory=list)  # logged training steps
+    steps: int = 0
+    resumed_from: int | None = None  # the checkpoint step training continued from
+    train_tokens: int = 0  # tokens seen by the forward passes in this process
+    train_seconds: float = 0.0
+    trainable: int = 0
+    total: int = 0
+
+
+class Collator:
+    """Pads a batch on the right: pad ids for inputs, no loss for padding."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            ids[i, :n] = torch.tensor(row["input_ids"])
+            labels[i, :n] = torch.tensor(row["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def wrap(model: Any, config: FinetuneConfig) -> Any:
+    """The model to train: with LoRA adapters, or as it is (every weight trainable)."""
+    if config.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.lora
+    targets: list[str] | str = ("all-linear" if lora.target_modules == ["all-linear"]
+                                else lora.target_modules)
+    try:
+        return get_peft_model(model, LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+            task_type="CAUSAL_LM", bias="none"))
+    except ValueError as exc:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                        if type(m).__name__ == "Linear"})
+        raise RecipeError(f"model.lora.target_modules: {str(exc).splitlines()[0]}; linear layers "
+                          f"of this model: {', '.join(names)}") from None
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def validation_loss(model: Any, dataset: Any, pad_id: int, *, batch_size: int = 8) -> float:
+    """Mean loss per trained token over ``dataset`` (perplexity = exp of it)."""
+    import torch
+
+    collate = Collator(pad_id)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            batch = collate([dataset[i] for i in range(start, min(start + batch_size,
+                                                                  len(dataset)))])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"],
+                           attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            targets = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                ignore_index=IGNORE, reduction="sum")
+            total += float(losses)
+            count += int((targets != IGNORE).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+
+def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainConfig, *,
+        seed: int, reporter: Reporter, checkpoint_dir: Path, resume: bool) -> Outcome:
+    """Train ``model`` in place with the Trainer; checkpoints go to ``checkpoint_dir``."""
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise RecipeError("train.device is cuda, but no CUDA device is available")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    outcome = Outcome()
+    for config_ in (model.config, getattr(model, "generation_config", None)):
+        if config_ is not None and config_.pad_token_id is None:  # as the collator pads
+            config_.pad_token_id = tokenizer.pad_token_id
+    outcome.trainable, outcome.total = count_parameters(model)
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+        learning_rate=config.lr, weight_decay=config.weight_decay,
+        lr_scheduler_type=config.scheduler if config.scheduler != "constant"
+        else "constant_with_warmup",
+        warmup_steps=config.warmup, max_grad_norm=config.max_grad_norm or 0.0,
+        logging_strategy="steps", logging_steps=config.logging_steps,
+        eval_strategy="epoch", save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, seed=seed, data_seed=seed,
+        use_cpu=not use_cuda, bf16=use_cuda and torch.cuda.is_bf16_supported(),
+        report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.exists() else None
+    if last is not None:
+        outcome.resumed_from = int(Path(last).name.rsplit("-", 1)[-1])
+        reporter.info(f"resuming from {Path(last).name}")
+
+    class Forward(TrainerCallback):  # type: ignore[misc]
+        def __init__(self, step: Any) -> None:
+            self.step, self.started = step, 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.step.advance(1)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **_: Any) -> None:
+            logs = logs or {}
+            values = {}
+            if "loss" in logs:
+                values["train_loss"] = float(logs["loss"])
+                values["learning_rate"] = float(logs.get("learning_rate", 0.0))
+                if logs.get("grad_norm") is not None:
+                    values["grad_norm"] = float(logs["grad_norm"])
+            if "eval_loss" in logs:
+                values["val_loss"] = float(logs["eval_loss"])
+                values["val_perplexity"] = perplexity(values["val_loss"])
+            if values:
+                outcome.history.append({"step": float(state.global_step), **values})
+                reporter.metrics(values, state.global_step)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            outcome.train_seconds = time.perf_counter() - self.started
+            outcome.steps = state.global_step
+
+    class CountingTrainer(Trainer):  # type: ignore[misc]
+        def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            if model.training:
+                outcome.train_tokens += int(inputs["attention_mask"].sum())
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size / config.gradient_accumulation)
+    total = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+    with reporter.step("fine-tuning", total=total) as step:
+        trainer = CountingTrainer(
+            model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+            data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
+            callbacks=[Forward(step)])
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        if outcome.resumed_from:
+            step.advance(outcome.resumed_from)
+        trainer.train(resume_from_checkpoint=last)
+    return outcome

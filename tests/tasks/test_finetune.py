@@ -1,0 +1,312 @@
+"""The text-generation task: data forms and their bad inputs, assistant-only labels, LoRA and
+full fine-tuning, resume, saving and loading by reference, all on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zero2one.api import load, train
+from zero2one.errors import DataError, IntegrityError, RecipeError
+from zero2one.recipe import validate
+from zero2one.registry import get_task
+from zero2one.tasks.textgen.config import TextDataConfig
+from zero2one.tasks.textgen.data import IGNORE, pack, read_records, split, tokenize
+
+FACTS = [("what does zero2one do", "zero2one trains models"),
+         ("how do models answer", "the model answers questions"),
+         ("what does the server do", "zero2one serves models over http"),
+         ("say hello", "hello world, hello model")]
+
+
+def chats(n: int) -> list[dict[str, Any]]:
+    return [{"messages": [{"role": "user", "content": FACTS[i % 4][0]},
+                          {"role": "assistant", "content": FACTS[i % 4][1]}]} for i in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def recipe(tiny_lm: Path, data: Path, **train_: Any) -> dict[str, Any]:
+    return {
+        "task": "text-generation", "name": "lm-test", "seed": 0,
+        "data": {"source": str(data), "val_size": 0.25, "max_length": 64},
+        "model": {"base": str(tiny_lm), "method": "lora",
+                  "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["all-linear"]}},
+        "train": {"epochs": 4, "batch_size": 4, "lr": 0.02, "warmup": 0, "save_steps": 2,
+                  "logging_steps": 1, **train_},
+        "eval": {"samples": 1, "sample_tokens": 6},
+        "track": {"enabled": False},
+    }
+
+
+@pytest.fixture
+def chat_file(workspace: Path) -> Path:
+    return write_jsonl(workspace / "chats.jsonl", chats(24))
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def test_text_forms_are_read(tmp_path: Path) -> None:
+    config = TextDataConfig(source="x")
+    (tmp_path / "a.txt").write_text("first paragraph\nstill first\n\nsecond\n\n\n")
+    records = read_records(str(tmp_path / "a.txt"), config)
+    assert records.kind == "text" and [r["text"] for r in records.rows] == [
+        "first paragraph\nstill first", "second"]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "b.txt").write_text("third")
+    shutil.copy(tmp_path / "a.txt", folder / "a.txt")
+    assert len(read_records(str(folder), config).rows) == 3
+    write_jsonl(tmp_path / "t.jsonl", [{"body": "one"}, {"body": "two"}])
+    records = read_records(str(tmp_path / "t.jsonl"), TextDataConfig(source="x", text_field="body"))
+    assert [r["text"] for r in records.rows] == ["one", "two"]
+    assert read_records(str(write_jsonl(tmp_path / "c.jsonl", chats(2))), config).kind == "chat"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"messages": [{"role": "user", "content": "hi"}]}\n', "no assistant message"),
+        ('{"messages": [{"role": "wizard", "content": "hi"}]}\n', "unknown role 'wizard'"),
+        ('{"messages": [{"role": "assistant", "content": " "}]}\n', "empty content"),
+        ('{"messages": []}\n', "`messages` must be a non-empty list"),
+        ('{"messages": [{"role": "user", "content": "hi", "x": 1}]}\n', "expected {role, content}"),
+        ('{"text": "ok"}\n{"text": \n', "c.jsonl:2: not valid JSON"),
+        ('[1, 2]\n', "c.jsonl:1: each line must be a JSON object"),
+        ('{"text": ""}\n', "no text in field 'text'"),
+        ('\n\n', "no examples"),
+    ],
+)
+def test_bad_records_are_named(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "c.jsonl").write_text(content)
+    with pytest.raises(DataError, match=message.replace("{", r"\{").replace("[", r"\[")):
+        read_records(str(tmp_path / "c.jsonl"), TextDataConfig(source="x"))
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    config = TextDataConfig(source="x")
+    with pytest.raises(DataError, match="data not found"):
+        read_records(str(tmp_path / "none.jsonl"), config)
+    (tmp_path / "bin.txt").write_bytes(b"ok \xff\xfe")
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        read_records(str(tmp_path / "bin.txt"), config)
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(DataError, match="unsupported file type '.csv'"):
+        read_records(str(tmp_path / "x.csv"), config)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no .txt files"):
+        read_records(str(tmp_path / "empty"), config)
+    small = write_jsonl(tmp_path / "small.jsonl", chats(3))
+    with pytest.raises(DataError, match="3 examples; need at least 4"):
+        split(read_records(str(small), config), config, 0)
+    texts = write_jsonl(tmp_path / "texts.jsonl", [{"text": "a"}] * 5)
+    mixed = TextDataConfig(source=str(small), val_source=str(texts))
+    with pytest.raises(DataError, match="text records, but the training data holds chat"):
+        split(read_records(str(small), mixed), mixed, 0)
+
+
+def test_only_assistant_tokens_carry_a_loss(tiny_lm: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    config = TextDataConfig(source="x", max_length=256)
+    conversation = {"messages": [
+        {"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello"},
+        {"role": "assistant", "content": "hello world"}, {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "hello model"}]}
+    from datasets import Dataset
+
+    row = tokenize(Dataset.from_list([conversation]), tokenizer, "chat", config)[0]
+    labelled = [t for t in row["labels"] if t != IGNORE]
+    text = tokenizer.decode(labelled)
+    # both answers with the template's end of turn; no system or user words
+    assert text == "hello world\nhello model\n"
+    assert len(row["labels"]) == len(row["input_ids"])
+    cut = tokenize(Dataset.from_list([conversation]), tokenizer, "chat",
+                   TextDataConfig(source="x", max_length=len(row["input_ids"]) - 3))[0]
+    assert cut["input_ids"] == row["input_ids"][:-3] and cut["labels"] == row["labels"][:-3]
+
+
+def test_truncation_that_leaves_nothing_to_learn_is_an_error(tiny_lm: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    long_question = {"messages": [{"role": "user", "content": "hello " * 50},
+                                  {"role": "assistant", "content": "hi"}]}
+    with pytest.raises(DataError, match="no example has trainable tokens within max_length=16"):
+        tokenize(Dataset.from_list([long_question]), tokenizer, "chat",
+                 TextDataConfig(source="x", max_length=16))
+
+
+def test_packing_fills_blocks() -> None:
+    from datasets import Dataset
+
+    rows = Dataset.from_list([{"input_ids": list(range(n)), "labels": list(range(n))}
+                              for n in (5, 7, 9)])
+    blocks = pack(rows, 8)
+    assert [len(b) for b in blocks["input_ids"]] == [8, 8, 5]
+    assert [t for b in blocks["input_ids"] for t in b] == [*range(5), *range(7), *range(9)]
+
+
+def test_chat_data_needs_a_chat_template(tiny_lm: Path, tmp_path: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    tokenizer.chat_template = None
+    with pytest.raises(DataError, match="needs a model with a chat template"):
+        tokenize(Dataset.from_list(chats(2)), tokenizer, "chat", TextDataConfig(source="x"))
+
+
+# ---- training -----------------------------------------------------------------------------
+
+
+def test_lora_lowers_validation_loss_and_reloads_the_same(tiny_lm: Path, chat_file: Path,
+                                                          workspace: Path) -> None:
+    result = train(recipe(tiny_lm, chat_file), out=workspace / "m")
+    m = result.metrics
+    assert m["val_loss"] < m["base_val_loss"] - 0.2  # a random tiny model learns slowly
+    assert m["val_perplexity"] < m["base_val_perplexity"]
+    assert 0 < m["trainable_share"] < 0.5 and m["steps"] == 20  # 18 rows: 5 batches of 4, 4 epochs
+    files = {p.name for p in (workspace / "m" / "adapter").iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= files
+    assert not (workspace / "m" / "merged").exists()
+    adapter = json.loads((workspace / "m" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] is None  # no path of this machine in the model
+    manifest = json.loads((workspace / "m" / "manifest.json").read_text())
+    assert manifest["base"] == str(tiny_lm) and manifest["parts"] == {"adapter": "adapter"}
+    assert (workspace / "m" / "report" / "losses.png").exists()
+    samples = json.loads((workspace / "m" / "report" / "samples.json").read_text())
+    assert {"messages", "reference", "base", "tuned"} <= set(samples[0])
+    model = load(workspace / "m")
+    prompts = ["what does zero2one do", "say hello"]
+    assert model.predict(prompts, max_new_tokens=8) == model.predict(prompts, max_new_tokens=8)
+    assert get_task("text-generation").load is not None
+
+
+def test_adapter_on_other_base_weights_is_refused(tiny_lm: Path, chat_file: Path,
+                                                  workspace: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = workspace / "base"
+    shutil.copytree(tiny_lm, base)
+    train(recipe(base, chat_file, max_steps=2), out=workspace / "m")
+    weights = load_file(base / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + torch.ones_like(weights[name])
+    save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(IntegrityError, match="trained on other weights"):
+        load(workspace / "m")
+
+
+def test_merged_and_full_models_load_alone(tiny_lm: Path, chat_file: Path,
+                                           workspace: Path) -> None:
+    cfg = recipe(tiny_lm, chat_file, max_steps=4)
+    cfg["model"]["save_merged"] = True
+    train(cfg, out=workspace / "lora")
+    manifest = json.loads((workspace / "lora" / "manifest.json").read_text())
+    assert manifest["parts"] == {"adapter": "adapter", "merged": "merged"}
+    from_merged = load(workspace / "lora").predict(["say hello"], max_new_tokens=8)
+    manifest["parts"].pop("merged")  # the other way: base + adapter, merged at load
+    task = get_task("text-generation").load(workspace / "lora", manifest)
+    assert task.predict(["say hello"], max_new_tokens=8) == from_merged
+
+    cfg = recipe(tiny_lm, chat_file, max_steps=4)
+    cfg["model"]["method"] = "full"
+    result = train(cfg, out=workspace / "full")
+    assert result.metrics["trainable_share"] == 1.0
+    assert (workspace / "full" / "merged" / "model.safetensors").exists()
+    assert not (workspace / "full" / "adapter").exists()
+    assert load(workspace / "full").predict(["say hello"], max_new_tokens=8)
+
+
+def test_bad_target_modules_list_the_linear_layers(tiny_lm: Path, chat_file: Path,
+                                                   workspace: Path) -> None:
+    cfg = recipe(tiny_lm, chat_file)
+    cfg["model"]["lora"]["target_modules"] = ["c_attn"]
+    with pytest.raises(RecipeError, match=r"linear layers of this model: .*q_proj"):
+        train(cfg, out=workspace / "m")
+    assert not (workspace / "m").exists()
+    cfg = recipe(tiny_lm, chat_file)
+    cfg["model"].update(method="full", save_merged=True)
+    with pytest.raises(RecipeError, match="save_merged applies to method: lora"):
+        validate(cfg)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopAt:
+    """A reporter that dies when training logs ``step``, as a killed process would."""
+
+    def __init__(self, step: int) -> None:
+        from zero2one.progress import NullReporter
+
+        self.inner, self.at = NullReporter(), step
+
+    def step(self, description: str, total: int | None = None) -> Any:
+        return self.inner.step(description, total)
+
+    def info(self, message: str) -> None:
+        pass
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        if step == self.at:
+            raise Interrupt
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tiny_lm: Path, chat_file: Path,
+                                                     workspace: Path) -> None:
+    cfg = recipe(tiny_lm, chat_file, epochs=2)
+    cfg["model"]["lora"]["dropout"] = 0.1  # random state must be restored too
+    full = train(cfg, out=workspace / "full")
+    config = validate(cfg)
+    task = get_task(config.task)(config)
+    with pytest.raises(Interrupt):
+        task.fit(task.load_data(), reporter=StopAt(5))  # type: ignore[arg-type]
+    assert (task.checkpoint_dir() / "checkpoint-4").is_dir()
+    resumed = train(cfg, out=workspace / "resumed", resume=True)
+    training = load(workspace / "resumed").manifest["training"]
+    assert training["resumed_from"] == 4 and training["steps"] == 10
+    assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], rel=1e-5)
+    assert not task.checkpoint_dir().exists()  # cleaned up after success
+
+
+def test_tracked_model_generates_by_reference(tiny_lm: Path, chat_file: Path, workspace: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from zero2one import tracking
+    from zero2one.cli.main import main
+
+    cfg = recipe(tiny_lm, chat_file, max_steps=4)
+    cfg.update(track={"enabled": True}, register="lm-test")
+    result = train(cfg)
+    assert result.registered_uri == "models:/lm-test/1"
+    history = tracking.client().get_metric_history(result.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "models:/lm-test/1", "-p", "say hello", "--chat", "--temperature",
+              "0", "--max-new-tokens", "6", "--json"])
+    assert exc.value.code == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "models:/lm-test/1"
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "models:/nothing/1", "-p", "x"])
+    assert exc.value.code == 2
+
+
+def test_a_tabular_model_is_not_a_language_model(iris_model: Path) -> None:
+    from zero2one.errors import ModelRefError
+    from zero2one.tasks.textgen.models import load_lm
+
+    with pytest.raises(ModelRefError, match="is a tabular-classification model"):
+        load_lm(str(iris_model))
