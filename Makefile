@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-vision bench-serve clean
+.PHONY: setup demo test lint bench bench-vision bench-serve bench-text clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ bench: setup
 
 bench-vision: setup
 	$(BIN)/python benchmarks/vision_bench.py
+
+bench-text: setup
+	$(BIN)/python benchmarks/generate_speed.py
+	$(BIN)/python benchmarks/finetune_bench.py
 
 bench-serve: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 PROMPT = "Write a long paragraph about machine learning in Python."
 MESSAGES = [{"role": "user", "content": PROMPT}]
@@ -88,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="z21-gen-bench-"))
     os.environ["ZERO2ONE_HOME"] = str(work / ".zero2one")
@@ -101,27 +104,48 @@ def main() -> None:
     ids = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True,
                                         return_tensors="pt", return_dict=True)
     model.generate(**ids, max_new_tokens=4, do_sample=False)  # warm-up
-    start = time.perf_counter()
-    out = model.generate(**ids, max_new_tokens=args.new_tokens, do_sample=False)
-    base = (out.shape[1] - ids["input_ids"].shape[1]) / (time.perf_counter() - start)
     settings = sampling(max_new_tokens=args.new_tokens, temperature=0)
-    start = time.perf_counter()
-    text = "".join(stream(model, tokenizer, PROMPT, settings=settings, chat=True))
-    ours = len(tokenizer(text, add_special_tokens=False)["input_ids"]) / (
-        time.perf_counter() - start)
+
+    def hf_one() -> float:
+        start = time.perf_counter()
+        out = model.generate(**ids, max_new_tokens=args.new_tokens, do_sample=False)
+        return (out.shape[1] - ids["input_ids"].shape[1]) / (time.perf_counter() - start)
+
+    def hf_batch() -> float:  # the same prompt args.streams times: a static batch
+        batch = {k: v.repeat(args.streams, 1) for k, v in ids.items()}
+        start = time.perf_counter()
+        out = model.generate(**batch, max_new_tokens=args.new_tokens, do_sample=False,
+                             min_new_tokens=args.new_tokens)
+        return args.streams * (out.shape[1] - ids["input_ids"].shape[1]) / (
+            time.perf_counter() - start)
+
+    def ours_one() -> float:
+        start = time.perf_counter()
+        text = "".join(stream(model, tokenizer, PROMPT, settings=settings, chat=True))
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) / (
+            time.perf_counter() - start)
+
+    def median(run: Any) -> float:
+        return statistics.median(run() for _ in range(args.repeat))
+
+    base, ours, static = median(hf_one), median(ours_one), median(hf_batch)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bw = bandwidth_gbs()
-    seconds, tokens = server_streams(args.streams, args.new_tokens, work)
+    served = [server_streams(args.streams, args.new_tokens, work) for _ in range(args.repeat)]
+    aggregate = statistics.median(tokens / seconds for seconds, tokens in served)
     print(f"\nSmolLM2-135M-Instruct (fp32, {weight_bytes / 1e6:.0f} MB of weights), "
-          f"{args.new_tokens} new tokens, greedy, {torch.get_num_threads()} threads\n")
-    print("what | tokens/s")
-    print("--- | ---")
-    print(f"model.generate, one request (baseline) | {base:.1f}")
-    print(f"zero2one stream(), one request | {ours:.1f} ({ours / base:.2f}× baseline)")
-    print(f"zero2one serve, {args.streams} concurrent streams, aggregate | "
-          f"{tokens / seconds:.1f}")
+          f"{args.new_tokens} new tokens, greedy, {torch.get_num_threads()} threads, "
+          f"median of {args.repeat}\n")
+    print("what | tokens/s | × baseline")
+    print("--- | --- | ---")
+    print(f"model.generate, one request (baseline) | {base:.1f} | 1.00")
+    print(f"zero2one stream(), one request | {ours:.1f} | {ours / base:.2f}")
+    print(f"model.generate, static batch of {args.streams}, aggregate | {static:.1f} | "
+          f"{static / base:.2f}")
+    print(f"zero2one serve, {args.streams} concurrent streams, aggregate | {aggregate:.1f} | "
+          f"{aggregate / base:.2f}")
     print(f"memory-bandwidth ceiling for one stream ({bw:.1f} GB/s ÷ weights) | "
-          f"{bw * 1e9 / weight_bytes:.1f}")
+          f"{bw * 1e9 / weight_bytes:.1f} | {bw * 1e9 / weight_bytes / base:.2f}")
 
 
 if __name__ == "__main__":

@@ -303,6 +303,24 @@ def test_tracked_model_generates_by_reference(tiny_lm: Path, chat_file: Path, wo
         main(["generate", "models:/nothing/1", "-p", "x"])
     assert exc.value.code == 2
 
+    # served by reference: the OpenAI routes, named after the registered model and version
+    import openai
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    with TestClient(create_app(ServeSettings(model="models:/lm-test@latest"))) as http:
+        assert http.post("/predict", json={"features": [1]}).status_code == 404
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
+                               http_client=http, max_retries=0)
+        (model,) = client.models.list().data
+        assert model.id == "lm-test"
+        reply = client.chat.completions.create(
+            model="lm-test", messages=[{"role": "user", "content": "say hello"}],
+            max_tokens=5, temperature=0)
+        assert reply.usage.completion_tokens >= 1
+        assert http.get("/readyz").status_code == 200
+
 
 def test_a_tabular_model_is_not_a_language_model(iris_model: Path) -> None:
     from zero2one.errors import ModelRefError

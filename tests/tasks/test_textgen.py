@@ -9,7 +9,7 @@ import pytest
 
 from zero2one.cli.main import main
 from zero2one.errors import ModelRefError, UserError
-from zero2one.tasks.textgen.generate import _until_stop, sampling, stream
+from zero2one.tasks.textgen.generate import sampling, stream
 from zero2one.tasks.textgen.models import load_lm, resolve_lm
 
 
@@ -56,15 +56,19 @@ def test_absurd_sampling_values(values: dict, message: str) -> None:
         sampling(**values)
 
 
-def test_stop_strings_cut_the_stream() -> None:
-    import threading
-
-    halt = threading.Event()
-    out = "".join(_until_stop(iter(["The ans", "wer is 4", "2. More", " text"]), ["."], halt))
-    assert out == "The answer is 42" and halt.is_set()
-    halt = threading.Event()
-    assert "".join(_until_stop(iter(["a", "b", "c"]), ["END"], halt)) == "abc"
-    assert not halt.is_set()
+def test_stop_strings_cut_the_stream_and_early_exit_cancels(tiny_lm: Path) -> None:
+    model, tokenizer = load_lm(str(tiny_lm))
+    settings = sampling(max_new_tokens=30, temperature=0)
+    full = "".join(stream(model, tokenizer, "hello", settings=settings))
+    stop = full[len(full) // 2: len(full) // 2 + 2]
+    if stop.strip():
+        cut = "".join(stream(model, tokenizer, "hello", settings=sampling(
+            max_new_tokens=30, temperature=0, stop=[stop])))
+        assert cut == full[: full.find(stop)]
+    pieces = stream(model, tokenizer, "hello", settings=settings)
+    first = next(pieces)
+    pieces.close()  # the worker is cancelled and joined, not left running
+    assert full.startswith(first)
 
 
 def test_bad_references(tmp_path: Path) -> None:
@@ -213,6 +217,47 @@ def test_batched_greedy_decoding_matches_generate(tiny_lm: Path) -> None:
     prompts = ["zero2one", "hello world, hello", "the model answers questions over http"]
     expected = [_greedy_hf(model, tokenizer, p, 10) for p in prompts]
     assert _batch(model, tokenizer, prompts, max_new_tokens=10, temperature=0) == expected
+
+
+def test_lean_llama_step_matches_transformers(tiny_lm: Path) -> None:
+    """The fused decoding step gives transformers' logits, step by step, with left padding."""
+    import torch
+
+    from zero2one.tasks.textgen.fast import stepper_for
+
+    model, _ = load_lm(str(tiny_lm))
+    stepper = stepper_for(model)
+    assert stepper is not None and stepper_for(model) is stepper  # built once per model
+    with torch.no_grad():  # ...until a weight changes (training in place): then fused again
+        model.model.layers[0].self_attn.q_proj.weight.mul_(1.0)
+    assert stepper_for(model) is not stepper
+    stepper = stepper_for(model)
+    ids = torch.tensor([[0, 0, 5, 9, 11], [3, 4, 5, 6, 7]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache, kv = out.cache, stepper.adopt(out.cache, 8)
+    last = positions[:, -1]
+    for token in ([12, 13], [40, 2], [7, 7]):
+        mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
+        last = last + 1
+        step = torch.tensor(token)
+        with torch.no_grad():
+            out = model(input_ids=step[:, None], attention_mask=mask,
+                        position_ids=last[:, None], cache=cache, use_cache=True)
+        cache = out.cache
+        torch.testing.assert_close(stepper.step(kv, step, mask, last), out.logits[:, -1],
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_lean_step_stands_aside_for_other_models(tiny_lm: Path) -> None:
+    import torch
+
+    from zero2one.tasks.textgen.fast import stepper_for
+
+    model, _ = load_lm(str(tiny_lm))
+    assert stepper_for(model.to(torch.bfloat16)) is None  # only float32 on the CPU
 
 
 def test_batched_stop_strings_and_seeds(tiny_lm: Path) -> None:

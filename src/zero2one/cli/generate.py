@@ -12,8 +12,9 @@ from zero2one.cli.output import Json, print_json
 
 def generate(
     model: Annotated[str, typer.Argument(
-        help="builtin:smollm2-135m-instruct, a save_pretrained directory, a .gguf file or a "
-        "Hugging Face id.", show_default=False)],
+        help="builtin:smollm2-135m-instruct, a model fine-tuned by zero2one (models:/NAME@ALIAS, "
+        "runs:/ID/model, its directory), a save_pretrained directory, a .gguf file or a Hugging "
+        "Face id.", show_default=False)],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt.",
                                         show_default=False)],
     chat: Annotated[bool, typer.Option(help="Wrap the prompt in the model's chat template.")]

@@ -52,10 +52,10 @@ def serve(
     from zero2one.errors import require
     from zero2one.refs import check_pinned, resolve
     from zero2one.serving.settings import ServeSettings
-    from zero2one.serving.state import is_language_model
+    from zero2one.serving.state import is_external_language_model
 
     require("fastapi", "serve")
-    if is_language_model(model):  # fail here, with one line, before any worker starts
+    if is_external_language_model(model):  # fail here, with one line, before workers start
         from zero2one.tasks.textgen.models import resolve_lm
 
         resolve_lm(model)

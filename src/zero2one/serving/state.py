@@ -33,7 +33,7 @@ class Served:
         self.info_dict = self.info.model_dump()  # built once, sent with every answer
 
 
-def is_language_model(ref: str) -> bool:
+def is_external_language_model(ref: str) -> bool:
     """builtin:, a .gguf file, or a transformers directory (config.json, no zero2one manifest)."""
     from pathlib import Path
 
@@ -43,6 +43,17 @@ def is_language_model(ref: str) -> bool:
                 and not (path / "manifest.json").exists()))
 
 
+def is_language_model(ref: str) -> bool:
+    """An external language model, or a zero2one model of the text-generation task (read from
+    its manifest; the model itself loads later)."""
+    if is_external_language_model(ref):
+        return True
+    from zero2one.artifacts import read_manifest
+    from zero2one.refs import resolve
+
+    return read_manifest(resolve(ref).path).get("task") == "text-generation"
+
+
 def _load_language_model(settings: ServeSettings, metrics: Metrics) -> Served:
     from pathlib import Path
 
@@ -50,16 +61,26 @@ def _load_language_model(settings: ServeSettings, metrics: Metrics) -> Served:
     from zero2one.tasks.textgen.models import load_lm
 
     start = time.perf_counter()
-    model, tokenizer = load_lm(settings.model)
+    ref = settings.model
+    version, manifest = None, {"task": "text-generation"}
+    if is_external_language_model(ref):
+        model, tokenizer = load_lm(ref)
+        name = ref.removeprefix("builtin:") if ref.startswith("builtin:") else Path(ref).name
+    else:  # fine-tuned by zero2one: verified and loaded like any zero2one model
+        from zero2one.api import load
+
+        tuned = load(ref, trust=settings.trust)
+        model, tokenizer = tuned.model_, tuned.tokenizer_  # type: ignore[attr-defined]
+        manifest = tuned.manifest  # type: ignore[attr-defined]
+        name = tuned.ref.name or manifest.get("name", "model")  # type: ignore[attr-defined]
+        version = tuned.ref.version  # type: ignore[attr-defined]
     seconds = time.perf_counter() - start
-    name = settings.model.removeprefix("builtin:") if settings.model.startswith(
-        "builtin:") else Path(settings.model).name
-    info = ModelInfo(name=name, version=None, ref=settings.model, task="text-generation")
+    info = ModelInfo(name=name, version=version, ref=ref, task="text-generation")
     metrics.load_seconds.set(seconds)
     metrics.model_info.clear()
-    metrics.model_info.labels(info.name, "", info.task).set(1)
+    metrics.model_info.labels(info.name, version or "", info.task).set(1)
     return Served(info, LMEngine(model, tokenizer, name), None, seconds, time.time(),
-                  {"task": "text-generation", "name": name})
+                  {**manifest, "name": name})
 
 
 def load_served(settings: ServeSettings, metrics: Metrics) -> Served:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from zero2one.tasks.textgen.fast import stepper_for
 from zero2one.tasks.textgen.generate import Sampling
 
 
@@ -107,6 +108,8 @@ def generate_rows(model: Any, tokenizer: Any, rows: list[Row]) -> None:
     cache, logits = out.cache, out.logits[:, -1, :].float().cpu()
     last = positions[:, -1]
     budget = max(r.settings.max_new_tokens for r in rows)
+    stepper = stepper_for(model)  # a lean step for Llama-family models on the CPU
+    kv = stepper.adopt(cache, budget) if stepper is not None else None
     for _ in range(budget):
         next_ids = torch.full((len(rows),), pad, dtype=torch.long)
         for i, row in enumerate(rows):
@@ -128,6 +131,9 @@ def generate_rows(model: Any, tokenizer: Any, rows: list[Row]) -> None:
             break
         mask = torch.cat([mask, torch.tensor([[0 if r.finish else 1] for r in rows])], dim=1)
         last = last + 1
+        if stepper is not None and kv is not None:
+            logits = stepper.step(kv, next_ids, mask, last)
+            continue
         out = model(input_ids=next_ids[:, None].to(device), attention_mask=mask.to(device),
                     position_ids=last[:, None].to(device), cache=cache, use_cache=True)
         cache, logits = out.cache, out.logits[:, -1, :].float().cpu()

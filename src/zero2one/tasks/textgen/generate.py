@@ -72,88 +72,37 @@ def check_fits(model: Any, prompt_tokens: int, max_new_tokens: int, *,
 
 def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
            chat: bool = False) -> Iterator[str]:
-    """Generated text, piece by piece, as the model produces it (stop strings excluded)."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    """Generated text, piece by piece, as the model produces it (stop strings excluded).
+
+    One row of :func:`zero2one.tasks.textgen.batch.generate_rows` (the server's decoding loop,
+    with its lean step for Llama-family models) runs in a worker thread; a consumer that stops
+    reading early cancels it."""
+    import queue
+
+    from zero2one.tasks.textgen.batch import Row, generate_rows
 
     ids = encode(tokenizer, prompt, chat=chat)
     check_fits(model, ids.shape[1], settings.max_new_tokens)
-    if settings.seed is not None:
-        torch.manual_seed(settings.seed)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    greedy = settings.temperature == 0
-    kwargs: dict[str, Any] = {
-        "input_ids": ids.to(model.device),
-        "attention_mask": torch.ones_like(ids).to(model.device),
-        "max_new_tokens": settings.max_new_tokens,
-        "do_sample": not greedy,
-        "repetition_penalty": settings.repetition_penalty,
-        "pad_token_id": tokenizer.pad_token_id,
-        "streamer": streamer,
-    }
-    if not greedy:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p,
-                      top_k=settings.top_k)
-    halt = threading.Event()
-
-    class Halt(StoppingCriteria):  # ends generation once a stop string has been seen
-        def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
-            return torch.full((input_ids.shape[0],), halt.is_set(), dtype=torch.bool,
-                              device=input_ids.device)
-
-    kwargs["stopping_criteria"] = StoppingCriteriaList([Halt()])
+    pieces: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    row = Row(ids[0].tolist(), settings, emit=pieces.put)
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            with torch.no_grad():
-                model.generate(**kwargs)
+            generate_rows(model, tokenizer, [row])
         except BaseException as exc:  # surfaced in the caller's thread
             errors.append(exc)
-            streamer.end()
+        finally:
+            pieces.put(None)
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    finished = False
-
-    def pieces() -> Iterator[str]:
-        nonlocal finished
-        yield from streamer
-        finished = True  # the streamer blocks if read again after its end
-
     try:
-        yield from _until_stop(pieces(), settings.stop, halt)
+        while (piece := pieces.get()) is not None:
+            if piece:
+                yield piece
     finally:  # also when the consumer stops early (a client went away): stop generating
-        halt.set()
-        if not finished:
-            for _ in streamer:
-                pass
+        row.cancelled = True
         worker.join()
     if errors:
         raise errors[0]
-
-
-def _until_stop(pieces: Iterator[str], stops: list[str], halt: threading.Event
-                ) -> Iterator[str]:
-    """Pass text through until a stop string appears (held back while it might be starting)."""
-    if not stops:
-        yield from (p for p in pieces if p)
-        return
-    held = ""
-    longest = max(len(s) for s in stops)
-    for piece in pieces:
-        held += piece
-        hits = [i for i in (held.find(s) for s in stops) if i >= 0]
-        if hits:
-            if min(hits):
-                yield held[: min(hits)]
-            halt.set()
-            for _ in pieces:  # drain what is in flight; generation stops at the next token
-                pass
-            return
-        safe = len(held) - longest + 1
-        if safe > 0:
-            yield held[:safe]
-            held = held[safe:]
-    if held:
-        yield held

@@ -117,8 +117,9 @@ class TextGeneration(Task):
         with reporter.step("validation loss after training"):
             loss = train.validation_loss(wrapped, val_set, pad)
         self.model_, self.tokenizer_, self.kind_ = wrapped.eval(), tokenizer, data.kind
-        for row in self.samples_:
-            row["tuned"] = self._answer(wrapped, tokenizer, row["messages"])
+        tuned = self._answers(wrapped, tokenizer, [row["messages"] for row in self.samples_])
+        for row, answer in zip(self.samples_, tuned, strict=True):
+            row["tuned"] = answer
         self.outcome_ = outcome
         self.scores_ = {
             "val_loss": loss, "val_perplexity": train.perplexity(loss),
@@ -139,23 +140,25 @@ class TextGeneration(Task):
         for record in data.val.select(range(min(self.config.eval.samples, len(data.val)))):
             messages = record["messages"]
             last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-            prompt = messages[:last]
-            if not prompt:
-                continue
-            rows.append({"messages": prompt, "reference": messages[last]["content"],
-                         "base": self._answer(model, tokenizer, prompt)})
-        return rows
+            if last:  # something to answer
+                rows.append({"messages": messages[:last],
+                             "reference": messages[last]["content"]})
+        answers = self._answers(model, tokenizer, [row["messages"] for row in rows])
+        return [{**row, "base": answer} for row, answer in zip(rows, answers, strict=True)]
 
-    def _answer(self, model: Any, tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    def _answers(self, model: Any, tokenizer: Any, chats: list[Any]) -> list[str]:
+        """Greedy answers to chats, decoded as one batch."""
         from zero2one.tasks.textgen.batch import Row, generate_rows
         from zero2one.tasks.textgen.generate import Sampling
 
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                            tokenize=True, return_dict=True)["input_ids"]
-        row = Row(list(ids), Sampling(max_new_tokens=self.config.eval.sample_tokens,
-                                      temperature=0), emit=lambda _: None)
-        generate_rows(model, tokenizer, [row])
-        return row.text.strip()
+        if not chats:
+            return []
+        settings = Sampling(max_new_tokens=self.config.eval.sample_tokens, temperature=0)
+        rows = [Row(list(tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]),
+            settings, emit=lambda _: None) for chat in chats]
+        generate_rows(model, tokenizer, rows)
+        return [row.text.strip() for row in rows]
 
     # ---- evaluation and report --------------------------------------------------------------
 
@@ -241,6 +244,8 @@ class TextGeneration(Task):
         elif method == "lora" and "adapter" in parts:
             from peft import PeftModel
 
+            from zero2one.tasks.textgen.train import quiet_peft
+
             model, _ = load_lm(base)
             expected = manifest.get("base_weights_sha256")
             if expected and weights_digest(model) != expected:
@@ -248,7 +253,8 @@ class TextGeneration(Task):
                                      f"those of {base} here; refusing to load it")
             from transformers import AutoTokenizer
 
-            tuned = PeftModel.from_pretrained(model, str(path / parts["adapter"]))
+            with quiet_peft():
+                tuned = PeftModel.from_pretrained(model, str(path / parts["adapter"]))
             self.model_ = tuned.merge_and_unload().eval()  # plain layers: fast generation
             self.tokenizer_ = AutoTokenizer.from_pretrained(str(path / parts["adapter"]))
             if self.tokenizer_.pad_token is None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,15 @@ class Collator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft calls a method transformers has deprecated; its FutureWarning is not the user's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                                category=FutureWarning)
+        yield
+
+
 def wrap(model: Any, config: FinetuneConfig) -> Any:
     """The model to train: with LoRA adapters, or as it is (every weight trainable)."""
     if config.method == "full":
@@ -64,9 +76,10 @@ def wrap(model: Any, config: FinetuneConfig) -> Any:
     targets: list[str] | str = ("all-linear" if lora.target_modules == ["all-linear"]
                                 else lora.target_modules)
     try:
-        return get_peft_model(model, LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-            task_type="CAUSAL_LM", bias="none"))
+        with quiet_peft():
+            return get_peft_model(model, LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                target_modules=targets, task_type="CAUSAL_LM", bias="none"))
     except ValueError as exc:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                         if type(m).__name__ == "Linear"})

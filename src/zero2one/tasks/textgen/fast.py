@@ -1,0 +1,141 @@
+"""A lean decoding step for Llama-family models (Llama, SmolLM2, ...).
+
+On a CPU a small model's decoding step should cost about the time it takes to read its weights;
+transformers' generic forward spends most of a step elsewhere (mask building, cache objects,
+hooks, three projections where one would do). After transformers' own forward has run the
+prompt, :class:`LlamaStepper` runs each further step with the same weights fused into fewer,
+larger matrix products (q/k/v in one, gate/up in one) and a preallocated key/value cache.
+``tests/tasks/test_textgen.py`` checks its logits against transformers' step by step.
+
+Anything it does not recognise (another architecture, biases, sliding windows) keeps the
+generic path: :func:`stepper_for` returns ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def supports(model: Any) -> bool:
+    cfg = getattr(model, "config", None)
+    return (
+        cfg is not None
+        and getattr(cfg, "model_type", None) == "llama"
+        and type(model).__name__ == "LlamaForCausalLM"
+        and getattr(cfg, "hidden_act", None) == "silu"
+        and not getattr(cfg, "attention_bias", False)
+        and not getattr(cfg, "mlp_bias", False)
+        and getattr(cfg, "pretraining_tp", 1) == 1
+        and next(model.parameters()).device.type == "cpu"
+        and next(model.parameters()).dtype == torch.float32
+    )
+
+
+class _Layer:
+    __slots__ = ("down", "gate_up", "ln1", "ln2", "o", "qkv")
+
+    def __init__(self, layer: Any) -> None:
+        attn, mlp = layer.self_attn, layer.mlp
+        self.qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight,
+                              attn.v_proj.weight]).detach().contiguous()
+        self.o = attn.o_proj.weight.detach()
+        self.gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach().contiguous()
+        self.down = mlp.down_proj.weight.detach()
+        self.ln1 = layer.input_layernorm.weight.detach()
+        self.ln2 = layer.post_attention_layernorm.weight.detach()
+
+
+@dataclass
+class KV:
+    """One generation's key/value cache: per layer (B, kv_heads, capacity, head_dim)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    length: int  # positions filled
+
+
+class LlamaStepper:
+    """Decoding steps for a batch whose prompt transformers has already run."""
+
+    def __init__(self, model: Any) -> None:
+        cfg = model.config
+        self.model = model
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.eps = cfg.rms_norm_eps
+        inner = model.model
+        self.embed = inner.embed_tokens.weight.detach()
+        self.norm = inner.norm.weight.detach()
+        self.head = model.lm_head.weight.detach()
+        self.rotary = inner.rotary_emb  # transformers' own: every rope scaling it knows
+        self.layers = [_Layer(layer) for layer in inner.layers]
+        self.q_size = self.heads * self.head_dim
+        self.kv_size = self.kv_heads * self.head_dim
+        self.version = _version(model)
+
+    def adopt(self, cache: Any, room: int) -> KV:
+        """Take over transformers' cache after the prompt, with ``room`` more positions."""
+        kv = KV([], [], cache.layers[0].keys.shape[2])
+        for layer in cache.layers:
+            k, v = layer.keys, layer.values  # (B, kv_heads, T, head_dim)
+            shape = (k.shape[0], k.shape[1], k.shape[2] + room, k.shape[3])
+            keys, values = k.new_empty(shape), v.new_empty(shape)
+            keys[:, :, : k.shape[2]] = k
+            values[:, :, : v.shape[2]] = v
+            kv.keys.append(keys)
+            kv.values.append(values)
+        return kv
+
+    @torch.inference_mode()
+    def step(self, kv: KV, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+             ) -> torch.Tensor:
+        """Logits (B, V) for one new token per row; ``mask`` (B, T+1) covers the cache and the
+        new token, ``positions`` (B,) are the new tokens' positions."""
+        batch, t = ids.shape[0], kv.length
+        x = self.embed[ids]  # (B, H)
+        cos, sin = self.rotary(x[:, None, :], positions[:, None])  # (B, 1, D)
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, 1, D): broadcast over heads
+        allowed = mask[:, None, None, : t + 1].bool()
+        half = self.head_dim // 2
+        for i, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (x.shape[-1],), layer.ln1, self.eps)
+            qkv = F.linear(h, layer.qkv)
+            q = qkv[:, : self.q_size].view(batch, self.heads, 1, self.head_dim)
+            k = qkv[:, self.q_size: self.q_size + self.kv_size].view(
+                batch, self.kv_heads, 1, self.head_dim)
+            v = qkv[:, self.q_size + self.kv_size:].view(batch, self.kv_heads, 1, self.head_dim)
+            q = q * cos + torch.cat((-q[..., half:], q[..., :half]), -1) * sin
+            k = k * cos + torch.cat((-k[..., half:], k[..., :half]), -1) * sin
+            kv.keys[i][:, :, t: t + 1] = k
+            kv.values[i][:, :, t: t + 1] = v
+            attended = F.scaled_dot_product_attention(
+                q, kv.keys[i][:, :, : t + 1], kv.values[i][:, :, : t + 1],
+                attn_mask=allowed, enable_gqa=self.kv_heads != self.heads)
+            x = x + F.linear(attended.reshape(batch, self.q_size), layer.o)
+            h = F.rms_norm(x, (x.shape[-1],), layer.ln2, self.eps)
+            gate, up = F.linear(h, layer.gate_up).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer.down)
+        kv.length = t + 1
+        return F.linear(F.rms_norm(x, (x.shape[-1],), self.norm, self.eps), self.head)
+
+
+def stepper_for(model: Any) -> LlamaStepper | None:
+    """The lean stepper for ``model`` (built once, kept on the model), or None where it does not
+    apply."""
+    if not supports(model):
+        return None
+    stepper = model.__dict__.get("_zero2one_stepper")
+    if stepper is None or stepper.version != _version(model):  # weights changed: fuse again
+        stepper = LlamaStepper(model)
+        model.__dict__["_zero2one_stepper"] = stepper
+    return stepper
+
+
+def _version(model: Any) -> int:
+    """Changes whenever a weight is modified in place (an optimizer step, a load)."""
+    return sum(p._version for p in model.parameters())
