@@ -1,6 +1,7 @@
 """LoRA against full fine-tuning of the built-in SmolLM2-135M-Instruct on this machine: the same
 data (examples/zero2one-qa), the same optimizer steps and batches; each in its own process so
-peak RSS is its own. Learning rates differ as each method needs (LoRA 1e-3, full 5e-5).
+peak RSS is its own. Learning rates differ as each method needs (LoRA 2e-3 as in the recipe,
+full 5e-5).
 
     python benchmarks/finetune_bench.py [--steps 15]
 """
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="z21-ft-bench-"))
-    rows = {"lora": run("lora", 1e-3, args.steps, work), "full": run("full", 5e-5, args.steps,
+    rows = {"lora": run("lora", 2e-3, args.steps, work), "full": run("full", 5e-5, args.steps,
                                                                      work)}
     print(f"\nSmolLM2-135M-Instruct, examples/zero2one-qa (40 train / 15 held-out chats), "
           f"{args.steps} optimizer steps of 4 × 2 chats, CPU\n")

@@ -47,11 +47,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_streams(streams: int, new_tokens: int, work: Path) -> tuple[float, int]:
+def server_streams(streams: int, new_tokens: int, work: Path,
+                   precision: str = "bfloat16") -> tuple[float, int]:
     port = free_port()
     bin_dir = Path(sys.executable).parent
     process = subprocess.Popen(
-        [str(bin_dir / "zero2one"), "serve", "builtin:smollm2-135m-instruct", "--port", str(port)],
+        [str(bin_dir / "zero2one"), "serve", "builtin:smollm2-135m-instruct", "--port", str(port),
+         "--precision", precision],
         env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -119,33 +121,46 @@ def main() -> None:
         return args.streams * (out.shape[1] - ids["input_ids"].shape[1]) / (
             time.perf_counter() - start)
 
-    def ours_one() -> float:
-        start = time.perf_counter()
-        text = "".join(stream(model, tokenizer, PROMPT, settings=settings, chat=True))
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) / (
-            time.perf_counter() - start)
+    def ours_one(precision: str) -> Any:
+        def run() -> float:
+            start = time.perf_counter()
+            text = "".join(stream(model, tokenizer, PROMPT, settings=settings, chat=True,
+                                  precision=precision))
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"]) / (
+                time.perf_counter() - start)
+        return run
 
     def median(run: Any) -> float:
         return statistics.median(run() for _ in range(args.repeat))
 
-    base, ours, static = median(hf_one), median(ours_one), median(hf_batch)
+    base, static = median(hf_one), median(hf_batch)
+    exact, ours = median(ours_one("float32")), median(ours_one("bfloat16"))
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bw = bandwidth_gbs()
-    served = [server_streams(args.streams, args.new_tokens, work) for _ in range(args.repeat)]
-    aggregate = statistics.median(tokens / seconds for seconds, tokens in served)
+    aggregate, aggregate32 = (statistics.median(
+        tokens / seconds for seconds, tokens in (
+            server_streams(args.streams, args.new_tokens, work, precision)
+            for _ in range(args.repeat))) for precision in ("bfloat16", "float32"))
     print(f"\nSmolLM2-135M-Instruct (fp32, {weight_bytes / 1e6:.0f} MB of weights), "
           f"{args.new_tokens} new tokens, greedy, {torch.get_num_threads()} threads, "
           f"median of {args.repeat}\n")
     print("what | tokens/s | × baseline")
     print("--- | --- | ---")
     print(f"model.generate, one request (baseline) | {base:.1f} | 1.00")
-    print(f"zero2one stream(), one request | {ours:.1f} | {ours / base:.2f}")
+    print(f"zero2one stream(), one request, --precision float32 | {exact:.1f} | "
+          f"{exact / base:.2f}")
+    print(f"zero2one stream(), one request, bfloat16 (default) | {ours:.1f} | "
+          f"{ours / base:.2f}")
     print(f"model.generate, static batch of {args.streams}, aggregate | {static:.1f} | "
           f"{static / base:.2f}")
-    print(f"zero2one serve, {args.streams} concurrent streams, aggregate | {aggregate:.1f} | "
+    print(f"zero2one serve (bfloat16), {args.streams} concurrent streams, aggregate | "
+          f"{aggregate:.1f} | "
           f"{aggregate / base:.2f}")
-    print(f"memory-bandwidth ceiling for one stream ({bw:.1f} GB/s ÷ weights) | "
-          f"{bw * 1e9 / weight_bytes:.1f} | {bw * 1e9 / weight_bytes / base:.2f}")
+    print(f"zero2one serve --precision float32, {args.streams} concurrent streams, aggregate | "
+          f"{aggregate32:.1f} | {aggregate32 / base:.2f}")
+    for label, size in (("float32", weight_bytes), ("bfloat16", weight_bytes / 2)):
+        print(f"memory-bandwidth ceiling for one stream, {label} weights ({bw:.1f} GB/s ÷ "
+              f"{size / 1e6:.0f} MB) | {bw * 1e9 / size:.1f} | {bw * 1e9 / size / base:.2f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from zero2one.api import load, train
-from zero2one.errors import DataError, IntegrityError, RecipeError
+from zero2one.errors import DataError, IntegrityError, RecipeError, SchemaError
 from zero2one.recipe import validate
 from zero2one.registry import get_task
 from zero2one.tasks.textgen.config import TextDataConfig
@@ -190,7 +190,25 @@ def test_lora_lowers_validation_loss_and_reloads_the_same(tiny_lm: Path, chat_fi
     model = load(workspace / "m")
     prompts = ["what does zero2one do", "say hello"]
     assert model.predict(prompts, max_new_tokens=8) == model.predict(prompts, max_new_tokens=8)
-    assert get_task("text-generation").load is not None
+    # batch completion of a CSV's prompt column, as `zero2one predict` does
+    from zero2one.cli.main import main
+
+    (workspace / "prompts.csv").write_text("id,prompt\n1,say hello\n2,what does zero2one do\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(workspace / "m"), "--input", str(workspace / "prompts.csv"),
+              "--output", str(workspace / "done.csv")])
+    assert exc.value.code == 0
+    import pandas as pd
+
+    done = pd.read_csv(workspace / "done.csv", keep_default_na=False)
+    assert list(done.columns) == ["id", "prompt", "completion"]
+    assert done["completion"].tolist() == model.predict(["say hello", "what does zero2one do"],
+                                                        max_new_tokens=128)
+    (workspace / "bad.csv").write_text("question\nhi\n")
+    with pytest.raises(SchemaError, match="completes a `prompt` column; the input has question"):
+        model.predict(pd.read_csv(workspace / "bad.csv"))
+    with pytest.raises(SchemaError, match="prompt 1: prompt .* exceeds the context window"):
+        model.predict(["hello " * 300])
 
 
 def test_adapter_on_other_base_weights_is_refused(tiny_lm: Path, chat_file: Path,
@@ -276,6 +294,9 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_lm: Path, chat_file: P
     with pytest.raises(Interrupt):
         task.fit(task.load_data(), reporter=StopAt(5))  # type: ignore[arg-type]
     assert (task.checkpoint_dir() / "checkpoint-4").is_dir()
+    half_written = task.checkpoint_dir() / "checkpoint-5"  # killed while saving: never resumed
+    half_written.mkdir()
+    (half_written / "trainer_state.json").write_text('{"global_st')
     resumed = train(cfg, out=workspace / "resumed", resume=True)
     training = load(workspace / "resumed").manifest["training"]
     assert training["resumed_from"] == 4 and training["steps"] == 10

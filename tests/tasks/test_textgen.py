@@ -173,8 +173,10 @@ def test_openai_client_sees_errors(lm_client) -> None:  # type: ignore[no-untype
         client.completions.create(model="m", prompt="hello", max_tokens=1000)
 
 
-def test_stopping_early_halts_generation(tiny_lm: Path) -> None:
-    """A consumer that stops reading ends the generation thread promptly."""
+def test_stream_decodes_on_the_callers_thread(tiny_lm: Path) -> None:
+    """No thread is started (OpenMP steps ran twice as fast on the main thread), and a
+    consumer that stops reading stops the decoding with it."""
+    import inspect
     import threading
 
     model, tokenizer = load_lm(str(tiny_lm))
@@ -182,9 +184,9 @@ def test_stopping_early_halts_generation(tiny_lm: Path) -> None:
                                                                  temperature=1.0, seed=0))
     before = set(threading.enumerate())
     next(pieces)
-    (worker,) = set(threading.enumerate()) - before  # the generating thread
-    pieces.close()  # returns once that thread has stopped
-    assert not worker.is_alive()
+    assert set(threading.enumerate()) == before
+    pieces.close()
+    assert inspect.getgeneratorstate(pieces) == inspect.GEN_CLOSED
 
 
 # ---- batched decoding ----
@@ -200,19 +202,21 @@ def _greedy_hf(model, tokenizer, prompt: str, n: int) -> str:  # type: ignore[no
     return tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True)
 
 
-def _batch(model, tokenizer, prompts: list[str], **settings) -> list[str]:  # type: ignore[no-untyped-def]
+def _batch(model, tokenizer, prompts: list[str], precision: str = "float32",  # type: ignore[no-untyped-def]
+           **settings) -> list[str]:
     from zero2one.tasks.textgen.batch import Row, generate_rows
     from zero2one.tasks.textgen.generate import encode
 
     texts: list[list[str]] = [[] for _ in prompts]
     rows = [Row(encode(tokenizer, p, chat=False)[0].tolist(), sampling(**settings),
                 texts[i].append) for i, p in enumerate(prompts)]
-    generate_rows(model, tokenizer, rows)
+    generate_rows(model, tokenizer, rows, precision=precision)
     return ["".join(t) for t in texts]
 
 
 def test_batched_greedy_decoding_matches_generate(tiny_lm: Path) -> None:
-    """Left padding must not change any row: each equals transformers' own generate."""
+    """Left padding must not change any row: each equals transformers' own generate (float32
+    weights: the same numbers as transformers)."""
     model, tokenizer = load_lm(str(tiny_lm))
     prompts = ["zero2one", "hello world, hello", "the model answers questions over http"]
     expected = [_greedy_hf(model, tokenizer, p, 10) for p in prompts]
@@ -220,24 +224,27 @@ def test_batched_greedy_decoding_matches_generate(tiny_lm: Path) -> None:
 
 
 def test_lean_llama_step_matches_transformers(tiny_lm: Path) -> None:
-    """The fused decoding step gives transformers' logits, step by step, with left padding."""
+    """The fused decoding step gives transformers' logits, step by step, with left padding
+    (float32 weights exactly; bfloat16 weights closely)."""
     import torch
 
     from zero2one.tasks.textgen.fast import stepper_for
 
     model, _ = load_lm(str(tiny_lm))
-    stepper = stepper_for(model)
-    assert stepper is not None and stepper_for(model) is stepper  # built once per model
+    stepper = stepper_for(model, "float32")
+    assert stepper is not None and stepper_for(model, "float32") is stepper  # built once
     with torch.no_grad():  # ...until a weight changes (training in place): then fused again
         model.model.layers[0].self_attn.q_proj.weight.mul_(1.0)
-    assert stepper_for(model) is not stepper
-    stepper = stepper_for(model)
+    assert stepper_for(model, "float32") is not stepper
+    stepper, half = stepper_for(model, "float32"), stepper_for(model, "bfloat16")
+    assert half is not None and half.layers[0].qkv.dtype == torch.bfloat16
     ids = torch.tensor([[0, 0, 5, 9, 11], [3, 4, 5, 6, 7]])
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
     cache, kv = out.cache, stepper.adopt(out.cache, 8)
+    kv_half = half.adopt(out.cache, 8)
     last = positions[:, -1]
     for token in ([12, 13], [40, 2], [7, 7]):
         mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
@@ -249,6 +256,8 @@ def test_lean_llama_step_matches_transformers(tiny_lm: Path) -> None:
         cache = out.cache
         torch.testing.assert_close(stepper.step(kv, step, mask, last), out.logits[:, -1],
                                    rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(half.step(kv_half, step, mask, last), out.logits[:, -1],
+                                   rtol=0.05, atol=0.02)
 
 
 def test_lean_step_stands_aside_for_other_models(tiny_lm: Path) -> None:
@@ -257,7 +266,9 @@ def test_lean_step_stands_aside_for_other_models(tiny_lm: Path) -> None:
     from zero2one.tasks.textgen.fast import stepper_for
 
     model, _ = load_lm(str(tiny_lm))
-    assert stepper_for(model.to(torch.bfloat16)) is None  # only float32 on the CPU
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+        stepper_for(model, "int4")
+    assert stepper_for(model.to(torch.bfloat16)) is None  # only a float32 model on the CPU
 
 
 def test_batched_stop_strings_and_seeds(tiny_lm: Path) -> None:

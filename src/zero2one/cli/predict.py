@@ -17,7 +17,8 @@ def predict(
         "directory.", show_default=False)],
     input_: Annotated[Path, typer.Option(
         "--input", "-i", help="CSV or Parquet rows to score; for image models an image or a "
-        "folder of images.", show_default=False)],
+        "folder of images; for language models rows with a `prompt` column.",
+        show_default=False)],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the scored rows here (.csv/.parquet); default: CSV on "
         "stdout.")] = None,
@@ -32,7 +33,8 @@ def predict(
     quiet: Quiet = False,
 ) -> None:
     """Score rows with a model: the same rows plus prediction (and probability) columns; for
-    an image model, the top-k classes of each image."""
+    an image model, the top-k classes of each image; for a language model, a greedy
+    `completion` of each `prompt`."""
     from zero2one.api import check_output_path, load, predict_file, predict_images, write_frame
 
     if output is not None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from zero2one.cli.output import Precision, PrecisionOption
+
 
 def serve(
     model: Annotated[str, typer.Argument(
@@ -25,6 +27,7 @@ def serve(
         min=64, help="Image models: largest width × height accepted.")] = 16_777_216,
     max_image_bytes: Annotated[int, typer.Option(
         min=1024, help="Image models: largest image file accepted.")] = 8 << 20,
+    precision: PrecisionOption = Precision.bfloat16,
     batch_max_size: Annotated[int, typer.Option(
         min=1, help="Most rows per predict call when requests are batched.")] = 256,
     batch_max_wait_ms: Annotated[float, typer.Option(
@@ -69,6 +72,7 @@ def serve(
         "ZERO2ONE_SERVE_MAX_BATCH": str(max_batch),
         "ZERO2ONE_SERVE_MAX_IMAGE_PIXELS": str(max_image_pixels),
         "ZERO2ONE_SERVE_MAX_IMAGE_BYTES": str(max_image_bytes),
+        "ZERO2ONE_SERVE_PRECISION": precision.value,
         "ZERO2ONE_SERVE_BATCH_MAX_SIZE": str(batch_max_size),
         "ZERO2ONE_SERVE_BATCH_MAX_WAIT_MS": str(batch_max_wait_ms),
         "ZERO2ONE_SERVE_RATE_BURST": str(rate_burst),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +31,10 @@ class ServeSettings(BaseSettings):
         "are refused from the header, before decoding."
     )
     max_image_bytes: int = Field(8 << 20, ge=1024, description="Largest image file accepted.")
+    precision: Literal["bfloat16", "float32"] = Field(
+        "bfloat16", description="Language models: weights of the decoding step (float32: "
+        "exactly transformers' numbers; bfloat16: about 3× faster on a CPU)."
+    )
     batch_max_size: int = Field(
         256, ge=1, description="Most rows the micro-batcher hands to one predict call."
     )

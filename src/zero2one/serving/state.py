@@ -79,7 +79,8 @@ def _load_language_model(settings: ServeSettings, metrics: Metrics) -> Served:
     metrics.load_seconds.set(seconds)
     metrics.model_info.clear()
     metrics.model_info.labels(info.name, version or "", info.task).set(1)
-    return Served(info, LMEngine(model, tokenizer, name), None, seconds, time.time(),
+    engine = LMEngine(model, tokenizer, name, precision=settings.precision)
+    return Served(info, engine, None, seconds, time.time(),
                   {**manifest, "name": name})
 
 

@@ -21,8 +21,9 @@ from zero2one.errors import UserError
 
 class LMEngine:
     def __init__(self, model: Any, tokenizer: Any, name: str, *, max_batch: int = 16,
-                 gather_seconds: float = 0.025) -> None:
+                 gather_seconds: float = 0.025, precision: str | None = None) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.precision = precision
         self.max_batch, self.gather_seconds = max_batch, gather_seconds
         self._pending: queue.Queue[Any] = queue.Queue()
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batches, for tests and ops
@@ -98,7 +99,8 @@ class LMEngine:
                 batch.append(item)
             self.batch_sizes.append(len(batch))
             try:
-                generate_rows(self.model, self.tokenizer, [row for row, _, _ in batch])
+                generate_rows(self.model, self.tokenizer, [row for row, _, _ in batch],
+                              precision=self.precision)
             except BaseException as exc:  # every caller of the batch hears of it
                 for _, loop, pieces in batch:
                     loop.call_soon_threadsafe(pieces.put_nowait, ("error", exc))

@@ -8,13 +8,13 @@ settings, random generator, stop strings and end, and streams its text as it gro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from zero2one.tasks.textgen.fast import stepper_for
+from zero2one.tasks.textgen.fast import DEFAULT_PRECISION, stepper_for
 from zero2one.tasks.textgen.generate import Sampling
 
 
@@ -84,9 +84,20 @@ def _flush(row: Row, tokenizer: Any) -> None:
         row.text = text
 
 
-@torch.no_grad()
-def generate_rows(model: Any, tokenizer: Any, rows: list[Row]) -> None:
-    """Decode every row to its end; text goes out through each row's ``emit``."""
+def generate_rows(model: Any, tokenizer: Any, rows: list[Row], *,
+                  precision: str | None = None) -> None:
+    """Decode every row to its end; text goes out through each row's ``emit``. ``precision``:
+    the weights of the lean step for Llama-family models (default: :data:`.fast.
+    DEFAULT_PRECISION`)."""
+    for _ in decode_steps(model, tokenizer, rows, precision=precision):
+        pass
+
+
+def decode_steps(model: Any, tokenizer: Any, rows: list[Row], *,
+                 precision: str | None = None) -> Iterator[None]:
+    """:func:`generate_rows` one token at a time: yields after each step, so a caller can
+    decode on its own thread (with OpenMP, a step on the main thread ran about twice as fast
+    here as the same step on a second thread) and stop whenever it likes."""
     device = model.device
     configured = getattr(model.generation_config, "eos_token_id", None)
     eos = set(configured if isinstance(configured, list) else [configured])
@@ -103,12 +114,16 @@ def generate_rows(model: Any, tokenizer: Any, rows: list[Row]) -> None:
         input_ids[i, width - len(row.ids):] = torch.tensor(row.ids)
         mask[i, width - len(row.ids):] = 1
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+    with torch.no_grad():  # not around the yields: grad mode would leak into the caller
+        out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
     cache, logits = out.cache, out.logits[:, -1, :].float().cpu()
     last = positions[:, -1]
     budget = max(r.settings.max_new_tokens for r in rows)
-    stepper = stepper_for(model)  # a lean step for Llama-family models on the CPU
+    # a lean step for Llama-family models on the CPU; None: transformers' forward. bfloat16
+    # weights pay off for one row; several rows share float32 matrix products (see .fast)
+    precision = precision or DEFAULT_PRECISION
+    stepper = stepper_for(model, precision if len(rows) == 1 else "float32")
     kv = stepper.adopt(cache, budget) if stepper is not None else None
     for _ in range(budget):
         next_ids = torch.full((len(rows),), pad, dtype=torch.long)
@@ -127,6 +142,7 @@ def generate_rows(model: Any, tokenizer: Any, rows: list[Row]) -> None:
             _advance_text(row, tokenizer)
             if not row.finish and len(row.generated) >= row.settings.max_new_tokens:
                 row.finish = "length"
+        yield
         if all(r.finish for r in rows):
             break
         mask = torch.cat([mask, torch.tensor([[0 if r.finish else 1] for r in rows])], dim=1)
@@ -134,8 +150,9 @@ def generate_rows(model: Any, tokenizer: Any, rows: list[Row]) -> None:
         if stepper is not None and kv is not None:
             logits = stepper.step(kv, next_ids, mask, last)
             continue
-        out = model(input_ids=next_ids[:, None].to(device), attention_mask=mask.to(device),
-                    position_ids=last[:, None].to(device), cache=cache, use_cache=True)
+        with torch.no_grad():
+            out = model(input_ids=next_ids[:, None].to(device), attention_mask=mask.to(device),
+                        position_ids=last[:, None].to(device), cache=cache, use_cache=True)
         cache, logits = out.cache, out.logits[:, -1, :].float().cpu()
     for row in rows:
         row.finish = row.finish or "length"

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,38 +70,20 @@ def check_fits(model: Any, prompt_tokens: int, max_new_tokens: int, *,
 
 
 def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
-           chat: bool = False) -> Iterator[str]:
+           chat: bool = False, precision: str | None = None) -> Iterator[str]:
     """Generated text, piece by piece, as the model produces it (stop strings excluded).
 
-    One row of :func:`zero2one.tasks.textgen.batch.generate_rows` (the server's decoding loop,
-    with its lean step for Llama-family models) runs in a worker thread; a consumer that stops
-    reading early cancels it."""
-    import queue
-
-    from zero2one.tasks.textgen.batch import Row, generate_rows
+    One row of the server's decoding loop (:func:`zero2one.tasks.textgen.batch.decode_steps`,
+    with its lean step for Llama-family models), run on the caller's thread; a consumer that
+    stops reading stops the decoding."""
+    from zero2one.tasks.textgen.batch import Row, decode_steps
 
     ids = encode(tokenizer, prompt, chat=chat)
     check_fits(model, ids.shape[1], settings.max_new_tokens)
-    pieces: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-    row = Row(ids[0].tolist(), settings, emit=pieces.put)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            generate_rows(model, tokenizer, [row])
-        except BaseException as exc:  # surfaced in the caller's thread
-            errors.append(exc)
-        finally:
-            pieces.put(None)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    try:
-        while (piece := pieces.get()) is not None:
-            if piece:
-                yield piece
-    finally:  # also when the consumer stops early (a client went away): stop generating
-        row.cancelled = True
-        worker.join()
-    if errors:
-        raise errors[0]
+    pieces: list[str] = []
+    row = Row(ids[0].tolist(), settings, emit=pieces.append)
+    for _ in decode_steps(model, tokenizer, [row], precision=precision):
+        if pieces:
+            yield from (p for p in pieces if p)
+            pieces.clear()
+    yield from (p for p in pieces if p)  # held back until the end

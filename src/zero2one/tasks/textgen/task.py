@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from zero2one.errors import ArtifactError, IntegrityError, SchemaError
+from zero2one.errors import ArtifactError, IntegrityError, SchemaError, UserError
 from zero2one.progress import Reporter
 from zero2one.task import Task
 from zero2one.tasks.textgen.config import TextGenRecipe
@@ -91,6 +91,7 @@ class TextGeneration(Task):
 
         from zero2one.tasks.textgen import train
         from zero2one.tasks.textgen.data import count_tokens, tokenize
+        from zero2one.tasks.textgen.fast import release
         from zero2one.tasks.textgen.models import load_lm
 
         cfg = self.config
@@ -106,6 +107,7 @@ class TextGeneration(Task):
         with reporter.step("validation loss before training"):
             base_loss = train.validation_loss(model, val_set, pad)
         self.samples_ = self._samples(model, tokenizer, data) if data.kind == "chat" else []
+        release(model)  # the decoding step's fused weights are stale once training starts
         model.train()
         wrapped = train.wrap(model, cfg.model)
         directory = self.checkpoint_dir()
@@ -147,7 +149,8 @@ class TextGeneration(Task):
         return [{**row, "base": answer} for row, answer in zip(rows, answers, strict=True)]
 
     def _answers(self, model: Any, tokenizer: Any, chats: list[Any]) -> list[str]:
-        """Greedy answers to chats, decoded as one batch."""
+        """Greedy answers to chats, decoded as one batch with float32 weights (the tuned model,
+        still a peft model, decodes through transformers in float32 too)."""
         from zero2one.tasks.textgen.batch import Row, generate_rows
         from zero2one.tasks.textgen.generate import Sampling
 
@@ -157,7 +160,7 @@ class TextGeneration(Task):
         rows = [Row(list(tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]),
             settings, emit=lambda _: None) for chat in chats]
-        generate_rows(model, tokenizer, rows)
+        generate_rows(model, tokenizer, rows, precision="float32")
         return [row.text.strip() for row in rows]
 
     # ---- evaluation and report --------------------------------------------------------------
@@ -180,12 +183,23 @@ class TextGeneration(Task):
     # ---- prediction -------------------------------------------------------------------------
 
     def predict(self, frame: Any, *, max_new_tokens: int = 128, chat: bool | None = None,
-                **_: Any) -> list[str]:
-        """Greedy completions for a list of prompts, decoded as one batch; chat prompts (through
-        the chat template) by default when the model was tuned on chats."""
+                batch_size: int = 16, **_: Any) -> Any:
+        """Greedy completions, decoded in batches: for a list of prompts, a list of texts; for a
+        data frame with a ``prompt`` column (``zero2one predict --input prompts.csv``), the frame
+        with a ``completion`` column added. Prompts go through the chat template by default when
+        the model was tuned on chats."""
+        import pandas as pd
+
         from zero2one.tasks.textgen.batch import Row, generate_rows
         from zero2one.tasks.textgen.generate import Sampling, check_fits, encode
 
+        if isinstance(frame, pd.DataFrame):
+            if "prompt" not in frame.columns:
+                raise SchemaError("a text-generation model completes a `prompt` column; the "
+                                  f"input has {', '.join(map(str, frame.columns))}")
+            texts = self.predict(frame["prompt"].fillna("").astype(str).tolist(),
+                                 max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size)
+            return frame.assign(completion=texts)
         prompts = list(frame)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise SchemaError("predict takes a non-empty list of prompt strings")
@@ -193,11 +207,15 @@ class TextGeneration(Task):
             chat = self.kind_ == "chat" and bool(getattr(self.tokenizer_, "chat_template", None))
         settings = Sampling(max_new_tokens=max_new_tokens, temperature=0)
         rows = []
-        for prompt in prompts:
+        for number, prompt in enumerate(prompts, 1):
             ids = encode(self.tokenizer_, prompt, chat=chat)[0].tolist()
-            check_fits(self.model_, len(ids), max_new_tokens)
+            try:
+                check_fits(self.model_, len(ids), max_new_tokens)
+            except UserError as exc:
+                raise SchemaError(f"prompt {number}: {exc}") from None
             rows.append(Row(ids, settings, emit=lambda _: None))
-        generate_rows(self.model_, self.tokenizer_, rows)
+        for start in range(0, len(rows), batch_size):
+            generate_rows(self.model_, self.tokenizer_, rows[start: start + batch_size])
         return [r.text for r in rows]
 
     # ---- persistence ------------------------------------------------------------------------

@@ -122,12 +122,26 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
+def last_complete_checkpoint(directory: Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose ``trainer_state.json`` (the Trainer writes it last)
+    is whole: a process killed while saving leaves a checkpoint that must not be resumed."""
+    import json
+
+    steps = []
+    for path in directory.glob("checkpoint-*") if directory.is_dir() else []:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            steps.append((int(path.name.rsplit("-", 1)[-1]), path))
+        except (OSError, ValueError):
+            continue
+    return max(steps)[1] if steps else None
+
+
 def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainConfig, *,
         seed: int, reporter: Reporter, checkpoint_dir: Path, resume: bool) -> Outcome:
     """Train ``model`` in place with the Trainer; checkpoints go to ``checkpoint_dir``."""
     import torch
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -155,10 +169,10 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         remove_unused_columns=False,
     )
-    last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.exists() else None
+    last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if last is not None:
-        outcome.resumed_from = int(Path(last).name.rsplit("-", 1)[-1])
-        reporter.info(f"resuming from {Path(last).name}")
+        outcome.resumed_from = int(last.name.rsplit("-", 1)[-1])
+        reporter.info(f"resuming from {last.name}")
 
     class Forward(TrainerCallback):  # type: ignore[misc]
         def __init__(self, step: Any) -> None:
@@ -206,5 +220,5 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         if outcome.resumed_from:
             step.advance(outcome.resumed_from)
-        trainer.train(resume_from_checkpoint=last)
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
     return outcome
