@@ -79,6 +79,30 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+class Interrupt(Exception):
+    """What :class:`StopAt` raises: a training process dying mid-fit."""
+
+
+class StopAt:
+    """A reporter that dies when training reports metrics for ``step`` (an epoch, or an
+    optimizer step), as a killed process would."""
+
+    def __init__(self, step: int) -> None:
+        from zero2one.progress import NullReporter
+
+        self.inner, self.at = NullReporter(), step
+
+    def step(self, description: str, total: int | None = None) -> Any:
+        return self.inner.step(description, total)
+
+    def info(self, message: str) -> None:
+        pass
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        if step == self.at:
+            raise Interrupt
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 for a server a test starts."""
     import socket

@@ -28,9 +28,27 @@ class Task(ABC):
     def __init__(self, config: BaseRecipe) -> None:
         self.config = config
 
+    def checkpoint_dir(self) -> Path:
+        """Where a fit of this recipe keeps its checkpoints: per recipe, so a changed recipe
+        never resumes another recipe's checkpoint (tracking and registration do not count)."""
+        import hashlib
+        import json
+
+        from zero2one.tracking import workspace
+
+        recipe = self.config.model_dump(mode="json", exclude={"track", "register_as"})
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+        return workspace() / "checkpoints" / f"{self.config.name}-{digest}"
+
+    def mark_run(self, directory: Path) -> None:
+        """Leave the tracking run id beside the checkpoints, for :meth:`interrupted_run`."""
+        if self.run_id:
+            (directory / "run_id").write_text(self.run_id)
+
     def interrupted_run(self) -> str | None:
         """The run id an interrupted fit of this recipe was logging to, if it left one."""
-        return None
+        marker = self.checkpoint_dir() / "run_id"
+        return marker.read_text().strip() or None if marker.exists() else None
 
     @abstractmethod
     def load_data(self) -> Any:

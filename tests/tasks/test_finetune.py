@@ -17,6 +17,8 @@ from zero2one.registry import get_task
 from zero2one.tasks.textgen.config import TextDataConfig
 from zero2one.tasks.textgen.data import IGNORE, pack, read_records, split, tokenize
 
+from ..conftest import Interrupt, StopAt
+
 FACTS = [("what does zero2one do", "zero2one trains models"),
          ("how do models answer", "the model answers questions"),
          ("what does the server do", "zero2one serves models over http"),
@@ -259,29 +261,6 @@ def test_bad_target_modules_list_the_linear_layers(tiny_lm: Path, chat_file: Pat
     cfg["model"].update(method="full", save_merged=True)
     with pytest.raises(RecipeError, match="save_merged applies to method: lora"):
         validate(cfg)
-
-
-class Interrupt(Exception):
-    pass
-
-
-class StopAt:
-    """A reporter that dies when training logs ``step``, as a killed process would."""
-
-    def __init__(self, step: int) -> None:
-        from zero2one.progress import NullReporter
-
-        self.inner, self.at = NullReporter(), step
-
-    def step(self, description: str, total: int | None = None) -> Any:
-        return self.inner.step(description, total)
-
-    def info(self, message: str) -> None:
-        pass
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        if step == self.at:
-            raise Interrupt
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_lm: Path, chat_file: Path,

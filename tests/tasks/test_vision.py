@@ -24,6 +24,8 @@ from zero2one.tasks.vision.config import ImageDataConfig
 from zero2one.tasks.vision.data import load_images, read_image
 from zero2one.tasks.vision.shapes import CLASSES, make_shapes
 
+from ..conftest import Interrupt, StopAt
+
 
 def recipe(source: str = "sklearn:digits", **train_cfg: Any) -> dict[str, Any]:
     return {
@@ -177,29 +179,6 @@ def test_early_stopping_and_plateau(workspace: Path) -> None:
     assert min(lrs) < max(lrs)  # the plateau scheduler cut the rate
 
 
-class Interrupt(Exception):
-    pass
-
-
-class StopAfter:
-    """A reporter that dies after ``epochs`` epochs, as a killed process would."""
-
-    def __init__(self, epochs: int) -> None:
-        from zero2one.progress import NullReporter
-
-        self.inner, self.epochs = NullReporter(), epochs
-
-    def step(self, description: str, total: int | None = None) -> Any:
-        return self.inner.step(description, total)
-
-    def info(self, message: str) -> None:
-        pass
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        if step == self.epochs:
-            raise Interrupt
-
-
 def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path) -> None:
     cfg = recipe(epochs=4, augment={"crop_padding": 1}, scheduler="cosine")
     cfg["model"] = {"arch": "small-cnn", "params": {"width": 8}}
@@ -208,7 +187,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path) -> None:
     task = get_task(config.task)(config)
     data = task.load_data()
     with pytest.raises(Interrupt):
-        task.fit(data, reporter=StopAfter(2))  # type: ignore[arg-type]
+        task.fit(data, reporter=StopAt(2))  # type: ignore[arg-type]
     assert (task.checkpoint_dir() / "last.pt").exists()
     resumed = train(cfg, out=workspace / "resumed", resume=True)
     manifest = load(workspace / "resumed").manifest["training"]
@@ -318,7 +297,7 @@ def test_tracked_run_has_per_epoch_metrics_and_resume_reuses_it(workspace: Path)
     with pytest.raises(Interrupt), tracking.start_run("vision", run_name="vision-test",
                                                        tags={}) as run:
         task.run_id = run.run_id
-        reporter = RunReporter(StopAfter(2), run.log_metrics)  # type: ignore[arg-type]
+        reporter = RunReporter(StopAt(2), run.log_metrics)  # type: ignore[arg-type]
         task.fit(task.load_data(), reporter=reporter)
     assert task.interrupted_run() == run.run_id
     result = train(cfg, resume=True)

@@ -74,18 +74,6 @@ class TextGeneration(Task):
 
     # ---- training ---------------------------------------------------------------------------
 
-    def checkpoint_dir(self) -> Path:
-        """Per recipe: a changed recipe never resumes another recipe's checkpoint."""
-        from zero2one.tracking import workspace
-
-        recipe = self.config.model_dump(mode="json", exclude={"track", "register_as"})
-        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-        return workspace() / "checkpoints" / f"{self.config.name}-{digest}"
-
-    def interrupted_run(self) -> str | None:
-        marker = self.checkpoint_dir() / "run_id"
-        return marker.read_text().strip() or None if marker.exists() else None
-
     def fit(self, data: TextData, *, reporter: Reporter) -> Self:
         import torch
 
@@ -112,8 +100,7 @@ class TextGeneration(Task):
         wrapped = train.wrap(model, cfg.model)
         directory = self.checkpoint_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        if self.run_id:
-            (directory / "run_id").write_text(self.run_id)
+        self.mark_run(directory)
         outcome = train.fit(wrapped, tokenizer, train_set, val_set, cfg.train, seed=cfg.seed,
                             reporter=reporter, checkpoint_dir=directory, resume=self.resume)
         with reporter.step("validation loss after training"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -77,18 +76,6 @@ class ImageClassification(Task):
 
     # ---- training ---------------------------------------------------------------------------
 
-    def checkpoint_dir(self) -> Path:
-        """Per recipe: a changed recipe never resumes another recipe's checkpoint."""
-        from zero2one.tracking import workspace
-
-        recipe = self.config.model_dump(mode="json", exclude={"track", "register_as"})
-        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-        return workspace() / "checkpoints" / f"{self.config.name}-{digest}"
-
-    def interrupted_run(self) -> str | None:
-        marker = self.checkpoint_dir() / "run_id"
-        return marker.read_text().strip() or None if marker.exists() else None
-
     def fit(self, data: VisionData, *, reporter: Reporter) -> Self:
         import torch
 
@@ -110,8 +97,7 @@ class ImageClassification(Task):
                             f"{str(exc).splitlines()[0]}") from None
         directory = self.checkpoint_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        if self.run_id:
-            (directory / "run_id").write_text(self.run_id)
+        self.mark_run(directory)
         outcome = train.fit(net, data.splits, self.config.train, seed=self.config.seed,
                             reporter=reporter, checkpoint_dir=directory, resume=self.resume)
         net.load_state_dict(outcome.best_state)
