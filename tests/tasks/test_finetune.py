@@ -263,23 +263,27 @@ def test_bad_target_modules_list_the_linear_layers(tiny_lm: Path, chat_file: Pat
         validate(cfg)
 
 
+@pytest.mark.parametrize(("save_steps", "die_at", "resume_at"),
+                         [(2, 5, 4),   # mid-epoch (5 steps an epoch)
+                          (5, 6, 5)])  # at an epoch's end, where evaluation follows the save
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_lm: Path, chat_file: Path,
-                                                     workspace: Path) -> None:
-    cfg = recipe(tiny_lm, chat_file, epochs=2)
+                                                     workspace: Path, save_steps: int,
+                                                     die_at: int, resume_at: int) -> None:
+    cfg = recipe(tiny_lm, chat_file, epochs=2, save_steps=save_steps)
     cfg["model"]["lora"]["dropout"] = 0.1  # random state must be restored too
     full = train(cfg, out=workspace / "full")
     config = validate(cfg)
     task = get_task(config.task)(config)
     with pytest.raises(Interrupt):
-        task.fit(task.load_data(), reporter=StopAt(5))  # type: ignore[arg-type]
-    assert (task.checkpoint_dir() / "checkpoint-4").is_dir()
-    half_written = task.checkpoint_dir() / "checkpoint-5"  # killed while saving: never resumed
+        task.fit(task.load_data(), reporter=StopAt(die_at))  # type: ignore[arg-type]
+    assert (task.checkpoint_dir() / f"checkpoint-{resume_at}").is_dir()
+    half_written = task.checkpoint_dir() / "checkpoint-9"  # killed while saving: never resumed
     half_written.mkdir()
     (half_written / "trainer_state.json").write_text('{"global_st')
     resumed = train(cfg, out=workspace / "resumed", resume=True)
     training = load(workspace / "resumed").manifest["training"]
-    assert training["resumed_from"] == 4 and training["steps"] == 10
-    assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], rel=1e-5)
+    assert training["resumed_from"] == resume_at and training["steps"] == 10
+    assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], rel=1e-6)
     assert not task.checkpoint_dir().exists()  # cleaned up after success
 
 

@@ -10,7 +10,7 @@ from zero2one.cli.output import Json, console, print_json, table
 
 app = typer.Typer(help="Tracked training runs.", no_args_is_help=True)
 
-_KEY_METRICS = ("test_accuracy", "test_f1_macro", "test_rmse", "test_r2")
+_KEY_METRICS = ("test_accuracy", "test_f1_macro", "test_rmse", "test_r2", "test_val_perplexity")
 
 
 @app.command("list")

@@ -205,6 +205,13 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
             outcome.steps = state.global_step
 
     class CountingTrainer(Trainer):  # type: ignore[misc]
+        def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+            # evaluation draws from the global generator (a data-loader seed); at an epoch's end
+            # it runs after the checkpoint was saved, so a run resumed there would see other
+            # dropout masks than the uninterrupted run: leave the generator as it was
+            with torch.random.fork_rng(devices=[]):
+                return super().evaluate(*args, **kwargs)
+
         def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             if model.training:
                 outcome.train_tokens += int(inputs["attention_mask"].sum())
