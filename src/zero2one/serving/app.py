@@ -19,7 +19,7 @@ from zero2one.serving.metrics import Metrics, RequestMiddleware
 from zero2one.serving.routes import admin, health, models, openai, predict
 from zero2one.serving.security import BodySizeLimit, RateLimiter
 from zero2one.serving.settings import ServeSettings
-from zero2one.serving.state import ModelHolder, is_language_model
+from zero2one.serving.state import ModelHolder, served_task
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -50,12 +50,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
     errors.install(app)
 
     app.include_router(health.router)
-    if is_language_model(settings.model):
+    task = served_task(settings.model)  # the model itself loads at start-up
+    if task == "text-generation":
         app.include_router(openai.router)
     else:
         app.include_router(models.router)
         app.router.routes.insert(0, predict.fast_route)  # see routes/predict.py
-        app.include_router(predict.router_for(_task_of(settings.model)))
+        app.include_router(predict.router_for(task))
     if settings.api_key is not None:  # no unauthenticated admin routes, ever
         app.include_router(admin.router)
 
@@ -71,14 +72,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
     paths = frozenset(r.path for r in app.routes if "{" not in getattr(r, "path", "{"))
     app.add_middleware(RequestMiddleware, metrics=metrics, paths=paths)  # outermost
     return app
-
-
-def _task_of(ref: str) -> str:
-    """The task named in the model's manifest (the model itself loads at start-up)."""
-    from zero2one.artifacts import read_manifest
-    from zero2one.refs import resolve
-
-    return str(read_manifest(resolve(ref).path)["task"])
 
 
 def app_from_env() -> FastAPI:

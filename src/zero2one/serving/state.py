@@ -24,7 +24,7 @@ class Served:
 
     info: ModelInfo
     adapter: Any  # TabularAdapter, ImageAdapter (parse, predict, response) or LMEngine
-    batcher: MicroBatcher | None  # None for language models, which stream one at a time
+    batcher: MicroBatcher | None  # None for language models: their engine batches
     load_seconds: float
     loaded_at: float
     manifest: dict[str, Any]
@@ -43,78 +43,69 @@ def is_external_language_model(ref: str) -> bool:
                 and not (path / "manifest.json").exists()))
 
 
-def is_language_model(ref: str) -> bool:
-    """An external language model, or a zero2one model of the text-generation task (read from
-    its manifest; the model itself loads later)."""
+def served_task(ref: str) -> str:
+    """The task of the model ``ref`` names, read before it loads (the routes depend on it):
+    text-generation for an external language model, else the manifest's task."""
     if is_external_language_model(ref):
-        return True
+        return "text-generation"
     from zero2one.artifacts import read_manifest
     from zero2one.refs import resolve
 
-    return read_manifest(resolve(ref).path).get("task") == "text-generation"
-
-
-def _load_language_model(settings: ServeSettings, metrics: Metrics) -> Served:
-    from pathlib import Path
-
-    from zero2one.serving.textgen import LMEngine
-    from zero2one.tasks.textgen.models import load_lm
-
-    start = time.perf_counter()
-    ref = settings.model
-    version, manifest = None, {"task": "text-generation"}
-    if is_external_language_model(ref):
-        model, tokenizer = load_lm(ref)
-        name = ref.removeprefix("builtin:") if ref.startswith("builtin:") else Path(ref).name
-    else:  # fine-tuned by zero2one: verified and loaded like any zero2one model
-        from zero2one.api import load
-
-        tuned = load(ref, trust=settings.trust)
-        model, tokenizer = tuned.model_, tuned.tokenizer_  # type: ignore[attr-defined]
-        manifest = tuned.manifest  # type: ignore[attr-defined]
-        name = tuned.ref.name or manifest.get("name", "model")  # type: ignore[attr-defined]
-        version = tuned.ref.version  # type: ignore[attr-defined]
-    seconds = time.perf_counter() - start
-    info = ModelInfo(name=name, version=version, ref=ref, task="text-generation")
-    metrics.load_seconds.set(seconds)
-    metrics.model_info.clear()
-    metrics.model_info.labels(info.name, version or "", info.task).set(1)
-    engine = LMEngine(model, tokenizer, name, precision=settings.precision)
-    return Served(info, engine, None, seconds, time.time(),
-                  {**manifest, "name": name})
+    return str(read_manifest(resolve(ref).path)["task"])
 
 
 def load_served(settings: ServeSettings, metrics: Metrics) -> Served:
     """Resolve, verify and load ``settings.model`` (the only place a model is loaded from)."""
+    from pathlib import Path
+
     from zero2one.api import load
 
-    if is_language_model(settings.model):
-        return _load_language_model(settings, metrics)
     start = time.perf_counter()
-    model = load(settings.model, trust=settings.trust)
+    ref = settings.model
+    batcher = None
     adapter: Any
-    if model.name == "image-classification":
-        from zero2one.serving.images import ImageAdapter
+    if is_external_language_model(ref):  # no zero2one manifest: loaded by transformers
+        from zero2one.serving.textgen import LMEngine
+        from zero2one.tasks.textgen.models import load_lm
 
-        adapter = ImageAdapter(model, max_rows=settings.max_batch,  # type: ignore[arg-type]
-                               max_pixels=settings.max_image_pixels,
-                               max_image_bytes=settings.max_image_bytes)
-    elif hasattr(model, "columns_"):
-        adapter = TabularAdapter(model, max_rows=settings.max_batch)  # type: ignore[arg-type]
+        lm, tokenizer = load_lm(ref)
+        name = ref.removeprefix("builtin:") if ref.startswith("builtin:") else Path(ref).name
+        info = ModelInfo(name=name, version=None, ref=ref, task="text-generation")
+        manifest: dict[str, Any] = {"task": info.task, "name": name}
+        adapter = LMEngine(lm, tokenizer, name, precision=settings.precision)
     else:
-        raise UserError(f"{settings.model}: task {model.name!r} cannot be served yet")
+        model = load(ref, trust=settings.trust)
+        manifest = model.manifest  # type: ignore[attr-defined]
+        resolved = model.ref  # type: ignore[attr-defined]
+        info = ModelInfo(name=resolved.name or manifest.get("name", "model"),
+                         version=resolved.version, ref=ref, task=model.name)
+        adapter = _adapter(model, settings, info.name)
+        if model.name != "text-generation":  # language models batch in their engine
+            batcher = MicroBatcher(adapter.predict, max_size=settings.batch_max_size,
+                                   max_wait=settings.batch_max_wait_ms / 1000,
+                                   on_batch=metrics.observe_batch)
     seconds = time.perf_counter() - start
-    ref = model.ref  # type: ignore[attr-defined]
-    manifest = model.manifest  # type: ignore[attr-defined]
-    info = ModelInfo(name=ref.name or manifest.get("name", "model"), version=ref.version,
-                     ref=settings.model, task=model.name)
-    batcher = MicroBatcher(adapter.predict, max_size=settings.batch_max_size,
-                           max_wait=settings.batch_max_wait_ms / 1000,
-                           on_batch=metrics.observe_batch)
     metrics.load_seconds.set(seconds)
     metrics.model_info.clear()
     metrics.model_info.labels(info.name, info.version or "", info.task).set(1)
     return Served(info, adapter, batcher, seconds, time.time(), manifest)
+
+
+def _adapter(model: Any, settings: ServeSettings, name: str) -> Any:
+    """What answers requests for a loaded zero2one model of any servable task."""
+    if model.name == "text-generation":
+        from zero2one.serving.textgen import LMEngine
+
+        return LMEngine(model.model_, model.tokenizer_, name, precision=settings.precision)
+    if model.name == "image-classification":
+        from zero2one.serving.images import ImageAdapter
+
+        return ImageAdapter(model, max_rows=settings.max_batch,
+                            max_pixels=settings.max_image_pixels,
+                            max_image_bytes=settings.max_image_bytes)
+    if hasattr(model, "columns_"):
+        return TabularAdapter(model, max_rows=settings.max_batch)
+    raise UserError(f"{settings.model}: task {model.name!r} cannot be served yet")
 
 
 class ModelHolder:
