@@ -93,6 +93,16 @@ def generate_rows(model: Any, tokenizer: Any, rows: list[Row], *,
         pass
 
 
+def complete(model: Any, tokenizer: Any, prompts: list[list[int]], *, max_new_tokens: int,
+             batch_size: int = 16, precision: str | None = None) -> list[str]:
+    """Greedy completions of token-id prompts, decoded ``batch_size`` at a time."""
+    settings = Sampling(max_new_tokens=max_new_tokens, temperature=0)
+    rows = [Row(ids, settings, emit=lambda _: None) for ids in prompts]
+    for start in range(0, len(rows), batch_size):
+        generate_rows(model, tokenizer, rows[start: start + batch_size], precision=precision)
+    return [row.text for row in rows]
+
+
 def decode_steps(model: Any, tokenizer: Any, rows: list[Row], *,
                  precision: str | None = None) -> Iterator[None]:
     """:func:`generate_rows` one token at a time: yields after each step, so a caller can

@@ -39,6 +39,8 @@ class TextData:
 def weights_digest(model: Any) -> str:
     """sha256 over parameter names, shapes and values: the same for the same weights, however
     they were serialised (tied weights count once)."""
+    import torch
+
     digest = hashlib.sha256()
     seen: set[int] = set()
     for name, tensor in sorted(model.state_dict().items()):
@@ -46,14 +48,8 @@ def weights_digest(model: Any) -> str:
             continue
         seen.add(tensor.data_ptr())
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_byte()).numpy())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
-
-
-def _byte() -> Any:
-    import torch
-
-    return torch.uint8
 
 
 class TextGeneration(Task):
@@ -138,17 +134,16 @@ class TextGeneration(Task):
     def _answers(self, model: Any, tokenizer: Any, chats: list[Any]) -> list[str]:
         """Greedy answers to chats, decoded as one batch with float32 weights (the tuned model,
         still a peft model, decodes through transformers in float32 too)."""
-        from zero2one.tasks.textgen.batch import Row, generate_rows
-        from zero2one.tasks.textgen.generate import Sampling
+        from zero2one.tasks.textgen.batch import complete
 
         if not chats:
             return []
-        settings = Sampling(max_new_tokens=self.config.eval.sample_tokens, temperature=0)
-        rows = [Row(list(tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]),
-            settings, emit=lambda _: None) for chat in chats]
-        generate_rows(model, tokenizer, rows, precision="float32")
-        return [row.text.strip() for row in rows]
+        prompts = [list(tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+            for chat in chats]
+        texts = complete(model, tokenizer, prompts, max_new_tokens=self.config.eval.sample_tokens,
+                         batch_size=len(prompts), precision="float32")
+        return [text.strip() for text in texts]
 
     # ---- evaluation and report --------------------------------------------------------------
 
@@ -177,8 +172,8 @@ class TextGeneration(Task):
         the model was tuned on chats."""
         import pandas as pd
 
-        from zero2one.tasks.textgen.batch import Row, generate_rows
-        from zero2one.tasks.textgen.generate import Sampling, check_fits, encode
+        from zero2one.tasks.textgen.batch import complete
+        from zero2one.tasks.textgen.generate import check_fits, encode
 
         if isinstance(frame, pd.DataFrame):
             if "prompt" not in frame.columns:
@@ -192,18 +187,16 @@ class TextGeneration(Task):
             raise SchemaError("predict takes a non-empty list of prompt strings")
         if chat is None:
             chat = self.kind_ == "chat" and bool(getattr(self.tokenizer_, "chat_template", None))
-        settings = Sampling(max_new_tokens=max_new_tokens, temperature=0)
-        rows = []
+        encoded = []
         for number, prompt in enumerate(prompts, 1):
             ids = encode(self.tokenizer_, prompt, chat=chat)[0].tolist()
             try:
                 check_fits(self.model_, len(ids), max_new_tokens)
             except UserError as exc:
                 raise SchemaError(f"prompt {number}: {exc}") from None
-            rows.append(Row(ids, settings, emit=lambda _: None))
-        for start in range(0, len(rows), batch_size):
-            generate_rows(self.model_, self.tokenizer_, rows[start: start + batch_size])
-        return [r.text for r in rows]
+            encoded.append(ids)
+        return complete(self.model_, self.tokenizer_, encoded, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size)
 
     # ---- persistence ------------------------------------------------------------------------
 
@@ -235,7 +228,7 @@ class TextGeneration(Task):
 
     @classmethod
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
-        from zero2one.tasks.textgen.models import load_lm
+        from zero2one.tasks.textgen.models import load_lm, load_tokenizer
 
         try:
             self = cls(TextGenRecipe.model_construct(**manifest["recipe"]))
@@ -256,14 +249,10 @@ class TextGeneration(Task):
             if expected and weights_digest(model) != expected:
                 raise IntegrityError(f"{path}: the adapter was trained on other weights than "
                                      f"those of {base} here; refusing to load it")
-            from transformers import AutoTokenizer
-
             with quiet_peft():
                 tuned = PeftModel.from_pretrained(model, str(path / parts["adapter"]))
             self.model_ = tuned.merge_and_unload().eval()  # plain layers: fast generation
-            self.tokenizer_ = AutoTokenizer.from_pretrained(str(path / parts["adapter"]))
-            if self.tokenizer_.pad_token is None:
-                self.tokenizer_.pad_token = self.tokenizer_.eos_token
+            self.tokenizer_ = load_tokenizer(path / parts["adapter"])
         else:
             raise ArtifactError(f"{path}: no adapter or merged model in the manifest")
         self.manifest = manifest
