@@ -39,6 +39,15 @@ def test_chat_template_and_streaming_pieces(tiny_lm: Path) -> None:
     assert len(pieces) >= 1 and all(isinstance(p, str) for p in pieces)
 
 
+def test_cuda_without_a_cuda_device_is_one_line(tiny_lm: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(UserError, match="device is cuda, but no CUDA device is available"):
+        load_lm(str(tiny_lm), device="cuda")
+
+
 def test_context_window_is_enforced(tiny_lm: Path) -> None:
     model, tokenizer = load_lm(str(tiny_lm))
     with pytest.raises(UserError, match="exceeds the context window of 256"):

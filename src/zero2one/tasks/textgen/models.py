@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zero2one.errors import ModelRefError, require
+from zero2one.errors import ModelRefError, UserError, require
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +125,28 @@ def load_lm(ref: str, *, device: str = "auto") -> tuple[Any, Any]:
             raise ModelRefError(f"{ref} is a {task.name} model, not a language model")
         return task.model_, task.tokenizer_  # type: ignore[attr-defined]
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # bars belong to zero2one's reporter, not to a load
     source = resolve_lm(ref)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        tokenizer = load_tokenizer(source)
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
     except OSError as exc:
         raise ModelRefError(f"cannot load {ref!r}: {str(exc).splitlines()[0]}") from None
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device is cuda, but no CUDA device is available")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     model = model.to("cuda" if use_cuda else "cpu").eval()
+    return model, tokenizer
+
+
+def load_tokenizer(source: Path | str) -> Any:
+    """A model's tokenizer, padding with its end-of-text token when it names no pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return tokenizer

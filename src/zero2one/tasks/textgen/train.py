@@ -122,7 +122,7 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
-def last_complete_checkpoint(directory: Path) -> Path | None:
+def last_complete_checkpoint(directory: Path) -> tuple[int, Path] | None:
     """The newest ``checkpoint-N`` whose ``trainer_state.json`` (the Trainer writes it last)
     is whole: a process killed while saving leaves a checkpoint that must not be resumed."""
     import json
@@ -134,7 +134,7 @@ def last_complete_checkpoint(directory: Path) -> Path | None:
             steps.append((int(path.name.rsplit("-", 1)[-1]), path))
         except (OSError, ValueError):
             continue
-    return max(steps)[1] if steps else None
+    return max(steps) if steps else None
 
 
 def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainConfig, *,
@@ -143,9 +143,7 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
     import torch
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise RecipeError("train.device is cuda, but no CUDA device is available")
+    use_cuda = next(model.parameters()).device.type == "cuda"  # placed by load_lm
     if config.threads:
         torch.set_num_threads(config.threads)
     outcome = Outcome()
@@ -171,8 +169,8 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
     )
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if last is not None:
-        outcome.resumed_from = int(last.name.rsplit("-", 1)[-1])
-        reporter.info(f"resuming from {last.name}")
+        outcome.resumed_from, last_path = last
+        reporter.info(f"resuming from {last_path.name}")
 
     class Forward(TrainerCallback):  # type: ignore[misc]
         def __init__(self, step: Any) -> None:
@@ -227,5 +225,5 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         if outcome.resumed_from:
             step.advance(outcome.resumed_from)
-        trainer.train(resume_from_checkpoint=str(last) if last else None)
+        trainer.train(resume_from_checkpoint=str(last[1]) if last else None)
     return outcome
