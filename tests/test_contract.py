@@ -48,8 +48,8 @@ def test_example_recipe_trains_saves_and_loads(name: str, workspace: Path,
                                                request: pytest.FixtureRequest) -> None:
     # placeholders: the tiny language model (built on first use), the repository (the workspace
     # fixture moves the working directory away from it)
-    tiny = [o.format(tiny_lm=request.getfixturevalue("tiny_lm"), repo=REPO) if "{" in o
-            and "{}" not in o else o for o in TINY[name]]
+    tiny = [o.replace("{tiny_lm}", str(request.getfixturevalue("tiny_lm"))) if "{tiny_lm}" in o
+            else o.replace("{repo}", str(REPO)) for o in TINY[name]]
     result = train(example_recipe(name), overrides=["track.enabled=false", *tiny],
                    out=workspace / "m")
     assert result.metrics and all(isinstance(v, float) for v in result.metrics.values())
