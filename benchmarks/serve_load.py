@@ -6,6 +6,11 @@ All four serve the iris model on 127.0.0.1 in turn; wrk (apt-get install wrk) se
 each concurrency, and the table prints req/s, p50/p99 latency and errors side by side.
 
     python benchmarks/serve_load.py [--duration 10] [--workers 2] [--concurrency 1 8 32]
+        [--baseline-src DIR]
+
+``--baseline-src DIR`` adds (c0): `zero2one serve` run from another checkout's ``src/`` (e.g. a
+``git worktree`` of an earlier commit), on the same model, in the same run — a before/after
+table for a change to the server.
 
 (a) Flask dev server + joblib.load + model.predict([data]) — the guide's snippet, verbatim but
     for paths; its model is a bare SVC on numpy arrays, as in the guide (less work per call).
@@ -110,8 +115,8 @@ def prepare(work: Path) -> dict[str, Path]:
     return {"zero2one": model_dir, "mlflow": mlflow_dir, "joblib": work / "trained_model.pkl"}
 
 
-def start(name: str, paths: dict[str, Path], work: Path, workers: int
-          ) -> tuple[subprocess.Popen[bytes], str, str]:
+def start(name: str, paths: dict[str, Path], work: Path, workers: int,
+          baseline_src: Path | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
     port = free_port()
     bin_dir = Path(sys.executable).parent
     # the venv first on PATH: `mlflow models serve` starts `uvicorn` by name
@@ -127,9 +132,12 @@ def start(name: str, paths: dict[str, Path], work: Path, workers: int
                    "--env-manager", "local", "-w", str(workers), "-h", "127.0.0.1",
                    "-p", str(port)]
         body = json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [ROW]}})
-    elif name == "zero2one":
-        command = [str(bin_dir / "zero2one"), "serve", str(paths["zero2one"]), "--port",
-                   str(port), "--workers", str(workers)]
+    elif name in ("zero2one", "baseline"):
+        command = [sys.executable, "-m", "zero2one.cli.main", "serve", str(paths["zero2one"]),
+                   "--port", str(port), "--workers", str(workers)]
+        if name == "baseline":  # the other checkout's code, ahead of the installed one
+            assert baseline_src is not None
+            env["PYTHONPATH"] = str(baseline_src)
     else:
         (work / "constant_app.py").write_text(CONSTANT_APP)
         command = [sys.executable, "-m", "uvicorn", "constant_app:app", "--port", str(port),
@@ -205,7 +213,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--only", nargs="+", choices=["flask", "mlflow", "zero2one", "asgi"],
                         default=["flask", "mlflow", "zero2one", "asgi"])
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="src/ of another checkout, served as (c0) beside (c)")
     args = parser.parse_args()
+    if args.baseline_src is not None:
+        args.only = ["baseline", *args.only]
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
 
@@ -214,7 +226,7 @@ def main() -> None:
     paths = prepare(work)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     for name in args.only:
-        process, url, body = start(name, paths, work, args.workers)
+        process, url, body = start(name, paths, work, args.workers, args.baseline_src)
         try:
             for concurrency in args.concurrency:
                 results[name, concurrency] = wrk(url, body, concurrency, args.duration, work)
@@ -224,7 +236,8 @@ def main() -> None:
             stop(process)
 
     labels = {"flask": "(a) Flask + joblib (guide)", "mlflow": "(b) mlflow models serve",
-              "zero2one": "(c) zero2one serve", "asgi": "(d) bare ASGI constant"}
+              "zero2one": "(c) zero2one serve", "asgi": "(d) bare ASGI constant",
+              "baseline": f"(c0) zero2one serve from {args.baseline_src}"}
     print(f"\nwrk, {args.duration} s per cell, {args.workers} workers for (b)-(d), "
           f"{os.cpu_count()} cores shared by server and load generator\n")
     print("server | concurrency | req/s | p50 ms | p99 ms | errors")
@@ -243,6 +256,14 @@ def main() -> None:
             print(f"{concurrency} | {c / results['flask', concurrency]['rps']:.1f}× | "
                   f"{c / results['mlflow', concurrency]['rps']:.1f}× | "
                   f"{c / results['asgi', concurrency]['rps']:.0%}")
+    if "baseline" in args.only and "zero2one" in args.only:
+        print("\n(c) against (c0), req/s:")
+        print("concurrency | (c0) | (c) | (c)/(c0)")
+        print("--- | --- | --- | ---")
+        for concurrency in args.concurrency:
+            before = results["baseline", concurrency]["rps"]
+            after = results["zero2one", concurrency]["rps"]
+            print(f"{concurrency} | {before:.0f} | {after:.0f} | {after / before:.2f}×")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -89,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import zero2one
-    from zero2one.api import predict_images
+    from zero2one.tasks.vision.predict import predict_images
     from zero2one.tasks.vision.shapes import make_shapes
 
     work = Path(tempfile.mkdtemp(prefix="z21-vision-bench-"))

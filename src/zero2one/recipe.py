@@ -192,4 +192,5 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None
 
 
 def _kind(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "mapping", list: "list", str: "string"}
+    return names.get(type(value), type(value).__name__)

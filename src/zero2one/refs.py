@@ -1,82 +1,153 @@
 """Model references: one string form accepted everywhere a model is named.
 
-    models:/NAME/VERSION     a registered version
+    models:/NAME/VERSION     a registered version (VERSION may be ``latest``)
     models:/NAME@ALIAS       the version an alias points to (champion, ...)
     runs:/RUN_ID/model       the model a run logged
-    PATH                     a model directory
-    builtin:NAME             a model that ships with an installed package (generative tasks)
+    PATH                     a zero2one model directory
+    builtin:NAME             a model that ships inside an installed package (declared by a task)
+    anything a task claims   e.g. a ``.gguf`` file, a transformers directory, a Hugging Face id
 
-Registry and run references are checked against the manifest sha256 recorded when the model was
-logged, so a model directory swapped or edited in the artifact store is refused.
+:func:`resolve` turns any of them into one :class:`Resolved`, which names the task that loads
+it. Registry and run references carry the manifest sha256 recorded when the model was logged, so
+a model directory swapped or edited in the artifact store is refused (:func:`check_pinned`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from zero2one.errors import IntegrityError, ModelRefError
 
-# builtin name -> function returning the model's local directory; filled by task packages
-BUILTINS: dict[str, Callable[[], Path]] = {}
+Kind = Literal["registry", "run", "directory", "builtin", "pretrained"]
 
-_MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))$")
+_MODELS = re.compile(
+    r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w.-]+))$")
 _RUNS = re.compile(r"^runs:/(?P<run>[0-9a-fA-F]{8,64})/(?P<path>[\w./-]+)$")
 
 
 @dataclass(frozen=True)
 class Resolved:
-    path: Path  # local model directory
+    """A model reference, resolved: where the model is and which task loads it."""
+
     ref: str  # as the user wrote it
+    task: str  # the task that loads it
+    kind: Kind
+    path: Path | None  # the local directory (or file); None for a hub id left to the task
     name: str | None = None  # registered model name
     version: str | None = None  # registered version
-    expected_manifest: str | None = None  # sha256 recorded at logging time
+    expected_manifest: str | None = None  # sha256 of manifest.json recorded at logging time
+
+    @property
+    def has_manifest(self) -> bool:
+        """A zero2one model directory (verified by hashes on load)."""
+        return self.kind in ("registry", "run", "directory")
+
+    @property
+    def display_name(self) -> str:
+        """The registered name, the builtin name, or the file or directory's name."""
+        if self.name:
+            return self.name
+        if self.kind == "builtin":
+            return self.ref.removeprefix("builtin:")
+        if self.path is not None and self.kind == "pretrained":
+            return self.path.name
+        return self.ref.rstrip("/").rsplit("/", 1)[-1] or self.ref
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path) if self.path is not None else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Resolved:
+        path = data.get("path")
+        return cls(**{**data, "path": Path(path) if path is not None else None})
 
 
 def resolve(ref: str | Path) -> Resolved:
-    """Turn a model reference into a local directory (downloading it if the store is remote)."""
+    """Turn a model reference into a :class:`Resolved` (downloading the model if the store is
+    remote). Raises :class:`ModelRefError` with the accepted forms when nothing matches."""
+    text = str(ref)
+    if text.startswith("models:/"):
+        return _registry(text)
+    if text.startswith("runs:/"):
+        return _run(text)
+    if text.startswith("builtin:"):
+        return _builtin(text)
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / "manifest.json").exists():
+        return _directory(text, path, "directory")
+    from zero2one.registry import all_tasks
+
+    for cls in all_tasks():
+        if cls.claims(text):
+            local = path if path.exists() else None
+            return Resolved(text, cls.name, "pretrained", local)
+    if path.is_dir():
+        raise ModelRefError(f"{text} is not a model directory: it has no manifest.json, and no "
+                            "task recognises it")
+    if path.exists():
+        raise ModelRefError(f"{text} is a file that no task loads; a model reference names a "
+                            "model directory")
+    raise ModelRefError(
+        f"model {text!r} not found: not a directory, nor models:/NAME/VERSION, "
+        "models:/NAME@ALIAS, models:/NAME/latest, runs:/RUN_ID/model or builtin:NAME"
+    )
+
+
+def _registry(text: str) -> Resolved:
     from zero2one import tracking
 
-    text = str(ref)
-    if match := _MODELS.match(text):
-        mv = tracking.model_version(match["name"], version=match["version"], alias=match["alias"])
-        path = tracking.download(mv.source)
-        return Resolved(path, text, match["name"], str(mv.version),
-                        (mv.tags or {}).get(tracking.MANIFEST_TAG))
-    if text.startswith("models:/"):
-        raise ModelRefError(f"bad model reference {text!r}; use models:/NAME/VERSION or "
-                            "models:/NAME@ALIAS")
-    if match := _RUNS.match(text):
-        tags = tracking.run_tags(match["run"])
-        path = tracking.download(tracking.run_artifact_uri(match["run"], match["path"]))
-        expected = tags.get(tracking.MANIFEST_TAG) if match["path"] == tracking.MODEL_PATH else None
-        return Resolved(path, text, expected_manifest=expected)
-    if text.startswith("runs:/"):
+    match = _MODELS.match(text)
+    if match is None:
+        raise ModelRefError(f"bad model reference {text!r}; use models:/NAME/VERSION, "
+                            "models:/NAME@ALIAS or models:/NAME/latest")
+    mv = tracking.model_version(match["name"], version=match["version"], alias=match["alias"])
+    path = tracking.download(mv.source)
+    return _directory(text, path, "registry", name=match["name"], version=str(mv.version),
+                      expected=(mv.tags or {}).get(tracking.MANIFEST_TAG))
+
+
+def _run(text: str) -> Resolved:
+    from zero2one import tracking
+
+    match = _RUNS.match(text)
+    if match is None:
         raise ModelRefError(f"bad run reference {text!r}; use runs:/RUN_ID/model")
-    if text.startswith("builtin:"):
-        name = text.removeprefix("builtin:")
-        if name not in BUILTINS:
-            known = ", ".join(sorted(BUILTINS)) or "none installed"
-            raise ModelRefError(f"unknown built-in model {name!r}; built-in models: {known}")
-        return Resolved(BUILTINS[name](), text)
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise ModelRefError(
-            f"model {text!r} not found: not a directory, nor models:/NAME/VERSION, "
-            "models:/NAME@ALIAS, runs:/RUN_ID/model or builtin:NAME"
-        )
-    if not path.is_dir():
-        raise ModelRefError(f"{text} is a file; a model reference names a model directory")
-    return Resolved(path, text)
+    tags = tracking.run_tags(match["run"])
+    path = tracking.download(tracking.run_artifact_uri(match["run"], match["path"]))
+    expected = tags.get(tracking.MANIFEST_TAG) if match["path"] == tracking.MODEL_PATH else None
+    return _directory(text, path, "run", expected=expected)
+
+
+def _builtin(text: str) -> Resolved:
+    from zero2one.registry import builtin_models
+
+    name = text.removeprefix("builtin:")
+    known = builtin_models()
+    if name not in known:
+        listed = ", ".join(sorted(known)) or "none declared"
+        raise ModelRefError(f"unknown built-in model {name!r}; built-in models: {listed}")
+    cls, model = known[name]
+    if model.locate is None:
+        raise ModelRefError(f"builtin:{name} is listed by {cls.name} but cannot be loaded")
+    return Resolved(text, cls.name, "builtin", model.locate(model))
+
+
+def _directory(text: str, path: Path, kind: Kind, *, name: str | None = None,
+               version: str | None = None, expected: str | None = None) -> Resolved:
+    from zero2one.artifacts import read_manifest
+
+    task = str(read_manifest(path)["task"])
+    return Resolved(text, task, kind, path, name, version, expected)
 
 
 def check_pinned(resolved: Resolved) -> None:
     """Refuse a registry or run model whose manifest changed since it was logged."""
     from zero2one.artifacts import manifest_digest, read_manifest
 
-    if resolved.expected_manifest is None:
+    if resolved.expected_manifest is None or resolved.path is None:
         return
     read_manifest(resolved.path)
     actual = manifest_digest(resolved.path)

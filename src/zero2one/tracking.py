@@ -209,9 +209,17 @@ def set_alias(name: str, alias: str, version: str) -> str:
 
 
 def model_version(name: str, *, version: str | None = None, alias: str | None = None) -> Any:
+    """A registered model version by number, by ``latest`` (the highest number) or by alias."""
     from mlflow.exceptions import MlflowException
 
     c = client()
+    if version == "latest":
+        numbers = [int(v["version"]) for v in model_versions(name)]
+        if not numbers:
+            known = ", ".join(m["name"] for m in list_models()) or "none yet"
+            raise ModelRefError(f"model {name!r} has no versions in {tracking_uri()} "
+                                f"(registered models: {known})")
+        version = str(max(numbers))
     try:
         if alias is not None:
             return c.get_model_version_by_alias(name, alias)

@@ -20,11 +20,15 @@ Force = Annotated[bool, typer.Option("--force", help="Write into a non-empty dir
 @app.command("docker")
 def docker(model: Model, out: Out, workers: Annotated[int, typer.Option(
         min=1, help="Server workers in the container.")] = 1,
+           torch_index: Annotated[str, typer.Option(
+               help="Where models that need torch get it (e.g. a CUDA wheel index).")]
+           = "https://download.pytorch.org/whl/cpu",
            force: Force = False, json_: Json = False) -> None:
-    """A Docker build context: Dockerfile (slim, non-root, HEALTHCHECK), model, requirements."""
+    """A Docker build context: Dockerfile (slim, non-root, HEALTHCHECK), the model and what its
+    task needs beside it, pinned requirements."""
     from zero2one.deploy import render_docker
 
-    files = render_docker(model, out, workers=workers, overwrite=force)
+    files = render_docker(model, out, workers=workers, overwrite=force, torch_index=torch_index)
     if json_:
         print_json({"files": [str(f) for f in files]})
         return

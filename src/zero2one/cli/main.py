@@ -15,10 +15,8 @@ import typer
 
 from zero2one import __version__
 from zero2one.cli import (
-    datasets,
     deploy,
     doctor,
-    generate,
     models,
     predict,
     recipe,
@@ -39,14 +37,30 @@ app = typer.Typer(
 app.command("train")(train.train)
 app.command("predict")(predict.predict)
 app.command("doctor")(doctor.doctor)
-app.command("serve")(serve.serve)
-app.command("generate")(generate.generate)
+app.command("serve")(serve.command())
 app.command("ui")(ui.ui)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")
 app.add_typer(deploy.app, name="deploy")
-app.add_typer(datasets.app, name="datasets")
+
+
+def _add_task_commands() -> None:
+    """Commands that task packages declare (entry points ``zero2one.commands``)."""
+    from zero2one.registry import commands
+
+    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    for name, command in commands().items():
+        if name in taken:
+            raise RuntimeError(f"a task package declares the command {name!r}, which zero2one "
+                               "already has")
+        if isinstance(command, typer.Typer):  # a command group
+            app.add_typer(command, name=name)
+        else:
+            app.command(name)(command)
+
+
+_add_task_commands()
 
 
 def _version(value: bool) -> None:

@@ -13,57 +13,70 @@ from zero2one.cli.output import Json, Quiet, console
 
 def predict(
     model: Annotated[str, typer.Argument(
-        help="Model reference: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/model or a "
-        "directory.", show_default=False)],
+        help="Model reference: models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest, "
+        "runs:/ID/model, a directory or builtin:NAME.", show_default=False)],
     input_: Annotated[Path, typer.Option(
-        "--input", "-i", help="CSV or Parquet rows to score; for image models an image or a "
-        "folder of images; for language models rows with a `prompt` column.",
+        "--input", "-i", help="What the model's task reads: CSV or Parquet rows (a `prompt` "
+        "column for language models), an image or a folder of images, ...",
         show_default=False)],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the scored rows here (.csv/.parquet); default: CSV on "
         "stdout.")] = None,
     allow_extra: Annotated[bool, typer.Option(
-        "--allow-extra", help="Keep columns the model does not use instead of refusing them.")
-    ] = False,
+        "--allow-extra", help="Tabular models: keep columns the model does not use instead of "
+        "refusing them.")] = False,
     trust: Annotated[list[str] | None, typer.Option(
         "--trust", help="Trust a type the model file holds that is not trusted by default "
         "(repeatable; only for models from a source you trust).")] = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Image models: classes to show.")] = 3,
+    top_k: Annotated[int | None, typer.Option(
+        min=1, help="Image models: classes to show per image [3].")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        min=1, help="Language models: most tokens per completion [128].")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="KEY=VALUE: any other option the model's task takes "
+        "(repeatable; VALUE is read as YAML).")] = None,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Score rows with a model: the same rows plus prediction (and probability) columns; for
-    an image model, the top-k classes of each image; for a language model, a greedy
-    `completion` of each `prompt`."""
-    from zero2one.api import check_output_path, load, predict_file, predict_images, write_frame
+    """Score a file with a model; the model's task reads it: rows of a CSV or Parquet file
+    come back with prediction (and probability) columns, images (a file or a folder) with their
+    top-k classes, a `prompt` column with a greedy `completion`."""
+    from zero2one.api import check_output_path, load, write_frame
 
     if output is not None:
         check_output_path(output)
     loaded = load(model, trust=trust or ())
-    if loaded.name == "image-classification":
-        scored = predict_images(loaded, input_, top_k=top_k)
-        if output is not None:
-            write_frame(scored.assign(top_k=scored["top_k"].astype(str)) if "top_k" in scored
-                        else scored, output)
-        elif not json_:
-            from zero2one.cli.output import table
-
-            columns = [c for c in ("file", "label", "probability", "top_k", "error")
-                       if c in scored.columns]
-            shown = scored[columns].astype(object).where(scored[columns].notna(), None)
-            console().print(table(None, columns, shown.values.tolist()))
-            return
-    else:
-        scored = predict_file(loaded, input_, output, allow_extra=allow_extra)
+    options = {"allow_extra": allow_extra or None, "top_k": top_k,
+               "max_new_tokens": max_new_tokens, **parse_options(option or [])}
+    scored = loaded.predict_file(input_, **options)
     if output is None:
         if json_:
             sys.stdout.write(scored.to_json(orient="records", force_ascii=False) + "\n")
         else:
             scored.to_csv(sys.stdout, index=False)
         return
+    write_frame(scored, output)
     if json_:
         from zero2one.cli.output import print_json
 
         print_json({"rows": len(scored), "output": str(output), "columns": list(scored.columns)})
     elif not quiet:
         console(stderr=True).print(f"wrote {len(scored)} rows to {output}")
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs, values read as YAML scalars (``3``, ``true``, ``text``)."""
+    import yaml
+
+    from zero2one.errors import UserError
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option {pair!r}: use KEY=VALUE")
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--option {pair!r}: the value is not valid YAML") from None
+    return options

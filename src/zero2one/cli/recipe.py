@@ -31,7 +31,7 @@ def check(
 
 @app.command("schema")
 def schema(
-    task: Annotated[str, typer.Argument(help="Task name, e.g. tabular-classification.",
+    task: Annotated[str, typer.Argument(help="Task name, as in a recipe's `task:` field.",
                                         show_default=False)],
 ) -> None:
     """Print the JSON Schema of a task's recipe (for editor completion and validation)."""

@@ -22,12 +22,14 @@ from zero2one import __version__
 from zero2one.errors import UserError
 
 PORT = 8000
-# what the image needs to serve a tabular model (no MLflow, no plotting: the model is a directory)
+# what every image needs to serve a model (no MLflow, no plotting: the model is a directory);
+# the model's task adds its own (Task.deploy_requirements)
 SERVE_REQUIREMENTS = (
-    "pydantic", "PyYAML", "typer", "rich", "numpy", "pandas", "scipy", "scikit-learn", "skops",
-    "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "prometheus-client",
-    "pydantic-settings", "orjson",
+    "pydantic", "PyYAML", "typer", "rich", "numpy", "pandas", "fastapi", "starlette", "uvicorn",
+    "uvloop", "httptools", "prometheus-client", "pydantic-settings", "orjson",
 )
+# torch's CPU wheels: a plain `torch` requirement pulls a multi-GB CUDA build
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 _NAME = re.compile(r"[^a-z0-9-]+")
 
 DOCKERFILE = """\
@@ -43,14 +45,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 WORKDIR /app
 
-COPY requirements.txt ./
+{torch}COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
-COPY zero2one/ ./zero2one/
+{no_deps}COPY zero2one/ ./zero2one/
 RUN pip install --no-cache-dir --no-deps ./zero2one
 
 # the model is baked in, with its manifest; zero2one verifies every hash when it loads
 COPY --chown=10001:10001 model/ ./model/
-
+{extra}
 USER 10001
 EXPOSE {port}
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \\
@@ -78,7 +80,7 @@ requires-python = ">=3.11"
 
 [project.scripts]
 zero2one = "zero2one.cli.main:main"
-
+{entry_points}
 [tool.setuptools.packages.find]
 where = ["src"]
 """
@@ -94,8 +96,17 @@ def _model_dir(ref: str) -> tuple[Path, dict[str, Any]]:
     from zero2one.refs import check_pinned, resolve
 
     resolved = resolve(ref)
+    if not resolved.has_manifest or resolved.path is None:
+        raise UserError(f"{ref} is not a zero2one model; deploy a model zero2one trained or "
+                        "registered (models:/..., runs:/..., a model directory)")
     check_pinned(resolved)
     return resolved.path, verify(resolved.path)
+
+
+def _task(manifest: dict[str, Any]) -> Any:
+    from zero2one.registry import get_task
+
+    return get_task(str(manifest["task"]))
 
 
 def app_name(manifest: dict[str, Any], name: str | None = None) -> str:
@@ -105,9 +116,10 @@ def app_name(manifest: dict[str, Any], name: str | None = None) -> str:
     return cleaned if cleaned[0].isalpha() else f"m-{cleaned}"
 
 
-def requirements() -> str:
+def requirements(extra: list[str] | tuple[str, ...] = ()) -> str:
+    """Pinned to the versions installed here, where the model was verified to load."""
     lines = []
-    for dist in SERVE_REQUIREMENTS:
+    for dist in dict.fromkeys([*SERVE_REQUIREMENTS, *extra]):
         try:
             lines.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -115,39 +127,81 @@ def requirements() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_docker(ref: str, out: str | Path, *, workers: int = 1,
-                  overwrite: bool = False) -> list[Path]:
-    """Write a Docker build context for ``ref`` into ``out``; returns the files written."""
+def _pin(dist: str) -> str:
+    """``dist==VERSION`` without a local label (``2.13.0+cpu`` -> ``2.13.0``)."""
+    try:
+        return f"{dist}=={metadata.version(dist).split('+')[0]}"
+    except metadata.PackageNotFoundError:
+        return dist
+
+
+def _entry_points() -> str:
+    """zero2one's own entry-point tables (its tasks and commands), for the image's copy."""
+    groups: dict[str, list[str]] = {}
+    try:
+        points = metadata.distribution("zero2one").entry_points
+    except metadata.PackageNotFoundError:
+        return ""
+    for point in points:
+        if point.group.startswith("zero2one."):
+            groups.setdefault(point.group, []).append(f'{point.name} = "{point.value}"')
+    return "".join(f'\n[project.entry-points."{group}"]\n' + "\n".join(lines) + "\n"
+                   for group, lines in groups.items())
+
+
+def render_docker(ref: str, out: str | Path, *, workers: int = 1, overwrite: bool = False,
+                  torch_index: str = TORCH_CPU_INDEX) -> list[Path]:
+    """Write a Docker build context for ``ref`` into ``out``; returns the files written.
+
+    The image installs what the model's task declares (``Task.deploy_requirements``; torch
+    from ``torch_index``, the CPU wheels by default) and carries what it declares beside the
+    model (``Task.deploy_files``: a LoRA model's base, ...).
+    """
     import platform
 
     import zero2one
 
     out = Path(out)
     _check_out(out, overwrite)
-    model_dir, _ = _model_dir(ref)
+    model_dir, manifest = _model_dir(ref)
+    task = _task(manifest)
+    extras = task.deploy_files(manifest)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "model", ignore_errors=True)
-    shutil.copytree(model_dir, out / "model")
+    copies = {"model": model_dir, **extras.copy}
+    for name, source_dir in copies.items():
+        shutil.rmtree(out / name, ignore_errors=True)
+        shutil.copytree(source_dir, out / name)
     source = out / "zero2one"
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(Path(zero2one.__file__).parent, source / "src" / "zero2one",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (source / "pyproject.toml").write_text(PYPROJECT.format(version=__version__))
+    (source / "pyproject.toml").write_text(PYPROJECT.format(version=__version__,
+                                                            entry_points=_entry_points()))
     python = ".".join(platform.python_version_tuple()[:2])
+    torch = (f"# torch's CPU wheels (a plain requirement pulls a CUDA build)\n"
+             f"RUN pip install --no-cache-dir --index-url {torch_index} {_pin('torch')}\n"
+             if task.needs_torch else "")
+    no_deps = "".join(f"RUN pip install --no-cache-dir --no-deps {_pin(d)}\n"
+                      for d in extras.no_deps)
+    extra = "".join(f"COPY --chown=10001:10001 {name}/ ./{name}/\n" for name in extras.copy)
+    extra += "".join(f"ENV {key}={value}\n" for key, value in extras.env.items())
     files = {
         "Dockerfile": DOCKERFILE.format(ref=ref, version=__version__, python=python, port=PORT,
-                                        workers=workers),
+                                        workers=workers, torch=torch, no_deps=no_deps,
+                                        extra=extra),
         ".dockerignore": DOCKERIGNORE,
-        "requirements.txt": requirements(),
+        "requirements.txt": requirements(task.deploy_requirements(manifest)),
     }
     for name, text in files.items():
         (out / name).write_text(text)
-    return [out / name for name in files] + [out / "model", source]
+    return ([out / name for name in files] + [out / name for name in copies] + [source])
 
 
 def k8s_manifests(manifest: dict[str, Any], *, image: str, name: str, replicas: int,
                   min_replicas: int, max_replicas: int, cpu_target: int,
-                  api_key: str | None) -> list[dict[str, Any]]:
+                  api_key: str | None,
+                  memory: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    memory = memory or {"memory_request": "256Mi", "memory_limit": "1Gi"}
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "zero2one"}
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
              "timeoutSeconds": 2, "failureThreshold": 3}
@@ -165,8 +219,9 @@ def k8s_manifests(manifest: dict[str, Any], *, image: str, name: str, replicas: 
         "livenessProbe": {**probe, "initialDelaySeconds": 15},
         "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
         # requests drive the HPA's CPU percentage; one worker per pod, scale with replicas
-        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"},
-                      "limits": {"cpu": "1", "memory": "1Gi"}},
+        # memory from the model's task and size (Task.deploy_resources)
+        "resources": {"requests": {"cpu": "500m", "memory": memory["memory_request"]},
+                      "limits": {"cpu": "1", "memory": memory["memory_limit"]}},
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
@@ -235,11 +290,13 @@ def render_k8s(ref: str, out: str | Path, *, image: str, name: str | None = None
     if not 1 <= min_replicas <= max_replicas:
         raise UserError(f"need 1 <= --min-replicas ({min_replicas}) <= --max-replicas "
                         f"({max_replicas})")
-    _, manifest = _model_dir(ref)
+    model_dir, manifest = _model_dir(ref)
     key = (api_key or secrets.token_urlsafe(32)) if auth else None
+    size = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file())
     objects = k8s_manifests(manifest, image=image, name=app_name(manifest, name),
                             replicas=replicas, min_replicas=min_replicas,
-                            max_replicas=max_replicas, cpu_target=cpu_target, api_key=key)
+                            max_replicas=max_replicas, cpu_target=cpu_target, api_key=key,
+                            memory=_task(manifest).deploy_resources(manifest, size))
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for obj in objects:

@@ -1,13 +1,20 @@
-"""``create_app()``: the FastAPI app, composed from routers and shared middleware."""
+"""``create_app()``: the FastAPI app, composed from routers and shared middleware.
+
+The routes follow the served model's task: the task declares them (``Task.routes``); health,
+metrics and (with an API key) admin routes come with every server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import json
+import os
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -16,15 +23,30 @@ from starlette.responses import Response
 from zero2one import __version__
 from zero2one.serving import errors
 from zero2one.serving.metrics import Metrics, RequestMiddleware
-from zero2one.serving.routes import admin, health, models, openai, predict
+from zero2one.serving.routes import admin, health
 from zero2one.serving.security import BodySizeLimit, RateLimiter
 from zero2one.serving.settings import ServeSettings
-from zero2one.serving.state import ModelHolder, served_task
+from zero2one.serving.state import ModelHolder, Served
+
+if TYPE_CHECKING:
+    from zero2one.refs import Resolved
+
+# the reference resolved by `zero2one serve`, handed to worker processes so that they do not
+# resolve (or download) it again
+RESOLVED_ENV = "ZERO2ONE_SERVE_RESOLVED"
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
-    metrics = Metrics()
-    holder = ModelHolder(settings, metrics)
+def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
+               served: Served | None = None, metrics: Metrics | None = None) -> FastAPI:
+    """The server for ``settings.model``. ``resolved`` skips resolving the reference again;
+    ``served`` is a model already loaded in this process (with the ``metrics`` it reported
+    its load to)."""
+    from zero2one.refs import resolve
+    from zero2one.registry import get_task
+
+    metrics = metrics or Metrics()
+    resolved = resolved or resolve(settings.model)
+    holder = ModelHolder(settings, metrics, resolved=resolved, served=served)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,13 +72,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     errors.install(app)
 
     app.include_router(health.router)
-    task = served_task(settings.model)  # the model itself loads at start-up
-    if task == "text-generation":
-        app.include_router(openai.router)
-    else:
-        app.include_router(models.router)
-        app.router.routes.insert(0, predict.fast_route)  # see routes/predict.py
-        app.include_router(predict.router_for(task))
+    for route in get_task(resolved.task).routes():
+        if isinstance(route, APIRouter):
+            app.include_router(route)
+        else:  # a plain Starlette route: answers before the documented FastAPI one
+            app.router.routes.insert(0, route)
     if settings.api_key is not None:  # no unauthenticated admin routes, ever
         app.include_router(admin.router)
 
@@ -69,11 +89,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
                            allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"])
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    paths = frozenset(r.path for r in app.routes if "{" not in getattr(r, "path", "{"))
+    paths = frozenset(str(getattr(r, "path", "")) for r in app.routes
+                      if "{" not in getattr(r, "path", "{"))
     app.add_middleware(RequestMiddleware, metrics=metrics, paths=paths)  # outermost
     return app
 
 
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn workers: settings come from ``ZERO2ONE_SERVE_*``."""
-    return create_app(ServeSettings())  # type: ignore[call-arg]
+    """Factory for uvicorn workers: settings come from ``ZERO2ONE_SERVE_*``, the resolved
+    reference from ``ZERO2ONE_SERVE_RESOLVED``."""
+    from zero2one.refs import Resolved
+
+    raw = os.environ.get(RESOLVED_ENV)
+    resolved = Resolved.from_json(json.loads(raw)) if raw else None
+    return create_app(ServeSettings(), resolved=resolved)  # type: ignore[call-arg]

@@ -67,7 +67,10 @@ async def rate_limit(request: Request) -> None:
                        headers={"Retry-After": str(max(1, round(wait)))})
 
 
-Guarded = [Depends(require_api_key), Depends(rate_limit)]
+# every guarded route runs these, in order: FastAPI routes as dependencies (``Guarded``), plain
+# Starlette routes (the fast /predict) by calling them; a guard added here covers both
+GUARDS = (require_api_key, rate_limit)
+Guarded = [Depends(guard) for guard in GUARDS]
 ApiKey = Annotated[None, Depends(require_api_key)]
 
 

@@ -1,4 +1,6 @@
-"""Server settings: one pydantic ``BaseSettings``, from CLI flags or ``ZERO2ONE_SERVE_*``."""
+"""Server settings: one pydantic ``BaseSettings``, the single source of truth for
+``zero2one serve``'s options (the CLI generates its flags from these fields), the environment
+(``ZERO2ONE_SERVE_*``) and the worker processes (which read it back from the environment)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ class ServeSettings(BaseSettings):
                                       validate_by_name=True)
 
     model: str = Field(description="Model reference to serve (never taken from a request).")
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes.")
     trust: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra types to trust on load."
     )
     api_key: SecretStr | None = Field(
         None, validation_alias="ZERO2ONE_API_KEY",
-        description="Require 'Authorization: Bearer KEY' (health probes and /metrics stay open).",
+        description="Require 'Authorization: Bearer KEY' (health probes and /metrics stay open; "
+        "prefer the ZERO2ONE_API_KEY variable: flags show in ps).",
+        json_schema_extra={"env": "ZERO2ONE_API_KEY"},
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
     max_batch: int = Field(1024, ge=1, description="Most rows (or images) in one request.")
@@ -48,10 +55,16 @@ class ServeSettings(BaseSettings):
     )
     rate_burst: int = Field(50, ge=1, description="Requests a client may send at once.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="CORS origins; off if empty."
+        default_factory=list, description="Allow this CORS origin (repeatable; CORS is off by "
+        "default).", json_schema_extra={"cli": "cors-origin"},
     )
     follow_seconds: float | None = Field(
-        None, gt=0, description="Re-resolve the reference this often; hot-swap on a change."
+        None, ge=1, description="Every N seconds re-resolve an alias reference and hot-swap "
+        "on change.", json_schema_extra={"cli": "follow"},
+    )
+    access_log: bool = Field(False, description="Log every request.")
+    graceful_seconds: int = Field(
+        30, ge=0, description="On SIGTERM, wait this long for requests in flight."
     )
 
     @field_validator("cors_origins", "trust", mode="before")
@@ -61,3 +74,18 @@ class ServeSettings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables they are read back from (worker
+        processes are new processes: settings travel in the environment)."""
+        env = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            key = str(extra.get("env") or f"ZERO2ONE_SERVE_{name.upper()}")
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[key] = ",".join(value) if isinstance(value, list) else str(value)
+        return env

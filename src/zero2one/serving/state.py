@@ -6,14 +6,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zero2one.errors import UserError
 from zero2one.serving.batching import MicroBatcher
 from zero2one.serving.metrics import Metrics
 from zero2one.serving.schemas import ModelInfo
 from zero2one.serving.settings import ServeSettings
-from zero2one.serving.tabular import TabularAdapter
+
+if TYPE_CHECKING:
+    from zero2one.refs import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,8 @@ class Served:
     """One loaded model with its adapter and batcher."""
 
     info: ModelInfo
-    adapter: Any  # TabularAdapter, ImageAdapter (parse, predict, response) or LMEngine
-    batcher: MicroBatcher | None  # None for language models: their engine batches
+    adapter: Any  # what the model's task declares (Task.serving_adapter)
+    batcher: MicroBatcher | None  # None when the adapter batches itself (language models)
     load_seconds: float
     loaded_at: float
     manifest: dict[str, Any]
@@ -33,57 +34,26 @@ class Served:
         self.info_dict = self.info.model_dump()  # built once, sent with every answer
 
 
-def is_external_language_model(ref: str) -> bool:
-    """builtin:, a .gguf file, or a transformers directory (config.json, no zero2one manifest)."""
-    from pathlib import Path
-
-    path = Path(ref).expanduser()
-    return (ref.startswith("builtin:") or path.suffix == ".gguf"
-            or (path.is_dir() and (path / "config.json").exists()
-                and not (path / "manifest.json").exists()))
-
-
-def served_task(ref: str) -> str:
-    """The task of the model ``ref`` names, read before it loads (the routes depend on it):
-    text-generation for an external language model, else the manifest's task."""
-    if is_external_language_model(ref):
-        return "text-generation"
-    from zero2one.artifacts import read_manifest
+def load_served(settings: ServeSettings, metrics: Metrics,
+                resolved: Resolved | None = None) -> Served:
+    """Load and verify the model (resolving ``settings.model`` unless ``resolved`` is given)
+    and build its serving adapter: the only place the server loads a model."""
+    from zero2one.api import load
     from zero2one.refs import resolve
 
-    return str(read_manifest(resolve(ref).path)["task"])
-
-
-def load_served(settings: ServeSettings, metrics: Metrics) -> Served:
-    """Resolve, verify and load ``settings.model`` (the only place a model is loaded from)."""
-    from pathlib import Path
-
-    from zero2one.api import load
-
     start = time.perf_counter()
-    ref = settings.model
+    resolved = resolved or resolve(settings.model)
+    model = load(resolved, trust=settings.trust)
+    manifest = getattr(model, "manifest", None) or {"task": model.name,
+                                                    "name": resolved.display_name}
+    info = ModelInfo(name=resolved.name or manifest.get("name") or resolved.display_name,
+                     version=resolved.version, ref=settings.model, task=model.name)
+    adapter = model.serving_adapter(settings, info.name)
     batcher = None
-    adapter: Any
-    if is_external_language_model(ref):  # no zero2one manifest: loaded by transformers
-        from zero2one.serving.textgen import LMEngine
-        from zero2one.tasks.textgen.models import load_lm
-
-        lm, tokenizer = load_lm(ref)
-        name = ref.removeprefix("builtin:") if ref.startswith("builtin:") else Path(ref).name
-        info = ModelInfo(name=name, version=None, ref=ref, task="text-generation")
-        manifest: dict[str, Any] = {"task": info.task, "name": name}
-        adapter = LMEngine(lm, tokenizer, name, precision=settings.precision)
-    else:
-        model = load(ref, trust=settings.trust)
-        manifest = model.manifest  # type: ignore[attr-defined]
-        resolved = model.ref  # type: ignore[attr-defined]
-        info = ModelInfo(name=resolved.name or manifest.get("name", "model"),
-                         version=resolved.version, ref=ref, task=model.name)
-        adapter = _adapter(model, settings, info.name)
-        if model.name != "text-generation":  # language models batch in their engine
-            batcher = MicroBatcher(adapter.predict, max_size=settings.batch_max_size,
-                                   max_wait=settings.batch_max_wait_ms / 1000,
-                                   on_batch=metrics.observe_batch)
+    if getattr(adapter, "batched", True):  # adapters that batch themselves say batched = False
+        batcher = MicroBatcher(adapter.predict, max_size=settings.batch_max_size,
+                               max_wait=settings.batch_max_wait_ms / 1000,
+                               on_batch=metrics.observe_batch)
     seconds = time.perf_counter() - start
     metrics.load_seconds.set(seconds)
     metrics.model_info.clear()
@@ -91,42 +61,40 @@ def load_served(settings: ServeSettings, metrics: Metrics) -> Served:
     return Served(info, adapter, batcher, seconds, time.time(), manifest)
 
 
-def _adapter(model: Any, settings: ServeSettings, name: str) -> Any:
-    """What answers requests for a loaded zero2one model of any servable task."""
-    if model.name == "text-generation":
-        from zero2one.serving.textgen import LMEngine
-
-        return LMEngine(model.model_, model.tokenizer_, name, precision=settings.precision)
-    if model.name == "image-classification":
-        from zero2one.serving.images import ImageAdapter
-
-        return ImageAdapter(model, max_rows=settings.max_batch,
-                            max_pixels=settings.max_image_pixels,
-                            max_image_bytes=settings.max_image_bytes)
-    if hasattr(model, "columns_"):
-        return TabularAdapter(model, max_rows=settings.max_batch)
-    raise UserError(f"{settings.model}: task {model.name!r} cannot be served yet")
-
-
 class ModelHolder:
     """Holds the current :class:`Served`; :meth:`reload` swaps it without dropping requests."""
 
-    def __init__(self, settings: ServeSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: ServeSettings, metrics: Metrics, *,
+                 resolved: Resolved | None = None, served: Served | None = None) -> None:
         self.settings, self.metrics = settings, metrics
-        self.current: Served | None = None
+        self.resolved = resolved  # resolved once at start-up; reloads resolve again
+        self.current: Served | None = served
         self._lock = asyncio.Lock()
 
     async def load(self) -> Served:
-        loop = asyncio.get_running_loop()
-        self.current = await loop.run_in_executor(None, load_served, self.settings, self.metrics)
+        """The model at start-up (already loaded when the CLI loaded it in this process)."""
+        if self.current is None:
+            loop = asyncio.get_running_loop()
+            self.current = await loop.run_in_executor(None, load_served, self.settings,
+                                                      self.metrics, self.resolved)
         return self.current
 
-    async def reload(self) -> tuple[Served | None, Served]:
-        """Load the reference again (an alias may point elsewhere now) and swap it in."""
+    async def reload(self, resolved: Resolved | None = None) -> tuple[Served | None, Served]:
+        """Load the reference again (an alias may point elsewhere now) and swap it in; a model
+        of another task is refused (the server's routes are that task's)."""
+        from zero2one.errors import UserError
+        from zero2one.refs import resolve
+
         async with self._lock:
             old = self.current
             loop = asyncio.get_running_loop()
-            new = await loop.run_in_executor(None, load_served, self.settings, self.metrics)
+            if resolved is None:
+                resolved = await loop.run_in_executor(None, resolve, self.settings.model)
+            if old is not None and resolved.task != old.info.task:
+                raise UserError(f"{self.settings.model} now names a {resolved.task} model; this "
+                                f"server serves {old.info.task} models: restart it instead")
+            new = await loop.run_in_executor(None, load_served, self.settings, self.metrics,
+                                             resolved)
             self.current = new
         if old is not None and old.batcher is not None:
             # requests already queued on the old batcher still finish on the old model
@@ -146,7 +114,7 @@ class ModelHolder:
                 resolved = await asyncio.get_running_loop().run_in_executor(
                     None, resolve, self.settings.model)
                 if self.current is None or resolved.version != self.current.info.version:
-                    await self.reload()
+                    await self.reload(resolved)
             except Exception:  # keep serving the current model; try again next time
                 log.exception("following %s failed", self.settings.model)
 

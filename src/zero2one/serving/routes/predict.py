@@ -1,55 +1,43 @@
-"""``POST /predict``: for tabular models the classic ``{"features": [...]}`` ->
-``{"result": [...]}`` contract, plus batches (``instances``) and named columns (``records``);
-for image models, uploads or base64 images -> top-k classes. The loaded model's adapter parses
-the request and shapes the answer."""
+"""``POST /predict`` for predictive models. The loaded model's serving adapter parses the
+request, predicts a micro-batch and shapes the answer; the task declares the documented request
+and response forms (:func:`predict_routes`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from zero2one.errors import SchemaError
 from zero2one.serving.errors import JSON
-from zero2one.serving.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
-from zero2one.serving.security import Guarded, rate_limit, require_api_key
+from zero2one.serving.schemas import ERROR_RESPONSES
+from zero2one.serving.security import GUARDS, Guarded
 
 
-def router_for(task: str) -> APIRouter:
-    """The documented /predict of ``task``'s request form (requests take :data:`fast_route`)."""
-    from zero2one.serving.images import ImagePredictRequest
-
+def predict_routes(*, content: dict[str, Any], summary: str,
+                   response_model: Any = None) -> list[APIRouter | BaseRoute]:
+    """The documented /predict of a task's request ``content`` (OpenAPI media types ->
+    schemas), and the fast route that answers requests first (see :data:`fast_route`)."""
     router = APIRouter(tags=["predict"], dependencies=Guarded)
-    if task == "image-classification":
-        content: dict[str, Any] = {
-            "application/json": {"schema": ImagePredictRequest.model_json_schema()},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"},
-                "top_k": {"type": "integer", "minimum": 1}}, "required": ["file"]}},
-        }
-        summary = "Top-k classes of one or more images"
-    else:
-        content = {"application/json": {"schema": PredictRequest.model_json_schema()}}
-        summary = "Predict one row, a batch, or named records"
 
     @router.post("/predict", summary=summary, responses=ERROR_RESPONSES,
-                 response_model=PredictResponse if task != "image-classification" else None,
+                 response_model=response_model,
                  openapi_extra={"requestBody": {"required": True, "content": content}})
     async def predict(request: Request) -> JSON:
         return await _predict(request)
 
-    return router
+    return [fast_route, router]
 
 
 async def _guarded_predict(request: Request) -> JSON:
-    await require_api_key(request)
-    await rate_limit(request)
+    for guard in GUARDS:  # the same guards, in the same order, as every FastAPI route
+        await guard(request)
     return await _predict(request)
 
 
 # The hot path as a plain Starlette route, placed before the FastAPI one: the same handler and
-# the same checks, without FastAPI's per-request dependency solving (about a third of the
+# the same guards, without FastAPI's per-request dependency solving (about a third of the
 # request's cost at this size). Errors still go through the app's exception handlers.
 fast_route = Route("/predict", _guarded_predict, methods=["POST"], include_in_schema=False)
 

@@ -1,9 +1,5 @@
-"""Tabular classification and regression with scikit-learn."""
+"""Tabular classification and regression with scikit-learn (the tabular extra).
 
-from zero2one.registry import register_task
-from zero2one.tasks.tabular.task import TabularClassification, TabularRegression
-
-register_task(TabularClassification)
-register_task(TabularRegression)
-
-__all__ = ["TabularClassification", "TabularRegression"]
+The tasks are declared in zero2one's entry points (``zero2one.tasks``); importing this package
+imports nothing heavy.
+"""

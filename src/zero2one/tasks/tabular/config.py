@@ -120,7 +120,8 @@ class TabularRecipe(BaseRecipe):
     def _check_estimator(self) -> TabularRecipe:
         from zero2one.tasks.tabular.estimators import check_params, resolve_estimator
 
-        kind = "classification" if self.task == "tabular-classification" else "regression"
+        kind: Literal["classification", "regression"] = (
+            "classification" if self.task == "tabular-classification" else "regression")
         cls = resolve_estimator(self.model.estimator, kind)
         check_params(cls, self.model.params, where="model.params")
         check_params(cls, self.search.space, where="search.space")

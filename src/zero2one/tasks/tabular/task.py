@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
+    from zero2one.serving.settings import ServeSettings
+
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.skops"
@@ -62,11 +64,19 @@ class TabularData:
 
 
 class TabularTask(Task):
-    """Shared logic of tabular classification and regression."""
+    """Shared logic of tabular classification and regression.
+
+    ``predict`` takes rows — a DataFrame, one record as a dict, or a list of dicts — and returns
+    them as a DataFrame with a ``prediction`` column (classification adds ``prediction_name``
+    and one ``proba_<class>`` column per class when the estimator gives probabilities).
+    """
 
     config_model: ClassVar[type[TabularRecipe]] = TabularRecipe
     kind: ClassVar[Kind]
     config: TabularRecipe
+    extra = "tabular"
+    requires = ("sklearn", "skops")
+    serve_requirements = ("numpy", "pandas", "scipy", "scikit-learn", "skops")
 
     # ---- data -------------------------------------------------------------------------------
 
@@ -194,19 +204,45 @@ class TabularTask(Task):
 
     # ---- prediction -------------------------------------------------------------------------
 
-    def features(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
+    def features(self, frame: Any, *, allow_extra: bool = False) -> pd.DataFrame:
         """``frame``'s feature columns checked and cast against the model's input schema."""
+        frame = as_frame(frame)
         if frame.shape[0] == 0:
             raise SchemaError("the input has no rows")
         return coerce(frame, self.columns_, error=SchemaError, ignore=(self.target_,),
                       allow_extra=allow_extra)
 
-    def predict(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
+    def predict(self, frame: Any, *, allow_extra: bool = False) -> pd.DataFrame:
         """The input rows plus a ``prediction`` column (and per-class probabilities)."""
         X = self.features(frame, allow_extra=allow_extra)
-        out = frame.copy()
+        out = as_frame(frame).copy()
         out["prediction"] = self.pipeline_.predict(X)
         return out
+
+    def predict_file(self, path: Path, **options: Any) -> pd.DataFrame:
+        """A CSV or Parquet file's rows, scored (``allow_extra``: ignore unknown columns)."""
+        from zero2one.data import read_frame
+        from zero2one.task import check_options
+
+        check_options(self, options, allowed=("allow_extra",))
+        return self.predict(read_frame(Path(path)),
+                            allow_extra=bool(options.get("allow_extra")))
+
+    # ---- serving ----------------------------------------------------------------------------
+
+    def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
+        from zero2one.tasks.tabular.serving import TabularAdapter
+
+        return TabularAdapter(self, max_rows=settings.max_batch)
+
+    @classmethod
+    def routes(cls) -> list[Any]:
+        from zero2one.serving.routes import models, predict
+        from zero2one.tasks.tabular.serving import PredictRequest, PredictResponse
+
+        return [models.router, *predict.predict_routes(
+            content={"application/json": {"schema": PredictRequest.model_json_schema()}},
+            summary="Predict one row, a batch, or named records", response_model=PredictResponse)]
 
     # ---- persistence ------------------------------------------------------------------------
 
@@ -247,8 +283,8 @@ class TabularTask(Task):
             pipeline = sio.load(weights, trusted=found)
         except Exception as exc:
             raise ArtifactError(f"{weights}: cannot load ({exc})") from None
+        self = cls(cls.recipe_from(manifest, path))
         try:
-            self = cls(TabularRecipe.model_construct(**manifest["recipe"]))
             schema = manifest["input_schema"]
             self.columns_ = [Column.from_dict(c) for c in schema["columns"]]
             self.target_ = schema["target"]
@@ -342,9 +378,9 @@ class TabularClassification(TabularTask):
     def label_names(self) -> list[str]:
         return self.class_names_ or [str(c) for c in self.classes_ or []]
 
-    def predict(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
+    def predict(self, frame: Any, *, allow_extra: bool = False) -> pd.DataFrame:
         X = self.features(frame, allow_extra=allow_extra)
-        out = frame.copy()
+        out = as_frame(frame).copy()
         predicted = self.pipeline_.predict(X)
         out["prediction"] = predicted
         if self.class_names_:
@@ -356,7 +392,7 @@ class TabularClassification(TabularTask):
         return out
 
     def evaluate(self, data: TabularData) -> dict[str, float]:
-        from zero2one.tasks.tabular.report import classification_metrics
+        from zero2one.metrics import classification_metrics
 
         predicted = self.pipeline_.predict(data.X_test)
         return classification_metrics(data.y_test, predicted, self._auc_scores(data.X_test),
@@ -376,14 +412,14 @@ class TabularClassification(TabularTask):
         return None  # e.g. SVC(decision_function_shape="ovo"): no per-class score
 
     def report(self, data: TabularData, out_dir: Path) -> list[Path]:
-        from zero2one.tasks.tabular import report
+        from zero2one import plots
 
-        paths = [report.plot_confusion_matrix(
+        paths = [plots.plot_confusion_matrix(
             data.y_test, self.pipeline_.predict(data.X_test), self.classes_ or [],
             self.label_names(), out_dir / "confusion_matrix.png")]
         scores = self._auc_scores(data.X_test)
         if scores is not None:
-            roc = report.plot_roc(data.y_test, scores, self.classes_ or [], self.label_names(),
+            roc = plots.plot_roc(data.y_test, scores, self.classes_ or [], self.label_names(),
                                   out_dir / "roc.png")
             if roc is not None:
                 paths.append(roc)
@@ -416,15 +452,15 @@ class TabularRegression(TabularTask):
         return values.astype("float64"), None, None
 
     def evaluate(self, data: TabularData) -> dict[str, float]:
-        from zero2one.tasks.tabular.report import regression_metrics
+        from zero2one.metrics import regression_metrics
 
         return regression_metrics(data.y_test, self.pipeline_.predict(data.X_test))
 
     def report(self, data: TabularData, out_dir: Path) -> list[Path]:
-        from zero2one.tasks.tabular import report
+        from zero2one import plots
 
-        paths = [report.plot_residuals(data.y_test, self.pipeline_.predict(data.X_test),
-                                       out_dir / "residuals.png")]
+        paths = [plots.plot_residuals(data.y_test, self.pipeline_.predict(data.X_test),
+                                      out_dir / "residuals.png")]
         return paths + _search_report(self, out_dir)
 
 
@@ -437,6 +473,20 @@ def _search_report(task: TabularTask, out_dir: Path) -> list[Path]:
     table = out_dir / SEARCH_TABLE
     results.to_csv(table, index=False)
     return [table, report.plot_search(results, task.scoring, out_dir / "search_results.png")]
+
+
+def as_frame(rows: Any) -> pd.DataFrame:
+    """A DataFrame from what users pass naturally: a frame, one record (dict) or records."""
+    import pandas as pd
+
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, dict):
+        rows = [rows]
+    if isinstance(rows, list | tuple) and rows and all(isinstance(r, dict) for r in rows):
+        return pd.DataFrame(list(rows))
+    raise SchemaError("a tabular model predicts a DataFrame, a dict (one row) or a list of "
+                      f"dicts (rows); got {type(rows).__name__}")
 
 
 def _plain(value: Any) -> Any:

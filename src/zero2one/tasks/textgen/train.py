@@ -78,7 +78,7 @@ def wrap(model: Any, config: FinetuneConfig) -> Any:
     try:
         with quiet_peft():
             return get_peft_model(model, LoraConfig(
-                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                r=lora.r, lora_alpha=lora.alpha,  # type: ignore[arg-type]  # a float scale works lora_dropout=lora.dropout,
                 target_modules=targets, task_type="CAUSAL_LM", bias="none"))
     except ValueError as exc:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()

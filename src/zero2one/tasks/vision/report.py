@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from zero2one.tasks.tabular.report import _figure, _save
+from zero2one.plots import figure, save
 
 
 def plot_learning_curves(history: list[dict[str, float]], path: Path) -> Path:
     epochs = [h["epoch"] for h in history]
-    fig, (loss, accuracy) = _figure(10, 4, ncols=2)
+    fig, (loss, accuracy) = figure(10, 4, ncols=2)
     loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
     loss.set_xlabel("epoch")
@@ -24,7 +24,7 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path) -> Path:
     accuracy.set_ylabel("accuracy")
     accuracy.legend()
     fig.suptitle("Learning curves")
-    return _save(fig, path, left=0.08, wspace=0.25)
+    return save(fig, path, left=0.08, wspace=0.25)
 
 
 def plot_misclassified(images: np.ndarray, y: np.ndarray, predicted: np.ndarray,
@@ -35,7 +35,7 @@ def plot_misclassified(images: np.ndarray, y: np.ndarray, predicted: np.ndarray,
         return None
     cols = min(5, len(wrong))
     rows = int(np.ceil(len(wrong) / cols))
-    fig, axes = _figure(2 * cols, 2.2 * rows + 0.4, ncols=1)
+    fig, axes = figure(2 * cols, 2.2 * rows + 0.4, ncols=1)
     fig.delaxes(axes)
     for n, i in enumerate(wrong):
         ax: Any = fig.add_subplot(rows, cols, n + 1)
@@ -45,4 +45,4 @@ def plot_misclassified(images: np.ndarray, y: np.ndarray, predicted: np.ndarray,
         ax.set_title(f"{names[y[i]]} → {names[predicted[i]]}", fontsize=8)
         ax.axis("off")
     fig.suptitle(f"Misclassified test images ({len(np.flatnonzero(predicted != y))} in all)")
-    return _save(fig, path, left=0.02, right=0.98, bottom=0.02, top=0.88, hspace=0.4)
+    return save(fig, path, left=0.02, right=0.98, bottom=0.02, top=0.88, hspace=0.4)

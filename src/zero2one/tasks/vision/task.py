@@ -7,7 +7,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError
 from zero2one.progress import Reporter
 from zero2one.task import Task
 from zero2one.tasks.vision.config import ImageRecipe
+
+if TYPE_CHECKING:
+    from zero2one.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,17 @@ def normalise(x: np.ndarray, mean: list[float], std: list[float]) -> Any:
 
 
 class ImageClassification(Task):
+    """``predict`` takes images — a path, bytes or a PIL image, or a list of them — and returns
+    the top-k classes of each (``[{"label", "index", "probability"}, ...]`` per image)."""
+
     name = "image-classification"
     config_model: ClassVar[type[ImageRecipe]] = ImageRecipe
     config: ImageRecipe
+    extra = "vision"
+    requires = ("torch", "safetensors", "PIL")
+    serve_requirements = ("numpy", "pillow", "safetensors", "python-multipart")
+    needs_torch = True
+    training_: dict[str, Any]  # {"history": per-epoch metrics, "best_epoch": n}, fit or loaded
 
     # ---- data -------------------------------------------------------------------------------
 
@@ -108,6 +119,7 @@ class ImageClassification(Task):
         self.channels_ = data.channels
         self.mean_, self.std_ = data.mean, data.std
         self.skipped_ = data.skipped
+        self.training_ = {"history": outcome.history, "best_epoch": outcome.best_epoch}
         shutil.rmtree(directory, ignore_errors=True)  # done: nothing left to resume
         return self
 
@@ -119,29 +131,37 @@ class ImageClassification(Task):
         with torch.no_grad():
             return torch.cat([self.net_(x[i: i + 512]) for i in range(0, len(x), 512)])
 
-    def evaluate(self, data: VisionData) -> dict[str, float]:
-        from zero2one.tasks.tabular.report import classification_metrics
+    def _test_set(self, data: VisionData) -> tuple[Any, Any]:
+        """The test images normalised with this model's statistics (a loaded model's may
+        differ from the data's), and their labels."""
+        if list(data.class_names) != list(self.class_names_):
+            raise DataError(f"the data's classes ({', '.join(data.class_names)}) are not the "
+                            f"model's ({', '.join(self.class_names_)})")
+        return normalise(data.raw_test, self.mean_, self.std_), data.splits["test"][1]
 
-        x, y = data.splits["test"]
-        logits = self._logits(x)
-        proba = logits.softmax(1).numpy()
+    def evaluate(self, data: VisionData) -> dict[str, float]:
+        from zero2one.metrics import classification_metrics
+
+        x, y = self._test_set(data)
+        proba = self._logits(x).softmax(1).numpy()
         metrics = classification_metrics(y.numpy(), proba.argmax(1), proba,
                                           list(range(len(self.class_names_))))
-        best = self.outcome_.history[self.outcome_.best_epoch - 1]
-        metrics.update({"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
-                        "best_epoch": float(self.outcome_.best_epoch),
-                        "epochs": float(len(self.outcome_.history))})
+        history, best_epoch = self.training_["history"], self.training_["best_epoch"]
+        if history:
+            best = history[best_epoch - 1]
+            metrics.update({"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
+                            "best_epoch": float(best_epoch), "epochs": float(len(history))})
         return metrics
 
     def report(self, data: VisionData, out_dir: Path) -> list[Path]:
-        from zero2one.tasks.tabular.report import plot_confusion_matrix
+        from zero2one.plots import plot_confusion_matrix
         from zero2one.tasks.vision.report import plot_learning_curves, plot_misclassified
 
-        x, y = data.splits["test"]
+        x, y = self._test_set(data)
         predicted = self._logits(x).argmax(1).numpy()
         labels = list(range(len(self.class_names_)))
         paths = [
-            plot_learning_curves(self.outcome_.history, out_dir / "learning_curves.png"),
+            plot_learning_curves(self.training_["history"], out_dir / "learning_curves.png"),
             plot_confusion_matrix(y.numpy(), predicted, labels, self.class_names_,
                                   out_dir / "confusion_matrix.png"),
         ]
@@ -167,20 +187,64 @@ class ImageClassification(Task):
         return [[{"label": self.class_names_[j], "index": int(j), "probability": float(p[j])}
                  for j in row] for row, p in zip(order, proba, strict=True)]
 
-    def predict(self, frame: Any, *, top_k: int = 3, **_: Any) -> list[list[dict[str, Any]]]:
-        """Top-k classes for each image: paths, bytes or PIL images."""
+    def predict(self, images: Any, *, top_k: int = 3) -> list[list[dict[str, Any]]]:
+        """Top-k classes for each image: paths, bytes or PIL images (one, or a list)."""
         from zero2one.tasks.vision.data import read_image
 
-        images = []
-        for item in frame:
+        if isinstance(images, str | Path | bytes) or hasattr(images, "getbands"):
+            images = [images]  # one image
+        if not isinstance(images, list | tuple):
+            raise SchemaError("an image model predicts a path, bytes or a PIL image, or a list "
+                              f"of them; got {type(images).__name__}")
+        decoded = []
+        for item in images:
             if isinstance(item, str | Path):
-                item = read_image(Path(item).read_bytes(), name=str(item))
+                try:
+                    blob = Path(item).read_bytes()
+                except OSError as exc:
+                    raise DataError(f"cannot read image {item}: {exc.strerror or exc}") from None
+                item = read_image(blob, name=str(item))
             elif isinstance(item, bytes):
                 item = read_image(item)
-            images.append(item)
-        if not images:
+            elif not hasattr(item, "getbands"):
+                raise SchemaError(f"not an image: {type(item).__name__}")
+            decoded.append(item)
+        if not decoded:
             raise SchemaError("no images to predict")
-        return self.top_k(self.probabilities(self.prepare(images)), top_k)
+        return self.top_k(self.probabilities(self.prepare(decoded)), top_k)
+
+    def predict_file(self, path: Path, **options: Any) -> Any:
+        """An image, or every image under a folder: one row per file with the top class, its
+        probability and the top-k as JSON. Unreadable files get an ``error`` and the rest are
+        still scored."""
+        from zero2one.task import check_options
+        from zero2one.tasks.vision.predict import predict_images
+
+        check_options(self, options, allowed=("top_k",))
+        return predict_images(self, path, top_k=options.get("top_k") or 3)
+
+    # ---- serving ----------------------------------------------------------------------------
+
+    def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
+        from zero2one.tasks.vision.serving import ImageAdapter
+
+        return ImageAdapter(self, max_rows=settings.max_batch,
+                            max_pixels=settings.max_image_pixels,
+                            max_image_bytes=settings.max_image_bytes)
+
+    @classmethod
+    def routes(cls) -> list[Any]:
+        from zero2one.serving.routes import models, predict
+        from zero2one.tasks.vision.serving import ImagePredictRequest
+
+        content: dict[str, Any] = {
+            "application/json": {"schema": ImagePredictRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "top_k": {"type": "integer", "minimum": 1}}, "required": ["file"]}},
+        }
+        return [models.router, *predict.predict_routes(
+            content=content, summary="Top-k classes of one or more images")]
 
     # ---- persistence ------------------------------------------------------------------------
 
@@ -210,7 +274,7 @@ class ImageClassification(Task):
 
         try:
             spec = manifest["input"]
-            self = cls(ImageRecipe.model_construct(**manifest["recipe"]))
+            self = cls(cls.recipe_from(manifest, path))
             self.class_names_ = list(manifest["class_names"])
             self.image_size_, self.channels_ = int(spec["image_size"]), int(spec["channels"])
             self.mean_, self.std_ = list(spec["mean"]), list(spec["std"])
@@ -221,5 +285,8 @@ class ImageClassification(Task):
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{path}: cannot rebuild the network ({exc})") from None
         self.net_ = net.eval()
+        training = manifest.get("training") or {}
+        self.training_ = {"history": training.get("history") or [],
+                          "best_epoch": int(training.get("best_epoch") or 0)}
         self.manifest = manifest
         return self

@@ -20,6 +20,8 @@ from zero2one.errors import UserError
 
 
 class LMEngine:
+    batched = False  # no micro-batcher in front: the engine batches concurrent decodes itself
+
     def __init__(self, model: Any, tokenizer: Any, name: str, *, max_batch: int = 16,
                  gather_seconds: float = 0.025, precision: str | None = None) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name

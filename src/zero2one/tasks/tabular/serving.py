@@ -10,15 +10,50 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import Request
 
 from zero2one.errors import SchemaError
 from zero2one.serving.errors import APIError
-from zero2one.serving.schemas import PredictRequest
+from zero2one.serving.schemas import ModelInfo
 
 if TYPE_CHECKING:
     from zero2one.tasks.tabular.task import TabularTask
+
+
+Value = float | int | str | bool | None
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of ``features`` (one row), ``instances`` (rows) or ``records`` (named rows)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[Value] | None = Field(
+        None, description="One row, values in the model's column order.",
+        examples=[[5.1, 3.5, 1.4, 0.2]])
+    instances: list[list[Value]] | None = Field(
+        None, description="Several rows, each in the model's column order.")
+    records: list[dict[str, Value]] | None = Field(
+        None, description="Several rows as column name -> value.")
+    probabilities: bool = Field(False, description="Also return class probabilities.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PredictRequest:
+        given = [n for n in ("features", "instances", "records") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of features, instances or records"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+class PredictResponse(BaseModel):
+    result: list[Any] = Field(description="One prediction per row (a class or a number).")
+    labels: list[str] | None = Field(None, description="Class names of the predictions.")
+    probabilities: list[dict[str, float]] | None = Field(
+        None, description="Per row, class name -> probability (when asked and available).")
+    model: ModelInfo
+    request_id: str | None = None
 
 
 class TabularAdapter:
@@ -41,7 +76,7 @@ class TabularAdapter:
 
     def _compile(self) -> Any:
         """The NumPy fast path for the preprocessing, if it reproduces scikit-learn's."""
-        from zero2one.serving.fastpath import compile_pipeline, probe_rows, verified
+        from zero2one.tasks.tabular.fastpath import compile_pipeline, probe_rows, verified
 
         pipeline = self.model.pipeline_
         transform = compile_pipeline(pipeline, self.names, self.numeric)

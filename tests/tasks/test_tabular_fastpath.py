@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from zero2one.api import load, train
-from zero2one.serving.fastpath import compile_pipeline, probe_rows, verified
-from zero2one.serving.tabular import TabularAdapter
+from zero2one.tasks.tabular.fastpath import compile_pipeline, probe_rows, verified
+from zero2one.tasks.tabular.serving import TabularAdapter
 
 from ..conftest import iris_recipe
 from ..tasks.test_tabular import csv_recipe, mixed_frame
@@ -84,7 +84,7 @@ def test_unscaled_unimputed_pipelines_compile(workspace: Path) -> None:
 
 
 def test_missing_value_without_imputer_is_a_422(workspace: Path) -> None:
-    from .conftest import client_for
+    from tests.serving.conftest import client_for
 
     recipe = iris_recipe(model={"estimator": "svc", "preprocess": {"impute_numeric": None}},
                          search={"method": "none"})

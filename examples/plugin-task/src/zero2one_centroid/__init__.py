@@ -1,0 +1,1 @@
+"""A zero2one task package from outside zero2one (see the package's README)."""

@@ -1,0 +1,54 @@
+"""HTTP for nearest-centroid models: rows through zero2one's ``/predict`` (parse, micro-batch,
+answer), and a route of the task's own, ``GET /v1/centroids``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from zero2one.serving.errors import JSON, APIError
+from zero2one.serving.security import Guarded
+from zero2one_centroid.task import NearestCentroid, Rows
+
+router = APIRouter(tags=["centroids"], dependencies=Guarded)
+
+
+@router.get("/v1/centroids", summary="The class centroids of the served model")
+async def centroids(request: Request) -> JSON:
+    model = request.app.state.holder.current.adapter.model
+    return JSON({"features": model.features_,
+                 "centroids": dict(zip(model.classes_, model.centroids_.tolist(), strict=True))})
+
+
+class CentroidAdapter:
+    def __init__(self, model: NearestCentroid) -> None:
+        self.model = model
+
+    def schema(self) -> dict[str, Any]:
+        return {"features": self.model.features_}
+
+    async def parse(self, request: Request) -> tuple[list[list[float]], dict[str, Any]]:
+        try:
+            body = Rows.model_validate(orjson.loads(await request.body()))
+        except orjson.JSONDecodeError as exc:
+            raise APIError(400, "invalid_json", f"malformed JSON: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise APIError(422, "invalid_input",
+                           f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        width = len(self.model.features_)
+        for i, row in enumerate(body.rows):
+            if len(row) != width:
+                raise APIError(422, "invalid_input", f"row {i}: expected {width} values "
+                               f"({', '.join(self.model.features_)}), got {len(row)}")
+        return body.rows, {}
+
+    def predict(self, rows: list[list[float]]) -> list[str]:
+        return self.model._nearest(np.asarray(rows, dtype=float))
+
+    def response(self, results: list[str], options: dict[str, Any]) -> dict[str, Any]:
+        return {"result": results}

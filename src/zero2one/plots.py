@@ -1,0 +1,84 @@
+"""PNG plots shared by the tasks (matplotlib, outside pyplot's global state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
+    """A figure outside pyplot's global state (no display, no figure manager, thread-safe)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots(1, ncols)
+
+
+def save(fig: Any, path: Path, **margins: float) -> Path:
+    # fixed margins instead of tight_layout(), which draws every figure twice
+    fig.subplots_adjust(**{"left": 0.12, "right": 0.97, "bottom": 0.12, "top": 0.9, **margins})
+    fig.savefig(path)
+    return path
+
+
+def plot_confusion_matrix(y_true: Any, y_pred: Any, labels: list[Any], names: list[str],
+                          path: Path) -> Path:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(4.0, 0.6 * len(labels) + 2)
+    fig, ax = figure(size, size)
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=labels, display_labels=names, ax=ax, colorbar=False,
+        xticks_rotation=45 if len(labels) > 4 else "horizontal",
+    )
+    ax.set_title("Confusion matrix (test split)")
+    longest = max((len(str(n)) for n in names), default=1)
+    return save(fig, path, left=min(0.45, 0.12 + 0.015 * longest),
+                 bottom=min(0.45, 0.12 + 0.012 * longest))
+
+
+def plot_roc(y_true: Any, scores: np.ndarray, labels: list[Any], names: list[str],
+             path: Path) -> Path | None:
+    """ROC curve for binary problems, one-vs-rest curves for multiclass."""
+    import numpy as np
+    from sklearn.metrics import RocCurveDisplay
+
+    fig, ax = figure(5, 5)
+    y = np.asarray(y_true)
+    drawn = 0
+    pairs = [(1, labels[1], names[1])] if len(labels) == 2 else list(
+        zip(range(len(labels)), labels, names, strict=True)
+    )
+    for column, label, name in pairs:
+        positive = y == label
+        if positive.all() or not positive.any():
+            continue
+        column_scores = scores[:, column] if scores.ndim == 2 else scores
+        RocCurveDisplay.from_predictions(positive, column_scores, name=str(name), ax=ax)
+        drawn += 1
+    if not drawn:
+        return None
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_title("ROC (test split)")
+    return save(fig, path, left=0.14)
+
+
+def plot_residuals(y_true: Any, y_pred: Any, path: Path) -> Path:
+    import numpy as np
+
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    fig, (left, right) = figure(10, 4, ncols=2)
+    left.scatter(y_pred, y_true - y_pred, s=10, alpha=0.6)
+    left.axhline(0, color="grey", linestyle="--", linewidth=1)
+    left.set_xlabel("predicted")
+    left.set_ylabel("residual (true - predicted)")
+    right.scatter(y_true, y_pred, s=10, alpha=0.6)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    right.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
+    right.set_xlabel("true")
+    right.set_ylabel("predicted")
+    fig.suptitle("Residuals (test split)")
+    return save(fig, path, left=0.08, wspace=0.25)

@@ -1,0 +1,57 @@
+"""``zero2one predict`` for image classifiers: an image or a folder of images -> one row per
+file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zero2one.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from zero2one.tasks.vision.task import ImageClassification
+
+
+def image_files(path: str | Path) -> list[Path]:
+    """An image file, or every image under a folder (sorted)."""
+    from zero2one.tasks.vision.data import IMAGE_SUFFIXES
+
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    raise DataError(f"input not found: {path}")
+
+
+def predict_images(model: ImageClassification, path: str | Path, *, top_k: int = 3,
+                   chunk: int = 256) -> pd.DataFrame:
+    """Top-k classes for an image or a folder of images: one row per file, ``top_k`` as JSON.
+    Unreadable files get an ``error`` instead of predictions, and the rest are still scored."""
+    import pandas as pd
+
+    from zero2one.tasks.vision.data import read_image
+
+    rows: list[dict[str, Any]] = []
+    files = image_files(path)
+    for start in range(0, len(files), chunk):
+        images, names = [], []
+        for file in files[start: start + chunk]:
+            try:
+                images.append(read_image(file.read_bytes(), name=str(file)))
+                names.append(file)
+            except (DataError, OSError) as exc:
+                rows.append({"file": str(file), "error": str(exc)})
+        if images:
+            for file, top in zip(names, model.predict(images, top_k=top_k), strict=True):
+                rows.append({"file": str(file), "label": top[0]["label"],
+                             "probability": top[0]["probability"],
+                             "top_k": json.dumps([[t["label"], round(t["probability"], 6)]
+                                                  for t in top], ensure_ascii=False)})
+    return pd.DataFrame(rows).sort_values("file", kind="stable").reset_index(drop=True)
