@@ -135,3 +135,13 @@ def iris_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("iris") / "model"
     train(iris_recipe(), out=out)
     return out
+
+
+@pytest.fixture
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            workspace: Path) -> Any:
+    """``trained(task_name)``: that task's smallest job, trained once per session (see
+    tests/cases.py)."""
+    from .cases import make_trained
+
+    return make_trained(request, tmp_path_factory)

@@ -75,6 +75,9 @@ def test_plugin_task_end_to_end(workspace: Path) -> None:
     requirements = (workspace / "ctx/requirements.txt").read_text()
     assert "numpy==" in requirements and "torch" not in requirements
     assert "scikit-learn" not in requirements  # the plugin needs only numpy
+    dockerfile = (workspace / "ctx/Dockerfile").read_text()  # and its own package, from here
+    assert "pip install --no-cache-dir --no-deps ./packages/zero2one-centroid" in dockerfile
+    assert (workspace / "ctx/packages/zero2one-centroid/pyproject.toml").exists()
     lint = subprocess.run([hadolint(), str(workspace / "ctx/Dockerfile")], capture_output=True,
                           text=True, timeout=60)
     assert lint.returncode == 0, lint.stdout

@@ -49,7 +49,7 @@ WORKDIR /app
 RUN pip install --no-cache-dir -r requirements.txt
 {no_deps}COPY zero2one/ ./zero2one/
 RUN pip install --no-cache-dir --no-deps ./zero2one
-
+{packages}
 # the model is baked in, with its manifest; zero2one verifies every hash when it loads
 COPY --chown=10001:10001 model/ ./model/
 {extra}
@@ -109,6 +109,35 @@ def _task(manifest: dict[str, Any]) -> Any:
     return get_task(str(manifest["task"]))
 
 
+def task_distribution(task: str) -> metadata.Distribution | None:
+    """The installed distribution that declares ``task`` (None: zero2one's own, or a task
+    registered at run time, which an image cannot have)."""
+    from zero2one.registry import TASK_GROUP
+
+    for dist in metadata.distributions():
+        if any(p.group == TASK_GROUP and p.name == task for p in dist.entry_points):
+            name = dist.metadata["Name"]
+            return None if name == "zero2one" else dist
+    raise UserError(f"task {task!r} is not declared by an installed package (registered at run "
+                    "time?); an image could not load it — package it with a zero2one.tasks "
+                    "entry point")
+
+
+def _local_project(dist: metadata.Distribution) -> Path | None:
+    """The project directory a distribution was installed from (pip install DIR or -e DIR)."""
+    import json
+    from urllib.parse import unquote, urlparse
+
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    url = json.loads(text).get("url", "")
+    if not url.startswith("file://"):
+        return None
+    path = Path(unquote(urlparse(url).path))
+    return path if (path / "pyproject.toml").exists() or (path / "setup.py").exists() else None
+
+
 def app_name(manifest: dict[str, Any], name: str | None = None) -> str:
     """A DNS-1123 name for Kubernetes objects."""
     raw = (name or manifest.get("name") or "model").lower()
@@ -166,11 +195,25 @@ def render_docker(ref: str, out: str | Path, *, workers: int = 1, overwrite: boo
     model_dir, manifest = _model_dir(ref)
     task = _task(manifest)
     extras = task.deploy_files(manifest)
+    needs = task.deploy_requirements(manifest)
+    packages = ""
+    dist = task_distribution(task.name)
+    if dist is not None:  # a task from another package: the image installs that package too
+        project = _local_project(dist)
+        if project is None:
+            needs = [*needs, dist.metadata["Name"]]
+        else:  # installed from a directory here: its source travels in the build context
+            name = _NAME.sub("-", dist.metadata["Name"].lower())
+            extras.copy[f"packages/{name}"] = project
+            packages = (f"COPY packages/{name}/ ./packages/{name}/\n"
+                        f"RUN pip install --no-cache-dir --no-deps ./packages/{name}\n")
     out.mkdir(parents=True, exist_ok=True)
     copies = {"model": model_dir, **extras.copy}
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".git", "build",
+                                    ".venv", ".zero2one")
     for name, source_dir in copies.items():
         shutil.rmtree(out / name, ignore_errors=True)
-        shutil.copytree(source_dir, out / name)
+        shutil.copytree(source_dir, out / name, ignore=None if name == "model" else ignore)
     source = out / "zero2one"
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(Path(zero2one.__file__).parent, source / "src" / "zero2one",
@@ -183,18 +226,19 @@ def render_docker(ref: str, out: str | Path, *, workers: int = 1, overwrite: boo
              if task.needs_torch else "")
     no_deps = "".join(f"RUN pip install --no-cache-dir --no-deps {_pin(d)}\n"
                       for d in extras.no_deps)
-    extra = "".join(f"COPY --chown=10001:10001 {name}/ ./{name}/\n" for name in extras.copy)
+    extra = "".join(f"COPY --chown=10001:10001 {name}/ ./{name}/\n" for name in extras.copy
+                    if not name.startswith("packages/"))
     extra += "".join(f"ENV {key}={value}\n" for key, value in extras.env.items())
     files = {
         "Dockerfile": DOCKERFILE.format(ref=ref, version=__version__, python=python, port=PORT,
                                         workers=workers, torch=torch, no_deps=no_deps,
-                                        extra=extra),
+                                        packages=packages, extra=extra),
         ".dockerignore": DOCKERIGNORE,
-        "requirements.txt": requirements(task.deploy_requirements(manifest)),
+        "requirements.txt": requirements(needs),
     }
     for name, text in files.items():
         (out / name).write_text(text)
-    return ([out / name for name in files] + [out / name for name in copies] + [source])
+    return [out / name for name in files] + [out / name for name in copies] + [source]
 
 
 def k8s_manifests(manifest: dict[str, Any], *, image: str, name: str, replicas: int,
