@@ -225,7 +225,8 @@ def test_ui_without_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 def test_cli_help_imports_no_heavy_library() -> None:
     code = ("import sys, zero2one.cli.main as m\n"
-            "heavy = [x for x in ('torch', 'sklearn', 'mlflow', 'pandas', 'optuna') "
+            "heavy = [x for x in ('torch', 'sklearn', 'mlflow', 'pandas', 'optuna', 'fastapi', "
+            "'transformers', 'numpy') "
             "if x in sys.modules]\n"
             "print(','.join(heavy))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -31,6 +31,20 @@ def test_no_source_module_names_the_plugin() -> None:
         assert "nearest-centroid" not in text and "zero2one_centroid" not in text, path
 
 
+def test_code_outside_tasks_names_no_task() -> None:
+    """The server, CLI, API and deployment go through the tasks' declarations."""
+    from zero2one.registry import task_names
+
+    src = REPO / "src/zero2one"
+    paths = [*(src / "serving").rglob("*.py"), *(src / "cli").rglob("*.py"),
+             *(src / "deploy").rglob("*.py"), src / "api.py", src / "refs.py", src / "doctor.py"]
+    for path in paths:
+        text = path.read_text()
+        for name in task_names():
+            assert name not in text, f"{path.relative_to(REPO)} names the task {name}"
+        assert "zero2one.tasks." not in text, f"{path.relative_to(REPO)} imports a task package"
+
+
 @pytest.mark.slow
 def test_plugin_task_end_to_end(workspace: Path) -> None:
     trained = cli("train", str(RECIPE), "--json", cwd=workspace)

@@ -212,7 +212,8 @@ class Task(ABC):
 
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
         """What answers HTTP requests for this loaded model (see
-        :class:`zero2one.serving.adapter.Adapter`)."""
+        :class:`zero2one.serving.adapter.Adapter`; the server imports nothing else of the
+        task)."""
         raise UserError(f"{self.name} models cannot be served yet")
 
     @classmethod

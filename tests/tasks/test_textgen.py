@@ -193,7 +193,7 @@ def test_stream_decodes_on_the_callers_thread(tiny_lm: Path) -> None:
                                                                  temperature=1.0, seed=0))
     before = set(threading.enumerate())
     next(pieces)
-    assert set(threading.enumerate()) == before
+    assert set(threading.enumerate()) - before == set()  # (other tests' idle threads may end)
     pieces.close()
     assert inspect.getgeneratorstate(pieces) == inspect.GEN_CLOSED
 

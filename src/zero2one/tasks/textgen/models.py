@@ -83,6 +83,11 @@ def cached_gguf(gguf: Path) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").exists():
+            raise
+        # another process (a server worker) converted the same file first: use its copy
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
