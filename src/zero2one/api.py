@@ -97,6 +97,7 @@ def train(
     task = task_cls(config)
     task.resume = resume
     data = task.load_data()
+    _report_profile(data, reporter)
     if out is not None and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new directory")
     if config.track.enabled:
@@ -114,6 +115,20 @@ def train(
     timings["save"] -= timings["report"]
     timings["total"] = time.perf_counter() - started
     return _result(task, metrics, model_dir, str(model_dir), timings)
+
+
+def _report_profile(data: Any, reporter: Reporter) -> None:
+    """What profiling the data found (a task's data may carry a ``profile``), said before the
+    fit: on the reporter's console, or as log warnings for Python callers without one."""
+    profile = getattr(data, "profile", None)
+    if not profile:
+        return
+    source = getattr(data, "source", "data")
+    for message in profile.get("warnings", []):
+        if isinstance(reporter, NullReporter):
+            log.warning("%s: %s", source, message)
+        else:
+            reporter.info(f"[data] {message}")
 
 
 def _train_tracked(
@@ -148,6 +163,9 @@ def _train_tracked(
             with _timer(timings, "report"):
                 task.report(data, plots)
             run.log_artifacts(plots, "plots")
+            if profile := getattr(data, "profile", None):
+                (tmp_path / "profile.json").write_text(_json(profile))
+                run.log_artifact(tmp_path / "profile.json")
             fingerprint = getattr(data, "fingerprint", None)
             if fingerprint is not None:
                 fingerprint = {"source": getattr(data, "source", None), **fingerprint}

@@ -43,8 +43,12 @@ def test_iris_recipe_reaches_accuracy_goal(workspace: Path) -> None:
     result = train(REPO / "recipes/iris-svc.yaml", overrides=["track.enabled=false"],
                    out=workspace / "m")
     assert result.metrics["accuracy"] >= 0.93
-    assert set(result.metrics) == {"accuracy", "precision_macro", "recall_macro", "f1_macro",
-                                   "roc_auc"}
+    headline = {"accuracy", "precision_macro", "recall_macro", "f1_macro"}
+    per_class = {f"{m}.{c}" for m in ("precision", "recall", "f1")
+                 for c in ("setosa", "versicolor", "virginica")}
+    assert set(result.metrics) == headline | per_class | {"roc_auc"} | {
+        f"baseline_{m}" for m in headline}
+    assert result.metrics["baseline_accuracy"] == pytest.approx(1 / 3, abs=0.02)
     table = result.search_results
     assert table is not None and len(table) == 15
     assert list(table.columns) == ["C", "kernel", "mean_score", "std_score", "fit_time", "rank"]
@@ -86,8 +90,12 @@ def test_regression_on_diabetes(workspace: Path) -> None:
         "track": {"enabled": False},
     }
     result = train(recipe, out=workspace / "m")
-    assert set(result.metrics) == {"rmse", "mae", "r2"}
+    assert set(result.metrics) == {"rmse", "mae", "r2", "baseline_rmse", "baseline_mae",
+                                   "baseline_r2"}
     assert result.metrics["r2"] > 0.3
+    # the training mean predicts the test rows about as well as no model: r2 near 0
+    assert abs(result.metrics["baseline_r2"]) < 0.05
+    assert result.metrics["rmse"] < result.metrics["baseline_rmse"]
     assert (workspace / "m" / "report" / "residuals.png").exists()
     scored = load(workspace / "m").predict(
         pd.DataFrame(np.zeros((2, 10)), columns=["age", "sex", "bmi", "bp", "s1", "s2", "s3",

@@ -21,7 +21,7 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run of this recipe from its last checkpoint "
-        "(image classification).")] = False,
+        "(tasks that write checkpoints).")] = False,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -43,10 +43,7 @@ def train(
             f"Search results (best {len(shown)} of {len(result.search_results)})",
             list(shown.columns), shown.values.tolist(),
         ))
-    out_console.print(table(
-        f"{result.name}: test metrics", ["metric", "value"],
-        [[k, v] for k, v in result.metrics.items()],
-    ))
+    out_console.print(metrics_table(result.name, result.metrics))
     if result.best_params:
         out_console.print(
             f"best params: {fmt(result.best_params)}  (cv score {fmt(result.cv_score)})"
@@ -56,3 +53,14 @@ def train(
     out_console.print(f"model: {result.model_uri}")
     if result.registered_uri:
         out_console.print(f"registered: {result.registered_uri}")
+
+
+def metrics_table(name: str, metrics: dict[str, float]) -> object:
+    """Held-out metrics; a ``baseline_X`` metric is shown beside X (what always predicting the
+    majority class, or the mean, would score)."""
+    baseline = {k.removeprefix("baseline_"): v for k, v in metrics.items()
+                if k.startswith("baseline_")}
+    rows = [[k, v, *([baseline.get(k)] if baseline else [])]
+            for k, v in metrics.items() if not k.startswith("baseline_")]
+    columns = ["metric", "model", "majority / mean baseline"] if baseline else ["metric", "value"]
+    return table(f"{name}: held-out metrics", columns, rows)

@@ -86,7 +86,7 @@ def coerce(
     if extra and not allow_extra:
         raise error(
             f"unexpected column{'s' if len(extra) > 1 else ''}: {', '.join(extra)}; "
-            f"the model takes {', '.join(names)}"
+            f"the model takes {', '.join(names)} (--allow-extra ignores other columns)"
         )
     out = pd.DataFrame(index=frame.index)
     for column in columns:

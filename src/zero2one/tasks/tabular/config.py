@@ -21,6 +21,10 @@ class DataConfig(Strict):
         None, description="Feature columns, in order; default: every column but target and drop."
     )
     drop: list[str] = Field(default_factory=list, description="Columns to ignore (ids, leaks).")
+    keep: list[str] = Field(
+        default_factory=list, description="Columns the profile would exclude as identifiers "
+        "that should stay features."
+    )
     categorical: list[str] = Field(
         default_factory=list, description="Columns to treat as categorical whatever their type."
     )
@@ -51,6 +55,10 @@ class ModelConfig(Strict):
         default_factory=dict, description="Fixed estimator parameters."
     )
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    class_weight: Literal["balanced"] | None = Field(
+        None, description="Classification: weigh classes inversely to their frequency "
+        "(estimators with a class_weight parameter)."
+    )
 
 
 class Range(Strict):

@@ -63,6 +63,8 @@ class TabularAdapter:
         self.names = [c.name for c in model.columns_]
         self.numeric = [c.kind == "numeric" for c in model.columns_]
         self.index = {name: i for i, name in enumerate(self.names)}
+        # columns of the training data the model does not use: accepted in records, ignored
+        self.ignored = frozenset([*model.ignored_, model.target_])
         self.classes = model.classes_
         self.class_names = (model.label_names() if hasattr(model, "label_names") else None)
         self.has_proba = self.classes is not None and hasattr(model.pipeline_, "predict_proba")
@@ -145,7 +147,7 @@ class TabularAdapter:
         missing = [n for n in self.names if n not in record]
         if missing:
             raise SchemaError(f"row {i}: missing column(s) {', '.join(missing)}")
-        extra = [k for k in record if k not in self.index]
+        extra = [k for k in record if k not in self.index and k not in self.ignored]
         if extra:
             raise SchemaError(f"row {i}: unexpected column(s) {', '.join(extra)}; the model takes "
                               f"{', '.join(self.names)}")

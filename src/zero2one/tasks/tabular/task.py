@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from zero2one.data import Table, fingerprint, load_table
-from zero2one.errors import ArtifactError, DataError, SchemaError
+from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError
 from zero2one.progress import Reporter
 from zero2one.task import Task
 from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
 from zero2one.tasks.tabular.config import TabularRecipe
 from zero2one.tasks.tabular.estimators import Kind, resolve_estimator
+from zero2one.tasks.tabular.profile import profile_frame
 from zero2one.tasks.tabular.search import SearchResult, run_search
 from zero2one.tasks.tabular.skops_io import skops_io
 
@@ -61,6 +62,8 @@ class TabularData:
     class_names: list[str] | None
     fingerprint: dict[str, Any]
     source: str
+    profile: dict[str, Any] | None = None  # see tasks/tabular/profile.py
+    ignored: list[str] | None = None  # source columns that are not features (dropped, ids)
 
 
 class TabularTask(Task):
@@ -112,13 +115,22 @@ class TabularTask(Task):
             frame, y = frame[keep], y[keep]
         if frame.empty:
             raise DataError(f"{table.source}: every row's target {target!r} is missing")
+        profile = profile_frame(frame[[*features, target]], target=target, kind=self.kind,
+                                keep=tuple(cfg.keep), features=tuple(cfg.features or ()))
+        features = [c for c in features if c not in profile.excluded]
+        if not features:
+            raise DataError(f"{table.source}: every feature column looks like an identifier "
+                            f"({', '.join(profile.excluded)}); list the real ones in data.keep")
         schema = infer_columns(frame, features, categorical=cfg.categorical, numeric=cfg.numeric)
-        X = coerce(frame, schema, ignore=tuple(c for c in columns if c not in features),
-                   allow_extra=True)
+        ignored = [c for c in columns if c not in features and c != target]
+        X = coerce(frame, schema, ignore=tuple(ignored), allow_extra=True)
         y, classes, class_names = self._prepare_target(y, target, table)
         X_train, X_test, y_train, y_test = self._split(X, y)
+        prints = fingerprint(frame[[*features, target]])
+        if profile.class_counts is not None:
+            prints["class_counts"] = profile.class_counts
         return TabularData(X_train, X_test, y_train, y_test, schema, target, classes,
-                           class_names, fingerprint(frame[[*features, target]]), table.source)
+                           class_names, prints, table.source, profile.to_dict(), ignored)
 
     def _prepare_target(
         self, y: pd.Series, target: str, table: Table
@@ -170,7 +182,15 @@ class TabularTask(Task):
                                                        sparse_output=False)))
             transformers.append(("categorical", Pipeline(steps), categorical))
         estimator_cls = resolve_estimator(self.config.model.estimator, self.kind)
-        estimator = estimator_cls(**self.config.model.params)
+        params = dict(self.config.model.params)
+        if self.config.model.class_weight:
+            if "class_weight" not in estimator_cls().get_params():
+                raise RecipeError(
+                    f"model.class_weight: {estimator_cls.__name__} has no class_weight "
+                    "parameter; choose an estimator that has one (logistic_regression, svc, "
+                    "random_forest, ...) or leave model.class_weight unset")
+            params.setdefault("class_weight", self.config.model.class_weight)
+        estimator = estimator_cls(**params)
         return Pipeline([
             ("preprocess", ColumnTransformer(transformers, remainder="drop",
                                              verbose_feature_names_out=False)),
@@ -183,6 +203,9 @@ class TabularTask(Task):
         self.target_ = data.target
         self.classes_ = data.classes
         self.class_names_ = data.class_names
+        self.ignored_ = list(data.ignored or [])
+        self.baseline_ = (data.y_train.mode().iloc[0] if self.kind == "classification"
+                          else float(data.y_train.mean()))
         self.search_: SearchResult = run_search(
             self.build_pipeline(data.columns), data.X_train, data.y_train,
             config=self.config.search, cv=self._cv(), scoring=self.scoring, seed=self.config.seed,
@@ -209,8 +232,8 @@ class TabularTask(Task):
         frame = as_frame(frame)
         if frame.shape[0] == 0:
             raise SchemaError("the input has no rows")
-        return coerce(frame, self.columns_, error=SchemaError, ignore=(self.target_,),
-                      allow_extra=allow_extra)
+        return coerce(frame, self.columns_, error=SchemaError,
+                      ignore=(self.target_, *self.ignored_), allow_extra=allow_extra)
 
     def predict(self, frame: Any, *, allow_extra: bool = False) -> pd.DataFrame:
         """The input rows plus a ``prediction`` column (and per-class probabilities)."""
@@ -253,7 +276,10 @@ class TabularTask(Task):
             self.search_.results.to_csv(path / SEARCH_TABLE, index=False)
         return {
             "input_schema": {"columns": [c.to_dict() for c in self.columns_],
-                             "target": self.target_},
+                             "target": self.target_,
+                             # accepted and ignored at prediction time (dropped, identifiers)
+                             "ignored": self.ignored_},
+            "baseline": _plain(self.baseline_),
             "classes": _plain(self.classes_),
             "class_names": self.class_names_,
             "estimator": type(self.pipeline_.named_steps["model"]).__module__ + "."
@@ -288,10 +314,12 @@ class TabularTask(Task):
             schema = manifest["input_schema"]
             self.columns_ = [Column.from_dict(c) for c in schema["columns"]]
             self.target_ = schema["target"]
+            self.ignored_ = list(schema.get("ignored") or [])
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: the manifest is incomplete ({exc})") from None
         self.classes_ = manifest.get("classes")
         self.class_names_ = manifest.get("class_names")
+        self.baseline_ = manifest.get("baseline")
         self.search_ = SearchResult(pipeline, manifest.get("best_params") or {},
                                     manifest.get("cv_score"), None)
         self.pipeline_ = pipeline
@@ -396,7 +424,8 @@ class TabularClassification(TabularTask):
 
         predicted = self.pipeline_.predict(data.X_test)
         return classification_metrics(data.y_test, predicted, self._auc_scores(data.X_test),
-                                      self.classes_ or [])
+                                      self.classes_ or [], names=self.label_names(),
+                                      baseline=self.baseline_)
 
     def _auc_scores(self, X: pd.DataFrame) -> np.ndarray | None:
         """Probabilities, else decision-function values of shape (n,) or (n, n_classes)."""
@@ -454,7 +483,8 @@ class TabularRegression(TabularTask):
     def evaluate(self, data: TabularData) -> dict[str, float]:
         from zero2one.metrics import regression_metrics
 
-        return regression_metrics(data.y_test, self.pipeline_.predict(data.X_test))
+        return regression_metrics(data.y_test, self.pipeline_.predict(data.X_test),
+                                  baseline=self.baseline_)
 
     def report(self, data: TabularData, out_dir: Path) -> list[Path]:
         from zero2one import plots

@@ -1,0 +1,128 @@
+"""Data sense on a messy table: a customer id, missing values, Chinese free-text categories and
+a rare positive class (about 7 %)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zero2one.api import load, train
+from zero2one.errors import RecipeError, SchemaError
+from zero2one.tasks.tabular.profile import profile_frame
+
+
+def churn_table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, n).astype(float)
+    monthly = rng.normal(70, 20, n)
+    plan = rng.choice(["基础版", "标准版", "高级版"], n)
+    logit = -3.2 + 0.04 * (monthly - 70) - 0.04 * (tenure - 36) + 1.2 * (plan == "基础版")
+    churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    monthly[rng.random(n) < 0.1] = np.nan  # missing values
+    frame = pd.DataFrame({
+        "customer_id": np.arange(100_001, 100_001 + n),  # unique, monotonic: an identifier
+        "account": [str(uuid.UUID(int=int(rng.integers(2**62)))) for _ in range(n)],
+        "tenure": tenure, "monthly": monthly,
+        "plan": pd.Series(plan).where(rng.random(n) > 0.05, None),  # missing categories
+        "region": rng.choice(["华北", "华东", "华南", "西部"], n),
+        "churned": churned,
+    })
+    return frame
+
+
+@pytest.fixture
+def churn_csv(workspace: Path) -> Path:
+    path = workspace / "churn.csv"
+    churn_table().to_csv(path, index=False)
+    return path
+
+
+def recipe(path: Path, **model: Any) -> dict[str, Any]:
+    return {"task": "tabular-classification", "name": "churn",
+            "data": {"source": str(path), "target": "churned"},
+            "model": {"estimator": "logistic_regression", **model},
+            "track": {"enabled": False}}
+
+
+def test_profile_flags_ids_imbalance_and_leaks() -> None:
+    frame = churn_table()
+    frame["churn_flag_copy"] = frame["churned"].map({0: "no", 1: "yes"})  # a leak
+    frame["constant"] = 1
+    profile = profile_frame(frame, target="churned", kind="classification")
+    flags = {c.name: c.flags for c in profile.columns}
+    assert flags["customer_id"] == ["identifier"] and flags["account"] == ["identifier"]
+    assert flags["constant"] == ["constant"] and "leak" in flags["churn_flag_copy"]
+    assert flags["tenure"] == [] and flags["plan"] == [] and flags["region"] == []
+    assert profile.excluded == ["customer_id", "account"]
+    assert 0.04 < (profile.minority_share or 0) < 0.12
+    text = " ".join(profile.warnings)
+    assert "class imbalance" in text and "'customer_id' looks like an identifier" in text
+    kept = profile_frame(frame, target="churned", kind="classification",
+                         keep=("customer_id",))
+    assert kept.excluded == ["account"]
+
+
+def test_a_rare_class_table_trains_without_ids_and_beats_the_baseline(
+        churn_csv: Path, caplog: pytest.LogCaptureFixture) -> None:
+    result = train(recipe(churn_csv, class_weight="balanced"), out=churn_csv.parent / "m")
+    assert any("class imbalance" in r.getMessage() for r in caplog.records)
+    manifest = json.loads((churn_csv.parent / "m/manifest.json").read_text())
+    features = [c["name"] for c in manifest["input_schema"]["columns"]]
+    assert "customer_id" not in features and "account" not in features
+    assert set(manifest["input_schema"]["ignored"]) == {"customer_id", "account"}
+    assert manifest["data"]["class_counts"]["1"] < manifest["data"]["class_counts"]["0"] / 5
+    m = result.metrics
+    assert m["baseline_accuracy"] > 0.85 and m["baseline_recall_macro"] == 0.5
+    assert m["pr_auc"] > 2 * m["baseline_pr_auc"], m  # the model finds the rare class
+    assert m["recall.1"] > 0.5  # balanced weights: the rare class is not ignored
+    # no one-hot of an id column: kept on purpose, the UUIDs make the model far larger
+    with_ids = recipe(churn_csv, class_weight="balanced")
+    with_ids["data"]["keep"] = ["customer_id", "account"]
+    train(with_ids, out=churn_csv.parent / "with-ids")
+    size = (churn_csv.parent / "m/model.skops").stat().st_size
+    assert (churn_csv.parent / "with-ids/model.skops").stat().st_size > 3 * size  # 4× here
+
+    model = load(churn_csv.parent / "m")
+    rows = pd.read_csv(churn_csv).head(5)  # id columns included: accepted and ignored
+    assert list(model.predict(rows)["prediction"]) == list(
+        model.predict(rows.drop(columns=["customer_id", "account"]))["prediction"])
+    with pytest.raises(SchemaError, match="--allow-extra"):
+        model.predict(rows.assign(surprise=1))
+    assert len(model.predict({"tenure": 3, "monthly": 99.0, "plan": "基础版",
+                              "region": "华北"})) == 1
+
+
+def test_served_records_may_carry_ignored_columns(churn_csv: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    train(recipe(churn_csv), out=churn_csv.parent / "m")
+    app = create_app(ServeSettings(model=str(churn_csv.parent / "m")))  # type: ignore[call-arg]
+    record = {"customer_id": 7, "account": "x", "tenure": 3, "monthly": 99.0,
+              "plan": "基础版", "region": "华北"}
+    with TestClient(app) as client:
+        assert client.post("/predict", json={"records": [record]}).status_code == 200
+        refused = client.post("/predict", json={"records": [{**record, "surprise": 1}]})
+        assert refused.status_code == 422 and "surprise" in refused.text
+
+
+def test_class_weight_needs_an_estimator_that_has_it(churn_csv: Path) -> None:
+    with pytest.raises(RecipeError, match="KNeighborsClassifier has no class_weight"):
+        train(recipe(churn_csv, estimator="knn", class_weight="balanced"))
+
+
+def test_data_profile_command(churn_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zero2one.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "profile", str(churn_csv), "--target", "churned", "--json"])
+    assert exit_info.value.code == 0
+    profile = json.loads(capsys.readouterr().out)
+    assert profile["excluded"] == ["customer_id", "account"]
