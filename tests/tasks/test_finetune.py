@@ -251,10 +251,18 @@ def test_merged_and_full_models_load_alone(tiny_lm: Path, chat_file: Path,
 
 
 def test_bad_target_modules_list_the_linear_layers(tiny_lm: Path, chat_file: Path,
-                                                   workspace: Path) -> None:
+                                                   workspace: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one.tasks.textgen import train as textgen_train
+
+    def too_late(*args: object, **kwargs: object) -> float:
+        raise AssertionError("the base model was evaluated before the recipe was checked")
+
+    monkeypatch.setattr(textgen_train, "validation_loss", too_late)
     cfg = recipe(tiny_lm, chat_file)
     cfg["model"]["lora"]["target_modules"] = ["c_attn"]
-    with pytest.raises(RecipeError, match=r"linear layers of this model: .*q_proj"):
+    with pytest.raises(RecipeError, match=r"no linear layer named c_attn; its linear layers: "
+                       r".*q_proj"):
         train(cfg, out=workspace / "m")
     assert not (workspace / "m").exists()
     cfg = recipe(tiny_lm, chat_file)
@@ -332,3 +340,16 @@ def test_a_tabular_model_is_not_a_language_model(iris_model: Path) -> None:
 
     with pytest.raises(ModelRefError, match="is a tabular-classification model"):
         load_lm(str(iris_model))
+
+
+def test_lora_settings_reach_peft(tiny_lm: Path) -> None:
+    from zero2one.tasks.textgen.config import FinetuneConfig
+    from zero2one.tasks.textgen.models import load_lm
+    from zero2one.tasks.textgen.train import wrap
+
+    model, _ = load_lm(str(tiny_lm))
+    config = FinetuneConfig.model_validate(
+        {"lora": {"r": 4, "alpha": 12, "dropout": 0.1, "target_modules": ["q_proj"]}})
+    peft_config = wrap(model, config).peft_config["default"]
+    assert (peft_config.r, peft_config.lora_alpha, peft_config.lora_dropout) == (4, 12, 0.1)
+    assert set(peft_config.target_modules) == {"q_proj"}

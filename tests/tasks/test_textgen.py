@@ -163,6 +163,16 @@ def test_openai_client_chats_streaming_and_not(lm_client) -> None:  # type: igno
         ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 900},
          "exceeds the context window of 256"),
         ({"messages": [{"role": "user", "content": "hi"}], "n": 3}, "n:"),
+        ({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
+         "'image_url' parts are not supported: this model reads text only"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+         "a text part needs a string 'text'"),
+        ({"messages": [{"role": "user", "content": "hi"}],
+          "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+         "tools and function calling are not supported"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"},
+         "tools and function calling are not supported"),
     ],
 )
 def test_openai_bad_requests_are_400(lm_client, body: dict, message: str  # type: ignore[no-untyped-def]
@@ -171,6 +181,42 @@ def test_openai_bad_requests_are_400(lm_client, body: dict, message: str  # type
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_openai_current_message_forms(lm_client) -> None:  # type: ignore[no-untyped-def]
+    """The openai client's current forms: content as a list of text parts (joined) and the
+    developer role (the system prompt's newer name) answer as their plain equivalents."""
+    import openai
+
+    client = openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
+                           http_client=lm_client, max_retries=0)
+    plain = client.chat.completions.create(
+        model="m", max_tokens=6, temperature=0, messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hello there"}])
+    parts = client.chat.completions.create(
+        model="m", max_tokens=6, temperature=0, messages=[
+            {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": [{"type": "text", "text": "hello "},
+                                         {"type": "text", "text": "there"}]}])
+    assert parts.choices[0].message.content == plain.choices[0].message.content
+    assert parts.usage.prompt_tokens == plain.usage.prompt_tokens
+    assert client.chat.completions.create(
+        model="m", max_tokens=2, temperature=0, tool_choice="none",
+        messages=[{"role": "user", "content": "hi"}]).choices[0].message.content is not None
+
+
+def test_one_temperature_range_for_cli_and_server(tiny_lm: Path, lm_client,  # type: ignore[no-untyped-def]
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from zero2one.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(tiny_lm), "-p", "hello", "--temperature", "2.5"])
+    assert exc.value.code == 2 and "temperature" in capsys.readouterr().err
+    answer = lm_client.post("/v1/completions", json={"prompt": "hi", "temperature": 2.5})
+    assert answer.status_code == 400 and "temperature" in answer.text
+    assert lm_client.post("/v1/completions", json={"prompt": "hi", "temperature": 2.0,
+                                                   "max_tokens": 2, "seed": 1}).status_code == 200
 
 
 def test_openai_client_sees_errors(lm_client) -> None:  # type: ignore[no-untyped-def]

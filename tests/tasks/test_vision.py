@@ -235,7 +235,9 @@ def test_predict_images_from_a_folder(workspace: Path) -> None:
     (folder / "a.png").write_bytes(png(np.zeros((8, 8), dtype=np.uint8)))
     (folder / "big.png").write_bytes(png(np.full((32, 24, 3), 200, dtype=np.uint8)))
     (folder / "bad.png").write_bytes(b"nope")
-    scored = predict_images(model, folder, top_k=3)
+    with pytest.raises(DataError, match=r"bad.png.*not an image.*--skip-bad"):
+        predict_images(model, folder, top_k=3)
+    scored = predict_images(model, folder, top_k=3, skip_bad=True)
     assert list(scored["file"]) == [str(folder / n) for n in ("a.png", "bad.png", "big.png")]
     assert scored.loc[1, "error"].endswith("not an image, or a corrupt one (unknown format)")
     assert len(json.loads(scored.loc[0, "top_k"])) == 3  # JSON text: one cell in CSV or Parquet
@@ -244,6 +246,24 @@ def test_predict_images_from_a_folder(workspace: Path) -> None:
         predict_images(model, workspace / "empty")
     with pytest.raises(DataError, match="input not found"):
         predict_images(model, workspace / "nowhere")
+
+
+def test_predict_cli_stops_at_an_unreadable_image(workspace: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from zero2one.cli.main import main
+
+    train(recipe(epochs=1), out=workspace / "m")
+    (workspace / "not-an-image.png").write_text("hello")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(workspace / "m"), "--input", str(workspace / "not-an-image.png")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not an image" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(workspace / "m"), "--input", str(workspace / "not-an-image.png"),
+              "--skip-bad"])
+    assert exit_info.value.code == 0
+    assert "not an image" in capsys.readouterr().out
 
 
 # ---- serving ----

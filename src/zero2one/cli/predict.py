@@ -32,6 +32,9 @@ def predict(
         min=1, help="Image models: classes to show per image [3].")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(
         min=1, help="Language models: most tokens per completion [128].")] = None,
+    skip_bad: Annotated[bool, typer.Option(
+        "--skip-bad", help="Inputs that are files: score the readable ones and report the "
+        "others (counted), instead of stopping at the first that cannot be read.")] = False,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-O", help="KEY=VALUE: any other option the model's task takes "
         "(repeatable; VALUE is read as YAML).")] = None,
@@ -46,7 +49,7 @@ def predict(
     if output is not None:
         check_output_path(output)
     loaded = load(model, trust=trust or ())
-    options = {"allow_extra": allow_extra or None, "top_k": top_k,
+    options = {"allow_extra": allow_extra or None, "top_k": top_k, "skip_bad": skip_bad or None,
                "max_new_tokens": max_new_tokens, **parse_options(option or [])}
     scored = loaded.predict_file(input_, **options)
     if output is None:

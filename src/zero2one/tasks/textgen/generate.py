@@ -14,11 +14,15 @@ from pydantic import Field, ValidationError, model_validator
 from zero2one.errors import UserError
 from zero2one.recipe import Strict, format_validation_error
 
+# OpenAI's range, for the CLI and the server alike
+TEMPERATURE_MAX = 2.0
+
 
 class Sampling(Strict):
     max_new_tokens: int = Field(128, ge=1, le=8192, description="Most tokens to generate.")
     # 0 means greedy decoding: the most likely token every step
-    temperature: float = Field(0.7, ge=0, le=5, description="Sampling temperature; 0: greedy.")
+    temperature: float = Field(0.7, ge=0, le=TEMPERATURE_MAX,
+                               description="Sampling temperature; 0: greedy.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(50, ge=0, le=100_000, description="Keep the k most likely; 0: all.")
     repetition_penalty: float = Field(1.0, ge=0.5, le=3, description="Above 1 discourages "

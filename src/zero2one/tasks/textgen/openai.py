@@ -17,15 +17,50 @@ from starlette.responses import Response, StreamingResponse
 from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError
 from zero2one.serving.security import Guarded
+from zero2one.tasks.textgen.generate import TEMPERATURE_MAX
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
 
 
-class Message(BaseModel):
+class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant"]
-    content: str
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    """A chat message in the current OpenAI forms: ``content`` as a string or a list of parts
+    (text parts are joined; other parts are refused: this model reads text only); the
+    ``developer`` role is the newer name of ``system``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def as_chat(self, index: int) -> dict[str, str]:
+        content = self.content
+        if isinstance(content, list):
+            texts = []
+            for number, part in enumerate(content):
+                kind = part.get("type")
+                if kind != "text":
+                    raise APIError(400, "invalid_request_error",
+                                   f"messages.{index}.content.{number}: {kind!r} parts are not "
+                                   "supported: this model reads text only")
+                try:
+                    texts.append(TextPart.model_validate(part).text)
+                except ValidationError:
+                    raise APIError(400, "invalid_request_error",
+                                   f"messages.{index}.content.{number}: a text part needs a "
+                                   "string 'text'") from None
+            content = "".join(texts)
+        if content is None:
+            raise APIError(400, "invalid_request_error",
+                           f"messages.{index}.content: required")
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content}
 
 
 class StreamOptions(BaseModel):
@@ -38,13 +73,17 @@ class Common(BaseModel):
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    temperature: float | None = Field(None, ge=0, le=2)
+    temperature: float | None = Field(None, ge=0, le=TEMPERATURE_MAX)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice per request.")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # function calling: refused with a clear 400 (the served models are not tool-tuned)
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    tool_choice: Any = None
 
     def sampling(self) -> Any:
         from zero2one.tasks.textgen.generate import sampling
@@ -69,11 +108,15 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
     except orjson.JSONDecodeError as exc:
         raise APIError(400, "invalid_request_error", f"malformed JSON: {exc}") from None
     try:
-        return model.model_validate(data)
+        body = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise APIError(400, "invalid_request_error", f"{where}: {first['msg']}") from None
+    if body.tools or body.functions or body.tool_choice not in (None, "none"):
+        raise APIError(400, "invalid_request_error", "tools and function calling are not "
+                       "supported by this model; send plain messages")
+    return body
 
 
 def _engine(request: Request) -> Any:
@@ -149,7 +192,7 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
 async def chat_completions(request: Request) -> Response:
     body = await _parse(request, ChatRequest)
     engine = _engine(request)
-    prompt = engine.chat_prompt([m.model_dump() for m in body.messages])
+    prompt = engine.chat_prompt([m.as_chat(i) for i, m in enumerate(body.messages)])
     return await _run(request, body, prompt, chat=True)
 
 

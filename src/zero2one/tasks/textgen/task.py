@@ -104,6 +104,7 @@ class TextGeneration(Task):
         torch.manual_seed(cfg.seed)
         with reporter.step(f"loading {cfg.model.base}"):
             model, tokenizer = load_lm(cfg.model.base, device=cfg.train.device)
+        train.check_targets(model, cfg.model)  # before the tokenizing and base evaluation
         tokenizer.padding_side = "right"
         with reporter.step("tokenizing"):
             train_set = tokenize(data.train, tokenizer, data.kind, cfg.data)

@@ -78,13 +78,30 @@ def wrap(model: Any, config: FinetuneConfig) -> Any:
     try:
         with quiet_peft():
             return get_peft_model(model, LoraConfig(
-                r=lora.r, lora_alpha=lora.alpha,  # type: ignore[arg-type]  # a float scale works lora_dropout=lora.dropout,
+                r=lora.r,
+                lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft scales by a float too
+                lora_dropout=lora.dropout,
                 target_modules=targets, task_type="CAUSAL_LM", bias="none"))
     except ValueError as exc:
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                        if type(m).__name__ == "Linear"})
         raise RecipeError(f"model.lora.target_modules: {str(exc).splitlines()[0]}; linear layers "
-                          f"of this model: {', '.join(names)}") from None
+                          f"of this model: {', '.join(linear_names(model))}") from None
+
+
+def linear_names(model: Any) -> list[str]:
+    """The short names of a model's linear layers (what LoRA can target)."""
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                   if type(m).__name__ == "Linear"})
+
+
+def check_targets(model: Any, config: FinetuneConfig) -> None:
+    """Refuse LoRA target modules the model lacks, before any expensive work."""
+    if config.method != "lora" or config.lora.target_modules == ["all-linear"]:
+        return
+    names = set(linear_names(model))
+    missing = [t for t in config.lora.target_modules if t not in names]
+    if missing:
+        raise RecipeError(f"model.lora.target_modules: this model has no linear layer named "
+                          f"{', '.join(missing)}; its linear layers: {', '.join(sorted(names))}")
 
 
 def count_parameters(model: Any) -> tuple[int, int]:

@@ -4,6 +4,7 @@ file."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from zero2one.tasks.vision.task import ImageClassification
+
+log = logging.getLogger(__name__)
 
 
 def image_files(path: str | Path) -> list[Path]:
@@ -31,9 +34,10 @@ def image_files(path: str | Path) -> list[Path]:
 
 
 def predict_images(model: ImageClassification, path: str | Path, *, top_k: int = 3,
-                   chunk: int = 256) -> pd.DataFrame:
+                   skip_bad: bool = False, chunk: int = 256) -> pd.DataFrame:
     """Top-k classes for an image or a folder of images: one row per file, ``top_k`` as JSON.
-    Unreadable files get an ``error`` instead of predictions, and the rest are still scored."""
+    A file that cannot be read as an image is an error; with ``skip_bad`` it gets an ``error``
+    instead of predictions (counted in a warning) and the rest are still scored."""
     import pandas as pd
 
     from zero2one.tasks.vision.data import read_image
@@ -47,6 +51,9 @@ def predict_images(model: ImageClassification, path: str | Path, *, top_k: int =
                 images.append(read_image(file.read_bytes(), name=str(file)))
                 names.append(file)
             except (DataError, OSError) as exc:
+                if not skip_bad:
+                    raise DataError(f"{file}: {exc}" if str(file) not in str(exc) else str(exc)
+                                    + " (--skip-bad scores the other files)") from None
                 rows.append({"file": str(file), "error": str(exc)})
         if images:
             for file, top in zip(names, model.predict(images, top_k=top_k), strict=True):
@@ -54,4 +61,8 @@ def predict_images(model: ImageClassification, path: str | Path, *, top_k: int =
                              "probability": top[0]["probability"],
                              "top_k": json.dumps([[t["label"], round(t["probability"], 6)]
                                                   for t in top], ensure_ascii=False)})
+    bad = sum(1 for row in rows if "error" in row)
+    if bad:
+        log.warning("%d of %d file(s) could not be read as images and were skipped", bad,
+                    len(files))
     return pd.DataFrame(rows).sort_values("file", kind="stable").reset_index(drop=True)

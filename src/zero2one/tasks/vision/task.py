@@ -220,8 +220,9 @@ class ImageClassification(Task):
         from zero2one.task import check_options
         from zero2one.tasks.vision.predict import predict_images
 
-        check_options(self, options, allowed=("top_k",))
-        return predict_images(self, path, top_k=options.get("top_k") or 3)
+        check_options(self, options, allowed=("top_k", "skip_bad"))
+        return predict_images(self, path, top_k=options.get("top_k") or 3,
+                              skip_bad=bool(options.get("skip_bad")))
 
     # ---- serving ----------------------------------------------------------------------------
 
