@@ -102,7 +102,7 @@ class CompletionRequest(Common):
     prompt: str = Field(min_length=1)
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> Any:
+async def _parse(request: Request, model: type[Common]) -> Any:
     try:
         data = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
