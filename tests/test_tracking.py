@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from zero2one import tracking
+from zero2one import tracking, tracking_sql
 from zero2one.api import load, train
 from zero2one.errors import DataError, IntegrityError, ModelRefError
 from zero2one.refs import resolve
@@ -129,3 +129,35 @@ def test_tracking_uri_env_points_elsewhere(workspace: Path, monkeypatch: pytest.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
     assert not tracking.is_embedded()
     assert tracking.tracking_uri() == f"sqlite:///{other}"
+
+
+def test_read_only_queries_match_mlflow(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing commands read the embedded SQLite store directly (no MLflow import, ~0.35 s
+    instead of ~2.9 s here); they must say exactly what MLflow says."""
+    first = train(tracked())
+    train(tracked(seed=1))
+    tracking.set_alias("iris-test", "champion", "1")
+    assert tracking_sql.connect() is not None
+    fast = (tracking.list_runs(), tracking.get_run(first.run_id), tracking.list_models(),
+            tracking.model_versions("iris-test"), tracking.run_tags(first.run_id),
+            tracking.model_version("iris-test", alias="champion").source)
+    monkeypatch.setattr(tracking, "_read_only", lambda: None)
+    slow = (tracking.list_runs(), tracking.get_run(first.run_id), tracking.list_models(),
+            tracking.model_versions("iris-test"), tracking.run_tags(first.run_id),
+            tracking.model_version("iris-test", alias="champion").source)
+    assert fast == slow
+
+
+def test_listing_commands_do_not_import_mlflow(workspace: Path) -> None:
+    import subprocess
+    import sys
+
+    train(tracked())
+    code = ("import sys\nfrom zero2one.cli.main import main\n"
+            "try:\n    main(['runs', 'list'])\nexcept SystemExit:\n    pass\n"
+            "try:\n    main(['models', 'list'])\nexcept SystemExit:\n    pass\n"
+            "print('MLFLOW' if 'mlflow' in sys.modules else 'CLEAN')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=workspace)
+    assert done.stdout.strip().splitlines()[-1] == "CLEAN"
+    assert "iris-test" in done.stdout

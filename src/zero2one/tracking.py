@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zero2one import tracking_sql
 from zero2one.errors import ModelRefError, TrackingError, UserError
 
 if TYPE_CHECKING:
@@ -65,6 +67,11 @@ def client() -> MlflowClient:
             workspace().mkdir(parents=True, exist_ok=True)
         _clients[uri] = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     return _clients[uri]
+
+
+def _read_only() -> sqlite3.Connection | None:
+    """The embedded store, opened read-only without MLflow (see :mod:`tracking_sql`)."""
+    return tracking_sql.connect()
 
 
 def experiment_id(name: str) -> str:
@@ -210,9 +217,6 @@ def set_alias(name: str, alias: str, version: str) -> str:
 
 def model_version(name: str, *, version: str | None = None, alias: str | None = None) -> Any:
     """A registered model version by number, by ``latest`` (the highest number) or by alias."""
-    from mlflow.exceptions import MlflowException
-
-    c = client()
     if version == "latest":
         numbers = [int(v["version"]) for v in model_versions(name)]
         if not numbers:
@@ -220,6 +224,14 @@ def model_version(name: str, *, version: str | None = None, alias: str | None = 
             raise ModelRefError(f"model {name!r} has no versions in {tracking_uri()} "
                                 f"(registered models: {known})")
         version = str(max(numbers))
+    if (db := _read_only()) is not None:
+        with closing(db):
+            found = tracking_sql.model_version(db, name, version=version, alias=alias)
+        if found is not None:
+            return found  # else MLflow says what is missing, in the message below
+    from mlflow.exceptions import MlflowException
+
+    c = client()
     try:
         if alias is not None:
             return c.get_model_version_by_alias(name, alias)
@@ -233,6 +245,11 @@ def model_version(name: str, *, version: str | None = None, alias: str | None = 
 
 
 def run_artifact_uri(run_id: str, path: str) -> str:
+    if (db := _read_only()) is not None:
+        with closing(db):
+            root = tracking_sql.run_artifact_root(db, run_id)
+        if root is not None:
+            return f"{root.rstrip('/')}/{path}"
     from mlflow.exceptions import MlflowException
 
     try:
@@ -248,16 +265,14 @@ def download(uri: str) -> Path:
     import hashlib
     import shutil
 
+    local = tracking_sql.local_path(uri)
+    if local is not None:  # a local artifact store: the directory itself, no MLflow import
+        if not local.exists():
+            raise ModelRefError(f"{uri}: the artifact store has no such directory")
+        return local
     import mlflow
     from mlflow.exceptions import MlflowException
-    from mlflow.utils.file_utils import local_file_uri_to_path
-    from mlflow.utils.uri import is_local_uri
 
-    if is_local_uri(uri):
-        path = Path(local_file_uri_to_path(uri))
-        if not path.exists():
-            raise ModelRefError(f"{uri}: the artifact store has no such directory")
-        return path
     target = workspace() / "cache" / hashlib.sha256(uri.encode()).hexdigest()[:16]
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
@@ -269,6 +284,10 @@ def download(uri: str) -> Path:
 
 
 def run_tags(run_id: str) -> dict[str, str]:
+    if (db := _read_only()) is not None:
+        with closing(db):
+            if tracking_sql.run_artifact_root(db, run_id) is not None:
+                return tracking_sql.run_tags(db, run_id)
     from mlflow.exceptions import MlflowException
 
     try:
@@ -278,6 +297,12 @@ def run_tags(run_id: str) -> dict[str, str]:
 
 
 def list_runs(*, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    if (db := _read_only()) is not None:
+        with closing(db):
+            runs = tracking_sql.list_runs(db, experiment=experiment, limit=limit)
+        if runs is None:
+            raise UserError(f"no experiment named {experiment!r} in {tracking_uri()}")
+        return runs
     c = client()
     if experiment is not None:
         found = c.get_experiment_by_name(experiment)
@@ -294,6 +319,12 @@ def list_runs(*, experiment: str | None = None, limit: int = 50) -> list[dict[st
 
 
 def get_run(run_id: str) -> dict[str, Any]:
+    if (db := _read_only()) is not None:
+        with closing(db):
+            found = tracking_sql.get_run(db, run_id)
+        if found is None:
+            raise UserError(f"no run {run_id!r} in {tracking_uri()}")
+        return found
     from mlflow.exceptions import MlflowException
 
     c = client()
@@ -337,6 +368,9 @@ def _run_dict(run: Any, experiment: str) -> dict[str, Any]:
 
 
 def list_models() -> list[dict[str, Any]]:
+    if (db := _read_only()) is not None:
+        with closing(db):
+            return tracking_sql.list_models(db)
     c = client()
     models = []
     for m in c.search_registered_models():
@@ -351,6 +385,12 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def model_versions(name: str) -> list[dict[str, Any]]:
+    if (db := _read_only()) is not None:
+        with closing(db):
+            found = tracking_sql.model_versions(db, name)
+        if found is None:
+            raise ModelRefError(f"no registered model named {name!r} in {tracking_uri()}")
+        return found
     from mlflow.exceptions import MlflowException
 
     c = client()
