@@ -299,10 +299,10 @@ def run_tags(run_id: str) -> dict[str, str]:
 def list_runs(*, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     if (db := _read_only()) is not None:
         with closing(db):
-            runs = tracking_sql.list_runs(db, experiment=experiment, limit=limit)
-        if runs is None:
+            rows = tracking_sql.list_runs(db, experiment=experiment, limit=limit)
+        if rows is None:
             raise UserError(f"no experiment named {experiment!r} in {tracking_uri()}")
-        return runs
+        return rows
     c = client()
     if experiment is not None:
         found = c.get_experiment_by_name(experiment)
