@@ -44,9 +44,41 @@ def test_ui_serves_the_runs_of_the_workspace(workspace: Path) -> None:
         url = f"{base}/get-artifact?path=model/manifest.json&run_uuid={result.run_id}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert json.load(response)["task"] == "tabular-classification"
+        # Ctrl-C reaches zero2one alone (the server runs in a process group of its own): it
+        # must end the server and every process the server started
+        group = _children(process.pid)
+        assert group, "the MLflow server runs as a child"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        time.sleep(0.5)
+        assert [pid for pid in group if _alive(pid)] == []
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server and any workers it started
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [p for p, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -161,9 +161,11 @@ class Task(ABC):
         """Predictions for new inputs, in the task family's forms (see each task's docstring:
         rows -> a frame, images -> top-k classes, prompts -> texts)."""
 
-    def predict_file(self, path: Path, **options: Any) -> pd.DataFrame:
-        """``zero2one predict --input PATH``: the file (or folder) scored, one row per input.
-        Options a task does not take are refused with a one-line error."""
+    def predict_file(self, path: Path, *, reporter: Reporter | None = None,
+                     **options: Any) -> pd.DataFrame:
+        """``zero2one predict --input PATH``: the file (or folder) scored, one row per input;
+        tasks whose predictions take long report progress to ``reporter``. Options a task does
+        not take are refused with a one-line error."""
         from zero2one.data import read_frame
 
         check_options(self, options, allowed=())
@@ -242,7 +244,9 @@ class Task(ABC):
 
 def check_options(task: Task, options: dict[str, Any], *, allowed: tuple[str, ...]) -> None:
     """Refuse prediction options that ``task`` does not take (given, i.e. not None)."""
-    extra = sorted(k for k, v in options.items() if v is not None and k not in allowed)
+    # reporter: progress, offered to every task (one that shows none may ignore it)
+    extra = sorted(k for k, v in options.items()
+                   if v is not None and k not in allowed and k != "reporter")
     if extra:
         takes = f"; it takes {', '.join(allowed)}" if allowed else ""
         raise UserError(f"option(s) {', '.join(extra)} do not apply to a {task.name} model"

@@ -120,3 +120,13 @@ def test_concurrent_requests_each_get_their_own_answer(iris_model: Path) -> None
         assert answers[i] == [expected[i], expected[(i + 1) % len(rows)]]
     count = float(metrics.split("zero2one_batch_size_count ")[1].split()[0])
     assert count < len(rows)  # fewer predict calls than requests: they were batched
+
+
+def test_image_bytes_cannot_exceed_the_body_limit() -> None:
+    from pydantic import ValidationError
+
+    from zero2one.serving import ServeSettings
+
+    with pytest.raises(ValidationError, match="raise --max-body-bytes too"):
+        ServeSettings(model="m", max_body_bytes=4096, max_image_bytes=8192)  # type: ignore[call-arg]
+    assert ServeSettings(model="m", max_body_bytes=4096).image_bytes == 4096  # type: ignore[call-arg]

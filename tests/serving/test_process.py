@@ -144,6 +144,7 @@ def test_hot_swap_follows_the_alias_without_dropping_requests(workspace: Path) -
         assert call(f"{s.url}/admin/reload", {})[0] == 401
     finally:
         assert s.stop() in (0, -signal.SIGTERM)
+    assert "hot swap: swap version 1 -> version 2" in s.process.stdout.read()  # logged
 
 
 def test_openapi_fuzz_finds_no_server_errors(iris_model: Path) -> None:

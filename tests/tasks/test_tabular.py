@@ -54,6 +54,20 @@ def test_iris_recipe_reaches_accuracy_goal(workspace: Path) -> None:
     assert list(table.columns) == ["C", "kernel", "mean_score", "std_score", "fit_time", "rank"]
     assert table["rank"].iloc[0] == 1
     assert (workspace / "m" / "report" / "confusion_matrix.png").stat().st_size > 1000
+    # the README's records example; probabilities are refused in one line: an SVC has none
+    # (SVC(probability=True) is deprecated in scikit-learn 1.9)
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    app = create_app(ServeSettings(model=str(workspace / "m")))  # type: ignore[call-arg]
+    record = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    with TestClient(app) as client:
+        answer = client.post("/predict", json={"records": [record]})
+        assert answer.status_code == 200 and answer.json()["labels"] == ["setosa"]
+        refused = client.post("/predict", json={"records": [record], "probabilities": True})
+    assert refused.status_code == 422
+    assert "no probabilities (its estimator has no predict_proba)" in refused.text
     assert (workspace / "m" / "report" / "search_results.png").exists()
 
 

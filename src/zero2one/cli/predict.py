@@ -51,7 +51,10 @@ def predict(
     loaded = load(model, trust=trust or ())
     options = {"allow_extra": allow_extra or None, "top_k": top_k, "skip_bad": skip_bad or None,
                "max_new_tokens": max_new_tokens, **parse_options(option or [])}
-    scored = loaded.predict_file(input_, **options)
+    from zero2one.progress import NullReporter, RichReporter
+
+    reporter = NullReporter() if quiet or json_ else RichReporter()
+    scored = loaded.predict_file(input_, reporter=reporter, **options)
     if output is None:
         if json_:
             sys.stdout.write(scored.to_json(orient="records", force_ascii=False) + "\n")

@@ -12,8 +12,9 @@ import typer
 def ui_command(host: str, port: int) -> list[str]:
     from zero2one import tracking
 
+    # one worker: the UI serves one person, and four workers took four times the start-up
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-               tracking.tracking_uri(), "--host", host, "--port", str(port)]
+               tracking.tracking_uri(), "--host", host, "--port", str(port), "--workers", "1"]
     if tracking.is_embedded():
         command += ["--default-artifact-root", (tracking.workspace() / "artifacts").as_uri()]
     return command
@@ -32,7 +33,39 @@ def ui(
         raise UserError(f"no tracking store at {tracking.workspace()} yet; train a recipe first")
     typer.echo(f"MLflow UI for {tracking.tracking_uri()} on http://{host}:{port} (Ctrl-C stops)",
                err=True)
-    command = ui_command(host, port)
-    sys.stderr.flush()
-    # become the MLflow server, so that signals (Ctrl-C, SIGTERM from a supervisor) reach it
-    os.execv(command[0], command)
+    run_until_stopped(ui_command(host, port))
+
+
+def run_until_stopped(command: list[str]) -> None:
+    """Run the MLflow server in a process group of its own and, whatever stops zero2one
+    (Ctrl-C, SIGTERM from a supervisor, the server exiting), end the whole group: MLflow
+    starts worker and job-runner processes that a signal to one process alone left behind."""
+    import signal
+    import subprocess
+
+    # MLflow's background job runner (GenAI evaluation jobs) is not needed to browse runs
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
+        signal.signal(sig, stop)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=10)
+                os.killpg(process.pid, 0)  # anything of the group still alive?
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                continue
+    if code:
+        raise typer.Exit(code)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -37,7 +37,10 @@ class ServeSettings(BaseSettings):
         16_777_216, ge=64, description="Largest image (width × height) accepted; bigger ones "
         "are refused from the header, before decoding."
     )
-    max_image_bytes: int = Field(8 << 20, ge=1024, description="Largest image file accepted.")
+    max_image_bytes: int | None = Field(
+        None, ge=1024, description="Largest image file accepted; at most --max-body-bytes, "
+        "which every request body meets first (default: the same)."
+    )
     precision: Literal["bfloat16", "float32"] = Field(
         "bfloat16", description="Language models: weights of the decoding step (float32: "
         "exactly transformers' numbers; bfloat16: about 3× faster on a CPU)."
@@ -74,6 +77,20 @@ class ServeSettings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _image_within_body(self) -> ServeSettings:
+        if self.max_image_bytes is not None and self.max_image_bytes > self.max_body_bytes:
+            raise ValueError(
+                f"max_image_bytes ({self.max_image_bytes}) is over max_body_bytes "
+                f"({self.max_body_bytes}): every request body is refused above the latter, so "
+                "raise --max-body-bytes too")
+        return self
+
+    @property
+    def image_bytes(self) -> int:
+        """The largest image file a request may carry."""
+        return self.max_image_bytes or self.max_body_bytes
 
     def environment(self) -> dict[str, str]:
         """These settings as the environment variables they are read back from (worker

@@ -101,7 +101,10 @@ class ModelHolder:
             asyncio.get_running_loop().create_task(old.batcher.close())
         if old is not None and hasattr(old.adapter, "close"):  # its batch finishes first
             asyncio.get_running_loop().run_in_executor(None, old.adapter.close)
-        log.info("serving %s version %s", new.info.name, new.info.version)
+        # uvicorn's configured logger: zero2one's own INFO lines are not shown by the server
+        logging.getLogger("uvicorn.error").info(
+            "hot swap: %s version %s -> version %s", new.info.name,
+            old.info.version if old else None, new.info.version)
         return old, new
 
     async def follow(self, every: float) -> None:

@@ -94,12 +94,17 @@ def generate_rows(model: Any, tokenizer: Any, rows: list[Row], *,
 
 
 def complete(model: Any, tokenizer: Any, prompts: list[list[int]], *, max_new_tokens: int,
-             batch_size: int = 16, precision: str | None = None) -> list[str]:
-    """Greedy completions of token-id prompts, decoded ``batch_size`` at a time."""
+             batch_size: int = 16, precision: str | None = None,
+             on_step: Callable[[], None] | None = None) -> list[str]:
+    """Greedy completions of token-id prompts, decoded ``batch_size`` at a time; ``on_step``
+    is called after each decoding step (progress)."""
     settings = Sampling(max_new_tokens=max_new_tokens, temperature=0)
     rows = [Row(ids, settings, emit=lambda _: None) for ids in prompts]
     for start in range(0, len(rows), batch_size):
-        generate_rows(model, tokenizer, rows[start: start + batch_size], precision=precision)
+        for _ in decode_steps(model, tokenizer, rows[start: start + batch_size],
+                              precision=precision):
+            if on_step is not None:
+                on_step()
     return [row.text for row in rows]
 
 

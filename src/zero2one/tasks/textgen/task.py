@@ -201,7 +201,7 @@ class TextGeneration(Task):
     # ---- prediction -------------------------------------------------------------------------
 
     def predict(self, frame: Any, *, max_new_tokens: int = 128, chat: bool | None = None,
-                batch_size: int = 16) -> Any:
+                batch_size: int = 16, reporter: Reporter | None = None) -> Any:
         """Greedy completions, decoded in batches: for a list of prompts, a list of texts; for a
         data frame with a ``prompt`` column (``zero2one predict --input prompts.csv``), the frame
         with a ``completion`` column added. Prompts go through the chat template by default when
@@ -216,7 +216,8 @@ class TextGeneration(Task):
                 raise SchemaError("a text-generation model completes a `prompt` column; the "
                                   f"input has {', '.join(map(str, frame.columns))}")
             texts = self.predict(frame["prompt"].fillna("").astype(str).tolist(),
-                                 max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size)
+                                 max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size,
+                                 reporter=reporter)
             return frame.assign(completion=texts)
         if isinstance(frame, str):
             return self.predict([frame], max_new_tokens=max_new_tokens, chat=chat)[0]
@@ -236,16 +237,25 @@ class TextGeneration(Task):
             except UserError as exc:
                 raise SchemaError(f"prompt {number}: {exc}") from None
             encoded.append(ids)
-        return complete(self.model_, self.tokenizer_, encoded, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size)
+        from zero2one.progress import NullReporter
 
-    def predict_file(self, path: Path, **options: Any) -> Any:
-        """A CSV or Parquet file's ``prompt`` column, completed (``max_new_tokens``)."""
+        batches = -(-len(encoded) // batch_size)
+        with (reporter or NullReporter()).step(f"completing {len(encoded)} prompt(s)",
+                                               total=batches * max_new_tokens) as step:
+            return complete(self.model_, self.tokenizer_, encoded,
+                            max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            on_step=step.advance)
+
+    def predict_file(self, path: Path, *, reporter: Reporter | None = None,
+                     **options: Any) -> Any:
+        """A CSV or Parquet file's ``prompt`` column, completed (``max_new_tokens``), with
+        progress by decoding step."""
         from zero2one.data import read_frame
 
         check_options(self, options, allowed=("max_new_tokens",))
         return self.predict(read_frame(Path(path)),
-                            max_new_tokens=options.get("max_new_tokens") or 128)
+                            max_new_tokens=options.get("max_new_tokens") or 128,
+                            reporter=reporter)
 
     # ---- serving and deployment -------------------------------------------------------------
 

@@ -222,7 +222,8 @@ class ImageClassification(Task):
 
         check_options(self, options, allowed=("top_k", "skip_bad"))
         return predict_images(self, path, top_k=options.get("top_k") or 3,
-                              skip_bad=bool(options.get("skip_bad")))
+                              skip_bad=bool(options.get("skip_bad")),
+                              reporter=options.get("reporter"))
 
     # ---- serving ----------------------------------------------------------------------------
 
@@ -231,7 +232,7 @@ class ImageClassification(Task):
 
         return ImageAdapter(self, max_rows=settings.max_batch,
                             max_pixels=settings.max_image_pixels,
-                            max_image_bytes=settings.max_image_bytes)
+                            max_image_bytes=settings.image_bytes)
 
     @classmethod
     def routes(cls) -> list[Any]:
