@@ -126,3 +126,30 @@ def test_data_profile_command(churn_csv: Path, capsys: pytest.CaptureFixture[str
     assert exit_info.value.code == 0
     profile = json.loads(capsys.readouterr().out)
     assert profile["excluded"] == ["customer_id", "account"]
+
+
+def test_decision_threshold_is_chosen_for_the_named_metric(churn_csv: Path) -> None:
+    plain = train(recipe(churn_csv), out=churn_csv.parent / "plain").metrics
+    chosen = train({**recipe(churn_csv, decision_threshold="f1")},
+                   out=churn_csv.parent / "tuned").metrics
+    # scores from predict_proba: the default threshold is 0.5; F1 on the rare class wants lower
+    assert 0 < chosen["decision_threshold"] < 0.5
+    assert chosen["f1.1"] > plain["f1.1"], (chosen["f1.1"], plain["f1.1"])
+    model = load(churn_csv.parent / "tuned")  # saved and loaded with the threshold
+    rows = pd.read_csv(churn_csv).head(50)
+    assert model.predict(rows)["prediction"].sum() >= load(
+        churn_csv.parent / "plain").predict(rows)["prediction"].sum()
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    app = create_app(ServeSettings(model=str(churn_csv.parent / "tuned")))  # type: ignore[call-arg]
+    records = rows.drop(columns=["churned"]).astype(object).where(rows.notna(), None)
+    with TestClient(app) as client:  # the server's fast path applies the same threshold
+        served = client.post("/predict", json={"records": records.to_dict("records")})
+    assert served.status_code == 200, served.text
+    assert served.json()["result"] == model.predict(rows)["prediction"].tolist()
+    with pytest.raises(RecipeError, match="applies to two classes"):
+        train({"task": "tabular-classification", "name": "iris", "track": {"enabled": False},
+               "data": {"source": "sklearn:iris"}, "model": {"estimator": "svc",
+                                                             "decision_threshold": "f1"}})

@@ -59,6 +59,11 @@ class ModelConfig(Strict):
         None, description="Classification: weigh classes inversely to their frequency "
         "(estimators with a class_weight parameter)."
     )
+    decision_threshold: str | None = Field(
+        None, description="Binary classification: choose the decision threshold that "
+        "maximises this scikit-learn scorer (f1, balanced_accuracy, recall, ...) on "
+        "cross-validated training predictions, instead of the estimator's default."
+    )
 
 
 class Range(Strict):

@@ -331,6 +331,43 @@ class TabularClassification(TabularTask):
     name = "tabular-classification"
     kind = "classification"
 
+    def fit(self, data: TabularData, *, reporter: Reporter) -> Self:
+        metric = self.config.model.decision_threshold
+        if metric is not None and len(data.classes or []) != 2:
+            raise RecipeError(f"model.decision_threshold applies to two classes; the target has "
+                              f"{len(data.classes or [])}")
+        super().fit(data, reporter=reporter)
+        if metric is not None:
+            self._tune_threshold(data, metric, reporter)
+        return self
+
+    def _tune_threshold(self, data: TabularData, metric: str, reporter: Reporter) -> None:
+        """scikit-learn's TunedThresholdClassifierCV finds the threshold that maximises
+        ``metric`` on cross-validated training scores; the saved pipeline ends in a
+        FixedThresholdClassifier with it (the tuner itself holds scorer and splitter objects
+        that a safe load should not trust)."""
+        from sklearn.base import clone
+        from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+        from sklearn.pipeline import Pipeline
+
+        best = self.pipeline_
+        preprocess, model = best.named_steps["preprocess"], best.named_steps["model"]
+        with reporter.step(f"choosing the decision threshold for {metric}", total=2) as step:
+            search = Pipeline([("preprocess", clone(preprocess)), ("model", (
+                TunedThresholdClassifierCV(clone(model), scoring=metric, cv=self._cv())))])
+            try:
+                search.fit(data.X_train, data.y_train)
+            except ValueError as exc:
+                raise RecipeError(f"model.decision_threshold: {str(exc).splitlines()[0]}") \
+                    from None
+            step.advance()
+            threshold = float(search.named_steps["model"].best_threshold_)
+            final = Pipeline([("preprocess", clone(preprocess)), (
+                "model", FixedThresholdClassifier(clone(model), threshold=threshold))])
+            final.fit(data.X_train, data.y_train)
+            step.advance()
+        self.pipeline_ = final
+
     @property
     def scoring(self) -> str:
         return self.config.search.scoring or "accuracy"
@@ -423,9 +460,13 @@ class TabularClassification(TabularTask):
         from zero2one.metrics import classification_metrics
 
         predicted = self.pipeline_.predict(data.X_test)
-        return classification_metrics(data.y_test, predicted, self._auc_scores(data.X_test),
-                                      self.classes_ or [], names=self.label_names(),
-                                      baseline=self.baseline_)
+        metrics = classification_metrics(data.y_test, predicted, self._auc_scores(data.X_test),
+                                          self.classes_ or [], names=self.label_names(),
+                                          baseline=self.baseline_)
+        threshold = getattr(self.pipeline_.named_steps["model"], "threshold", None)
+        if isinstance(threshold, int | float):  # a FixedThresholdClassifier
+            metrics["decision_threshold"] = float(threshold)
+        return metrics
 
     def _auc_scores(self, X: pd.DataFrame) -> np.ndarray | None:
         """Probabilities, else decision-function values of shape (n,) or (n, n_classes)."""
