@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-vision bench-serve bench-text clean
+.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/tabular_overhead.py
+
+bench-cli: setup
+	$(BIN)/python benchmarks/cli_speed.py
 
 bench-vision: setup
 	$(BIN)/python benchmarks/vision_bench.py

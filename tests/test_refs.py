@@ -106,3 +106,21 @@ def test_serve_on_a_busy_port_says_so_before_loading(iris_model: Path,
             main(["serve", str(iris_model), "--port", str(port)])
     assert exit_info.value.code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_builtin_model_predicts_from_the_cli(workspace: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """builtin: works with predict (it said "unknown built-in model" before), with the
+    --max-new-tokens option."""
+    import pandas as pd
+
+    from zero2one.cli.main import main
+
+    pd.DataFrame({"prompt": ["The capital of France is"]}).to_csv("prompts.csv", index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "builtin:smollm2-135m-instruct", "--input", "prompts.csv",
+              "--max-new-tokens", "4", "--json", "--option", "chat=false"])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    (row,) = __import__("json").loads(capsys.readouterr().out)
+    assert row["prompt"] == "The capital of France is" and row["completion"]

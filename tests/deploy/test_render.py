@@ -133,3 +133,16 @@ def test_cli(iris_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "docker build" in capsys.readouterr().out
     assert exit_code(["deploy", "docker", str(iris_model), "--out", str(tmp_path / "d")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_k8s_memory_follows_the_model() -> None:
+    """A language model gets room for its weights (the server peaked at 1.28 GB serving
+    SmolLM2-135M here); a small tabular model keeps the small default."""
+    from zero2one.registry import get_task
+
+    lm = get_task("text-generation").deploy_resources(
+        {"training": {"total_parameters": 134_515_008}}, 9_000_000)
+    assert int(lm["memory_request"].removesuffix("Mi")) >= 1536
+    assert int(lm["memory_limit"].removesuffix("Mi")) >= 2 * 1536
+    tabular = get_task("tabular-classification").deploy_resources({}, 20_000)
+    assert tabular == {"memory_request": "256Mi", "memory_limit": "1024Mi"}

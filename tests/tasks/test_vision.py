@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from zero2one.api import load, train
-from zero2one.errors import DataError
+from zero2one.errors import DataError, SchemaError
 from zero2one.recipe import validate
 from zero2one.registry import get_task
 from zero2one.tasks.vision.config import ImageDataConfig
@@ -327,3 +327,19 @@ def test_tracked_run_has_per_epoch_metrics_and_resume_reuses_it(workspace: Path)
     history = tracking.client().get_metric_history(result.run_id, "val_accuracy")
     assert sorted(m.step for m in history) == [1, 2, 2, 3]  # epoch 2 ran twice: killed, redone
     assert tracking.get_run(result.run_id)["status"] == "FINISHED"
+
+
+def test_python_predict_takes_what_users_pass(workspace: Path) -> None:
+    from PIL import Image
+
+    train(recipe(epochs=1), out=workspace / "m")
+    model = load(workspace / "m")
+    (workspace / "d.png").write_bytes(png(np.zeros((8, 8), dtype=np.uint8)))
+    one = model.predict(str(workspace / "d.png"))  # a path, not a list of characters
+    assert len(one) == 1 and len(one[0]) == 3
+    image = Image.open(workspace / "d.png")
+    assert model.predict(image) == one == model.predict([workspace / "d.png"])
+    with pytest.raises(DataError, match="cannot read image digit.png"):
+        model.predict("digit.png")
+    with pytest.raises(SchemaError, match="an image model predicts a path"):
+        model.predict({"x": 1})

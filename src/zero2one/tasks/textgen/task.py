@@ -248,14 +248,16 @@ class TextGeneration(Task):
 
     def predict_file(self, path: Path, *, reporter: Reporter | None = None,
                      **options: Any) -> Any:
-        """A CSV or Parquet file's ``prompt`` column, completed (``max_new_tokens``), with
-        progress by decoding step."""
+        """A CSV or Parquet file's ``prompt`` column, completed (``max_new_tokens``; ``chat``:
+        through the chat template or not, by default as the model was tuned), with progress by
+        decoding step."""
         from zero2one.data import read_frame
 
-        check_options(self, options, allowed=("max_new_tokens",))
+        check_options(self, options, allowed=("max_new_tokens", "chat"))
+        chat = options.get("chat")
         return self.predict(read_frame(Path(path)),
                             max_new_tokens=options.get("max_new_tokens") or 128,
-                            reporter=reporter)
+                            chat=None if chat is None else bool(chat), reporter=reporter)
 
     # ---- serving and deployment -------------------------------------------------------------
 
