@@ -18,7 +18,8 @@ MIN_PYTHON = (3, 11)
 # extra -> distributions it installs; "core" is what zero2one itself needs
 EXTRAS: dict[str, list[str]] = {
     "core": ["pydantic", "PyYAML", "typer", "rich", "numpy", "pandas"],
-    "tabular": ["scikit-learn", "skops", "optuna", "pyarrow", "matplotlib", "mlflow"],
+    "tabular": ["scikit-learn", "imbalanced-learn", "skops", "optuna", "pyarrow", "matplotlib",
+                "mlflow"],
     "vision": ["torch", "pillow", "safetensors"],
     "text": ["torch", "transformers", "tokenizers", "gguf", "peft", "datasets"],
     "image": ["torch", "diffusers"],

@@ -113,9 +113,18 @@ def test_served_records_may_carry_ignored_columns(churn_csv: Path) -> None:
         assert refused.status_code == 422 and "surprise" in refused.text
 
 
-def test_class_weight_needs_an_estimator_that_has_it(churn_csv: Path) -> None:
-    with pytest.raises(RecipeError, match="KNeighborsClassifier has no class_weight"):
-        train(recipe(churn_csv, estimator="knn", class_weight="balanced"))
+def test_class_weight_oversamples_for_estimators_without_weights(churn_csv: Path) -> None:
+    """knn has no class_weight: the minority class is oversampled in each training fold; the
+    saved model is a plain two-step pipeline (the sampler acts only while fitting)."""
+    search = {"method": "grid", "space": {"n_neighbors": [5, 15]}, "cv": 3}
+    plain = train({**recipe(churn_csv, estimator="knn"), "search": search},
+                  out=churn_csv.parent / "plain").metrics
+    balanced = train({**recipe(churn_csv, estimator="knn", class_weight="balanced"),
+                      "search": search}, out=churn_csv.parent / "balanced").metrics
+    assert balanced["recall.1"] > plain["recall.1"] + 0.2, (balanced, plain)
+    model = load(churn_csv.parent / "balanced")
+    assert [name for name, _ in model.pipeline_.steps] == ["preprocess", "model"]
+    assert type(model.pipeline_).__module__.startswith("sklearn.")
 
 
 def test_data_profile_command(churn_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,7 +57,8 @@ class ModelConfig(Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     class_weight: Literal["balanced"] | None = Field(
         None, description="Classification: weigh classes inversely to their frequency "
-        "(estimators with a class_weight parameter)."
+        "(estimators with a class_weight parameter); for estimators without one, the minority "
+        "classes are randomly oversampled inside each training fold (imbalanced-learn)."
     )
     decision_threshold: str | None = Field(
         None, description="Binary classification: choose the decision threshold that "

@@ -183,19 +183,13 @@ class TabularTask(Task):
             transformers.append(("categorical", Pipeline(steps), categorical))
         estimator_cls = resolve_estimator(self.config.model.estimator, self.kind)
         params = dict(self.config.model.params)
+        preprocess = ColumnTransformer(transformers, remainder="drop",
+                                       verbose_feature_names_out=False)
         if self.config.model.class_weight:
             if "class_weight" not in estimator_cls().get_params():
-                raise RecipeError(
-                    f"model.class_weight: {estimator_cls.__name__} has no class_weight "
-                    "parameter; choose an estimator that has one (logistic_regression, svc, "
-                    "random_forest, ...) or leave model.class_weight unset")
+                return _resampling(preprocess, estimator_cls(**params), seed=self.config.seed)
             params.setdefault("class_weight", self.config.model.class_weight)
-        estimator = estimator_cls(**params)
-        return Pipeline([
-            ("preprocess", ColumnTransformer(transformers, remainder="drop",
-                                             verbose_feature_names_out=False)),
-            ("model", estimator),
-        ])
+        return Pipeline([("preprocess", preprocess), ("model", estimator_cls(**params))])
 
     def fit(self, data: TabularData, *, reporter: Reporter) -> Self:
         self._check_folds(data)
@@ -211,7 +205,7 @@ class TabularTask(Task):
             config=self.config.search, cv=self._cv(), scoring=self.scoring, seed=self.config.seed,
             reporter=reporter,
         )
-        self.pipeline_ = self.search_.best_estimator
+        self.pipeline_ = _without_sampler(self.search_.best_estimator)
         return self
 
     def _check_folds(self, data: TabularData) -> None:
@@ -544,6 +538,31 @@ def _search_report(task: TabularTask, out_dir: Path) -> list[Path]:
     table = out_dir / SEARCH_TABLE
     results.to_csv(table, index=False)
     return [table, report.plot_search(results, task.scoring, out_dir / "search_results.png")]
+
+
+def _resampling(preprocess: Any, estimator: Any, *, seed: int) -> Any:
+    """preprocess -> random oversampling of the minority classes -> estimator, as an
+    imbalanced-learn pipeline: the sampler runs on each training fold only, never on the rows a
+    fold is scored on, nor at prediction time."""
+    from zero2one.errors import require
+
+    require("imblearn", "tabular")
+    from imblearn.over_sampling import RandomOverSampler
+    from imblearn.pipeline import Pipeline as SamplingPipeline
+
+    return SamplingPipeline([("preprocess", preprocess),
+                             ("resample", RandomOverSampler(random_state=seed)),
+                             ("model", estimator)])
+
+
+def _without_sampler(pipeline: Any) -> Any:
+    """The fitted pipeline without its sampler (it acts only while fitting), as a plain
+    scikit-learn Pipeline: saved, loaded and served like any other."""
+    if "resample" not in getattr(pipeline, "named_steps", {}):
+        return pipeline
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([(name, step) for name, step in pipeline.steps if name != "resample"])
 
 
 def as_frame(rows: Any) -> pd.DataFrame:
