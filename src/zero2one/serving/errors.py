@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from zero2one.errors import ModelRefError, SchemaError, UserError
 
 log = logging.getLogger(__name__)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, model: type[M], *, status: int = 422,
+                    kind: str = "invalid_input", malformed: str = "invalid_json") -> M:
+    """The request's JSON body validated by ``model``. Parsed with orjson (which refuses NaN and
+    Infinity) rather than by FastAPI; malformed JSON is a 400, a body the model refuses is a
+    ``status`` whose message names the fields (:func:`describe`)."""
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, malformed, f"malformed JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise APIError(status, kind, describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``features: Input should be a valid list; ...``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts[:5]) + (f" (+{len(parts) - 5} more)" if len(parts) > 5 else "")
 
 
 class JSON(Response):

@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 
-from zero2one.serving.errors import JSON, APIError
+from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.security import Guarded
 from zero2one_centroid.task import NearestCentroid, Rows
 
@@ -32,14 +30,7 @@ class CentroidAdapter:
         return {"features": self.model.features_}
 
     async def parse(self, request: Request) -> tuple[list[list[float]], dict[str, Any]]:
-        try:
-            body = Rows.model_validate(orjson.loads(await request.body()))
-        except orjson.JSONDecodeError as exc:
-            raise APIError(400, "invalid_json", f"malformed JSON: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise APIError(422, "invalid_input",
-                           f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        body = await read_body(request, Rows)  # zero2one's JSON parsing and 4xx messages
         width = len(self.model.features_)
         for i, row in enumerate(body.rows):
             if len(row) != width:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
 from zero2one.errors import SchemaError
-from zero2one.serving.errors import APIError
+from zero2one.serving.errors import read_body
 from zero2one.serving.schemas import ModelInfo
 
 if TYPE_CHECKING:
@@ -93,14 +92,7 @@ class TabularAdapter:
     async def parse(self, request: Request) -> tuple[list[list[Any]], dict[str, Any]]:
         """The request's rows and options. The body is parsed here rather than by FastAPI:
         orjson refuses NaN and Infinity, and rows are checked without a second pass."""
-        try:
-            data = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            raise APIError(400, "invalid_json", f"malformed JSON: {exc}") from None
-        try:
-            body = PredictRequest.model_validate(data)
-        except ValidationError as exc:
-            raise APIError(422, "invalid_input", describe(exc)) from None
+        body = await read_body(request, PredictRequest)
         return self.rows(body), {"probabilities": body.probabilities}
 
     def rows(self, body: PredictRequest) -> list[list[Any]]:
@@ -197,13 +189,3 @@ class TabularAdapter:
                 body["probabilities"] = [dict(zip(names, p or [], strict=True))
                                          for _, p in results]
         return body
-
-
-def describe(exc: ValidationError) -> str:
-    """A pydantic error as one line: ``features: Input should be a valid list; ...``."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts[:5]) + (f" (+{len(parts) - 5} more)" if len(parts) > 5 else "")

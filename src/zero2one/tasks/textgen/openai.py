@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from zero2one.errors import UserError
-from zero2one.serving.errors import JSON, APIError
+from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.security import Guarded
 from zero2one.tasks.textgen.generate import TEMPERATURE_MAX
 
@@ -103,16 +103,8 @@ class CompletionRequest(Common):
 
 
 async def _parse(request: Request, model: type[Common]) -> Any:
-    try:
-        data = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, "invalid_request_error", f"malformed JSON: {exc}") from None
-    try:
-        body = model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise APIError(400, "invalid_request_error", f"{where}: {first['msg']}") from None
+    body = await read_body(request, model, status=400, kind="invalid_request_error",
+                           malformed="invalid_request_error")
     if body.tools or body.functions or body.tool_choice not in (None, "none"):
         raise APIError(400, "invalid_request_error", "tools and function calling are not "
                        "supported by this model; send plain messages")

@@ -12,12 +12,11 @@ import base64
 import binascii
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
 from zero2one.errors import DataError, SchemaError
-from zero2one.serving.errors import APIError
+from zero2one.serving.errors import APIError, read_body
 
 if TYPE_CHECKING:
     from zero2one.tasks.vision.task import ImageClassification
@@ -56,14 +55,7 @@ class ImageAdapter:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             blobs, top_k = await self._multipart(request)
         else:
-            try:
-                body = ImagePredictRequest.model_validate(orjson.loads(await request.body()))
-            except orjson.JSONDecodeError as exc:
-                raise APIError(400, "invalid_json", f"malformed JSON: {exc}") from None
-            except ValidationError as exc:
-                raise APIError(422, "invalid_input", "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}".lstrip(": ")
-                    for e in exc.errors()[:5])) from None
+            body = await read_body(request, ImagePredictRequest)
             encoded = [body.image] if body.image is not None else body.images or []
             blobs = [self._b64(i, text) for i, text in enumerate(encoded)]
             top_k = body.top_k
