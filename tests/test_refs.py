@@ -124,3 +124,13 @@ def test_builtin_model_predicts_from_the_cli(workspace: Path,
     assert exit_info.value.code == 0, capsys.readouterr().err
     (row,) = __import__("json").loads(capsys.readouterr().out)
     assert row["prompt"] == "The capital of France is" and row["completion"]
+
+
+def test_a_mistyped_path_is_not_a_hub_id(workspace: Path) -> None:
+    """A relative path that does not exist fails at once, naming the forms; a Hugging Face id
+    is explicit (hf:ORG/NAME) and goes to the task that loads it."""
+    with pytest.raises(refs.ModelRefError, match="not found: .* hf:ORG/NAME"):
+        resolve("mymodels/iris")
+    hub = resolve("hf:HuggingFaceTB/SmolLM2-135M")
+    assert (hub.task, hub.kind, hub.path) == ("text-generation", "pretrained", None)
+    assert hub.display_name == "SmolLM2-135M"

@@ -5,7 +5,7 @@
     runs:/RUN_ID/model       the model a run logged
     PATH                     a zero2one model directory
     builtin:NAME             a model that ships inside an installed package (declared by a task)
-    anything a task claims   e.g. a ``.gguf`` file, a transformers directory, a Hugging Face id
+    anything a task claims   e.g. a ``.gguf`` file, a transformers directory, ``hf:ORG/NAME``
 
 :func:`resolve` turns any of them into one :class:`Resolved`, which names the task that loads
 it. Registry and run references carry the manifest sha256 recorded when the model was logged, so
@@ -92,7 +92,8 @@ def resolve(ref: str | Path) -> Resolved:
                             "model directory")
     raise ModelRefError(
         f"model {text!r} not found: not a directory, nor models:/NAME/VERSION, "
-        "models:/NAME@ALIAS, models:/NAME/latest, runs:/RUN_ID/model or builtin:NAME"
+        "models:/NAME@ALIAS, models:/NAME/latest, runs:/RUN_ID/model, builtin:NAME or "
+        "hf:ORG/NAME"
     )
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from zero2one.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
+HUB_PREFIX = "hf:"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 ADAPTER = "adapter"
@@ -66,7 +67,7 @@ class TextGeneration(Task):
     completions (a string or a list); a DataFrame with a ``prompt`` column comes back with a
     ``completion`` column. Besides the models it fine-tunes, the task loads pretrained causal
     language models: ``builtin:smollm2-135m-instruct``, ``.gguf`` files, transformers
-    ``save_pretrained`` directories and Hugging Face ids."""
+    ``save_pretrained`` directories and Hugging Face ids (``hf:ORG/NAME``)."""
 
     name = "text-generation"
     config_model: ClassVar[type[TextGenRecipe]] = TextGenRecipe
@@ -375,17 +376,19 @@ class TextGeneration(Task):
     @classmethod
     def claims(cls, ref: str) -> bool:
         """A ``.gguf`` file, a transformers directory (``config.json``, no zero2one manifest)
-        or a Hugging Face id (``org/name``, not a local path)."""
+        or ``hf:ORG/NAME``, a Hugging Face id (explicit: a mistyped local path must not turn
+        into a minute of network time-outs)."""
+        if ref.startswith(HUB_PREFIX):
+            return bool(_HUB_ID.match(ref.removeprefix(HUB_PREFIX)))
         path = Path(ref).expanduser()
-        if path.suffix == ".gguf" or (path.is_dir() and (path / "config.json").exists()):
-            return True
-        return not path.exists() and bool(_HUB_ID.match(ref)) and not ref.startswith(".")
+        return path.suffix == ".gguf" or (path.is_dir() and (path / "config.json").exists())
 
     @classmethod
     def from_pretrained(cls, resolved: Resolved) -> Self:
         from zero2one.tasks.textgen.models import load_lm
 
-        source = str(resolved.path) if resolved.path is not None else resolved.ref
+        source = (str(resolved.path) if resolved.path is not None
+                  else resolved.ref.removeprefix(HUB_PREFIX))
         model, tokenizer = load_lm(source)
         name = resolved.display_name
         # a pretrained model has no recipe of its own: this one names it as the base, and
