@@ -281,13 +281,13 @@ def load(ref: str | Path | Resolved, *, trust: Iterable[str] = ()) -> Task:
     from zero2one.registry import get_task
 
     resolved = ref if isinstance(ref, Resolved) else resolve(ref)
-    cls = get_task(resolved.task)
-    cls.check_requirements()
     if resolved.has_manifest:
         assert resolved.path is not None
         check_pinned(resolved)
-        model = load_model(resolved.path, trust=tuple(trust))
+        model = load_model(resolved.path, trust=tuple(trust))  # checks the task's requirements
     else:
+        cls = get_task(resolved.task)
+        cls.check_requirements()
         model = cls.from_pretrained(resolved)
     model.ref = resolved
     return model

@@ -343,7 +343,6 @@ class TextGeneration(Task):
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
         from zero2one.tasks.textgen.models import load_lm, load_tokenizer
 
-        cls.check_requirements()
         self = cls(cls.recipe_from(manifest, path))
         try:
             parts = manifest["parts"]
