@@ -99,3 +99,15 @@ def test_plugin_task_end_to_end(workspace: Path) -> None:
     assert k8s.returncode == 0, k8s.stderr
     for path in sorted((workspace / "k8s").glob("*.yaml")):
         kubernetes_validate.validate(yaml.safe_load(path.read_text()), K8S_VERSION, strict=True)
+
+
+def test_a_broken_command_plugin_leaves_the_cli_working(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from zero2one import registry
+
+    broken = metadata.EntryPoint("broken", "no_such_module_z21:app", registry.COMMAND_GROUP)
+    points = {**registry._entry_points(registry.COMMAND_GROUP), "broken": broken}
+    monkeypatch.setattr(registry, "_entry_points", lambda group: points)
+    found = registry.commands()
+    assert "broken" not in found and "generate" in found

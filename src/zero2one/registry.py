@@ -97,5 +97,15 @@ def builtin_models() -> dict[str, tuple[type[Task], BuiltinModel]]:
 
 def commands() -> dict[str, Callable[..., Any]]:
     """Task-specific CLI commands declared by installed packages: name -> Typer function or
-    Typer group."""
-    return {name: point.load() for name, point in sorted(_entry_points(COMMAND_GROUP).items())}
+    Typer group. A command whose module fails to import is left out with a warning, so that one
+    broken package does not take the whole CLI down with it."""
+    import logging
+
+    found = {}
+    for name, point in sorted(_entry_points(COMMAND_GROUP).items()):
+        try:
+            found[name] = point.load()
+        except Exception as exc:  # a plugin's import error, whatever it is
+            logging.getLogger(__name__).warning("command %r (%s) is unavailable: %s", name,
+                                                point.value, exc)
+    return found
