@@ -52,7 +52,8 @@ def compile_pipeline(pipeline: Any, names: list[str], numeric: list[bool]) -> Tr
         for positions, steps, is_numeric in parts:
             block = rows[:, positions]
             if is_numeric:  # None (a missing value in JSON) -> NaN, which the imputer fills
-                block = np.where(block == None, np.nan, block)  # noqa: E711 (element-wise).astype(np.float64)
+                nulls = np.equal(block, None)  # type: ignore[call-overload]  # element-wise
+                block = np.where(nulls, np.nan, block).astype(np.float64)
             for step in steps:
                 block = step(block)
             blocks.append(block)
