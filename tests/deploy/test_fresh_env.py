@@ -11,7 +11,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,7 @@ from zero2one.deploy import render_docker
 from zero2one.registry import task_names
 
 from ..cases import CASES
-from ..conftest import free_port
-from ..serving.test_process import call
+from ..serving.test_process import Server, call
 
 pytestmark = pytest.mark.slow
 
@@ -63,29 +61,20 @@ def test_build_context_serves_from_a_fresh_environment(name: str, trained: Any,
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     command, image_env = replay((ctx / "Dockerfile").read_text(), ctx, venv)
     assert command[:3] == ["zero2one", "serve", str(ctx / "model")]
-    port = free_port()
-    argv = [str(venv / "bin/zero2one"), *command[1:]]
-    argv[argv.index("--host") + 1] = "127.0.0.1"
-    argv[argv.index("--port") + 1] = str(port)
     keep = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "ZERO2ONE_HOME") if k in os.environ}
-    server = subprocess.Popen(argv, env={**keep, **image_env}, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+
+    def argv(port: int) -> list[str]:
+        line = [str(venv / "bin/zero2one"), *command[1:]]
+        line[line.index("--host") + 1] = "127.0.0.1"
+        line[line.index("--port") + 1] = str(port)
+        return line
+
+    server = Server("", command=argv, env={**keep, **image_env}, cwd=tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            if server.poll() is not None:
-                pytest.fail(f"the server exited: {server.stdout.read() if server.stdout else ''}")
-            try:
-                if call(f"{url}/readyz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        server.wait_ready(timeout=120)
         _post, path, body = CASES[name].good  # call() posts a JSON body
-        status, answer = call(f"{url}{path}", body)
+        status, answer = call(f"{server.url}{path}", body)
         assert status == 200, answer
         assert answer
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        server.stop()

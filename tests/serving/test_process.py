@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,14 +38,21 @@ def call(url: str, body: object | None = None, key: str | None = None,
 
 
 class Server:
-    def __init__(self, model: str, *args: str, env: dict[str, str] | None = None) -> None:
+    """``zero2one serve MODEL ARGS`` on a free port; ``command`` (given the port) replaces the
+    command line, and ``env`` the environment, for servers started another way."""
+
+    def __init__(self, model: str, *args: str, env: dict[str, str] | None = None,
+                 command: Callable[[int], list[str]] | None = None,
+                 cwd: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        argv = (command(self.port) if command is not None else
+                [sys.executable, "-m", "zero2one.cli.main", "serve", model, "--port",
+                 str(self.port), *args])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "zero2one.cli.main", "serve", model, "--port",
-             str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **(env or {})}, start_new_session=True)
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+            env=env if command is not None and env is not None else {**os.environ, **(env or {})},
+            start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
