@@ -337,30 +337,31 @@ class TabularClassification(TabularTask):
 
     def _tune_threshold(self, data: TabularData, metric: str, reporter: Reporter) -> None:
         """scikit-learn's TunedThresholdClassifierCV finds the threshold that maximises
-        ``metric`` on cross-validated training scores; the saved pipeline ends in a
-        FixedThresholdClassifier with it (the tuner itself holds scorer and splitter objects
-        that a safe load should not trust)."""
+        ``metric`` on cross-validated training scores and refits the estimator on all training
+        rows; the saved pipeline keeps that fitted estimator (frozen) in a
+        FixedThresholdClassifier with the threshold — the tuner itself holds scorer and
+        splitter objects that a safe load should not trust."""
         from sklearn.base import clone
+        from sklearn.frozen import FrozenEstimator
         from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
         from sklearn.pipeline import Pipeline
 
         best = self.pipeline_
-        preprocess, model = best.named_steps["preprocess"], best.named_steps["model"]
-        with reporter.step(f"choosing the decision threshold for {metric}", total=2) as step:
-            search = Pipeline([("preprocess", clone(preprocess)), ("model", (
-                TunedThresholdClassifierCV(clone(model), scoring=metric, cv=self._cv())))])
+        preprocess = clone(best.named_steps["preprocess"])
+        tuner = TunedThresholdClassifierCV(clone(best.named_steps["model"]), scoring=metric,
+                                           cv=self._cv())
+        with reporter.step(f"choosing the decision threshold for {metric}", total=1) as step:
             try:
-                search.fit(data.X_train, data.y_train)
+                Pipeline([("preprocess", preprocess), ("model", tuner)]).fit(data.X_train,
+                                                                             data.y_train)
             except ValueError as exc:
                 raise RecipeError(f"model.decision_threshold: {str(exc).splitlines()[0]}") \
                     from None
+            fixed = FixedThresholdClassifier(FrozenEstimator(tuner.estimator_),
+                                             threshold=float(tuner.best_threshold_))
+            fixed.fit(preprocess.transform(data.X_train), data.y_train)  # frozen: no refit
             step.advance()
-            threshold = float(search.named_steps["model"].best_threshold_)
-            final = Pipeline([("preprocess", clone(preprocess)), (
-                "model", FixedThresholdClassifier(clone(model), threshold=threshold))])
-            final.fit(data.X_train, data.y_train)
-            step.advance()
-        self.pipeline_ = final
+        self.pipeline_ = Pipeline([("preprocess", preprocess), ("model", fixed)])
 
     @property
     def scoring(self) -> str:
