@@ -11,7 +11,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,19 @@ def client() -> MlflowClient:
 def _read_only() -> sqlite3.Connection | None:
     """The embedded store, opened read-only without MLflow (see :mod:`tracking_sql`)."""
     return tracking_sql.connect()
+
+
+_MLFLOW = object()  # what _fast returns when MLflow must answer
+
+
+def _fast(query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``query(db, *args, **kwargs)`` on the embedded store read without MLflow, or
+    :data:`_MLFLOW` when the store is not one :mod:`tracking_sql` reads."""
+    db = _read_only()
+    if db is None:
+        return _MLFLOW
+    with closing(db):
+        return query(db, *args, **kwargs)
 
 
 def experiment_id(name: str) -> str:
@@ -224,11 +237,9 @@ def model_version(name: str, *, version: str | None = None, alias: str | None = 
             raise ModelRefError(f"model {name!r} has no versions in {tracking_uri()} "
                                 f"(registered models: {known})")
         version = str(max(numbers))
-    if (db := _read_only()) is not None:
-        with closing(db):
-            found = tracking_sql.model_version(db, name, version=version, alias=alias)
-        if found is not None:
-            return found  # else MLflow says what is missing, in the message below
+    found = _fast(tracking_sql.model_version, name, version=version, alias=alias)
+    if found is not _MLFLOW and found is not None:
+        return found  # a miss: MLflow says what is missing, in the message below
     from mlflow.exceptions import MlflowException
 
     c = client()
@@ -245,11 +256,9 @@ def model_version(name: str, *, version: str | None = None, alias: str | None = 
 
 
 def run_artifact_uri(run_id: str, path: str) -> str:
-    if (db := _read_only()) is not None:
-        with closing(db):
-            root = tracking_sql.run_artifact_root(db, run_id)
-        if root is not None:
-            return f"{root.rstrip('/')}/{path}"
+    root = _fast(tracking_sql.run_artifact_root, run_id)
+    if root is not _MLFLOW and root is not None:
+        return f"{root.rstrip('/')}/{path}"
     from mlflow.exceptions import MlflowException
 
     try:
@@ -284,10 +293,9 @@ def download(uri: str) -> Path:
 
 
 def run_tags(run_id: str) -> dict[str, str]:
-    if (db := _read_only()) is not None:
-        with closing(db):
-            if tracking_sql.run_artifact_root(db, run_id) is not None:
-                return tracking_sql.run_tags(db, run_id)
+    tags = _fast(tracking_sql.run_tags, run_id)
+    if tags is not _MLFLOW and tags is not None:
+        return tags  # a miss: MLflow says the run is not there, below
     from mlflow.exceptions import MlflowException
 
     try:
@@ -297,11 +305,10 @@ def run_tags(run_id: str) -> dict[str, str]:
 
 
 def list_runs(*, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    if (db := _read_only()) is not None:
-        with closing(db):
-            rows = tracking_sql.list_runs(db, experiment=experiment, limit=limit)
-        if rows is None:
-            raise UserError(f"no experiment named {experiment!r} in {tracking_uri()}")
+    rows = _fast(tracking_sql.list_runs, experiment=experiment, limit=limit)
+    if rows is None:
+        raise UserError(f"no experiment named {experiment!r} in {tracking_uri()}")
+    if rows is not _MLFLOW:
         return rows
     c = client()
     if experiment is not None:
@@ -319,11 +326,10 @@ def list_runs(*, experiment: str | None = None, limit: int = 50) -> list[dict[st
 
 
 def get_run(run_id: str) -> dict[str, Any]:
-    if (db := _read_only()) is not None:
-        with closing(db):
-            found = tracking_sql.get_run(db, run_id)
-        if found is None:
-            raise UserError(f"no run {run_id!r} in {tracking_uri()}")
+    found = _fast(tracking_sql.get_run, run_id)
+    if found is None:
+        raise UserError(f"no run {run_id!r} in {tracking_uri()}")
+    if found is not _MLFLOW:
         return found
     from mlflow.exceptions import MlflowException
 
@@ -368,9 +374,9 @@ def _run_dict(run: Any, experiment: str) -> dict[str, Any]:
 
 
 def list_models() -> list[dict[str, Any]]:
-    if (db := _read_only()) is not None:
-        with closing(db):
-            return tracking_sql.list_models(db)
+    models = _fast(tracking_sql.list_models)
+    if models is not _MLFLOW:
+        return models
     c = client()
     models = []
     for m in c.search_registered_models():
@@ -385,11 +391,10 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def model_versions(name: str) -> list[dict[str, Any]]:
-    if (db := _read_only()) is not None:
-        with closing(db):
-            found = tracking_sql.model_versions(db, name)
-        if found is None:
-            raise ModelRefError(f"no registered model named {name!r} in {tracking_uri()}")
+    found = _fast(tracking_sql.model_versions, name)
+    if found is None:
+        raise ModelRefError(f"no registered model named {name!r} in {tracking_uri()}")
+    if found is not _MLFLOW:
         return found
     from mlflow.exceptions import MlflowException
 

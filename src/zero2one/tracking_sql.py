@@ -33,6 +33,9 @@ _COLUMNS = {
 }
 
 
+_CHECKED: set[Path] = set()  # stores whose schema has the tables and columns read here
+
+
 def connect() -> sqlite3.Connection | None:
     """A read-only connection to the embedded store, or None when MLflow must answer."""
     from zero2one.tracking import is_embedded, workspace
@@ -42,11 +45,13 @@ def connect() -> sqlite3.Connection | None:
         return None
     try:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
-        for table, wanted in _COLUMNS.items():
-            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-            if not wanted <= have:
-                db.close()
-                return None
+        if path not in _CHECKED:
+            for table, wanted in _COLUMNS.items():
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if not wanted <= have:
+                    db.close()
+                    return None
+            _CHECKED.add(path)  # migrations add columns, never these: a yes stays a yes
     except sqlite3.Error:
         return None
     return db
@@ -88,7 +93,7 @@ def get_run(db: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
     info = _run(db, *row[:5])
     info["params"] = dict(sorted(db.execute(
         "SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)).fetchall()))
-    info["tags"] = {k: v for k, v in sorted(run_tags(db, run_id).items())
+    info["tags"] = {k: v for k, v in sorted((run_tags(db, run_id) or {}).items())
                     if not k.startswith("mlflow.")}
     root = local_path(row[5] or "")
     info["artifacts"] = (sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
@@ -96,7 +101,10 @@ def get_run(db: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
     return info
 
 
-def run_tags(db: sqlite3.Connection, run_id: str) -> dict[str, str]:
+def run_tags(db: sqlite3.Connection, run_id: str) -> dict[str, str] | None:
+    """None when there is no such run."""
+    if run_artifact_root(db, run_id) is None:
+        return None
     return dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
 
 
