@@ -81,6 +81,18 @@ CASES: dict[str, Case] = {
         ("POST", "/v1/completions", {"prompt": "Hello", "max_tokens": 3, "temperature": 0}),
         ("POST", "/v1/completions", {"prompt": "", "max_tokens": 3}),
         fixtures=["tiny_lm"]),
+    "image-generation": Case(
+        REPO / "recipes/digits-diffusion.yaml",
+        ["model.text_encoder={tiny_text_encoder}", "model.block_out_channels=[8,16]",
+         "model.norm_num_groups=4", "model.attention_head_dim=4", "train.steps=4",
+         "train.batch_size=8", "train.sample_every=2", "train.checkpoint_every=2",
+         "sample.steps=2", "eval.images_per_prompt=2", "eval.guidance_scales=[1,3]",
+         "eval.judge_epochs=1"],
+        lambda: ["a handwritten digit one", "a handwritten digit two"],
+        ("POST", "/v1/images/generations",
+         {"prompt": "a handwritten digit one", "n": 2, "steps": 2, "seed": 0}),
+        ("POST", "/v1/images/generations", {"prompt": "", "n": 1}),
+        fixtures=["tiny_text_encoder"]),
     "nearest-centroid": Case(
         REPO / "examples/plugin-task/centroid.yaml", [], _iris_rows,
         ("POST", "/predict", {"rows": [[5.1, 3.5, 1.4, 0.2]]}),

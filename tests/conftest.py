@@ -79,6 +79,30 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+WORDS = ("a", "an", "the", "handwritten", "digit", "number", "zero", "one", "two", "three",
+         "four", "five", "six", "seven", "eight", "nine", "red", "green", "blue", "yellow",
+         "circle", "square", "triangle", "star", "cat", "dog", "on", "of", "and")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 1-layer BERT (16-d token states) with a word-level vocabulary of
+    the test captions: a stand-in for all-MiniLM-L6-v2, saved like any transformers model."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-encoder")
+    vocab = out / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
+    BertModel(config).save_pretrained(out, safe_serialization=True)
+    return out
+
+
 class Interrupt(Exception):
     """What :class:`StopAt` raises: a training process dying mid-fit."""
 

@@ -45,6 +45,17 @@ class ServeSettings(BaseSettings):
         "bfloat16", description="Language models: weights of the decoding step (float32: "
         "exactly transformers' numbers; bfloat16: about 3× faster on a CPU)."
     )
+    max_images: int = Field(
+        4, ge=1, le=64, description="Generative image models: most images one request asks for."
+    )
+    max_steps: int = Field(
+        100, ge=1, le=1000, description="Generative image models: most denoising steps a "
+        "request asks for."
+    )
+    max_generated_pixels: int = Field(
+        1 << 20, ge=64, description="Generative image models: largest width × height a request "
+        "asks for."
+    )
     batch_max_size: int = Field(
         256, ge=1, description="Most rows the micro-batcher hands to one predict call."
     )

@@ -1,0 +1,102 @@
+"""``zero2one generate-image MODEL_REF --prompt TEXT --out DIR``: PNGs and a grid."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zero2one.cli.output import Json, Quiet, console, print_json
+
+
+class Sampler(StrEnum):
+    ddim = "ddim"
+    dpm = "dpm++"
+    euler = "euler"
+    ddpm = "ddpm"
+
+
+def generate_image(
+    model: Annotated[str, typer.Argument(
+        help="A model trained by zero2one (models:/NAME@ALIAS, runs:/ID/model, its directory), "
+        "a diffusers pipeline directory (model_index.json) or diffusers:ORG/NAME.",
+        show_default=False)],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="What to draw.",
+                                        show_default=False)],
+    out: Annotated[Path, typer.Option(help="New (or empty) directory for the PNGs and grid.png.",
+                                      show_default=False)],
+    negative_prompt: Annotated[str | None, typer.Option(help="What to steer away from.")] = None,
+    guidance_scale: Annotated[float | None, typer.Option(
+        help="1: no guidance; higher: closer to the prompt [the model's].")] = None,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps [the model's].")] = None,
+    scheduler: Annotated[Sampler | None, typer.Option(help="Sampler [the model's].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Image i uses seed + i [random].")] = None,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of images.")] = 4,
+    width: Annotated[int | None, typer.Option(help="Pixels [the model's].")] = None,
+    height: Annotated[int | None, typer.Option(help="Pixels [the model's].")] = None,
+    json_: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Draw images for a prompt; writes OUT/image-SEED.png for each and OUT/grid.png."""
+    import time
+
+    from zero2one.api import load
+    from zero2one.errors import UserError
+    from zero2one.progress import NullReporter, RichReporter
+    from zero2one.tasks.imagegen.train import tile
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out} exists and is not an empty directory; choose a new one")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: directory {out.parent} does not exist")
+    started = time.perf_counter()
+    task = load(model)
+    if not hasattr(task, "generate_many"):
+        raise UserError(f"{model} is a {task.name} model; generate-image draws with "
+                        "image-generation models")
+    options = task.options(prompt=prompt, negative_prompt=negative_prompt,  # type: ignore[attr-defined]
+                           guidance_scale=guidance_scale, steps=steps,
+                           scheduler=scheduler.value if scheduler else None, seed=seed, n=n,
+                           width=width, height=height)
+    from zero2one.tasks.imagegen.generate import check_options
+
+    check_options(task.pipe_, options)  # type: ignore[attr-defined]  # before any bar is drawn
+    total = options.steps or task.defaults_.steps  # type: ignore[attr-defined]
+    reporter = NullReporter() if quiet or json_ else RichReporter()
+    drawn = time.perf_counter()
+    with reporter.step(f"drawing {n} image(s)", total=total) as progress:
+        done = 0
+
+        def advance(number: int) -> None:
+            nonlocal done
+            progress.advance(number - done)
+            done = number
+
+        images, seeds = task.generate_many([options],  # type: ignore[attr-defined]
+                                           callback=advance)[0]
+    seconds = time.perf_counter() - drawn
+    import numpy as np
+
+    out.mkdir(exist_ok=True)
+    files = []
+    for image, used in zip(images, seeds, strict=True):
+        path = out / f"image-{used}.png"
+        image.save(path)
+        files.append(str(path))
+    arrays = [np.asarray(im) for im in images]
+    arrays = [a[..., None] if a.ndim == 2 else a for a in arrays]
+    from PIL import Image
+
+    grid = tile(np.stack(arrays), columns=min(4, len(arrays)))
+    Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(out / "grid.png")
+    summary = {"model": model, "prompt": prompt, "negative_prompt": negative_prompt,
+               "seeds": seeds, "files": files, "grid": str(out / "grid.png"),
+               "seconds": round(seconds, 3), "total_seconds": round(time.perf_counter() -
+                                                                     started, 3)}
+    if json_:
+        print_json(summary)
+    elif not quiet:
+        console().print(f"wrote {len(files)} image(s) and grid.png to {out}/ "
+                        f"(seeds {seeds[0]}..{seeds[-1]}, {seconds:.1f} s)")
