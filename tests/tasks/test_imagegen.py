@@ -90,6 +90,23 @@ def test_caption_files(tmp_path: Path) -> None:
     assert set(captioned.captions) == {"a red star 0", "a red star 1"}  # whitespace folded
 
 
+def test_shapes_with_captions(tmp_path: Path) -> None:
+    from zero2one.tasks.vision.config import ImageDataConfig
+    from zero2one.tasks.vision.data import load_images
+    from zero2one.tasks.vision.shapes import make_shapes
+
+    make_shapes(tmp_path / "s", size=16, per_class=20, seed=0, captions=True)
+    captioned = data(f"folder:{tmp_path / 's'}")
+    assert len(captioned.prompts) == 16 and "a red star" in captioned.prompts
+    assert captioned.x.shape == (80, 16, 16, 3)
+    red = captioned.x[captioned.captions.index("a red circle")].reshape(-1, 3)
+    assert (red[:, 0].astype(int) - red[:, 2] > 100).any()  # red pixels are there
+    # image classification reads the same folder by shape and leaves the captions alone
+    images = load_images(ImageDataConfig(source=f"folder:{tmp_path / 's'}"))
+    assert images.class_names == sorted(["circle", "square", "triangle", "star"])
+    assert not images.skipped and len(images.x) == 80
+
+
 def test_missing_and_empty_captions(tmp_path: Path) -> None:
     write_image(tmp_path / "a.png", caption="a cat")
     write_image(tmp_path / "b.png")

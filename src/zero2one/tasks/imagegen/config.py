@@ -89,7 +89,10 @@ class TrainConfig(Strict):
     batch_size: int = Field(64, ge=1, le=65_536, description="Images per step.")
     lr: float = Field(1e-3, gt=0, le=1, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_steps: int = Field(100, ge=0, description="Linear warm-up, then cosine decay to 0.")
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps.")
+    lr_schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="After the warm-up: cosine decay to 0, or constant.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null: off.")
     caption_dropout: float = Field(
         0.1, ge=0, lt=1, description="Share of captions replaced by the empty prompt: what "
         "classifier-free guidance and negative prompts steer against.")

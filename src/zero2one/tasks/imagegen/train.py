@@ -63,16 +63,22 @@ def build_unet(cfg: UNetConfig, *, size: int, channels: int, cross_dim: int) -> 
 
 
 def noise_scheduler(cfg: UNetConfig) -> Any:
+    """The DDPM schedule the UNet learns; samplers are made from its config. No clipping of the
+    predicted clean image: DDIM clips it without recomputing the noise, which breaks
+    classifier-free guidance (digits: adherence 0.68 at guidance 3 and 0.17 at 5 with clipping,
+    1.0 and 1.0 without, the same model and judge)."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.noise_schedule,
-                         prediction_type=cfg.prediction_type, clip_sample=True)
+                         prediction_type=cfg.prediction_type, clip_sample=False)
 
 
 def _lr_lambda(cfg: TrainConfig) -> Any:
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
         progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -167,7 +173,8 @@ def fit(
             if not torch.isfinite(loss):
                 raise ValueError(f"the loss became {loss.item()} at step {step}; lower train.lr")
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             lr_schedule.step()
             if ema is not None:

@@ -63,6 +63,8 @@ def _folder(root: Path, cfg: ImageDataConfig) -> ImageSet:
         files = sorted(p for p in (root / name).iterdir() if p.is_file())
         count = 0
         for file in files:
+            if file.suffix.lower() == ".txt":  # a caption (text-to-image data), not an image
+                continue
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.append(str(file))
                 continue
