@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text clean
+.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,12 @@ bench-vision: setup
 bench-text: setup
 	$(BIN)/python benchmarks/generate_speed.py
 	$(BIN)/python benchmarks/finetune_bench.py
+
+# trains the two text-to-image recipes (about 10 minutes each on 2 cores)
+bench-image: setup
+	$(BIN)/python benchmarks/imagegen_bench.py --data digits
+	test -d data/shapes-captioned || $(BIN)/zero2one datasets make shapes data/shapes-captioned --size 16 --per-class 600 --captions
+	$(BIN)/python benchmarks/imagegen_bench.py --data shapes
 
 bench-serve: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"

@@ -445,6 +445,25 @@ def test_images_route_answers_in_openai_shape(model: Any) -> None:
         assert "a handwritten digit four" in listed["input_schema"]["prompts"]
 
 
+def test_official_openai_client_and_auth(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openai
+
+    monkeypatch.setenv("ZERO2ONE_API_KEY", "secret")
+    with client(model) as http:
+        assert http.post("/v1/images/generations", json={"prompt": "a"}).status_code == 401
+        api = openai.OpenAI(base_url="http://testserver/v1", api_key="secret", http_client=http,
+                            max_retries=0)
+        result = api.images.generate(
+            model="digits", prompt="a handwritten digit five", n=2, size="8x8",  # type: ignore[arg-type]
+            response_format="b64_json", extra_body={"steps": 2, "seed": 9})
+        assert len(result.data) == 2
+        image = Image.open(io.BytesIO(base64.b64decode(result.data[1].b64_json or "")))
+        expected = model.generate("a handwritten digit five", seed=10, steps=2)[0]
+        assert np.array_equal(np.asarray(image), np.asarray(expected))
+        with pytest.raises(openai.BadRequestError, match="at most 4 images"):
+            api.images.generate(prompt="a handwritten digit five", n=5)
+
+
 @pytest.mark.parametrize(("body", "message"), [
     ({"prompt": ""}, "prompt"),
     ({"prompt": "a", "n": 9}, "n: at most 4 images per request"),
@@ -531,7 +550,7 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
         pad_token_id=vocab["<|endoftext|>"]))
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer,
-                                   scheduler=DDIMScheduler(clip_sample=False),
+                                   scheduler=DDIMScheduler(clip_sample=False, steps_offset=1),
                                    safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(out / "sd", safe_serialization=True)

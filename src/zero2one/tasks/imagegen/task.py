@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError
-from zero2one.progress import Reporter
+from zero2one.progress import NullReporter, Reporter
 from zero2one.task import BuiltinModel, Task, check_options
 from zero2one.tasks.imagegen.config import ImageGenRecipe
 from zero2one.tasks.imagegen.models import ENCODER, HUB_ID, HUB_PREFIX, builtin_encoder
@@ -254,7 +254,8 @@ class ImageGeneration(Task):
 
     # ---- prediction -------------------------------------------------------------------------
 
-    def predict(self, prompts: Any, *, seed: int | None = None, **options: Any) -> Any:
+    def predict(self, prompts: Any, *, seed: int | None = None,
+                reporter: Reporter | None = None, **options: Any) -> Any:
         """One image per prompt, with the model's defaults and (unless given) the recipe's
         seed: a PIL image for a string, a list for a list; a frame with a ``prompt`` column
         gets an ``image`` column (base64 PNG) and the ``seed`` of each."""
@@ -270,7 +271,17 @@ class ImageGeneration(Task):
                          if "negative_prompt" in prompts.columns else [None] * len(texts))
             requests = [self.options(prompt=p, negative_prompt=neg or None, seed=seed, **options)
                         for p, neg in zip(texts, negatives, strict=True)]
-            done = self.generate_many(requests, callback=options.get("callback"))
+            steps = requests[0].steps or self.defaults_.steps if requests else 0
+            with (reporter or NullReporter()).step(f"drawing {len(requests)} image(s)",
+                                                   total=steps) as progress:
+                done_steps = 0
+
+                def advance(number: int) -> None:  # denoising steps of the (batched) call
+                    nonlocal done_steps
+                    progress.advance(max(0, number - done_steps))
+                    done_steps = number
+
+                done = self.generate_many(requests, callback=advance)
             return prompts.assign(image=[_png_b64(images[0]) for images, _ in done],
                                   seed=[used[0] for _, used in done])
         if isinstance(prompts, str):
@@ -291,7 +302,7 @@ class ImageGeneration(Task):
         check_options(self, options, allowed=("guidance_scale", "steps", "scheduler", "seed"))
         values = {k: _number(k, v) for k, v in options.items()
                   if k != "reporter" and v is not None}
-        return self.predict(read_frame(Path(path)), **values)
+        return self.predict(read_frame(Path(path)), reporter=reporter, **values)
 
     # ---- serving ----------------------------------------------------------------------------
 

@@ -62,8 +62,9 @@ def _folder(root: Path, cfg: ImageDataConfig) -> ImageSet:
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.is_file())
         count = 0
+        captioned = {p.stem for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
         for file in files:
-            if file.suffix.lower() == ".txt":  # a caption (text-to-image data), not an image
+            if file.suffix == ".txt" and file.stem in captioned:  # an image's caption file
                 continue
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.append(str(file))
