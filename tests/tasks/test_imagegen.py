@@ -292,6 +292,43 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path,
     assert not task.checkpoint_dir().exists()
 
 
+@pytest.mark.slow
+def test_resume_after_kill_9(workspace: Path, tiny_text_encoder: Path) -> None:
+    """A real training process killed with SIGKILL; --resume finishes the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    cfg = recipe(tiny_text_encoder, steps=400, sample_every=None, checkpoint_every=20)
+    cfg["eval"]["judge"] = None
+    path = workspace / "r.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    config = validate(cfg)
+    checkpoint = get_task(config.task)(config).checkpoint_dir() / "last.pt"
+    process = subprocess.Popen([sys.executable, "-m", "zero2one.cli.main", "train", str(path),
+                                "--out", str(workspace / "killed"), "--quiet"],
+                               env={**os.environ}, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not checkpoint.exists():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (workspace / "killed").exists()  # nothing half-written
+    train(path, out=workspace / "resumed", resume=True)
+    resumed = load(workspace / "resumed")
+    assert resumed.manifest["training"]["resumed_from"] >= 20
+    full = load(train(cfg, out=workspace / "full").model_dir)
+    a = full.generate("a handwritten digit one", seed=0, steps=2)[0]
+    b = resumed.generate("a handwritten digit one", seed=0, steps=2)[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_too_long_captions_and_bad_sizes_fail_before_training(tiny_text_encoder: Path,
                                                               tmp_path: Path) -> None:
     cfg = recipe(tiny_text_encoder)
