@@ -53,16 +53,6 @@ class GenData:
     judge: dict[str, Judge] = field(default_factory=dict)  # built once per data and judge ref
 
 
-def _validation_error(exc: Exception) -> SchemaError:
-    from pydantic import ValidationError
-
-    from zero2one.serving.errors import describe
-
-    if isinstance(exc, ValidationError):
-        return SchemaError(describe(exc))
-    return SchemaError(str(exc))
-
-
 class ImageGeneration(Task):
     """``predict`` takes prompts — a string or a list of strings — and returns one PIL image per
     prompt, drawn with the model's defaults and the recipe's seed (the same prompt, the same
@@ -164,12 +154,13 @@ class ImageGeneration(Task):
         """Generation options, checked (a bad value raises a one-line SchemaError)."""
         from pydantic import ValidationError
 
+        from zero2one.recipe import format_validation_error
         from zero2one.tasks.imagegen.generate import GenerateOptions
 
         try:
             return GenerateOptions(**{k: v for k, v in values.items() if v is not None})
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
+        except ValidationError as exc:  # one line, as for recipes (no server import here)
+            raise SchemaError(format_validation_error(exc, GenerateOptions)) from None
 
     def generate_many(self, requests: list[GenerateOptions], *,
                       callback: Callable[[int], None] | None = None
