@@ -104,12 +104,20 @@ def load_pipeline(source: str | Path) -> Any:
     kwargs: dict[str, Any] = {"use_safetensors": True}
     if cuda and cls is not PixelTextToImagePipeline:
         kwargs["torch_dtype"] = torch.float16
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    # importing a pipeline module makes transformers warn about image processors that want
+    # torchvision, which text-to-image never uses
+    hf_logging.set_verbosity_error()
     try:
         pipe = cls.from_pretrained(str(source), **kwargs)
     except (OSError, ValueError, AttributeError) as exc:
         where = str(source) if local else f"{HUB_PREFIX}{source}"
         raise ArtifactError(f"{where}: cannot load the pipeline "
                             f"({str(exc).strip().splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     parameters = inspect.signature(pipe.__call__).parameters
     if "prompt" not in parameters or "negative_prompt" not in parameters:
         raise UserError(f"{source}: {type(pipe).__name__} is not a text-to-image pipeline "
