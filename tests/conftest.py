@@ -103,6 +103,40 @@ def tiny_text_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def train_killed_at_checkpoint(cfg: dict[str, Any], directory: Path,
+                               timeout: float = 180) -> Path:
+    """Write ``cfg`` to DIRECTORY/r.yaml, run ``zero2one train`` on it in a new process and
+    SIGKILL the process as soon as its first checkpoint exists; returns the recipe's path.
+    Asserts that the killed run left no model directory behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from zero2one.recipe import validate
+    from zero2one.registry import get_task
+
+    path = directory / "r.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    config = validate(cfg)
+    checkpoint = get_task(config.task)(config).checkpoint_dir() / "last.pt"
+    process = subprocess.Popen([sys.executable, "-m", "zero2one.cli.main", "train", str(path),
+                                "--out", str(directory / "killed"), "--quiet"],
+                               env={**os.environ}, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not checkpoint.exists():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (directory / "killed").exists()  # nothing half-written
+    return path
+
+
 class Interrupt(Exception):
     """What :class:`StopAt` raises: a training process dying mid-fit."""
 

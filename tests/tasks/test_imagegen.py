@@ -23,7 +23,7 @@ from zero2one.tasks.imagegen.config import CaptionedDataConfig
 from zero2one.tasks.imagegen.data import load_captioned
 from zero2one.tasks.imagegen.evaluate import diversity
 
-from ..conftest import Interrupt, StopAt
+from ..conftest import Interrupt, StopAt, train_killed_at_checkpoint
 
 
 def recipe(encoder: Path, **train_cfg: Any) -> dict[str, Any]:
@@ -295,31 +295,9 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path,
 @pytest.mark.slow
 def test_resume_after_kill_9(workspace: Path, tiny_text_encoder: Path) -> None:
     """A real training process killed with SIGKILL; --resume finishes the job."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import yaml
-
     cfg = recipe(tiny_text_encoder, steps=400, sample_every=None, checkpoint_every=20)
     cfg["eval"]["judge"] = None
-    path = workspace / "r.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    config = validate(cfg)
-    checkpoint = get_task(config.task)(config).checkpoint_dir() / "last.pt"
-    process = subprocess.Popen([sys.executable, "-m", "zero2one.cli.main", "train", str(path),
-                                "--out", str(workspace / "killed"), "--quiet"],
-                               env={**os.environ}, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while not checkpoint.exists():
-        assert process.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (workspace / "killed").exists()  # nothing half-written
+    path = train_killed_at_checkpoint(cfg, workspace)
     train(path, out=workspace / "resumed", resume=True)
     resumed = load(workspace / "resumed")
     assert resumed.manifest["training"]["resumed_from"] >= 20

@@ -5,11 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +21,7 @@ from zero2one.tasks.vision.data import load_images, read_image
 from zero2one.tasks.vision.predict import predict_images
 from zero2one.tasks.vision.shapes import CLASSES, make_shapes
 
-from ..conftest import Interrupt, StopAt
+from ..conftest import Interrupt, StopAt, train_killed_at_checkpoint
 
 
 def recipe(source: str = "sklearn:digits", **train_cfg: Any) -> dict[str, Any]:
@@ -202,25 +197,9 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path) -> None:
 @pytest.mark.slow
 def test_resume_after_kill_9(workspace: Path) -> None:
     """A real process killed with SIGKILL mid-training; --resume finishes the job."""
-    import yaml
-
     cfg = recipe(epochs=6)
     cfg["model"] = {"arch": "small-cnn", "params": {"width": 16}}
-    path = workspace / "r.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    config = validate(cfg)
-    checkpoint = get_task(config.task)(config).checkpoint_dir() / "last.pt"
-    process = subprocess.Popen([sys.executable, "-m", "zero2one.cli.main", "train", str(path),
-                                "--out", str(workspace / "killed"), "--quiet"],
-                               env={**os.environ}, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        assert process.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (workspace / "killed").exists()  # nothing half-written
+    path = train_killed_at_checkpoint(cfg, workspace, timeout=120)
     resumed = train(path, out=workspace / "resumed", resume=True)
     full = train(cfg, out=workspace / "full")
     assert load(workspace / "resumed").manifest["training"]["resumed_from"] >= 1
