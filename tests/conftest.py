@@ -103,6 +103,19 @@ def tiny_text_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def fit_until_interrupted(cfg: dict[str, Any], step: int) -> Any:
+    """Fit ``cfg`` in this process and die when training reports ``step`` (:class:`StopAt`),
+    as a killed process would; returns the task (its checkpoint directory holds what it left)."""
+    from zero2one.recipe import validate
+    from zero2one.registry import get_task
+
+    config = validate(cfg)
+    task = get_task(config.task)(config)
+    with pytest.raises(Interrupt):
+        task.fit(task.load_data(), reporter=StopAt(step))
+    return task
+
+
 def train_killed_at_checkpoint(cfg: dict[str, Any], directory: Path,
                                timeout: float = 180) -> Path:
     """Write ``cfg`` to DIRECTORY/r.yaml, run ``zero2one train`` on it in a new process and

@@ -17,7 +17,7 @@ from zero2one.registry import get_task
 from zero2one.tasks.textgen.config import TextDataConfig
 from zero2one.tasks.textgen.data import IGNORE, pack, read_records, split, tokenize
 
-from ..conftest import Interrupt, StopAt
+from ..conftest import fit_until_interrupted
 
 FACTS = [("what does zero2one do", "zero2one trains models"),
          ("how do models answer", "the model answers questions"),
@@ -280,10 +280,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_lm: Path, chat_file: P
     cfg = recipe(tiny_lm, chat_file, epochs=2, save_steps=save_steps)
     cfg["model"]["lora"]["dropout"] = 0.1  # random state must be restored too
     full = train(cfg, out=workspace / "full")
-    config = validate(cfg)
-    task = get_task(config.task)(config)
-    with pytest.raises(Interrupt):
-        task.fit(task.load_data(), reporter=StopAt(die_at))  # type: ignore[arg-type]
+    task = fit_until_interrupted(cfg, die_at)
     assert (task.checkpoint_dir() / f"checkpoint-{resume_at}").is_dir()
     half_written = task.checkpoint_dir() / "checkpoint-9"  # killed while saving: never resumed
     half_written.mkdir()

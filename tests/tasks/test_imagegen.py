@@ -23,7 +23,7 @@ from zero2one.tasks.imagegen.config import CaptionedDataConfig
 from zero2one.tasks.imagegen.data import load_captioned
 from zero2one.tasks.imagegen.evaluate import diversity
 
-from ..conftest import Interrupt, StopAt, train_killed_at_checkpoint
+from ..conftest import fit_until_interrupted, train_killed_at_checkpoint
 
 
 def recipe(encoder: Path, **train_cfg: Any) -> dict[str, Any]:
@@ -277,11 +277,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path,
     cfg = recipe(tiny_text_encoder, sample_every=None, log_every=1)
     cfg["eval"]["judge"] = None
     full = load(train(cfg, out=workspace / "full").model_dir)
-    config = validate(cfg)
-    task = get_task(config.task)(config)
-    data_ = task.load_data()
-    with pytest.raises(Interrupt):
-        task.fit(data_, reporter=StopAt(5))  # type: ignore[arg-type]
+    task = fit_until_interrupted(cfg, 5)
     assert (task.checkpoint_dir() / "last.pt").exists()
     train(cfg, out=workspace / "resumed", resume=True)
     resumed = load(workspace / "resumed")

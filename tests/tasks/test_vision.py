@@ -21,7 +21,7 @@ from zero2one.tasks.vision.data import load_images, read_image
 from zero2one.tasks.vision.predict import predict_images
 from zero2one.tasks.vision.shapes import CLASSES, make_shapes
 
-from ..conftest import Interrupt, StopAt, train_killed_at_checkpoint
+from ..conftest import Interrupt, StopAt, fit_until_interrupted, train_killed_at_checkpoint
 
 
 def recipe(source: str = "sklearn:digits", **train_cfg: Any) -> dict[str, Any]:
@@ -180,11 +180,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path) -> None:
     cfg = recipe(epochs=4, augment={"crop_padding": 1}, scheduler="cosine")
     cfg["model"] = {"arch": "small-cnn", "params": {"width": 8}}
     full = train(cfg, out=workspace / "full")
-    config = validate(cfg)
-    task = get_task(config.task)(config)
-    data = task.load_data()
-    with pytest.raises(Interrupt):
-        task.fit(data, reporter=StopAt(2))  # type: ignore[arg-type]
+    task = fit_until_interrupted(cfg, 2)
     assert (task.checkpoint_dir() / "last.pt").exists()
     resumed = train(cfg, out=workspace / "resumed", resume=True)
     manifest = load(workspace / "resumed").manifest["training"]

@@ -45,7 +45,8 @@ def generate_image(
     from zero2one.api import load
     from zero2one.errors import UserError
     from zero2one.progress import NullReporter, RichReporter
-    from zero2one.tasks.imagegen.train import tile
+    from zero2one.tasks.imagegen.generate import check_options
+    from zero2one.tasks.imagegen.images import tile, to_array, to_pil
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty directory; choose a new one")
@@ -60,22 +61,13 @@ def generate_image(
                            guidance_scale=guidance_scale, steps=steps,
                            scheduler=scheduler.value if scheduler else None, seed=seed, n=n,
                            width=width, height=height)
-    from zero2one.tasks.imagegen.generate import check_options
-
     check_options(task.pipe_, options)  # type: ignore[attr-defined]  # before any bar is drawn
     total = options.steps or task.defaults_.steps  # type: ignore[attr-defined]
     reporter = NullReporter() if quiet or json_ else RichReporter()
     drawn = time.perf_counter()
     with reporter.step(f"drawing {n} image(s)", total=total) as progress:
-        done = 0
-
-        def advance(number: int) -> None:
-            nonlocal done
-            progress.advance(number - done)
-            done = number
-
         images, seeds = task.generate_many([options],  # type: ignore[attr-defined]
-                                           callback=advance)[0]
+                                           callback=progress.advance)[0]
     seconds = time.perf_counter() - drawn
     import numpy as np
 
@@ -85,12 +77,8 @@ def generate_image(
         path = out / f"image-{used}.png"
         image.save(path)
         files.append(str(path))
-    arrays = [np.asarray(im) for im in images]
-    arrays = [a[..., None] if a.ndim == 2 else a for a in arrays]
-    from PIL import Image
-
-    grid = tile(np.stack(arrays), columns=min(4, len(arrays)))
-    Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(out / "grid.png")
+    to_pil(tile(np.stack([to_array(im) for im in images]), columns=min(4, len(images)))).save(
+        out / "grid.png")
     summary = {"model": model, "prompt": prompt, "negative_prompt": negative_prompt,
                "seeds": seeds, "files": files, "grid": str(out / "grid.png"),
                "seconds": round(seconds, 3), "total_seconds": round(time.perf_counter() -

@@ -125,7 +125,7 @@ def evaluate(generate: Any, prompts: list[str], judge: Judge | None, *, scales: 
                 for i in range(len(prompts))]))
         if judge is None:
             continue
-        from zero2one.tasks.imagegen.pipeline import to_pil
+        from zero2one.tasks.imagegen.images import to_pil
 
         predicted = np.asarray(judge.predict([to_pil(a) for a in arrays]))
         expected = np.repeat(np.arange(len(prompts)), per_prompt)

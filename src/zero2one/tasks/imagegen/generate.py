@@ -59,6 +59,10 @@ class Defaults:
     scheduler: str | None  # None: the pipeline's own
 
 
+# what a pretrained diffusers pipeline samples with unless told otherwise (the guide's 7.5)
+PRETRAINED_DEFAULTS = Defaults(guidance_scale=7.5, steps=30, scheduler=None)
+
+
 def check_options(pipe: Any, options: GenerateOptions) -> None:
     """What a pipeline cannot draw, refused before any work (one-line SchemaError)."""
     from zero2one.tasks.imagegen.pipeline import PixelTextToImagePipeline
@@ -95,7 +99,7 @@ def seeds(options: GenerateOptions) -> list[int]:
 
 
 def run(pipe: Any, requests: list[GenerateOptions], defaults: Defaults, *,
-        callback: Callable[[int], None] | None = None) -> list[tuple[list[Any], list[int]]]:
+        callback: Callable[[], None] | None = None) -> list[tuple[list[Any], list[int]]]:
     """Images and seeds for each request (in order), compatible requests batched together."""
     import torch
 
@@ -141,7 +145,7 @@ def run(pipe: Any, requests: list[GenerateOptions], defaults: Defaults, *,
 def _diffusers_call(pipe: Any, prompts: list[str], negatives: list[str], guidance: float,
                     steps: int, scheduler: str | None, generators: list[Any],
                     width: int | None, height: int | None,
-                    callback: Callable[[int], None] | None) -> list[Any]:
+                    callback: Callable[[], None] | None) -> list[Any]:
     """One call of a diffusers pipeline, with the sampler swapped in for the call only."""
     from zero2one.tasks.imagegen.pipeline import make_scheduler
 
@@ -155,7 +159,7 @@ def _diffusers_call(pipe: Any, prompts: list[str], negatives: list[str], guidanc
         kwargs["height"] = height
     if callback is not None and "callback_on_step_end" in inspect.signature(pipe).parameters:
         def on_step(_pipe: Any, index: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            callback(index + 1)
+            callback()
             return tensors
 
         kwargs["callback_on_step_end"] = on_step

@@ -19,12 +19,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from zero2one.errors import SchemaError
+from zero2one.tasks.imagegen.images import to_pil
 
 SCHEDULER_CLASSES = {
     "ddim": ("DDIMScheduler", {}),
@@ -120,12 +120,12 @@ class PixelTextToImagePipeline(DiffusionPipeline):  # type: ignore[misc]
         height: int | None = None,
         width: int | None = None,
         output_type: str = "pil",
-        callback: Callable[[int], None] | None = None,
+        callback: Callable[[], None] | None = None,
     ) -> ImagePipelineOutput:
         """Images for ``prompt`` (one per prompt and ``num_images_per_prompt``); per-image
         lists of negative prompts, guidance scales and generators are allowed. ``scheduler``
         picks the sampler by name (default: the saved one); guidance and steps default to the
-        saved ones; ``callback`` is called after each step with the step number."""
+        saved ones; ``callback()`` is called after each denoising step."""
         if guidance_scale is None:
             guidance_scale = float(self.config.guidance_scale)
         if num_inference_steps is None:
@@ -163,7 +163,7 @@ class PixelTextToImagePipeline(DiffusionPipeline):  # type: ignore[misc]
         step_kwargs = {}
         if "generator" in inspect.signature(sampler.step).parameters:
             step_kwargs["generator"] = generators[0]
-        for number, t in enumerate(sampler.timesteps, 1):
+        for t in sampler.timesteps:
             model_input = sampler.scale_model_input(x, t)
             if guided:
                 model_input = torch.cat([model_input, model_input])
@@ -174,19 +174,12 @@ class PixelTextToImagePipeline(DiffusionPipeline):  # type: ignore[misc]
                 out = out_uncond + scale * (out_cond - out_uncond)
             x = sampler.step(out, t, x, **step_kwargs).prev_sample
             if callback is not None:
-                callback(number)
+                callback()
         pixels = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
         arrays = pixels.permute(0, 2, 3, 1).numpy()
         if output_type == "np":
             return ImagePipelineOutput(images=arrays)
         return ImagePipelineOutput(images=[to_pil(a) for a in arrays])
-
-
-def to_pil(array: np.ndarray) -> Any:
-    """(S, S, C) uint8 -> a PIL image (L or RGB)."""
-    from PIL import Image
-
-    return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
 
 
 def _per_image(value: Any, n: int, per_prompt: int, name: str) -> list[Any]:

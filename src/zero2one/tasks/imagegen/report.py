@@ -11,16 +11,13 @@ import numpy as np
 
 from zero2one.plots import figure, save
 from zero2one.tasks.imagegen.evaluate import Evaluation
-from zero2one.tasks.imagegen.train import tile
+from zero2one.tasks.imagegen.images import tile, to_pil
 
 ZOOM = 4  # small images are written enlarged (nearest neighbour) to be seen
 
 
 def _png(grid: np.ndarray, path: Path) -> Path:
-    from PIL import Image
-
-    big = grid.repeat(ZOOM, 0).repeat(ZOOM, 1)
-    Image.fromarray(big[..., 0] if big.shape[2] == 1 else big).save(path)
+    to_pil(grid.repeat(ZOOM, 0).repeat(ZOOM, 1)).save(path)
     return path
 
 

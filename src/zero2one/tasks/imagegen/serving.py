@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import queue
 import threading
 import time
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.security import Guarded
+from zero2one.tasks.imagegen.images import png_bytes
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
 
@@ -143,7 +143,8 @@ class ImageEngine:
             self.batch_sizes.append(len(batch))
             try:
                 done = self.model.generate_many([options for options, _, _ in batch])
-                answers = [([_png(im) for im in pictures], seeds) for pictures, seeds in done]
+                answers = [([png_bytes(im) for im in pictures], seeds)
+                           for pictures, seeds in done]
             except BaseException as exc:  # every caller of the batch hears of it
                 for _, loop, future in batch:
                     loop.call_soon_threadsafe(_fail, future, exc)
@@ -160,12 +161,6 @@ def _resolve(future: asyncio.Future[Any], value: Any) -> None:
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
-
-
-def _png(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @router.post("/v1/images/generations", summary="OpenAI-compatible image generation")

@@ -9,7 +9,6 @@ pipeline directory (``model_index.json``) or ``diffusers:ORG/NAME``.
 from __future__ import annotations
 
 import base64
-import io
 import logging
 import re
 import shutil
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PIPELINE = "pipeline"
-# what a pretrained diffusers pipeline samples with unless told otherwise (the guide's 7.5)
-PRETRAINED_DEFAULTS = {"guidance_scale": 7.5, "steps": 30, "scheduler": None}
 EVAL_BATCH = 64  # images per denoising loop in evaluate (a 512-px pipeline needs the bound)
 
 
@@ -52,6 +49,12 @@ class GenData:
     fingerprint: dict[str, Any]
     skipped: int
     judge: dict[str, Judge] = field(default_factory=dict)  # built once per data and judge ref
+
+    @property
+    def shown_prompts(self) -> list[str]:
+        """What sample grids and the evaluation draw: the class captions, or (free captions)
+        the first ten."""
+        return self.prompts or list(dict.fromkeys(self.captions))[:10]
 
 
 class ImageGeneration(Task):
@@ -125,10 +128,9 @@ class ImageGeneration(Task):
         directory = self.checkpoint_dir()
         directory.mkdir(parents=True, exist_ok=True)
         self.mark_run(directory)
-        grid_prompts = data.prompts or list(dict.fromkeys(data.captions))
         try:
             outcome = train.fit(pipe, data.x, data.captions, cfg.train, cfg.sample,
-                                seed=cfg.seed, reporter=reporter, grid_prompts=grid_prompts,
+                                seed=cfg.seed, reporter=reporter, grid_prompts=data.shown_prompts,
                                 checkpoint_dir=directory, resume=self.resume)
         except ValueError as exc:
             raise UserError(f"training failed: {exc}") from None
@@ -164,7 +166,7 @@ class ImageGeneration(Task):
             raise SchemaError(format_validation_error(exc, GenerateOptions)) from None
 
     def generate_many(self, requests: list[GenerateOptions], *,
-                      callback: Callable[[int], None] | None = None
+                      callback: Callable[[], None] | None = None
                       ) -> list[tuple[list[Any], list[int]]]:
         """Images and the seeds they were drawn with, per request; compatible requests share
         one denoising loop."""
@@ -176,9 +178,9 @@ class ImageGeneration(Task):
                  guidance_scale: float | None = None, steps: int | None = None,
                  scheduler: str | None = None, seed: int | None = None, n: int = 1,
                  width: int | None = None, height: int | None = None,
-                 callback: Callable[[int], None] | None = None) -> list[Any]:
+                 callback: Callable[[], None] | None = None) -> list[Any]:
         """``n`` PIL images for ``prompt`` (image i drawn with ``seed + i``; a random seed when
-        none is given). ``callback(step)`` follows the denoising."""
+        none is given). ``callback()`` is called after each denoising step."""
         options = self.options(prompt=prompt, negative_prompt=negative_prompt,
                                guidance_scale=guidance_scale, steps=steps, scheduler=scheduler,
                                seed=seed, n=n, width=width, height=height)
@@ -188,10 +190,10 @@ class ImageGeneration(Task):
         """(N, S, S, C) uint8 images, one per prompt entry (evaluation)."""
         requests = [self.options(prompt=p, guidance_scale=scale, seed=s)
                     for p, s in zip(prompts, seeds, strict=True)]
-        images = [pair[0][0] for start in range(0, len(requests), EVAL_BATCH)
-                  for pair in self.generate_many(requests[start: start + EVAL_BATCH])]
-        arrays = [np.asarray(im) for im in images]
-        return np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
+        from zero2one.tasks.imagegen.images import to_array
+
+        return np.stack([to_array(pair[0][0]) for start in range(0, len(requests), EVAL_BATCH)
+                         for pair in self.generate_many(requests[start: start + EVAL_BATCH])])
 
     # ---- evaluation and report --------------------------------------------------------------
 
@@ -221,11 +223,10 @@ class ImageGeneration(Task):
         if not data.prompts:
             log.warning("no caption repeats often enough to be a class: adherence is not "
                         "measured")
-        prompts = data.prompts or list(dict.fromkeys(data.captions))[:10]
         real = {p: data.held_x[data.held_labels == i] for i, p in enumerate(data.prompts)}
         cfg = self.config.eval
         self.evaluation_: Evaluation = evaluate(
-            self._arrays, prompts, self._judge(data), scales=cfg.guidance_scales,
+            self._arrays, data.shown_prompts, self._judge(data), scales=cfg.guidance_scales,
             per_prompt=cfg.images_per_prompt, default_scale=self.defaults_.guidance_scale,
             seed=self.config.seed, real=real)
         return dict(self.evaluation_.metrics)
@@ -242,7 +243,7 @@ class ImageGeneration(Task):
         grids = outcome.grids if outcome is not None else {}
         return write_report(out_dir, history=history, training_grids=grids,
                             evaluation=self.evaluation_,
-                            prompts=data.prompts or list(dict.fromkeys(data.captions))[:10],
+                            prompts=data.shown_prompts,
                             per_prompt=self.config.eval.images_per_prompt)
 
     # ---- prediction -------------------------------------------------------------------------
@@ -267,14 +268,7 @@ class ImageGeneration(Task):
             steps = requests[0].steps or self.defaults_.steps if requests else 0
             with (reporter or NullReporter()).step(f"drawing {len(requests)} image(s)",
                                                    total=steps) as progress:
-                done_steps = 0
-
-                def advance(number: int) -> None:  # denoising steps of the (batched) call
-                    nonlocal done_steps
-                    progress.advance(max(0, number - done_steps))
-                    done_steps = number
-
-                done = self.generate_many(requests, callback=advance)
+                done = self.generate_many(requests, callback=progress.advance)
             return prompts.assign(image=[_png_b64(images[0]) for images, _ in done],
                                   seed=[used[0] for _, used in done])
         if isinstance(prompts, str):
@@ -361,7 +355,7 @@ class ImageGeneration(Task):
 
     @classmethod
     def from_pretrained(cls, resolved: Resolved) -> Self:
-        from zero2one.tasks.imagegen.generate import Defaults
+        from zero2one.tasks.imagegen.generate import PRETRAINED_DEFAULTS, Defaults
         from zero2one.tasks.imagegen.models import load_pipeline
         from zero2one.tasks.imagegen.pipeline import PixelTextToImagePipeline
 
@@ -380,14 +374,14 @@ class ImageGeneration(Task):
             self.defaults_ = Defaults(float(pipe.config.guidance_scale), int(pipe.config.steps),
                                       None)
         else:
-            self.defaults_ = Defaults(**PRETRAINED_DEFAULTS)  # type: ignore[arg-type]
+            self.defaults_ = PRETRAINED_DEFAULTS
         return self
 
 
 def _png_b64(image: Any) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    from zero2one.tasks.imagegen.images import png_bytes
+
+    return base64.b64encode(png_bytes(image)).decode()
 
 
 def _number(key: str, value: Any) -> Any:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from zero2one.progress import Reporter
 from zero2one.tasks.imagegen.config import SampleConfig, TrainConfig, UNetConfig
+from zero2one.tasks.imagegen.images import tile
 from zero2one.tasks.vision.train import pick_device, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -243,16 +244,3 @@ def sample_grid(pipe: Any, prompts: list[str], sample: SampleConfig, seed: int,
                   num_inference_steps=sample.steps, scheduler=sample.scheduler,
                   generator=generators, num_images_per_prompt=per_prompt, output_type="np").images
     return tile(images, columns=per_prompt)
-
-
-def tile(images: np.ndarray, columns: int, pad: int = 1) -> np.ndarray:
-    """(N, S, S, C) uint8 -> one (rows*(S+pad), columns*(S+pad), C) grid."""
-    n, size, _, channels = images.shape
-    rows = math.ceil(n / columns)
-    grid = np.full((rows * (size + pad) + pad, columns * (size + pad) + pad, channels), 255,
-                   dtype=np.uint8)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        top, left = pad + r * (size + pad), pad + c * (size + pad)
-        grid[top: top + size, left: left + size] = image
-    return grid
