@@ -11,6 +11,7 @@ them into exit codes (2 for user errors) and only the server turns them into HTT
     │   ├── ArtifactError         a model directory that is incomplete or untrusted
     │   │   └── IntegrityError    a file whose sha256 differs from the manifest (tampered, corrupt)
     │   ├── SchemaError           prediction input that does not match the model's input schema
+    │   ├── ConversionError       an export or compression that would change the predictions
     │   └── MissingExtraError     an optional dependency is not installed
     └── TrackingError             the tracking store failed (not the user's input)
 """
@@ -48,6 +49,11 @@ class IntegrityError(ArtifactError):
 
 class SchemaError(UserError):
     """Prediction input does not match the model's input schema."""
+
+
+class ConversionError(UserError):
+    """An exported or compressed model disagrees with its parent beyond tolerance, or cannot
+    be made from it; nothing is written or registered."""
 
 
 class MissingExtraError(UserError):

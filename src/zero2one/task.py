@@ -20,6 +20,9 @@ declaration                used by
 ``routes``                  the routes the task adds to the server
 ``deploy_requirements``     what the deployed image installs
 ``deploy_files``            what the build context carries beside the model (a base model)
+``export_formats``,         ``zero2one export`` and ``zero2one compress``: a new model of the
+``compress_methods``        same task, in another runtime or smaller (:mod:`zero2one.convert`)
+``runtime``, ``bench_call`` the conversion report (what runs the model; one timed batch)
 =========================  =================================================================
 """
 
@@ -38,6 +41,7 @@ from zero2one.recipe import BaseRecipe
 if TYPE_CHECKING:
     import pandas as pd
 
+    from zero2one.convert import CompressOptions, Conversion
     from zero2one.refs import Resolved
     from zero2one.serving.settings import ServeSettings
 
@@ -92,6 +96,9 @@ class Task(ABC):
     # torch from the CPU wheel index in images (a plain requirement pulls a CUDA build)
     needs_torch: ClassVar[bool] = False
     builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {}
+    # what ``zero2one export --format`` and ``zero2one compress --method`` accept for this task
+    export_formats: ClassVar[tuple[str, ...]] = ()
+    compress_methods: ClassVar[tuple[str, ...]] = ()
 
     # set by zero2one.train before fit: continue from the last checkpoint (tasks that write
     # checkpoints honour it), and the tracking run the fit belongs to
@@ -210,6 +217,30 @@ class Task(ABC):
         :meth:`claims` accepted); ready to predict and serve."""
         raise UserError(f"{resolved.ref}: {cls.name} loads only models zero2one trained")
 
+    # ---- export and compression -------------------------------------------------------------
+
+    @property
+    def runtime(self) -> str:
+        """What runs this model, for reports: ``torch eager float32``, ``onnxruntime int8``..."""
+        return self.name
+
+    def export(self, fmt: str, data: Any, *, reporter: Reporter) -> Conversion:
+        """This model in another runtime (one of :attr:`export_formats`), its outputs checked
+        against this model's on ``data``'s held-out rows: beyond tolerance it raises
+        :class:`~zero2one.errors.ConversionError` and nothing is written."""
+        raise UserError(f"{self.name} models cannot be exported")
+
+    def compress(self, method: str, data: Any, *, options: CompressOptions,
+                 reporter: Reporter) -> Conversion:
+        """A smaller, faster model (one of :attr:`compress_methods`) made from this one with
+        ``data`` (calibration, quantization-aware fine-tuning)."""
+        raise UserError(f"{self.name} models cannot be compressed")
+
+    def bench_call(self, data: Any, batch_size: int) -> Callable[[], Any]:
+        """One forward pass over ``batch_size`` held-out inputs, as a closure the conversion
+        report times (inputs prepared beforehand: the model's own cost is measured)."""
+        raise UserError(f"{self.name} models have no benchmark")
+
     # ---- serving and deployment -------------------------------------------------------------
 
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
@@ -226,8 +257,11 @@ class Task(ABC):
 
     @classmethod
     def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
-        """Distributions the deployed image installs beside zero2one's server."""
-        return list(cls.serve_requirements)
+        """Distributions the deployed image installs beside zero2one's server (and ONNX
+        Runtime for a model that an export or compression made an ONNX graph)."""
+        runtime = manifest.get("runtime") or {}
+        return [*cls.serve_requirements,
+                *(["onnxruntime"] if runtime.get("engine") == "onnxruntime" else [])]
 
     @classmethod
     def deploy_files(cls, manifest: dict[str, Any]) -> DeployFiles:

@@ -193,8 +193,10 @@ def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str],
         c.set_terminated(run.run_id, "FINISHED")
 
 
-def register_model(name: str, run: Run, *, manifest_sha256: str) -> str:
-    """A new version of registered model ``name`` from the run's model; returns the version."""
+def register_model(name: str, run: Run, *, manifest_sha256: str,
+                   tags: Mapping[str, str] | None = None) -> str:
+    """A new version of registered model ``name`` from the run's model; returns the version.
+    ``tags`` are added to the version's (a converted model's parent, ...)."""
     from mlflow.exceptions import MlflowException
 
     with run._timed():
@@ -207,7 +209,7 @@ def register_model(name: str, run: Run, *, manifest_sha256: str) -> str:
             name,
             source=run.model_artifact_uri,
             run_id=run.run_id,
-            tags={MANIFEST_TAG: manifest_sha256},
+            tags={**(tags or {}), MANIFEST_TAG: manifest_sha256},
         )
     return str(version.version)
 

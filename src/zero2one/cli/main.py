@@ -15,6 +15,7 @@ import typer
 
 from zero2one import __version__
 from zero2one.cli import (
+    convert,
     deploy,
     doctor,
     models,
@@ -39,6 +40,8 @@ app.command("predict")(predict.predict)
 app.command("doctor")(doctor.doctor)
 app.command("serve")(serve.command())
 app.command("ui")(ui.ui)
+app.command("export")(convert.export)
+app.command("compress")(convert.compress)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")

@@ -80,6 +80,7 @@ class TabularTask(Task):
     extra = "tabular"
     requires = ("sklearn", "skops")
     serve_requirements = ("numpy", "pandas", "scipy", "scikit-learn", "skops")
+    export_formats = ("onnx",)
 
     # ---- data -------------------------------------------------------------------------------
 
@@ -261,14 +262,63 @@ class TabularTask(Task):
             content={"application/json": {"schema": PredictRequest.model_json_schema()}},
             summary="Predict one row, a batch, or named records", response_model=PredictResponse)]
 
+    # ---- export -----------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime float32" if _is_graph(self.pipeline_) else "scikit-learn"
+
+    def export(self, fmt: str, data: TabularData, *, reporter: Reporter) -> Any:
+        import copy
+        import tempfile
+
+        from zero2one.convert import Conversion
+        from zero2one.errors import ConversionError
+        from zero2one.onnxrt import OnnxModel
+        from zero2one.tasks.tabular import onnx
+
+        if _is_graph(self.pipeline_):
+            raise ConversionError("this model is already an ONNX graph; export the model it "
+                                  "was made from")
+        with reporter.step("converting to ONNX (skl2onnx)"):
+            directory = Path(tempfile.mkdtemp(prefix="zero2one-onnx-"))
+            path = onnx.convert(self.pipeline_, self.columns_, directory)
+            graph = onnx.OnnxPipeline(
+                OnnxModel(directory, path.name, owned=True), self.columns_,
+                probabilities=self.kind == "classification" and _has_proba(self.pipeline_),
+                classification=self.kind == "classification")
+        X = self.features(data.X_test)
+        details = onnx.check_agreement(self.pipeline_, graph, X, data.y_test,
+                                       classification=self.kind == "classification")
+        new = copy.copy(self)
+        new.pipeline_, new.ref, new.manifest = graph, None, {}
+        return Conversion(new, "onnx", details)
+
+    def bench_call(self, data: TabularData, batch_size: int) -> Any:
+        X = self.features(data.X_test)
+        X = X.iloc[[i % len(X) for i in range(batch_size)]].reset_index(drop=True)
+        pipeline = self.pipeline_
+        return lambda: pipeline.predict(X)
+
     # ---- persistence ------------------------------------------------------------------------
 
     def save(self, path: Path) -> dict[str, Any]:
-        sio = skops_io()
-        sio.dump(self.pipeline_, path / WEIGHTS)
+        fields: dict[str, Any] = {}
+        if _is_graph(self.pipeline_):
+            files = self.pipeline_.graph.save(path)
+            fields["runtime"] = {"engine": "onnxruntime", "file": files[0],
+                                 "precision": "float32", "method": "export",
+                                 "probabilities": self.pipeline_.has_proba}
+            estimator = (self.manifest or {}).get("estimator") or "onnx"
+        else:
+            sio = skops_io()
+            sio.dump(self.pipeline_, path / WEIGHTS)
+            estimator = (type(self.pipeline_.named_steps["model"]).__module__ + "."
+                         + type(self.pipeline_.named_steps["model"]).__name__)
         if self.search_.results is not None:
             self.search_.results.to_csv(path / SEARCH_TABLE, index=False)
         return {
+            **fields,
             "input_schema": {"columns": [c.to_dict() for c in self.columns_],
                              "target": self.target_,
                              # accepted and ignored at prediction time (dropped, identifiers)
@@ -276,33 +326,15 @@ class TabularTask(Task):
             "baseline": _plain(self.baseline_),
             "classes": _plain(self.classes_),
             "class_names": self.class_names_,
-            "estimator": type(self.pipeline_.named_steps["model"]).__module__ + "."
-            + type(self.pipeline_.named_steps["model"]).__name__,
+            "estimator": estimator,
             "best_params": _plain(self.search_.best_params),
             "cv_score": self.search_.best_score,
-            "libraries": ["scikit-learn", "skops", "numpy", "pandas", "scipy"],
+            "libraries": ["scikit-learn", "skops", "numpy", "pandas", "scipy",
+                          *(["onnxruntime", "onnx", "skl2onnx"] if fields else [])],
         }
 
     @classmethod
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
-        sio = skops_io()
-        weights = path / WEIGHTS
-        if WEIGHTS not in manifest["files"]:
-            raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS}")
-        try:
-            found = sio.get_untrusted_types(file=weights)
-        except Exception as exc:  # skops raises several types on a malformed archive
-            raise ArtifactError(f"{weights}: not a readable skops file ({exc})") from None
-        untrusted = [t for t in found if t not in EXTRA_TRUSTED and t not in trust]
-        if untrusted:
-            raise ArtifactError(
-                f"{weights} contains types that are not trusted: {', '.join(untrusted)}; "
-                "if you trust where this model came from, pass --trust TYPE for each"
-            )
-        try:
-            pipeline = sio.load(weights, trusted=found)
-        except Exception as exc:
-            raise ArtifactError(f"{weights}: cannot load ({exc})") from None
         self = cls(cls.recipe_from(manifest, path))
         try:
             schema = manifest["input_schema"]
@@ -311,6 +343,9 @@ class TabularTask(Task):
             self.ignored_ = list(schema.get("ignored") or [])
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: the manifest is incomplete ({exc})") from None
+        runtime = manifest.get("runtime")
+        pipeline = (_load_graph(path, runtime, self.columns_, cls.kind) if runtime is not None
+                    else _load_pipeline(path, manifest, trust))
         self.classes_ = manifest.get("classes")
         self.class_names_ = manifest.get("class_names")
         self.baseline_ = manifest.get("baseline")
@@ -319,6 +354,52 @@ class TabularTask(Task):
         self.pipeline_ = pipeline
         self.manifest = manifest
         return self
+
+
+def _is_graph(pipeline: Any) -> bool:
+    return hasattr(pipeline, "graph")
+
+
+def _has_proba(pipeline: Any) -> bool:
+    try:  # SVC(probability=False) has the attribute but refuses the call
+        pipeline.predict_proba  # noqa: B018
+    except AttributeError:
+        return False
+    return True
+
+
+def _load_graph(path: Path, runtime: dict[str, Any], columns: list[Column], kind: str) -> Any:
+    from zero2one.errors import require
+    from zero2one.onnxrt import OnnxModel
+    from zero2one.tasks.tabular.onnx import OnnxPipeline
+
+    if runtime.get("engine") != "onnxruntime":
+        raise ArtifactError(f"{path}: unknown runtime {runtime.get('engine')!r}")
+    require("onnxruntime", "onnx")
+    return OnnxPipeline(OnnxModel(path, str(runtime["file"])), columns,
+                        probabilities=bool(runtime.get("probabilities")),
+                        classification=kind == "classification")
+
+
+def _load_pipeline(path: Path, manifest: dict[str, Any], trust: tuple[str, ...]) -> Any:
+    sio = skops_io()
+    weights = path / WEIGHTS
+    if WEIGHTS not in manifest["files"]:
+        raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS}")
+    try:
+        found = sio.get_untrusted_types(file=weights)
+    except Exception as exc:  # skops raises several types on a malformed archive
+        raise ArtifactError(f"{weights}: not a readable skops file ({exc})") from None
+    untrusted = [t for t in found if t not in EXTRA_TRUSTED and t not in trust]
+    if untrusted:
+        raise ArtifactError(
+            f"{weights} contains types that are not trusted: {', '.join(untrusted)}; "
+            "if you trust where this model came from, pass --trust TYPE for each"
+        )
+    try:
+        return sio.load(weights, trusted=found)
+    except Exception as exc:
+        raise ArtifactError(f"{weights}: cannot load ({exc})") from None
 
 
 class TabularClassification(TabularTask):

@@ -57,6 +57,9 @@ class ImageClassification(Task):
     requires = ("torch", "safetensors", "PIL")
     serve_requirements = ("numpy", "pillow", "safetensors", "python-multipart")
     needs_torch = True
+    export_formats = ("onnx",)
+    compress_methods = ("static", "qat", "dynamic")
+    net_: Any  # a torch module, or an ONNX graph called like one (see .compress.OnnxNet)
     training_: dict[str, Any]  # {"history": per-epoch metrics, "best_epoch": n}, fit or loaded
 
     # ---- data -------------------------------------------------------------------------------
@@ -169,6 +172,125 @@ class ImageClassification(Task):
                                   out_dir / "misclassified.png")
         return paths + ([grid] if grid else [])
 
+    # ---- export and compression -------------------------------------------------------------
+
+    @property
+    def runtime(self) -> str:
+        return getattr(self.net_, "runtime", "torch eager float32")
+
+    def _inputs(self, data: VisionData, split: str) -> tuple[Any, Any]:
+        """A split's images normalised with this model's statistics, and its labels."""
+        import torch
+
+        x, y = data.splits[split]
+        if (data.mean, data.std) != (self.mean_, self.std_):
+            shape = (1, -1, 1, 1)
+            raw = x * torch.tensor(data.std).view(shape) + torch.tensor(data.mean).view(shape)
+            x = (raw - torch.tensor(self.mean_).view(shape)) / torch.tensor(self.std_).view(shape)
+        return x, y
+
+    def _check_shape(self, data: VisionData) -> None:
+        self._test_set(data)  # the same classes
+        if (data.channels, data.image_size) != (self.channels_, self.image_size_):
+            raise DataError(f"the data's images are {data.channels}×{data.image_size}×"
+                            f"{data.image_size}; the model takes {self.channels_}×"
+                            f"{self.image_size_}×{self.image_size_}")
+
+    def _with_net(self, net: Any) -> Self:
+        """A copy of this model that computes with ``net`` (an ONNX graph, a new network)."""
+        import copy
+
+        new = copy.copy(self)
+        new.net_, new.ref, new.manifest = net, None, {}
+        return new
+
+    def export(self, fmt: str, data: VisionData, *, reporter: Reporter) -> Any:
+        import tempfile
+
+        from zero2one.convert import Conversion
+        from zero2one.onnxrt import OnnxModel
+        from zero2one.tasks.vision.compress import OnnxNet, check_agreement, export_graph
+
+        self._check_shape(data)
+        x, _ = self._test_set(data)
+        with reporter.step("exporting to ONNX"):
+            directory = Path(tempfile.mkdtemp(prefix="zero2one-onnx-"))
+            graph = OnnxModel(directory, export_graph(self._torch_net(), x[:8],
+                                                      directory).name, owned=True)
+        new = self._with_net(OnnxNet(graph, precision="float32", method="export"))
+        details = check_agreement(self._logits(x), new._logits(x), what="the ONNX graph")
+        return Conversion(new, "onnx", details)
+
+    def compress(self, method: str, data: VisionData, *, options: Any,
+                 reporter: Reporter) -> Any:
+        import tempfile
+
+        from zero2one.convert import Conversion
+        from zero2one.onnxrt import OnnxModel
+        from zero2one.tasks.vision import compress
+
+        self._check_shape(data)
+        x_test, _ = self._test_set(data)
+        shape = (self.channels_, self.image_size_, self.image_size_)
+        calibration = None
+        if method != "dynamic":
+            calibration = compress.calibration_images(
+                self._inputs(data, "train")[0], options.calibration, shape=shape,
+                seed=self.config.seed)
+        elif options.calibration is not None:
+            raise DataError("--calibration applies to --method static and qat")
+        if options.epochs is not None and method != "qat":
+            raise DataError("--epochs applies to --method qat")
+        details: dict[str, Any] = {}
+        net, history = self._torch_net(), None
+        if method == "qat":
+            splits = {name: self._inputs(data, name) for name in ("train", "val")}
+            epochs = options.epochs or compress.DEFAULT_QAT_EPOCHS
+            net, history = compress.quantization_aware(
+                net, splits, self.config.train, epochs=epochs, seed=self.config.seed,
+                reporter=reporter)
+            details["qat_epochs"] = epochs
+        fp32 = self.export("onnx", data, reporter=reporter).model
+        with reporter.step(f"quantizing ({method})"):
+            directory = Path(tempfile.mkdtemp(prefix="zero2one-onnx-"))
+            source = fp32.net_.graph.directory / fp32.net_.graph.main
+            if history is not None:  # the fine-tuned network, exported
+                source = compress.export_graph(net, x_test[:8], directory)
+            path = compress.quantize(source, directory, method, calibration)
+            graph = OnnxModel(directory, path.name, owned=True)
+        new = self._with_net(compress.OnnxNet(graph, precision="int8", method=method))
+        if history is not None:
+            new.training_ = {**self.training_, "qat_history": history}
+        # the INT8 graph against the float32 network it was quantized from (for qat: the
+        # fine-tuned one, whose labels may rightly differ from the parent's)
+        reference = self._with_net(net)._logits(x_test) if history else fp32._logits(x_test)
+        details.update(compress.check_agreement(
+            reference, new._logits(x_test), what=f"the INT8 graph ({method})",
+            atol=None, min_agreement=compress.MIN_AGREEMENT))
+        if calibration is not None:
+            details["calibration_images"] = len(calibration)
+        return Conversion(new, method, details, baselines=[fp32])
+
+    def _torch_net(self) -> Any:
+        from torch import nn
+
+        if not isinstance(self.net_, nn.Module):
+            raise DataError(f"this model already runs in {self.runtime}; export or compress "
+                            "the model it was made from")
+        return self.net_
+
+    def bench_call(self, data: VisionData, batch_size: int) -> Any:
+        import torch
+
+        x, _ = self._test_set(data)
+        x = x.repeat(-(-batch_size // len(x)), 1, 1, 1)[:batch_size].contiguous()
+        net = self.net_
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return net(x)
+        return call
+
     # ---- prediction -------------------------------------------------------------------------
 
     def prepare(self, images: list[Any]) -> Any:
@@ -251,21 +373,31 @@ class ImageClassification(Task):
     # ---- persistence ------------------------------------------------------------------------
 
     def save(self, path: Path) -> dict[str, Any]:
-        from safetensors.torch import save_file
+        fields: dict[str, Any] = {}
+        if hasattr(self.net_, "graph"):  # an ONNX graph
+            files = self.net_.graph.save(path)
+            fields["runtime"] = {"engine": "onnxruntime", "file": files[0],
+                                 "precision": self.net_.precision, "method": self.net_.method}
+        else:
+            from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, path / WEIGHTS)
+            save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()},
+                      path / WEIGHTS)
+        saved = (getattr(self, "manifest", None) or {}).get("training") or {}
+        outcome = getattr(self, "outcome_", None)
         return {
+            **fields,
             "arch": self.config.model.arch,
             "arch_params": self.config.model.params,
             "class_names": self.class_names_,
             "classes": list(range(len(self.class_names_))),
             "input": {"image_size": self.image_size_, "channels": self.channels_,
                       "mean": self.mean_, "std": self.std_, "layout": "NCHW, RGB or L, 0-1"},
-            "training": {"history": self.outcome_.history, "best_epoch": self.outcome_.best_epoch,
-                         "resumed_from": self.outcome_.resumed_from,
-                         "stopped_early": self.outcome_.stopped_early,
-                         "skipped_files": self.skipped_},
-            "libraries": ["torch", "safetensors", "numpy", "pillow"],
+            "training": {**saved, **self.training_, **({
+                "resumed_from": outcome.resumed_from, "stopped_early": outcome.stopped_early,
+                "skipped_files": getattr(self, "skipped_", 0)} if outcome else {})},
+            "libraries": ["torch", "safetensors", "numpy", "pillow",
+                          *(["onnxruntime", "onnx"] if fields else [])],
         }
 
     @classmethod
@@ -280,15 +412,33 @@ class ImageClassification(Task):
             self.class_names_ = list(manifest["class_names"])
             self.image_size_, self.channels_ = int(spec["image_size"]), int(spec["channels"])
             self.mean_, self.std_ = list(spec["mean"]), list(spec["std"])
-            net = models.build(manifest["arch"], in_channels=self.channels_,
-                               num_classes=len(self.class_names_), image_size=self.image_size_,
-                               params=manifest.get("arch_params") or {})
-            net.load_state_dict(load_file(path / WEIGHTS), strict=True)
+            runtime = manifest.get("runtime")
+            if runtime is not None:
+                self.net_ = _onnx_net(path, runtime)
+            else:
+                net = models.build(manifest["arch"], in_channels=self.channels_,
+                                   num_classes=len(self.class_names_),
+                                   image_size=self.image_size_,
+                                   params=manifest.get("arch_params") or {})
+                net.load_state_dict(load_file(path / WEIGHTS), strict=True)
+                self.net_ = net.eval()
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{path}: cannot rebuild the network ({exc})") from None
-        self.net_ = net.eval()
         training = manifest.get("training") or {}
         self.training_ = {"history": training.get("history") or [],
                           "best_epoch": int(training.get("best_epoch") or 0)}
         self.manifest = manifest
         return self
+
+
+def _onnx_net(path: Path, runtime: dict[str, Any]) -> Any:
+    """The ONNX graph a manifest's ``runtime`` names (its files already verified)."""
+    from zero2one.errors import require
+    from zero2one.onnxrt import OnnxModel
+    from zero2one.tasks.vision.compress import OnnxNet
+
+    if runtime.get("engine") != "onnxruntime":
+        raise ArtifactError(f"{path}: unknown runtime {runtime.get('engine')!r}")
+    require("onnxruntime", "onnx")
+    return OnnxNet(OnnxModel(path, str(runtime["file"])), precision=str(runtime["precision"]),
+                   method=str(runtime["method"]))

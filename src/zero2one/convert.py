@@ -1,0 +1,345 @@
+"""Export and compression: a trained model in, a new model of the same task out.
+
+    zero2one export MODEL_REF --format onnx [--register NAME]
+    zero2one compress MODEL_REF --method static|qat|dynamic|... [--calibration N] [--epochs N]
+
+The task does the work (:meth:`~zero2one.task.Task.export`, :meth:`~zero2one.task.Task.compress`)
+and checks the new model's outputs against its parent's before anything is written. This module
+loads the parent and its data (the recipe's, ``--set`` overrides applied), measures every model
+the same way — size on disk, held-out metrics, p50 latency at batch 1 and throughput at a larger
+batch, on the same threads — writes the report (Markdown and JSON), and saves the new model as a
+tracked run, registered with its parent recorded in the version's tags and the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zero2one.errors import UserError
+from zero2one.progress import NullReporter, Reporter
+from zero2one.recipe import apply_overrides, validate
+
+if TYPE_CHECKING:
+    from zero2one.refs import Resolved
+    from zero2one.task import Task
+
+PARENT_TAG = "zero2one.parent"
+CONVERSION_TAG = "zero2one.conversion"
+# the held-out metric a report shows, the first a task's evaluate() gives
+PRIMARY_METRICS = ("accuracy", "r2", "val_perplexity")
+MIN_BENCH_SECONDS = 0.4  # timing each model at each batch size, at least (and 10 calls)
+
+
+@dataclass
+class CompressOptions:
+    """What ``zero2one compress`` passes to a task (None: the task's default)."""
+
+    calibration: int | None = None  # inputs that calibrate activation ranges
+    epochs: int | None = None  # quantization-aware fine-tuning
+
+
+@dataclass
+class Conversion:
+    """What a task's export or compress made."""
+
+    model: Task  # the new model, ready to evaluate, save and serve
+    method: str  # onnx, static, qat, ...
+    details: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest
+    # further models measured in the report between parent and new model (the float32 model
+    # in the new model's runtime, for a quantized one)
+    baselines: list[Task] = field(default_factory=list)
+    parent_bytes: int | None = None  # the parent's real footprint, where its directory is not
+
+
+@dataclass
+class ConvertResult:
+    model_dir: Path
+    model_uri: str
+    method: str
+    parent: str
+    metrics: dict[str, float]
+    report: list[dict[str, Any]]
+    markdown: str
+    run_id: str | None = None
+    registered_name: str | None = None
+    registered_version: str | None = None
+
+    @property
+    def registered_uri(self) -> str | None:
+        if self.registered_name is None or self.registered_version is None:
+            return None
+        return f"models:/{self.registered_name}/{self.registered_version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_uri": self.model_uri, "model_dir": str(self.model_dir),
+                "method": self.method, "parent": self.parent, "run_id": self.run_id,
+                "registered_uri": self.registered_uri, "metrics": self.metrics,
+                "report": self.report}
+
+
+def export(ref: str | Path, fmt: str = "onnx", *, register: str | None = None,
+           overrides: Iterable[str] = (), out: str | Path | None = None,
+           reporter: Reporter | None = None, trust: Iterable[str] = ()) -> ConvertResult:
+    """The model at ``ref`` in another runtime (``onnx``), checked against it on held-out rows,
+    measured, tracked and registered (``register``, else the parent's registered name)."""
+    from zero2one.registry import all_tasks
+
+    parent = _parent(ref, trust)
+    if fmt not in type(parent).export_formats:
+        able = [c.name for c in all_tasks() if fmt in c.export_formats]
+        raise UserError(f"{parent.name} models cannot be exported to {fmt}; --format {fmt} "
+                        f"applies to {_names(able)}")
+    return _convert(parent, lambda data, rep: parent.export(fmt, data, reporter=rep),
+                    register=register, overrides=overrides, out=out, reporter=reporter)
+
+
+def compress(ref: str | Path, method: str, *, options: CompressOptions | None = None,
+             register: str | None = None, overrides: Iterable[str] = (),
+             out: str | Path | None = None, reporter: Reporter | None = None,
+             trust: Iterable[str] = ()) -> ConvertResult:
+    """A compressed (INT8) model made from the one at ``ref``; see :func:`export`."""
+    from zero2one.registry import all_tasks
+
+    parent = _parent(ref, trust)
+    if method not in type(parent).compress_methods:
+        able = [f"{c.name} ({', '.join(c.compress_methods)})" for c in all_tasks()
+                if c.compress_methods]
+        own = type(parent).compress_methods
+        raise UserError(f"--method {method} does not apply to {parent.name} models"
+                        + (f" (they take {', '.join(own)})" if own else "")
+                        + f"; compress applies to {_names(able)}")
+    options = options or CompressOptions()
+    return _convert(parent, lambda data, rep: parent.compress(method, data, options=options,
+                                                              reporter=rep),
+                    register=register, overrides=overrides, out=out, reporter=reporter)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else "no installed task"
+
+
+def _parent(ref: str | Path, trust: Iterable[str]) -> Task:
+    from zero2one.api import load
+
+    return load(ref, trust=trust)
+
+
+def _convert(parent: Task, make: Callable[[Any, Reporter], Conversion], *,
+             register: str | None, overrides: Iterable[str], out: str | Path | None,
+             reporter: Reporter | None) -> ConvertResult:
+    reporter = reporter or NullReporter()
+    if out is not None and Path(out).exists():
+        raise UserError(f"--out {out} already exists; choose a new directory")
+    overrides = list(overrides)
+    if overrides:
+        parent.config = validate(apply_overrides(parent.config.model_dump(mode="json"),
+                                                 overrides))
+    with reporter.step("reading the data"):
+        data = parent.load_data()
+    conversion = make(data, reporter)
+    new = conversion.model
+    with reporter.step("measuring"):
+        rows = measure(parent, conversion, data)
+    metrics = new.evaluate(data)
+    markdown = render(rows, parent, conversion)
+    return _save(parent, conversion, data, metrics, rows, markdown, register=register, out=out)
+
+
+# ---- measuring ------------------------------------------------------------------------------
+
+def measure(parent: Task, conversion: Conversion, data: Any) -> list[dict[str, Any]]:
+    """One row per model (parent, baselines, new): size, held-out metric, latency, throughput,
+    and ratios against the parent and against the last baseline (the same runtime)."""
+    models = [parent, *conversion.baselines, conversion.model]
+    batch = getattr(parent, "bench_batch", 64)
+    rows: list[dict[str, Any]] = []
+    for i, model in enumerate(models):
+        metrics = model.evaluate(data)
+        name = next((m for m in PRIMARY_METRICS if m in metrics), next(iter(metrics), None))
+        size = (conversion.parent_bytes if i == 0 and conversion.parent_bytes is not None
+                else footprint(model))
+        latency = _median_seconds(model.bench_call(data, 1))
+        per_batch = _median_seconds(model.bench_call(data, batch))
+        rows.append({"model": model.runtime, "size_bytes": size,
+                     "metric": name, "value": metrics.get(name) if name else None,
+                     "p50_batch1_ms": latency * 1000, "batch": batch,
+                     f"throughput_batch{batch}_per_s": batch / per_batch})
+    reference = rows[-2] if conversion.baselines else rows[0]
+    key = f"throughput_batch{batch}_per_s"
+    for row in rows:
+        row["size_vs_parent"] = row["size_bytes"] / rows[0]["size_bytes"]
+        row["speedup_batch1_vs_parent"] = rows[0]["p50_batch1_ms"] / row["p50_batch1_ms"]
+        row[f"speedup_batch{batch}_vs_parent"] = row[key] / rows[0][key]
+        row["speedup_batch1_vs_same_runtime"] = (reference["p50_batch1_ms"]
+                                                 / row["p50_batch1_ms"])
+        row[f"speedup_batch{batch}_vs_same_runtime"] = row[key] / reference[key]
+    return rows
+
+
+def footprint(model: Task) -> int:
+    """Bytes on disk of what ``model.save`` writes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp))
+        return sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
+
+
+def _median_seconds(call: Callable[[], Any]) -> float:
+    call()  # warm-up: first-call allocations and lazy initialisation
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < 10 or (spent < MIN_BENCH_SECONDS and len(times) < 2000):
+        start = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+    return statistics.median(times)
+
+
+def render(rows: list[dict[str, Any]], parent: Task, conversion: Conversion) -> str:
+    """The report as a Markdown table, ratios beside the values: × the parent, and (where a
+    baseline was measured) × the float32 model in the new model's runtime."""
+    batch = rows[0]["batch"]
+    same = bool(conversion.baselines)
+    rate = f"batch {batch} /s"
+    columns = ["model", "size MB", "× size", rows[0]["metric"] or "metric", "p50 batch 1 ms",
+               "× parent", *(["× same runtime"] if same else []), rate, "× parent",
+               *(["× same runtime"] if same else [])]
+    origin = _lineage(parent.ref, parent)["ref"]
+    lines = [
+        f"# {conversion.method}: {parent.config.name}",
+        "",
+        f"Parent: `{origin}` ({parent.runtime}); {_threads()} threads; held-out data of the "
+        "recipe." + (" × same runtime: against the float32 model in the new model's runtime."
+                     if same else ""),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + " --- |" * len(columns),
+    ]
+    for row in rows:
+        value = row["value"]
+        cells = [row["model"], f"{row['size_bytes'] / 1e6:.3f}", f"{row['size_vs_parent']:.1%}",
+                 "-" if value is None else f"{value:.4g}", f"{row['p50_batch1_ms']:.3f}",
+                 f"{row['speedup_batch1_vs_parent']:.2f}",
+                 *([f"{row['speedup_batch1_vs_same_runtime']:.2f}"] if same else []),
+                 f"{row[f'throughput_batch{batch}_per_s']:.0f}",
+                 f"{row[f'speedup_batch{batch}_vs_parent']:.2f}",
+                 *([f"{row[f'speedup_batch{batch}_vs_same_runtime']:.2f}"] if same else [])]
+        lines.append("| " + " | ".join(cells) + " |")
+    if conversion.details:
+        lines += ["", "Details: " + ", ".join(f"{k} = {_plain(v)}"
+                                              for k, v in conversion.details.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _threads() -> int:
+    from zero2one.onnxrt import threads
+
+    return threads()
+
+
+# ---- saving ---------------------------------------------------------------------------------
+
+def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, float],
+          rows: list[dict[str, Any]], markdown: str, *, register: str | None,
+          out: str | Path | None) -> ConvertResult:
+    from zero2one import __version__, tracking
+    from zero2one.artifacts import manifest_digest, save_model
+    from zero2one.recipe import flatten
+
+    new, method = conversion.model, conversion.method
+    resolved = parent.ref
+    lineage = _lineage(resolved, parent)
+    extra: dict[str, Any] = {"metrics": metrics, "parent": lineage,
+                             "conversion": {"method": method, **conversion.details}}
+    if (fingerprint := getattr(data, "fingerprint", None)) is not None:
+        extra["data"] = {"source": getattr(data, "source", None), **fingerprint}
+
+    def add_report(directory: Path) -> None:
+        (directory / "report").mkdir()
+        _write_report(directory / "report", rows, markdown)
+
+    config = parent.config
+    if not config.track.enabled:
+        target = Path(out) if out is not None else _default_out(config.name, method)
+        model_dir = save_model(new, target, extra=extra, add=add_report)
+        return ConvertResult(model_dir, str(model_dir), method, lineage["ref"], metrics, rows,
+                             markdown)
+    tags = {tracking.TASK_TAG: new.name, "zero2one.version": __version__,
+            PARENT_TAG: lineage["ref"], CONVERSION_TAG: method}
+    if lineage.get("manifest_sha256"):
+        tags["zero2one.parent_manifest_sha256"] = lineage["manifest_sha256"]
+    name = register or (resolved.name if resolved is not None and resolved.kind == "registry"
+                        else None)
+    with tracking.start_run(config.experiment, run_name=f"{config.name}-{method}",
+                            tags=tags) as run:
+        run.log_params(flatten({"parent": lineage["ref"], "method": method,
+                                **{k: v for k, v in conversion.details.items()
+                                   if isinstance(v, int | float | str)}}))
+        run.log_metrics({f"test_{k}": v for k, v in metrics.items()}
+                        | _report_metrics(rows))
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_path = Path(tmp)
+            report = tmp_path / "report"
+            report.mkdir()
+            _write_report(report, rows, markdown)
+            run.log_artifacts(report, "report")
+            model_dir = save_model(new, Path(out) if out else tmp_path / "model", extra=extra)
+            run.log_artifacts(model_dir, tracking.MODEL_PATH)
+        digest = manifest_digest(tracking.download(run.model_artifact_uri))
+        run.set_tags({tracking.MANIFEST_TAG: digest})
+        version = None
+        if name:
+            version = tracking.register_model(
+                name, run, manifest_sha256=digest,
+                tags={PARENT_TAG: lineage["ref"], CONVERSION_TAG: method})
+    local = Path(out) if out else tracking.download(run.model_artifact_uri)
+    return ConvertResult(local, run.model_uri, method, lineage["ref"], metrics, rows, markdown,
+                         run_id=run.run_id, registered_name=name if version else None,
+                         registered_version=version)
+
+
+def _lineage(resolved: Resolved | None, parent: Task) -> dict[str, Any]:
+    """Where the parent came from: the reference, its registered version, its manifest."""
+    from zero2one.artifacts import manifest_digest
+
+    if resolved is None:
+        return {"ref": parent.config.name}
+    lineage: dict[str, Any] = {"ref": resolved.ref}
+    if resolved.name and resolved.version:  # pinned: models:/NAME@champion moves on
+        lineage["ref"] = f"models:/{resolved.name}/{resolved.version}"
+        lineage["given_as"] = resolved.ref
+    if resolved.has_manifest and resolved.path is not None:
+        lineage["manifest_sha256"] = manifest_digest(resolved.path)
+    return lineage
+
+
+def _report_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    new, batch = rows[-1], rows[-1]["batch"]
+    return {key: float(new[key]) for key in (
+        "size_vs_parent", "p50_batch1_ms", f"throughput_batch{batch}_per_s",
+        "speedup_batch1_vs_parent", f"speedup_batch{batch}_vs_parent",
+        "speedup_batch1_vs_same_runtime", f"speedup_batch{batch}_vs_same_runtime")}
+
+
+def _write_report(directory: Path, rows: list[dict[str, Any]], markdown: str) -> None:
+    (directory / "conversion.md").write_text(markdown, encoding="utf-8")
+    (directory / "conversion.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _default_out(name: str, method: str) -> Path:
+    from zero2one.tracking import workspace
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return workspace() / "models" / f"{name}-{method}-{stamp}"
