@@ -357,3 +357,77 @@ def test_concurrent_server_requests_are_batched(lm_client) -> None:  # type: ign
     assert answers == [alone] * 6
     engine = lm_client.app.state.holder.current.adapter
     assert max(engine.batch_sizes) > 1
+
+
+def test_rows_that_join_a_running_batch_decode_as_alone(tiny_lm: Path) -> None:
+    """Continuous batching: rows join between steps (a prompt longer than the batch so far
+    shifts the cache), rows that end leave, and every row's greedy text is what it would be
+    decoded alone."""
+    from zero2one.tasks.textgen.batch import Decoder, Row
+    from zero2one.tasks.textgen.generate import encode
+
+    model, tokenizer = load_lm(str(tiny_lm))
+    prompts = ["zero2one", "hello world, hello model", "the model answers questions over "
+               "http and trains models", "hello"]
+    budgets = [12, 4, 9, 6]
+    alone = [_batch(model, tokenizer, [p], max_new_tokens=n, temperature=0)[0]
+             for p, n in zip(prompts, budgets, strict=True)]
+    texts: list[list[str]] = [[] for _ in prompts]
+    rows = [Row(encode(tokenizer, p, chat=False)[0].tolist(),
+                sampling(max_new_tokens=n, temperature=0), texts[i].append)
+            for i, (p, n) in enumerate(zip(prompts, budgets, strict=True))]
+    decoder = Decoder(model, tokenizer, precision="float32")
+    assert decoder.joins
+    decoder.add(rows[:2])
+    ended: list[Row] = []
+    for _ in range(2):
+        ended += decoder.step()
+    decoder.add([rows[2]])  # a longer prompt than the 2 steps so far
+    sizes = []
+    for step in range(40):
+        if step == 3:
+            decoder.add([rows[3]])
+        if not decoder.rows:
+            break
+        sizes.append(len(decoder.rows))
+        ended += decoder.step()
+    assert ["".join(t) for t in texts] == alone
+    assert {id(r) for r in ended} == {id(r) for r in rows}
+    assert max(sizes) >= 3 and sizes[-1] < max(sizes)  # joined, then left as they ended
+
+
+def test_a_short_request_is_answered_while_a_long_one_decodes(tiny_lm: Path) -> None:
+    """A request arriving during a long generation joins it and is answered first."""
+    import asyncio
+
+    from zero2one.tasks.textgen.generate import sampling as make
+    from zero2one.tasks.textgen.serving import LMEngine
+
+    model, tokenizer = load_lm(str(tiny_lm))
+    engine = LMEngine(model, tokenizer, "tiny", gather_seconds=0.0, precision="float32")
+    order: list[str] = []
+    started = None
+
+    async def collect(name: str, prompt: str, tokens: int) -> str:
+        pieces = []
+        async for piece in engine.stream(prompt, make(max_new_tokens=tokens, temperature=0)):
+            pieces.append(piece)
+            if started is not None:
+                started.set()  # the long one is decoding: now the short one arrives
+        order.append(name)
+        return "".join(pieces)
+
+    async def both() -> None:
+        nonlocal started
+        started = asyncio.Event()
+        long = asyncio.create_task(collect("long", "zero2one", 200))
+        await started.wait()
+        await collect("short", "hello", 3)
+        await long
+
+    try:
+        asyncio.run(both())
+    finally:
+        engine.close()
+    assert order == ["short", "long"]
+    assert max(engine.batch_sizes) == 2

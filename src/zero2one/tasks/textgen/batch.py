@@ -14,7 +14,12 @@ from typing import Any
 
 import torch
 
-from zero2one.tasks.textgen.fast import DEFAULT_PRECISION, stepper_for
+from zero2one.tasks.textgen.fast import (
+    DEFAULT_PRECISION,
+    batch_precision,
+    stepper_for,
+    supports,
+)
 from zero2one.tasks.textgen.generate import Sampling
 
 
@@ -113,62 +118,201 @@ def decode_steps(model: Any, tokenizer: Any, rows: list[Row], *,
     """:func:`generate_rows` one token at a time: yields after each step, so a caller can
     decode on its own thread (with OpenMP, a step on the main thread ran about twice as fast
     here as the same step on a second thread) and stop whenever it likes."""
-    device = model.device
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    eos = set(configured if isinstance(configured, list) else [configured])
-    eos |= {tokenizer.eos_token_id}
-    eos.discard(None)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for row in rows:
-        if row.settings.seed is not None:
-            row.generator = torch.Generator().manual_seed(row.settings.seed)
-    width = max(len(r.ids) for r in rows)
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):  # left padding: every row's last prompt token is aligned
-        input_ids[i, width - len(row.ids):] = torch.tensor(row.ids)
-        mask[i, width - len(row.ids):] = 1
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    with torch.no_grad():  # not around the yields: grad mode would leak into the caller
-        out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
-    cache, logits = out.cache, out.logits[:, -1, :].float().cpu()
-    last = positions[:, -1]
-    budget = max(r.settings.max_new_tokens for r in rows)
-    # a lean step for Llama-family models on the CPU; None: transformers' forward. bfloat16
-    # weights pay off for one row; several rows share float32 matrix products (see .fast)
-    precision = precision or DEFAULT_PRECISION
-    stepper = stepper_for(model, precision if len(rows) == 1 else "float32")
-    kv = stepper.adopt(cache, budget) if stepper is not None else None
-    for _ in range(budget):
-        next_ids = torch.full((len(rows),), pad, dtype=torch.long)
-        for i, row in enumerate(rows):
-            if row.cancelled and not row.finish:
-                row.finish, row.cut = "stop", True
+    decoder = Decoder(model, tokenizer, precision=precision)
+    decoder.add(rows)
+    while decoder.rows:
+        decoder.step()
+        yield
+    decoder.close()
+
+
+class Decoder:
+    """A running batch: rows join between steps (:meth:`add`) and leave as they end.
+
+    With the lean step (Llama-family models on the CPU, :mod:`.fast`) a row that ends leaves
+    the batch at once and a new row joins at the next step: its prompt runs through
+    transformers' forward and its keys and values are placed in the shared cache, right-aligned
+    to the step being written (every row's slots are its own: the attention mask says which
+    are filled, and positions are per row). Other models decode the rows given to the first
+    :meth:`add` to their end (:attr:`joins` is False)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, precision: str | None = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.precision = precision or DEFAULT_PRECISION
+        configured = getattr(model.generation_config, "eos_token_id", None)
+        eos = set(configured if isinstance(configured, list) else [configured])
+        eos |= {tokenizer.eos_token_id}
+        eos.discard(None)
+        self.eos = eos
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.rows: list[Row] = []
+        self.joins = supports(model)
+        self.stepper: Any = None
+        self.kv: Any = None  # the stepper's cache, or transformers' (``cache``)
+        self.cache: Any = None
+        self.mask = torch.zeros((0, 0), dtype=torch.long)
+        self.last = torch.zeros(0, dtype=torch.long)
+        self.logits = torch.zeros(0)
+
+    # ---- rows in ----------------------------------------------------------------------------
+
+    def add(self, rows: list[Row]) -> None:
+        """Run the rows' prompts and join them to the batch (before the next step)."""
+        if not rows:
+            return
+        if self.rows and not self.joins:
+            raise RuntimeError("this model's decoder does not take rows during a batch")
+        for row in rows:
+            if row.settings.seed is not None:
+                row.generator = torch.Generator().manual_seed(row.settings.seed)
+        width = max(len(r.ids) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):  # left padding: every row's last prompt token aligned
+            input_ids[i, width - len(row.ids):] = torch.tensor(row.ids)
+            mask[i, width - len(row.ids):] = 1
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        device = self.model.device
+        with torch.no_grad():
+            out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                             position_ids=positions.to(device), use_cache=True,
+                             logits_to_keep=1)
+        logits = out.logits[:, -1, :].float().cpu()
+        budget = max(r.settings.max_new_tokens for r in rows)
+        if not self.rows:
+            self._start(rows, out.cache, mask, positions[:, -1], logits, budget)
+        else:
+            self._join(rows, out.cache, mask, positions[:, -1], logits, budget)
+
+    def _start(self, rows: list[Row], cache: Any, mask: torch.Tensor, last: torch.Tensor,
+               logits: torch.Tensor, budget: int) -> None:
+        self.rows, self.mask, self.last, self.logits = list(rows), mask, last, logits
+        self.stepper = self._stepper()
+        if self.stepper is not None:
+            self.kv = self.stepper.adopt(cache, budget)
+        else:
+            self.cache = cache
+
+    def _join(self, rows: list[Row], cache: Any, mask: torch.Tensor, last: torch.Tensor,
+              logits: torch.Tensor, budget: int) -> None:
+        from zero2one.tasks.textgen.fast import KV
+
+        new = self.stepper.adopt(cache, 0)
+        filled, width = self.kv.length, new.length
+        shift = max(0, width - filled)  # prompts longer than the batch so far: room on the left
+        length = filled + shift
+        room = max([budget, *(r.settings.max_new_tokens - len(r.generated) for r in self.rows)])
+        capacity = max(self.kv.keys[0].shape[2] + shift, length + room + 1)
+        keys, values = [], []
+        for old_k, old_v, new_k, new_v in zip(self.kv.keys, self.kv.values, new.keys,
+                                              new.values, strict=True):
+            batch, heads, _, dim = old_k.shape
+            k = old_k.new_zeros((batch + len(rows), heads, capacity, dim))
+            v = old_v.new_zeros(k.shape)
+            k[:batch, :, shift: length] = old_k[:, :, :filled]
+            v[:batch, :, shift: length] = old_v[:, :, :filled]
+            k[batch:, :, length - width: length] = new_k[:, :, :width]
+            v[batch:, :, length - width: length] = new_v[:, :, :width]
+            keys.append(k)
+            values.append(v)
+        self.kv = KV(keys, values, length)
+        joined = torch.zeros((len(rows), length), dtype=torch.long)
+        joined[:, length - width:] = mask
+        self.mask = torch.cat([torch.nn.functional.pad(self.mask, (shift, 0)), joined])
+        self.last = torch.cat([self.last, last])
+        self.logits = torch.cat([self.logits, logits])
+        self.rows += rows
+
+    # ---- one step ---------------------------------------------------------------------------
+
+    def step(self) -> list[Row]:
+        """Pick each row's next token (emitting its text), then run the model once for the
+        rows still going; returns the rows that ended in this step."""
+        next_ids = torch.full((len(self.rows),), self.pad, dtype=torch.long)
+        ended: list[Row] = []
+        for i, row in enumerate(self.rows):
             if row.finish:
                 continue
-            history = torch.tensor(row.ids + row.generated, dtype=torch.long)
-            token = _pick(logits[i], row, history)
-            next_ids[i] = token
-            if token in eos:
-                row.finish = "stop"
-                continue
-            row.generated.append(token)
-            _advance_text(row, tokenizer)
-            if not row.finish and len(row.generated) >= row.settings.max_new_tokens:
-                row.finish = "length"
-        yield
-        if all(r.finish for r in rows):
-            break
-        mask = torch.cat([mask, torch.tensor([[0 if r.finish else 1] for r in rows])], dim=1)
-        last = last + 1
-        if stepper is not None and kv is not None:
-            logits = stepper.step(kv, next_ids, mask, last)
-            continue
+            if row.cancelled:
+                row.finish, row.cut = "stop", True
+            else:
+                token = self._next(i, row)
+                next_ids[i] = token
+            if row.finish:
+                _flush(row, self.tokenizer)
+                ended.append(row)
+        if all(r.finish for r in self.rows):
+            self.rows = []
+            return ended
+        if self.stepper is not None:
+            keep = [i for i, r in enumerate(self.rows) if not r.finish]
+            if len(keep) < len(self.rows):
+                self._keep(keep)
+                next_ids = next_ids[keep]
+            self.stepper = self._stepper()  # the batch's size may have changed
+            self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1),
+                                                         dtype=torch.long)], dim=1)
+            self.last = self.last + 1
+            self._room()
+            self.logits = self.stepper.step(self.kv, next_ids, self.mask, self.last)
+            return ended
+        self.mask = torch.cat([self.mask, torch.tensor([[0 if r.finish else 1]
+                                                        for r in self.rows])], dim=1)
+        self.last = self.last + 1
+        device = self.model.device
         with torch.no_grad():
-            out = model(input_ids=next_ids[:, None].to(device), attention_mask=mask.to(device),
-                        position_ids=last[:, None].to(device), cache=cache, use_cache=True)
-        cache, logits = out.cache, out.logits[:, -1, :].float().cpu()
-    for row in rows:
-        row.finish = row.finish or "length"
-        _flush(row, tokenizer)
+            out = self.model(input_ids=next_ids[:, None].to(device),
+                             attention_mask=self.mask.to(device),
+                             position_ids=self.last[:, None].to(device), cache=self.cache,
+                             use_cache=True)
+        self.cache, self.logits = out.cache, out.logits[:, -1, :].float().cpu()
+        return ended
+
+    def _stepper(self) -> Any:
+        """The lean step for this many rows: bfloat16 weights pay off for one row; for
+        several, where this CPU multiplies them faster (:func:`.fast.batch_precision`). The
+        cache is float32 either way, so the precision may change between steps."""
+        return stepper_for(self.model, batch_precision(self.model, self.precision,
+                                                       len(self.rows)))
+
+    def _next(self, i: int, row: Row) -> int:
+        history = torch.tensor(row.ids + row.generated, dtype=torch.long)
+        token = _pick(self.logits[i], row, history)
+        if token in self.eos:
+            row.finish = "stop"
+            return token
+        row.generated.append(token)
+        _advance_text(row, self.tokenizer)
+        if not row.finish and len(row.generated) >= row.settings.max_new_tokens:
+            row.finish = "length"
+        return token
+
+    def _keep(self, keep: list[int]) -> None:
+        """Drop the rows that ended from the batch (and slots no remaining row uses)."""
+        index = torch.tensor(keep)
+        self.rows = [self.rows[i] for i in keep]
+        self.mask, self.last = self.mask[index], self.last[index]
+        used = self.mask.any(0).nonzero()
+        first = int(used[0]) if len(used) else self.mask.shape[1]
+        self.kv.keys = [k[index, :, first:] for k in self.kv.keys]
+        self.kv.values = [v[index, :, first:] for v in self.kv.values]
+        self.kv.length -= first
+        self.mask = self.mask[:, first:]
+
+    def _room(self) -> None:
+        """Make sure the cache has a free slot for the step about to be written."""
+        if self.kv.length < self.kv.keys[0].shape[2]:
+            return
+        extra = max(16, max(r.settings.max_new_tokens - len(r.generated) for r in self.rows))
+        for layer, (k, v) in enumerate(zip(self.kv.keys, self.kv.values, strict=True)):
+            pad = (0, 0, 0, extra)
+            self.kv.keys[layer] = torch.nn.functional.pad(k, pad)
+            self.kv.values[layer] = torch.nn.functional.pad(v, pad)
+
+    def close(self) -> None:
+        """End every row still in the batch (as ``length``), flushing its held-back text."""
+        for row in self.rows:
+            if not row.finish:
+                row.finish = "length"
+                _flush(row, self.tokenizer)
+        self.rows = []

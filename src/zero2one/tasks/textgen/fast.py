@@ -21,10 +21,12 @@ import torch.nn.functional as F
 
 # weights of the decoding step's matrix products. bfloat16: on the 2-core AVX2 machine this was
 # written on, a SmolLM2-135M step takes 18 ms instead of 53 ms, and the perplexity of the
-# held-out answers of examples/zero2one-qa moves from 166.81 to 167.02. That holds for one row:
-# a bfloat16 product there costs about as much per row as alone (3072×576 weights: 0.2 ms for 1
-# row, 1.0 ms for 8), while float32 products cost the same for 2 to 8 rows as for 2 (0.5 ms),
-# so batched decoding (batch.py) uses float32 weights
+# held-out answers of examples/zero2one-qa moves from 166.81 to 167.02. That holds for one row.
+# For several rows it depends on the CPU: on that AVX2 machine a bfloat16 product cost about as
+# much per row as alone (3072×576 weights: 0.2 ms for 1 row, 1.0 ms for 8) while float32 cost
+# the same for 2 to 8 rows (0.5 ms); on an AVX-512 BF16 machine 8 rows took 0.09 ms in
+# bfloat16 against 0.18 ms in float32 (8 streams: 172 against 94 tokens/s). So batched steps
+# measure both once per batch size and keep the faster (:func:`batch_precision`)
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEFAULT_PRECISION = "bfloat16"
 
@@ -163,9 +165,42 @@ def stepper_for(model: Any, precision: str = DEFAULT_PRECISION) -> LlamaStepper 
     return stepper
 
 
+def batch_precision(model: Any, precision: str, rows: int) -> str:
+    """The weights' precision for a step of ``rows`` rows: ``float32`` (exact) as asked; the
+    asked precision for one row; for several, the asked one where this CPU multiplies it
+    faster than float32 (timed once per power-of-two batch size on the largest matrix, the
+    output head), else float32."""
+    if precision == "float32" or rows == 1 or not supports(model):
+        return precision
+    bucket = 1 << (rows - 1).bit_length()
+    chosen = model.__dict__.setdefault("_zero2one_batch_precision", {})
+    key = (precision, bucket)
+    if key not in chosen:
+        weight = model.lm_head.weight.detach()
+        x = torch.randn(bucket, weight.shape[1])
+        low = _prepare(weight, PRECISIONS[precision])
+        fp32 = _best_time(lambda: F.linear(x, weight))
+        other = _best_time(lambda: F.linear(x.to(low.dtype), low))
+        chosen[key] = precision if other < fp32 else "float32"
+    return str(chosen[key])
+
+
+def _best_time(call: Any, repeat: int = 5) -> float:
+    import time
+
+    call()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def release(model: Any) -> None:
     """Drop the steppers (and their copies of the weights) kept on ``model``."""
     model.__dict__.pop("_zero2one_steppers", None)
+    model.__dict__.pop("_zero2one_batch_precision", None)
 
 
 def _version(model: Any) -> int:

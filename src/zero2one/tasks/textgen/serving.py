@@ -2,8 +2,10 @@
 
 Concurrent requests are decoded together: a worker thread takes every request queued within a
 short gathering window (up to ``max_batch``) and decodes them as one batch
-(:func:`zero2one.tasks.textgen.batch.generate_rows`), streaming each row's text back to its
-caller's event loop. Requests arriving during a batch form the next one.
+(:class:`zero2one.tasks.textgen.batch.Decoder`), streaming each row's text back to its caller's
+event loop. Batching is continuous where the model allows it (Llama-family models on the CPU):
+a request that arrives during a batch joins it at the next step, and a request that ends leaves
+it (and is answered) at once; otherwise it waits for the next batch.
 """
 
 from __future__ import annotations
@@ -82,30 +84,69 @@ class LMEngine:
                 self._worker.start()
 
     def _run(self) -> None:
-        from zero2one.tasks.textgen.batch import generate_rows
+        from zero2one.tasks.textgen.batch import Decoder
 
+        decoder: Decoder | None = None
+        callers: dict[int, tuple[Any, Any]] = {}  # id(row) -> (loop, pieces)
+        closing = False
         while True:
-            first = self._pending.get()
-            if first is None:  # close()
-                return
-            batch = [first]
-            deadline = time.monotonic() + self.gather_seconds
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:  # close() during gathering: finish this batch first
-                    self._pending.put(None)
-                    break
-                batch.append(item)
-            self.batch_sizes.append(len(batch))
-            try:
-                generate_rows(self.model, self.tokenizer, [row for row, _, _ in batch],
-                              precision=self.precision)
-            except BaseException as exc:  # every caller of the batch hears of it
-                for _, loop, pieces in batch:
-                    loop.call_soon_threadsafe(pieces.put_nowait, ("error", exc))
+            if decoder is None or not decoder.rows:
+                if closing:
+                    return
+                first = self._pending.get()
+                if first is None:  # close()
+                    return
+                arrived, closing = self._gather([first], self.gather_seconds)
+                decoder = Decoder(self.model, self.tokenizer, precision=self.precision)
+            elif decoder.joins and not closing:  # continuous batching: join at this step
+                arrived, closing = self._gather([], 0.0, room=self.max_batch - len(decoder.rows))
             else:
-                for _, loop, pieces in batch:
-                    loop.call_soon_threadsafe(pieces.put_nowait, ("end", None))
+                arrived = []
+            if arrived:
+                self._admit(decoder, arrived, callers)
+            if not decoder.rows:
+                continue
+            self.batch_sizes.append(len(decoder.rows))
+            try:
+                ended = decoder.step()
+            except BaseException as exc:  # every caller of the batch hears of it
+                for row in decoder.rows:
+                    self._tell(callers.pop(id(row), None), ("error", exc))
+                decoder = None
+                continue
+            for row in ended:
+                self._tell(callers.pop(id(row), None), ("end", None))
+
+    def _gather(self, batch: list[Any], seconds: float, *,
+                room: int | None = None) -> tuple[list[Any], bool]:
+        """Queued requests, waiting up to ``seconds`` for more (``room``: at most that many);
+        returns them and whether close() was called."""
+        room = self.max_batch if room is None else room
+        deadline = time.monotonic() + seconds
+        while len(batch) < room:
+            try:
+                item = self._pending.get(timeout=max(0.0, deadline - time.monotonic())
+                                         ) if seconds else self._pending.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # close(): finish the rows taken so far first
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _admit(self, decoder: Any, arrived: list[Any],
+               callers: dict[int, tuple[Any, Any]]) -> None:
+        try:
+            decoder.add([row for row, _, _ in arrived])
+        except BaseException as exc:  # the prompts' forward failed: their callers hear of it
+            for _, loop, pieces in arrived:
+                self._tell((loop, pieces), ("error", exc))
+            return
+        for row, loop, pieces in arrived:
+            callers[id(row)] = (loop, pieces)
+
+    @staticmethod
+    def _tell(caller: tuple[Any, Any] | None, message: tuple[str, Any]) -> None:
+        if caller is not None:
+            loop, pieces = caller
+            loop.call_soon_threadsafe(pieces.put_nowait, message)
