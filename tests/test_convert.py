@@ -281,3 +281,61 @@ def test_data_of_another_shape_is_refused(workspace: Path, digits_model: Path) -
         compress(str(digits_model), "static", overrides=["data.image_size=16"])
     with pytest.raises(DataError, match=r"the data's images are 1×16×16"):
         export(str(digits_model), "onnx", overrides=["data.image_size=16"])
+
+
+# ---- language models: int8 weights -------------------------------------------------------
+
+def test_int8_language_model(workspace: Path, trained: Callable[[str], Trained]) -> None:
+    job = trained("text-generation")
+    result = compress(str(job.directory), "int8-weights")
+    manifest = read_manifest(result.model_dir)
+    assert manifest["parts"] == {"int8": "int8"}
+    assert "int8/model.safetensors" in manifest["files"]
+    parent, fp32, new = result.report
+    assert [parent["model"], fp32["model"], new["model"]] == [
+        "transformers float32", "zero2one step float32", "zero2one step int8"]
+    assert new["size_bytes"] < 0.5 * parent["size_bytes"]
+    assert new["metric"] == "val_perplexity"
+    change = manifest["conversion"]["perplexity_change"]
+    assert change <= 0.02 and new["value"] == pytest.approx(
+        manifest["conversion"]["perplexity_int8"])
+    model = load(result.model_dir)
+    assert model.precision_ == "int8" and model.model_.__dict__["_zero2one_precision"] == "int8"
+    # the loaded model computes with exactly the rounded weights that were measured
+    assert model.evaluate(job.data)["val_perplexity"] == pytest.approx(
+        manifest["conversion"]["perplexity_int8"], rel=1e-5)
+    assert isinstance(model.predict("zero2one"), str)
+    from zero2one.tasks.textgen.batch import Decoder
+
+    assert Decoder(model.model_, model.tokenizer_).precision == "int8"  # its default step
+    assert Decoder(load(job.directory).model_, model.tokenizer_).precision == "bfloat16"
+
+
+def test_int8_language_model_is_served(workspace: Path,
+                                       trained: Callable[[str], Trained]) -> None:
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    result = compress(str(trained("text-generation").directory), "int8-weights")
+    app = create_app(ServeSettings(model=str(result.model_dir)))  # type: ignore[call-arg]
+    with TestClient(app) as client:
+        method, path, body = CASES["text-generation"].good
+        answer = client.request(method, path, json=body)
+        assert answer.status_code == 200, answer.text
+        assert client.app.state.holder.current.adapter.precision is None  # the model's own
+
+
+def test_int8_language_model_refused_beyond_the_perplexity_budget(
+        workspace: Path, trained: Callable[[str], Trained],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one.tasks.textgen import compress as lm_compress
+
+    monkeypatch.setattr(lm_compress, "MAX_PERPLEXITY_RISE", -1.0)
+    with pytest.raises(ConversionError, match="raise the held-out perplexity"):
+        compress(str(trained("text-generation").directory), "int8-weights",
+                 out=workspace / "int8")
+    assert not (workspace / "int8").exists()
+    with pytest.raises(DataError, match="do not apply to --method int8-weights"):
+        compress(str(trained("text-generation").directory), "int8-weights",
+                 options=CompressOptions(calibration=64))

@@ -55,7 +55,9 @@ class Conversion:
     # further models measured in the report between parent and new model (the float32 model
     # in the new model's runtime, for a quantized one)
     baselines: list[Task] = field(default_factory=list)
-    parent_bytes: int | None = None  # the parent's real footprint, where its directory is not
+    # bytes on disk of parent, baselines and new model where saving them does not tell (a
+    # language model's parent directory holds only an adapter); None: measured by saving
+    sizes: list[int | None] | None = None
 
 
 @dataclass
@@ -163,8 +165,8 @@ def measure(parent: Task, conversion: Conversion, data: Any) -> list[dict[str, A
     for i, model in enumerate(models):
         metrics = model.evaluate(data)
         name = next((m for m in PRIMARY_METRICS if m in metrics), next(iter(metrics), None))
-        size = (conversion.parent_bytes if i == 0 and conversion.parent_bytes is not None
-                else footprint(model))
+        given = conversion.sizes[i] if conversion.sizes else None
+        size = given if given is not None else footprint(model)
         latency = _median_seconds(model.bench_call(data, 1))
         per_batch = _median_seconds(model.bench_call(data, batch))
         rows.append({"model": model.runtime, "size_bytes": size,

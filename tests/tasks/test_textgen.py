@@ -431,3 +431,31 @@ def test_a_short_request_is_answered_while_a_long_one_decodes(tiny_lm: Path) -> 
         engine.close()
     assert order == ["short", "long"]
     assert max(engine.batch_sizes) == 2
+
+
+def test_int8_step_computes_with_the_rounded_weights(tiny_lm: Path) -> None:
+    """The int8 step's logits are those of transformers' forward on the int8-rounded weights
+    (up to bfloat16 activations), and rounding twice changes nothing."""
+    import torch
+
+    from zero2one.tasks.textgen.compress import quantized_copy
+    from zero2one.tasks.textgen.fast import Int8Weight, round_to_int8, stepper_for
+
+    model, _ = load_lm(str(tiny_lm))
+    rounded = quantized_copy(model)
+    weight = rounded.model.layers[0].mlp.down_proj.weight
+    assert torch.equal(round_to_int8(weight), weight)
+    assert Int8Weight.of(weight).q.abs().max() == 127
+    stepper = stepper_for(rounded, "int8")
+    assert stepper is not None and stepper.layers[0].qkv.dtype == torch.int8
+    ids = torch.tensor([[5, 9, 11, 12]])
+    mask = torch.ones_like(ids)
+    positions = torch.arange(4)[None]
+    with torch.no_grad():
+        out = rounded(input_ids=ids[:, :3], attention_mask=mask[:, :3],
+                      position_ids=positions[:, :3], use_cache=True)
+        kv = stepper.adopt(out.cache, 2)
+        full = rounded(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    step = stepper.step(kv, ids[:, 3], mask, positions[:, 3])
+    torch.testing.assert_close(step, full, rtol=0.05, atol=0.05)
+    assert not torch.equal(rounded.lm_head.weight, model.lm_head.weight)  # a copy was rounded

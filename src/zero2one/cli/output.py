@@ -16,11 +16,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no s
 class Precision(StrEnum):
     bfloat16 = "bfloat16"
     float32 = "float32"
+    int8 = "int8"
 
 
-PrecisionOption = Annotated[Precision, typer.Option(
-    help="Language models: weights of each decoding step — bfloat16 (about 3× faster on a CPU) "
-    "or float32 (exactly transformers' numbers).")]
+PrecisionOption = Annotated[Precision | None, typer.Option(
+    help="Language models: weights of each decoding step — bfloat16 (about 3× faster on a CPU), "
+    "float32 (exactly transformers' numbers) or int8 [int8 for a model compressed to int8 "
+    "weights, else bfloat16].", show_default=False)]
 
 
 def console(stderr: bool = False) -> Any:

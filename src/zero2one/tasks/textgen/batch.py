@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from zero2one.tasks.textgen.fast import (
-    DEFAULT_PRECISION,
     batch_precision,
+    default_precision,
     stepper_for,
     supports,
 )
@@ -138,7 +138,7 @@ class Decoder:
 
     def __init__(self, model: Any, tokenizer: Any, *, precision: str | None = None) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.precision = precision or DEFAULT_PRECISION
+        self.precision = precision or default_precision(model)
         configured = getattr(model.generation_config, "eos_token_id", None)
         eos = set(configured if isinstance(configured, list) else [configured])
         eos |= {tokenizer.eos_token_id}

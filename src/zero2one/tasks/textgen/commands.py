@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zero2one.cli.output import Json, Precision, PrecisionOption, print_json
+from zero2one.cli.output import Json, PrecisionOption, print_json
 
 
 def generate(
@@ -27,7 +27,7 @@ def generate(
     repetition_penalty: Annotated[float | None, typer.Option(help="[1.0]")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
-    precision: PrecisionOption = Precision.bfloat16,
+    precision: PrecisionOption = None,
     json_: Json = False,
 ) -> None:
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
@@ -43,7 +43,7 @@ def generate(
     start = time.perf_counter()
     pieces = []
     for piece in stream(lm, tokenizer, prompt, settings=settings, chat=chat,
-                        precision=precision.value):
+                        precision=precision.value if precision else None):
         pieces.append(piece)
         if not json_:
             sys.stdout.write(piece)

@@ -27,8 +27,42 @@ import torch.nn.functional as F
 # the same for 2 to 8 rows (0.5 ms); on an AVX-512 BF16 machine 8 rows took 0.09 ms in
 # bfloat16 against 0.18 ms in float32 (8 streams: 172 against 94 tokens/s). So batched steps
 # measure both once per batch size and keep the faster (:func:`batch_precision`)
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# int8: weights rounded to int8 per output channel (symmetric, bfloat16 scales: what
+# ``zero2one compress --method int8-weights`` stores), multiplied by ``_weight_int8pack_mm``
+# with bfloat16 activations — a quarter of float32's bytes per token
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
 DEFAULT_PRECISION = "bfloat16"
+
+
+class Int8Weight:
+    """A weight matrix (out, in) as int8 values and one bfloat16 scale per output row."""
+
+    __slots__ = ("dtype", "q", "scale")
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor) -> None:
+        self.q, self.scale, self.dtype = q.contiguous(), scale.contiguous(), torch.int8
+
+    @classmethod
+    def of(cls, weight: torch.Tensor) -> Int8Weight:
+        w = weight.detach().float()
+        scale = (w.abs().amax(1) / 127).clamp(min=1e-12).to(torch.bfloat16)
+        q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
+        return cls(q, scale)
+
+    def dequantize(self) -> torch.Tensor:
+        return self.q.float() * self.scale.float()[:, None]
+
+
+def default_precision(model: Any) -> str:
+    """The decoding step's precision when none is asked for: int8 for a model compressed to
+    int8 weights (``zero2one compress --method int8-weights``), else bfloat16."""
+    return str(model.__dict__.get("_zero2one_precision") or DEFAULT_PRECISION)
+
+
+def round_to_int8(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` as :class:`Int8Weight` computes with it (float32): quantized, dequantized.
+    Quantizing the result again gives the same int8 values and scales."""
+    return Int8Weight.of(weight).dequantize()
 
 
 def supports(model: Any) -> bool:
@@ -46,10 +80,22 @@ def supports(model: Any) -> bool:
     )
 
 
-def _prepare(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _prepare(weight: torch.Tensor, dtype: torch.dtype) -> Any:
     # (float32 stored transposed made one row's product faster here, 0.37 against 0.66 ms for
     # 3072×576, but eight rows' slower, 99-127 against 87-114 ms a step: not worth two layouts)
+    if dtype is torch.int8:
+        return Int8Weight.of(weight)
     return weight.detach().to(dtype).contiguous()
+
+
+def linear(x: torch.Tensor, weight: Any) -> torch.Tensor:
+    """``x @ weight.T`` in float32 out, for any of the :data:`PRECISIONS`."""
+    if isinstance(weight, Int8Weight):
+        return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16).contiguous(),
+                                                  weight.q, weight.scale).float()
+    if weight.dtype is torch.float32:
+        return F.linear(x, weight)
+    return F.linear(x.to(weight.dtype), weight).float()
 
 
 class _Layer:
@@ -113,10 +159,8 @@ class LlamaStepper:
             kv.values.append(values)
         return kv
 
-    def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        if self.dtype is torch.float32:
-            return F.linear(x, weight)
-        return F.linear(x.to(self.dtype), weight).float()
+    def _linear(self, x: torch.Tensor, weight: Any) -> torch.Tensor:
+        return linear(x, weight)
 
     @torch.inference_mode()
     def step(self, kv: KV, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
@@ -166,22 +210,26 @@ def stepper_for(model: Any, precision: str = DEFAULT_PRECISION) -> LlamaStepper 
 
 
 def batch_precision(model: Any, precision: str, rows: int) -> str:
-    """The weights' precision for a step of ``rows`` rows: ``float32`` (exact) as asked; the
-    asked precision for one row; for several, the asked one where this CPU multiplies it
-    faster than float32 (timed once per power-of-two batch size on the largest matrix, the
-    output head), else float32."""
-    if precision == "float32" or rows == 1 or not supports(model):
+    """The weights' precision for a step of ``rows`` rows: ``float32`` (exact) as asked;
+    ``bfloat16`` for one row; otherwise the fastest on this CPU of the asked precision and the
+    more exact ones (int8: bfloat16 and float32; bfloat16: float32), timed once per
+    power-of-two batch size on the largest matrix, the output head."""
+    if precision == "float32" or not supports(model) or (rows == 1 and
+                                                         precision == "bfloat16"):
         return precision
     bucket = 1 << (rows - 1).bit_length()
     chosen = model.__dict__.setdefault("_zero2one_batch_precision", {})
     key = (precision, bucket)
     if key not in chosen:
+        candidates = {"int8": ("int8", "bfloat16", "float32"),
+                      "bfloat16": ("bfloat16", "float32")}[precision]
         weight = model.lm_head.weight.detach()
         x = torch.randn(bucket, weight.shape[1])
-        low = _prepare(weight, PRECISIONS[precision])
-        fp32 = _best_time(lambda: F.linear(x, weight))
-        other = _best_time(lambda: F.linear(x.to(low.dtype), low))
-        chosen[key] = precision if other < fp32 else "float32"
+        times = {}
+        for candidate in candidates:
+            prepared = _prepare(weight, PRECISIONS[candidate])
+            times[candidate] = _best_time(lambda w=prepared: linear(x, w))
+        chosen[key] = min(candidates, key=lambda c: times[c])
     return str(chosen[key])
 
 

