@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Write a long paragraph about machine learning in Python."
 MESSAGES = [{"role": "user", "content": PROMPT}]
 
@@ -47,13 +48,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_streams(streams: int, new_tokens: int, work: Path,
-                   precision: str = "bfloat16") -> tuple[float, int]:
+def server_streams(streams: int, new_tokens: int, work: Path, precision: str | None = "bfloat16",
+                   model: str = "builtin:smollm2-135m-instruct") -> tuple[float, int]:
     port = free_port()
     bin_dir = Path(sys.executable).parent
     process = subprocess.Popen(
-        [str(bin_dir / "zero2one"), "serve", "builtin:smollm2-135m-instruct", "--port", str(port),
-         "--precision", precision],
+        [str(bin_dir / "zero2one"), "serve", model, "--port", str(port),
+         *(["--precision", precision] if precision else [])],
         env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -161,6 +162,108 @@ def main() -> None:
     for label, size in (("float32", weight_bytes), ("bfloat16", weight_bytes / 2)):
         print(f"memory-bandwidth ceiling for one stream, {label} weights ({bw:.1f} GB/s ÷ "
               f"{size / 1e6:.0f} MB) | {bw * 1e9 / size:.1f} | {bw * 1e9 / size / base:.2f}")
+    compressed(model, tokenizer, args, work, base, median, ours_one)
+    staggered(model, tokenizer, args)
+
+
+def compressed(model: Any, tokenizer: Any, args: Any, work: Path, base: float, median: Any,
+               ours_one: Any) -> None:
+    """`zero2one compress --method int8-weights` on the built-in model: held-out perplexity
+    and tokens/s, one stream and N through the server, against float32 and bfloat16."""
+    import copy
+
+    import torch
+
+    from zero2one.convert import compress
+    from zero2one.tasks.textgen.fast import release
+
+    qa = REPO / "examples/zero2one-qa"
+    result = compress("builtin:smollm2-135m-instruct", "int8-weights", out=work / "int8",
+                      overrides=[f"data.source={qa / 'train.jsonl'}",
+                                 f"data.val_source={qa / 'val.jsonl'}"])
+    details = result.report
+    release(model)
+    rounded = copy.deepcopy(model)  # bfloat16-rounded weights: what the bfloat16 step uses
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    perplexities = {"float32": details[0]["value"], "bfloat16 weights": _perplexity(
+        rounded, tokenizer, qa), "int8 weights (compressed)": details[-1]["value"]}
+    one = median(ours_one("int8"))
+    served = statistics.median(
+        tokens / seconds for seconds, tokens in (
+            server_streams(args.streams, args.new_tokens, work, None, str(result.model_dir))
+            for _ in range(args.repeat)))
+    print("\nint8 weights (`zero2one compress --method int8-weights`), same run\n")
+    print("what | value | × baseline (model.generate, one request)")
+    print("--- | --- | ---")
+    print(f"model file, float32 → int8 (MB) | {details[0]['size_bytes'] / 1e6:.0f} → "
+          f"{details[-1]['size_bytes'] / 1e6:.0f} | {details[-1]['size_vs_parent']:.1%} of it")
+    print(f"zero2one stream(), one request, int8 | {one:.1f} tokens/s | {one / base:.2f}")
+    print(f"zero2one serve (int8 model, its default), {args.streams} concurrent streams, "
+          f"aggregate | {served:.1f} tokens/s | {served / base:.2f}")
+    print("\nheld-out perplexity (examples/zero2one-qa/val.jsonl) | value | × float32")
+    print("--- | --- | ---")
+    for label, value in perplexities.items():
+        print(f"{label} | {value:.2f} | {value / perplexities['float32']:.4f}")
+
+
+def _perplexity(model: Any, tokenizer: Any, qa: Path) -> float:
+    from zero2one.recipe import load_recipe
+    from zero2one.tasks.textgen import train
+    from zero2one.tasks.textgen.data import tokenize
+    from zero2one.tasks.textgen.task import TextGeneration
+
+    config = load_recipe(REPO / "recipes/smollm2-lora.yaml", [
+        f"data.source={qa / 'train.jsonl'}", f"data.val_source={qa / 'val.jsonl'}"])
+    data = TextGeneration(config).load_data()
+    rows = tokenize(data.val, tokenizer, data.kind, config.data)
+    return train.perplexity(train.validation_loss(model, rows, tokenizer.pad_token_id))
+
+
+def staggered(model: Any, tokenizer: Any, args: Any, gap: float = 0.4) -> None:
+    """N requests arriving GAP seconds apart (in process, the server's engine): continuous
+    batching (join at the next step) against waiting for the next batch."""
+    import asyncio
+
+    from zero2one.tasks.textgen.generate import sampling
+    from zero2one.tasks.textgen.serving import LMEngine
+
+    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
+
+    def run(continuous: bool) -> tuple[float, float, int]:
+        engine = LMEngine(model, tokenizer, "bench", continuous=continuous)
+        latencies: list[float] = []
+        tokens: list[int] = []
+
+        async def one(i: int) -> None:
+            await asyncio.sleep(i * gap)
+            start = time.perf_counter()
+            settings = sampling(max_new_tokens=args.new_tokens, temperature=0)
+            text = "".join([p async for p in engine.stream(prompt, settings)])
+            latencies.append(time.perf_counter() - start)
+            tokens.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+
+        async def all_of_them() -> None:
+            await asyncio.gather(*(one(i) for i in range(args.streams)))
+
+        start = time.perf_counter()
+        try:
+            asyncio.run(all_of_them())
+        finally:
+            engine.close()
+        return sum(tokens) / (time.perf_counter() - start), statistics.mean(latencies), \
+            sum(tokens)
+
+    waiting, continuous = run(False), run(True)
+    print(f"\n{args.streams} requests arriving {gap} s apart, {args.new_tokens} new tokens "
+          "each, in process (the server's engine, default precision)\n")
+    print("schedule | aggregate tokens/s | mean latency s | × wait-for-next-batch")
+    print("--- | --- | --- | ---")
+    for label, (rate, latency, _) in (("wait for the next batch (before)", waiting),
+                                      ("continuous batching (join at the next step)",
+                                       continuous)):
+        print(f"{label} | {rate:.1f} | {latency:.2f} | {rate / waiting[0]:.2f}")
 
 
 if __name__ == "__main__":

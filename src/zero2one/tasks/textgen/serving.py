@@ -25,9 +25,11 @@ class LMEngine:
     batched = False  # no micro-batcher in front: the engine batches concurrent decodes itself
 
     def __init__(self, model: Any, tokenizer: Any, name: str, *, max_batch: int = 16,
-                 gather_seconds: float = 0.025, precision: str | None = None) -> None:
+                 gather_seconds: float = 0.025, precision: str | None = None,
+                 continuous: bool = True) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.precision = precision
+        self.continuous = continuous  # False: requests wait for the next batch (a baseline)
         self.max_batch, self.gather_seconds = max_batch, gather_seconds
         self._pending: queue.Queue[Any] = queue.Queue()
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batches, for tests and ops
@@ -98,7 +100,7 @@ class LMEngine:
                     return
                 arrived, closing = self._gather([first], self.gather_seconds)
                 decoder = Decoder(self.model, self.tokenizer, precision=self.precision)
-            elif decoder.joins and not closing:  # continuous batching: join at this step
+            elif decoder.joins and self.continuous and not closing:  # join at this step
                 arrived, closing = self._gather([], 0.0, room=self.max_batch - len(decoder.rows))
             else:
                 arrived = []
