@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image clean
+.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,9 @@ bench-image: setup
 	$(BIN)/python benchmarks/imagegen_bench.py --data digits
 	test -d data/shapes-captioned || $(BIN)/zero2one datasets make shapes data/shapes-captioned --size 16 --per-class 600 --captions
 	$(BIN)/python benchmarks/imagegen_bench.py --data shapes
+
+bench-compress: setup
+	$(BIN)/python benchmarks/compress_bench.py
 
 bench-serve: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"

@@ -121,6 +121,9 @@ def test_export_is_tracked_and_registered_with_its_parent(workspace: Path) -> No
     version = tracking.model_version("iris", version="2")
     assert version.tags["zero2one.parent"] == "models:/iris/1"
     assert version.tags["zero2one.conversion"] == "onnx"
+    listed = tracking.model_versions("iris")
+    assert [(v["version"], v["parent"], v["conversion"]) for v in listed] == [
+        ("2", "models:/iris/1", "onnx"), ("1", None, None)]
     run = tracking.get_run(result.run_id)
     assert run["tags"]["zero2one.parent"] == "models:/iris/1"
     assert "test_accuracy" in run["metrics"] and "speedup_batch1_vs_parent" in run["metrics"]
@@ -339,3 +342,15 @@ def test_int8_language_model_refused_beyond_the_perplexity_budget(
     with pytest.raises(DataError, match="do not apply to --method int8-weights"):
         compress(str(trained("text-generation").directory), "int8-weights",
                  options=CompressOptions(calibration=64))
+
+
+def test_an_image_export_that_disagrees_is_refused(
+        workspace: Path, digits_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one.tasks.vision.compress import OnnxNet
+
+    real = OnnxNet.__call__
+    # sharper logits: the same labels, probabilities beyond the 1e-4 tolerance
+    monkeypatch.setattr(OnnxNet, "__call__", lambda self, x: real(self, x) * 1.5)
+    with pytest.raises(ConversionError, match="the ONNX graph disagrees with the original"):
+        export(str(digits_model), "onnx", out=workspace / "onnx")
+    assert not (workspace / "onnx").exists()

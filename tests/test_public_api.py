@@ -3,16 +3,17 @@ import zero2one
 
 def test_public_names_are_pinned() -> None:
     assert sorted(zero2one.__all__) == sorted([
-        "ArtifactError", "DataError", "IntegrityError", "ModelRefError", "RecipeError",
-        "SchemaError", "TrainResult", "UserError", "Zero2OneError", "__version__", "load",
-        "load_recipe", "predict_file", "register_task", "train",
+        "ArtifactError", "CompressOptions", "ConversionError", "DataError", "IntegrityError",
+        "ModelRefError", "RecipeError", "SchemaError", "TrainResult", "UserError",
+        "Zero2OneError", "__version__", "compress", "export", "load", "load_recipe",
+        "predict_file", "register_task", "train",
     ])
     for name in zero2one.__all__:
         assert getattr(zero2one, name) is not None
 
 
 def test_user_errors_share_a_base() -> None:
-    for name in ("ArtifactError", "DataError", "IntegrityError", "ModelRefError", "RecipeError",
-                 "SchemaError"):
+    for name in ("ArtifactError", "ConversionError", "DataError", "IntegrityError",
+                 "ModelRefError", "RecipeError", "SchemaError"):
         assert issubclass(getattr(zero2one, name), zero2one.UserError)
     assert issubclass(zero2one.UserError, zero2one.Zero2OneError)

@@ -3,6 +3,7 @@
     >>> import zero2one
     >>> result = zero2one.train("recipes/iris-svc.yaml")
     >>> zero2one.load(result.model_uri).predict(frame)
+    >>> zero2one.compress("models:/digits-cnn/1", "static").registered_uri
 
 Heavy libraries load on first use, so importing zero2one is cheap.
 """
@@ -15,6 +16,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactError",
+    "CompressOptions",
+    "ConversionError",
     "DataError",
     "IntegrityError",
     "ModelRefError",
@@ -24,6 +27,8 @@ __all__ = [
     "UserError",
     "Zero2OneError",
     "__version__",
+    "compress",
+    "export",
     "load",
     "load_recipe",
     "predict_file",
@@ -33,6 +38,7 @@ __all__ = [
 
 from zero2one.errors import (
     ArtifactError,
+    ConversionError,
     DataError,
     IntegrityError,
     ModelRefError,
@@ -46,6 +52,7 @@ from zero2one.registry import register_task
 
 if TYPE_CHECKING:
     from zero2one.api import TrainResult, load, predict_file, train
+    from zero2one.convert import CompressOptions, compress, export
 
 
 def __getattr__(name: str) -> Any:
@@ -53,4 +60,8 @@ def __getattr__(name: str) -> Any:
         from zero2one import api
 
         return getattr(api, name)
+    if name in {"CompressOptions", "compress", "export"}:
+        from zero2one import convert
+
+        return getattr(convert, name)
     raise AttributeError(f"module 'zero2one' has no attribute {name!r}")

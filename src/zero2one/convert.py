@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from zero2one.refs import Resolved
     from zero2one.task import Task
 
-PARENT_TAG = "zero2one.parent"
-CONVERSION_TAG = "zero2one.conversion"
 # the held-out metric a report shows, the first a task's evaluate() gives
 PRIMARY_METRICS = ("accuracy", "r2", "val_perplexity")
 MIN_BENCH_SECONDS = 0.4  # timing each model at each batch size, at least (and 10 calls)
@@ -146,10 +144,9 @@ def _convert(parent: Task, make: Callable[[Any, Reporter], Conversion], *,
     with reporter.step("reading the data"):
         data = parent.load_data()
     conversion = make(data, reporter)
-    new = conversion.model
     with reporter.step("measuring"):
         rows = measure(parent, conversion, data)
-    metrics = new.evaluate(data)
+    metrics = rows[-1]["metrics"]
     markdown = render(rows, parent, conversion)
     return _save(parent, conversion, data, metrics, rows, markdown, register=register, out=out)
 
@@ -169,7 +166,7 @@ def measure(parent: Task, conversion: Conversion, data: Any) -> list[dict[str, A
         size = given if given is not None else footprint(model)
         latency = _median_seconds(model.bench_call(data, 1))
         per_batch = _median_seconds(model.bench_call(data, batch))
-        rows.append({"model": model.runtime, "size_bytes": size,
+        rows.append({"model": model.runtime, "size_bytes": size, "metrics": metrics,
                      "metric": name, "value": metrics.get(name) if name else None,
                      "p50_batch1_ms": latency * 1000, "batch": batch,
                      f"throughput_batch{batch}_per_s": batch / per_batch})
@@ -238,6 +235,12 @@ def render(rows: list[dict[str, Any]], parent: Task, conversion: Conversion) -> 
     if conversion.details:
         lines += ["", "Details: " + ", ".join(f"{k} = {_plain(v)}"
                                               for k, v in conversion.details.items())]
+    new, reference = rows[-1], rows[-2]
+    if (len(rows) > 2 and new["speedup_batch1_vs_same_runtime"] < 1
+            and new[f"speedup_batch{batch}_vs_same_runtime"] < 1):
+        lines += ["", f"Note: on this machine the new model is slower than "
+                      f"{reference['model']} at both batch sizes; for speed, keep that one "
+                      "(`zero2one export`), for size, this one."]
     return "\n".join(lines) + "\n"
 
 
@@ -279,7 +282,7 @@ def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, fl
         return ConvertResult(model_dir, str(model_dir), method, lineage["ref"], metrics, rows,
                              markdown)
     tags = {tracking.TASK_TAG: new.name, "zero2one.version": __version__,
-            PARENT_TAG: lineage["ref"], CONVERSION_TAG: method}
+            tracking.PARENT_TAG: lineage["ref"], tracking.CONVERSION_TAG: method}
     if lineage.get("manifest_sha256"):
         tags["zero2one.parent_manifest_sha256"] = lineage["manifest_sha256"]
     name = register or (resolved.name if resolved is not None and resolved.kind == "registry"
@@ -305,7 +308,7 @@ def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, fl
         if name:
             version = tracking.register_model(
                 name, run, manifest_sha256=digest,
-                tags={PARENT_TAG: lineage["ref"], CONVERSION_TAG: method})
+                tags={tracking.PARENT_TAG: lineage["ref"], tracking.CONVERSION_TAG: method})
     local = Path(out) if out else tracking.download(run.model_artifact_uri)
     return ConvertResult(local, run.model_uri, method, lineage["ref"], metrics, rows, markdown,
                          run_id=run.run_id, registered_name=name if version else None,

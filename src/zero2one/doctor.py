@@ -24,6 +24,7 @@ EXTRAS: dict[str, list[str]] = {
     "text": ["torch", "transformers", "tokenizers", "gguf", "peft", "datasets"],
     "image": ["torch", "diffusers"],
     "serve": ["fastapi", "uvicorn", "prometheus-client"],
+    "onnx": ["onnx", "onnxruntime", "onnxscript", "skl2onnx"],
     "scale": ["dask"],
 }
 REQUIRED_EXTRAS = ("core", "tabular")  # the main job (tabular training + tracking) needs these

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST_TAG = "zero2one.manifest_sha256"
 TASK_TAG = "zero2one.task"
+# a model made from another by zero2one export / compress: the parent's pinned reference, how
+PARENT_TAG = "zero2one.parent"
+CONVERSION_TAG = "zero2one.conversion"
 MODEL_PATH = "model"  # artifact path of the model directory inside a run
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 
@@ -416,6 +419,8 @@ def model_versions(name: str) -> list[dict[str, Any]]:
             "run_id": v.run_id,
             "created": v.creation_timestamp,
             "source": v.source,
+            "parent": (v.tags or {}).get(PARENT_TAG),
+            "conversion": (v.tags or {}).get(CONVERSION_TAG),
         }
         for v in sorted(versions, key=lambda v: int(v.version), reverse=True)
     ]

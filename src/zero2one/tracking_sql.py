@@ -169,8 +169,15 @@ def model_versions(db: sqlite3.Connection, name: str) -> list[dict[str, Any]] | 
     rows = db.execute(
         f"SELECT version, run_id, creation_time, source FROM model_versions WHERE name = ? "
         f"AND ({_LIVE}) ORDER BY version DESC", (name,)).fetchall()
+    tags: dict[tuple[str, str], str] = {
+        (str(v), key): value for v, key, value in db.execute(
+            "SELECT version, key, value FROM model_version_tags WHERE name = ? AND key IN "
+            "('zero2one.parent', 'zero2one.conversion')", (name,))}
     return [{"version": str(v), "aliases": sorted(by_version.get(str(v), [])), "run_id": run,
-             "created": created, "source": source} for v, run, created, source in rows]
+             "created": created, "source": source,
+             "parent": tags.get((str(v), "zero2one.parent")),
+             "conversion": tags.get((str(v), "zero2one.conversion"))}
+            for v, run, created, source in rows]
 
 
 def model_version(db: sqlite3.Connection, name: str, *, version: str | None = None,

@@ -42,8 +42,10 @@ def show(
     if json_:
         print_json(versions)
         return
-    console().print(table(name, ["version", "aliases", "run id", "created"], [
-        [v["version"], ", ".join(v["aliases"]) or "-", v["run_id"],
+    console().print(table(name, ["version", "aliases", "made from", "run id", "created"], [
+        [v["version"], ", ".join(v["aliases"]) or "-",
+         f"{v['conversion']} of {v['parent']}" if v.get("parent") else "training",
+         v["run_id"],
          dt.datetime.fromtimestamp(v["created"] / 1000, dt.UTC).isoformat(timespec="seconds")]
         for v in versions
     ]))

@@ -36,6 +36,18 @@ class LMEngine:
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Choose each batch size's precision and build its decoding step now (timing the
+        candidates, fusing the weights: about a second for SmolLM2), not during the first
+        requests of that size."""
+        from zero2one.tasks.textgen.fast import batch_precision, default_precision, stepper_for
+
+        precision = self.precision or default_precision(self.model)
+        rows = 1
+        while rows <= self.max_batch:
+            stepper_for(self.model, batch_precision(self.model, precision, rows))
+            rows *= 2
+
     def count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

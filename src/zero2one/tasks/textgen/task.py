@@ -307,7 +307,9 @@ class TextGeneration(Task):
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
         from zero2one.tasks.textgen.serving import LMEngine
 
-        return LMEngine(self.model_, self.tokenizer_, name, precision=settings.precision)
+        engine = LMEngine(self.model_, self.tokenizer_, name, precision=settings.precision)
+        engine.warm()
+        return engine
 
     @classmethod
     def routes(cls) -> list[Any]:
