@@ -220,7 +220,7 @@ def test_int8_image_classifier(method: str, workspace: Path, digits_model: Path)
     # int8 weights are a quarter of the bytes; names and scales weigh more on a model this small
     assert new["size_bytes"] < 0.45 * fp32["size_bytes"]
     assert new["value"] >= parent["value"] - 0.05  # accuracy kept
-    assert manifest["conversion"]["label_agreement"] >= 0.98
+    assert manifest["conversion"]["label_agreement_decided"] >= 0.98
     if method != "dynamic":
         assert manifest["conversion"]["calibration_images"] == 512
     if method == "qat":
@@ -353,4 +353,11 @@ def test_an_image_export_that_disagrees_is_refused(
     monkeypatch.setattr(OnnxNet, "__call__", lambda self, x: real(self, x) * 1.5)
     with pytest.raises(ConversionError, match="the ONNX graph disagrees with the original"):
         export(str(digits_model), "onnx", out=workspace / "onnx")
+    assert not (workspace / "onnx").exists()
+    # a quantized graph whose labels moved on decided images: refused too
+    monkeypatch.setattr(OnnxNet, "__call__", lambda self, x: -real(self, x)
+                        if self.precision == "int8" else real(self, x))
+    with pytest.raises(ConversionError, match=r"labels agree on 0\.00% of the \d+ images the "
+                       r"original is decided about \(at least 98% needed\)"):
+        compress(str(digits_model), "static", out=workspace / "onnx")
     assert not (workspace / "onnx").exists()

@@ -266,7 +266,7 @@ class ImageClassification(Task):
         reference = self._with_net(net)._logits(x_test) if history else fp32._logits(x_test)
         details.update(compress.check_agreement(
             reference, new._logits(x_test), what=f"the INT8 graph ({method})",
-            atol=None, min_agreement=compress.MIN_AGREEMENT))
+            atol=None, min_agreement=compress.MIN_AGREEMENT, margin=compress.DECIDED))
         if calibration is not None:
             details["calibration_images"] = len(calibration)
         return Conversion(new, method, details, baselines=[fp32])
