@@ -53,9 +53,7 @@ class TrainResult:
 
     @property
     def registered_uri(self) -> str | None:
-        if self.registered_name is None or self.registered_version is None:
-            return None
-        return f"models:/{self.registered_name}/{self.registered_version}"
+        return registered_uri(self.registered_name, self.registered_version)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +68,11 @@ class TrainResult:
             "cv_score": self.cv_score,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
         }
+
+
+def registered_uri(name: str | None, version: str | None) -> str | None:
+    """``models:/NAME/VERSION`` of a registered model version, None when there is none."""
+    return None if name is None or version is None else f"models:/{name}/{version}"
 
 
 def train(

@@ -73,9 +73,9 @@ class ConvertResult:
 
     @property
     def registered_uri(self) -> str | None:
-        if self.registered_name is None or self.registered_version is None:
-            return None
-        return f"models:/{self.registered_name}/{self.registered_version}"
+        from zero2one.api import registered_uri
+
+        return registered_uri(self.registered_name, self.registered_version)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_uri": self.model_uri, "model_dir": str(self.model_dir),
