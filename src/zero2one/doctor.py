@@ -25,6 +25,7 @@ EXTRAS: dict[str, list[str]] = {
     "image": ["torch", "diffusers"],
     "serve": ["fastapi", "uvicorn", "prometheus-client"],
     "onnx": ["onnx", "onnxruntime", "onnxscript", "skl2onnx"],
+    "safety": ["glin-profanity", "phonenumbers", "zhconv"],
     "scale": ["dask"],
 }
 REQUIRED_EXTRAS = ("core", "tabular")  # the main job (tabular training + tracking) needs these

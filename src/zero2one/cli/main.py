@@ -19,6 +19,7 @@ from zero2one.cli import (
     deploy,
     doctor,
     models,
+    moderate,
     predict,
     recipe,
     runs,
@@ -42,6 +43,7 @@ app.command("serve")(serve.command())
 app.command("ui")(ui.ui)
 app.command("export")(convert.export)
 app.command("compress")(convert.compress)
+app.command("moderate")(moderate.moderate)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")

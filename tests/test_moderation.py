@@ -1,0 +1,240 @@
+"""Moderation: normalisation, phrase lists, validated personal data, actions, the audit log,
+the classifier and API plug-ins, the CLI, and the configurations refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from zero2one.errors import RecipeError
+from zero2one.moderation import ModerationConfig, Moderator, evaluate, load_moderator
+from zero2one.moderation.pii import cn_id_valid, find, luhn
+
+pytest.importorskip("glin_profanity")
+
+
+@pytest.fixture(scope="module")
+def moderator() -> Moderator:
+    return load_moderator("default")
+
+
+@pytest.mark.parametrize("text, category", [
+    ("you idiot", "harassment"),
+    ("Y O U  I D I O T", "harassment"),                 # inserted spaces
+    ("ｙｏｕ ｉｄｉｏｔ", "harassment"),                    # full width
+    ("sh1t happens", "profanity"),                      # leetspeak
+    ("what a sh*t show", "profanity"),                  # a masked letter
+    ("k.i.l.l y.o.u.r.s.e.l.f", "violence"),            # symbols between letters
+    ("你这个傻逼", "profanity"),
+    ("你 是 个 废 物", "harassment"),                     # spaces between characters
+    ("我想自殺", "self-harm"),                            # traditional characters
+    ("怎么製造炸彈", "illicit"),
+])
+def test_lists_see_through_obfuscation(moderator: Moderator, text: str, category: str) -> None:
+    verdict = moderator.check(text)
+    assert category in verdict.categories, verdict.hits
+    assert verdict.blocked
+
+
+@pytest.mark.parametrize("text", [
+    "a classic glass of water", "analysis of the bass line", "kill the process",
+    "Scunthorpe", "逼迫别人是不对的", "今天天气很好", "call the assistant",
+])
+def test_innocent_texts_pass(moderator: Moderator, text: str) -> None:
+    verdict = moderator.check(text)
+    assert not verdict.flagged, verdict.hits
+
+
+def test_pii_is_validated_not_just_matched() -> None:
+    assert luhn("4111111111111111") and not luhn("4111111111111112")
+    assert cn_id_valid("11010519491231002X")
+    assert not cn_id_valid("110105194912310021")  # wrong check character
+    assert not cn_id_valid("110105194902300023")  # 30 February
+    assert not cn_id_valid("990105194912310021")  # no province 99
+    kinds = {f.kind for f in find("a@example.com 13912345678 4111 1111 1111 1111 "
+                                  "11010519491231002X 10.0.0.7 2001:db8::1")}
+    assert kinds == {"email", "phone", "card", "cn_id", "ip"}
+    assert find("4111 1111 1111 1112 999.1.1.1 x@localhost 110105194912310021") == []
+
+
+def test_redaction_labels_each_span(moderator: Moderator) -> None:
+    text = "mail bob@example.org or call 139-1234-5678, card 4111 1111 1111 1111"
+    verdict = moderator.check(text)
+    assert not verdict.blocked  # personal data is redacted, not refused, by default
+    assert moderator.redact(text, verdict) == "mail [EMAIL] or call [PHONE], card [CARD]"
+    assert verdict.openai()["categories"]["pii"] is True
+
+
+def test_actions_and_user_lists(tmp_path: Path) -> None:
+    lists = tmp_path / "mine.yaml"
+    lists.write_text("competitors: [acme corp, 某某公司]\n", encoding="utf-8")
+    config = tmp_path / "moderation.yaml"
+    config.write_text(f"lists: [{lists.name}]\nactions: {{competitors: redact, profanity: "
+                      "flag}\npii: {email: block}\n", encoding="utf-8")
+    moderator = load_moderator(config)
+    verdict = moderator.check("ACME  Corp is worse, shit")
+    assert verdict.categories == ["competitors", "profanity"] and not verdict.blocked
+    assert moderator.redact("ACME  Corp is worse", moderator.check("ACME  Corp is worse")) \
+        == "[REDACTED] is worse"
+    assert moderator.check("某某公司").categories == ["competitors"]
+    assert moderator.check("write to a@example.com").blocked
+
+
+@pytest.mark.parametrize("content, message", [
+    ("actions: {rudeness: block}\n", "actions: unknown category rudeness"),
+    ("pii: {passport: block}\n", "pii: unknown kind passport"),
+    ("lists: [missing.yaml]\n", "missing.yaml not found"),
+    ("outputs: sometimes\n", "outputs"),
+    ("[1, 2]\n", "a moderation config is a mapping"),
+    ("actions: {hate: [\n", "not valid YAML"),
+    ("unknown_key: 1\n", "unknown_key"),
+])
+def test_bad_configs_are_refused(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "moderation.yaml"
+    config.write_text(content, encoding="utf-8")
+    with pytest.raises(RecipeError, match=message):
+        load_moderator(config)
+
+
+def test_a_bad_list_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("- just\n- phrases\n", encoding="utf-8")
+    (tmp_path / "moderation.yaml").write_text("lists: [bad.yaml]\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match="expected a mapping of category -> list of phrases"):
+        load_moderator(tmp_path / "moderation.yaml")
+    with pytest.raises(RecipeError, match="use 'default' or a YAML file"):
+        load_moderator(tmp_path / "nope.yaml")
+
+
+def test_audit_log_keeps_decisions_not_text(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    moderator = Moderator(ModerationConfig(audit=log))
+    moderator.check("you idiot")
+    moderator.check("hello")  # nothing found: nothing logged
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["blocked"] and record["hits"][0]["category"] == "harassment"
+    assert "text" not in record and len(record["sha256"]) == 64
+    Moderator(ModerationConfig(audit=log, audit_text=True)).check("you idiot")
+    assert json.loads(log.read_text().splitlines()[-1])["text"] == "you idiot"
+
+
+def test_evaluate_counts_precision_and_recall(moderator: Moderator) -> None:
+    report = evaluate(moderator, [("you idiot", ["harassment"]), ("hello", []),
+                                  ("nice weather", ["harassment"]), ("shit", [])])
+    assert report["categories"]["harassment"] == {
+        "support": 2, "precision": 1.0, "recall": 0.5, "f1": 0.6667, "tp": 1, "fp": 0, "fn": 1}
+    assert report["categories"]["profanity"]["fp"] == 1
+    assert report["flagged"]["tp"] == 1 and report["flagged"]["fp"] == 1
+
+
+# ---- plug-ins ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised BERT text classifier with labels toxic/ok, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    out = tmp_path_factory.mktemp("classifier")
+    vocab = out / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "you", "are",
+                                "nice", "bad"]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=9, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32,
+                        id2label={0: "ok", 1: "toxic"}, label2id={"ok": 0, "toxic": 1})
+    BertForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_a_classifier_plugs_in(tiny_classifier: Path) -> None:
+    from zero2one.moderation import ClassifierConfig
+
+    always = Moderator(ModerationConfig(builtin_lists=False, classifier=ClassifierConfig(
+        path=tiny_classifier, labels={"toxic": "harassment", "ok": "harassment"},
+        threshold=0.01)))
+    verdict = always.check("you are nice")
+    assert {h.source for h in verdict.hits} == {"classifier"} and verdict.blocked
+    assert all(0 < h.score <= 1 for h in verdict.hits)
+    with pytest.raises(RecipeError, match="no label rude; it has ok, toxic"):
+        Moderator(ModerationConfig(classifier=ClassifierConfig(
+            path=tiny_classifier, labels={"rude": "harassment"})))
+    with pytest.raises(RecipeError, match="not a transformers directory"):
+        Moderator(ModerationConfig(classifier=ClassifierConfig(
+            path=tiny_classifier.parent, labels={"toxic": "harassment"})))
+
+
+@pytest.fixture
+def moderation_api() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            flagged = "hate" in body["input"]
+            answer = json.dumps({"results": [{"flagged": flagged,
+                                              "categories": {"hate/threatening": flagged},
+                                              "category_scores": {"hate/threatening": 0.9}}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(answer.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1/moderations"
+    server.shutdown()
+
+
+def test_an_external_api_plugs_in(moderation_api: str) -> None:
+    from zero2one.moderation import ApiConfig
+
+    moderator = Moderator(ModerationConfig(builtin_lists=False, api=ApiConfig(
+        url=moderation_api, categories={"hate/threatening": "hate"})))
+    verdict = moderator.check("i hate mondays")
+    assert verdict.categories == ["hate"] and verdict.hits[0].score == 0.9
+    assert not moderator.check("hello").flagged
+    down = "http://127.0.0.1:9/v1/moderations"  # nothing listens there
+    closed = Moderator(ModerationConfig(builtin_lists=False, api=ApiConfig(url=down,
+                                                                           timeout=1)))
+    assert closed.check("hello").blocked  # fails closed by default
+    opened = Moderator(ModerationConfig(builtin_lists=False, api=ApiConfig(
+        url=down, timeout=1, on_error="allow")))
+    assert not opened.check("hello").flagged
+
+
+# ---- the CLI ------------------------------------------------------------------------------
+
+def test_cli_moderate_text_file_and_eval(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zero2one.cli.main import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["moderate", "you idiot, mail a@example.com", "--json"])
+    assert done.exit_code == 0, done.output
+    (result,) = json.loads(done.stdout)
+    assert result["flagged"] and result["categories"]["harassment"]
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "hello"}\n{"text": "傻逼"}\n', encoding="utf-8")
+    done = runner.invoke(app, ["moderate", str(texts), "--json"])
+    assert [r["flagged"] for r in json.loads(done.stdout)] == [False, True]
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text('{"text": "you idiot", "categories": ["harassment"]}\n'
+                        '{"text": "hello", "categories": []}\n', encoding="utf-8")
+    done = runner.invoke(app, ["moderate", "eval", str(labelled), "--json"])
+    assert json.loads(done.stdout)["categories"]["harassment"]["recall"] == 1.0
+    labelled.write_text('{"text": "x", "categories": "hate"}\n', encoding="utf-8")
+    done = runner.invoke(app, ["moderate", "eval", str(labelled)])
+    assert done.exit_code != 0 and "`categories` must be a list" in str(done.exception)
+    labelled.write_text("not json\n", encoding="utf-8")
+    done = runner.invoke(app, ["moderate", "eval", str(labelled)])
+    assert "labelled.jsonl:1: not valid JSON" in str(done.exception)
