@@ -238,3 +238,137 @@ def test_cli_moderate_text_file_and_eval(tmp_path: Path) -> None:
     labelled.write_text("not json\n", encoding="utf-8")
     done = runner.invoke(app, ["moderate", "eval", str(labelled)])
     assert "labelled.jsonl:1: not valid JSON" in str(done.exception)
+
+
+# ---- the server ---------------------------------------------------------------------------
+
+def _served(tiny_lm: Path, moderation: str, monkeypatch: pytest.MonkeyPatch,
+            pieces: list[str] | None = None):  # type: ignore[no-untyped-def]
+    """A client of the tiny language model served with ``moderation``; ``pieces`` replaces
+    what the model generates (to know what moderation sees)."""
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+    from zero2one.tasks.textgen.serving import LMEngine
+
+    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
+    if pieces is not None:
+        async def scripted(self: LMEngine, prompt: str, settings: object):  # type: ignore[no-untyped-def]
+            for piece in pieces:
+                yield piece
+
+        monkeypatch.setattr(LMEngine, "stream", scripted)
+    return TestClient(create_app(ServeSettings(model=str(tiny_lm),  # type: ignore[call-arg]
+                                               moderation=moderation)))
+
+
+def test_served_inputs_are_checked(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _served(tiny_lm, "default", monkeypatch) as client:
+        refused = client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "you idiot"}], "max_tokens": 2})
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["code"] == "content_policy_violation" and error["param"] == "messages"
+        assert "harassment" in error["message"]
+        refused = client.post("/v1/completions", json={"prompt": "我要杀了你", "max_tokens": 2})
+        assert refused.status_code == 400 and "violence" in refused.json()["error"]["message"]
+        fine = client.post("/v1/completions", json={"prompt": "hello", "max_tokens": 2,
+                                                     "temperature": 0})
+        assert fine.status_code == 200
+        answer = client.post("/v1/moderations", json={"input": ["you idiot", "hello"]})
+        assert answer.status_code == 200
+        first, second = answer.json()["results"]
+        assert first["flagged"] and first["categories"]["harassment"]
+        assert not second["flagged"] and second["category_scores"]["harassment"] == 0.0
+        assert client.post("/v1/moderations", json={"input": []}).status_code == 400
+
+
+PIECES = ["Sure, you ", "idi", "ot, write to ", "bob@exam", "ple.org today"]
+
+
+@pytest.mark.parametrize("outputs, expected, finish", [
+    ("block", "", "content_filter"),
+    ("redact", "Sure, [REDACTED], write to [EMAIL] today", "stop"),
+])
+def test_served_outputs_are_checked(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch,
+                                    tmp_path: Path, outputs: str, expected: str,
+                                    finish: str) -> None:
+    config = tmp_path / "moderation.yaml"
+    config.write_text(f"outputs: {outputs}\n", encoding="utf-8")
+    with _served(tiny_lm, str(config), monkeypatch, PIECES) as client:
+        answer = client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50})
+        assert answer.status_code == 200, answer.text
+        choice = answer.json()["choices"][0]
+        assert (choice["message"]["content"], choice["finish_reason"]) == (expected, finish)
+
+
+def test_a_blocked_stream_ends_with_an_error_event(tiny_lm: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with _served(tiny_lm, "default", monkeypatch, PIECES) as client:
+        answer = client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50, "stream": True})
+        events = [line.removeprefix("data: ") for line in answer.text.splitlines()
+                  if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        error = json.loads(events[-2])["error"]
+        assert error["code"] == "content_policy_violation" and "harassment" in error["message"]
+        sent = "".join(json.loads(e)["choices"][0]["delta"].get("content", "")
+                       for e in events[:-2])
+        assert "idi" not in sent  # nothing of the flagged words went out
+
+
+def test_a_redacted_stream_sends_labels(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    config = tmp_path / "moderation.yaml"
+    config.write_text("outputs: redact\n", encoding="utf-8")
+    with _served(tiny_lm, str(config), monkeypatch, PIECES) as client:
+        answer = client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 50,
+                                                      "stream": True})
+        events = [json.loads(line.removeprefix("data: "))
+                  for line in answer.text.splitlines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+        assert "".join(e["choices"][0]["text"] for e in events) == \
+            "Sure, [REDACTED], write to [EMAIL] today"
+
+
+def test_a_bad_moderation_config_stops_the_server(tiny_lm: Path, tmp_path: Path) -> None:
+    from zero2one.serving import ServeSettings, create_app
+
+    config = tmp_path / "moderation.yaml"
+    config.write_text("actions: {rudeness: block}\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match="unknown category rudeness"):
+        create_app(ServeSettings(model=str(tiny_lm), moderation=str(config)))  # type: ignore[call-arg]
+
+
+def test_regenerate_samples_again_then_withholds(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    from zero2one.tasks.textgen.serving import LMEngine
+
+    seeds: list[int | None] = []
+
+    async def scripted(self: LMEngine, prompt: str, settings: object):  # type: ignore[no-untyped-def]
+        seeds.append(settings.seed)  # type: ignore[attr-defined]
+        for piece in (["you idiot"] if len(seeds) < 3 else ["all good"]):
+            yield piece
+
+    monkeypatch.setattr(LMEngine, "stream", scripted)
+    config = tmp_path / "moderation.yaml"
+    config.write_text("outputs: regenerate\nretries: 2\n", encoding="utf-8")
+    with _served(tiny_lm, str(config), monkeypatch) as client:
+        answer = client.post("/v1/completions", json={"prompt": "hi", "seed": 7})
+        assert answer.json()["choices"][0]["text"] == "all good"
+        assert seeds == [7, 8, 9]  # sampled again with other seeds
+        seeds.clear()
+        config.write_text("outputs: regenerate\nretries: 1\n", encoding="utf-8")
+    with _served(tiny_lm, str(config), monkeypatch) as client:
+        choice = client.post("/v1/completions", json={"prompt": "hi"}).json()["choices"][0]
+        assert (choice["text"], choice["finish_reason"]) == ("", "content_filter")
+
+
+def test_generate_command_checks_the_prompt(tiny_lm: Path) -> None:
+    from zero2one.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["generate", str(tiny_lm), "-p", "you idiot", "--moderation", "default"])
+    assert exited.value.code == 2

@@ -11,6 +11,23 @@ import typer
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
+ModerationOption = Annotated[str | None, typer.Option(
+    "--moderation", help="Check the prompt (and generated text): 'default' or a moderation "
+    "YAML file.", show_default=False)]
+
+
+def check_prompt(spec: str | None, prompt: str) -> object:
+    """The moderator for ``--moderation`` (None when off); a blocked prompt is refused."""
+    if spec is None:
+        return None
+    from zero2one.moderation import load_moderator
+    from zero2one.moderation.stream import Blocked
+
+    moderator = load_moderator(spec)
+    verdict = moderator.check(prompt, where="input")
+    if verdict.blocked:
+        raise Blocked(verdict, "prompt")
+    return moderator
 
 
 class Precision(StrEnum):

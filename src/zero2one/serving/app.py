@@ -70,6 +70,13 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
     app.state.rate_limiter = (RateLimiter(settings.rate_limit, settings.rate_burst)
                               if settings.rate_limit else None)
     errors.install(app)
+    app.state.moderator = None
+    if settings.moderation:  # built now: a bad configuration fails before serving
+        from zero2one.moderation import load_moderator
+        from zero2one.serving import moderation
+
+        app.state.moderator = load_moderator(settings.moderation)
+        app.include_router(moderation.router)
 
     app.include_router(health.router)
     for route in get_task(resolved.task).routes():

@@ -58,13 +58,21 @@ class APIError(Exception):
     """An error answered with ``status`` and a message meant for the caller."""
 
     def __init__(self, status: int, kind: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, *, code: str | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.kind, self.message, self.headers = status, kind, message, headers
+        self.code, self.param = code, param  # OpenAI's error fields, where they apply
 
 
-def error_body(kind: str, message: str, request_id: str | None) -> dict[str, Any]:
-    return {"error": {"type": kind, "message": message}, "request_id": request_id}
+def error_body(kind: str, message: str, request_id: str | None, *, code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if code is not None:
+        error["code"] = code
+    if param is not None:
+        error["param"] = param
+    return {"error": error, "request_id": request_id}
 
 
 def _rid(request: Request) -> str | None:
@@ -74,8 +82,8 @@ def _rid(request: Request) -> str | None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSON:
-        return JSON(error_body(exc.kind, exc.message, _rid(request)),
-                              status_code=exc.status, headers=exc.headers)
+        return JSON(error_body(exc.kind, exc.message, _rid(request), code=exc.code,
+                               param=exc.param), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(SchemaError)
     async def _schema(request: Request, exc: SchemaError) -> JSON:

@@ -46,6 +46,10 @@ class ServeSettings(BaseSettings):
         "transformers' numbers; bfloat16: about 3× faster on a CPU; int8: a quarter of "
         "float32's bytes). Default: int8 for a model compressed to int8 weights, else bfloat16."
     )
+    moderation: str | None = Field(
+        None, description="Moderate prompts and generated text: 'default' (the built-in "
+        "checks) or a moderation YAML file; adds POST /v1/moderations."
+    )
     max_images: int = Field(
         4, ge=1, le=64, description="Generative image models: most images one request asks for."
     )

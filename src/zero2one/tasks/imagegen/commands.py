@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from zero2one.cli.output import Json, Quiet, console, print_json
+from zero2one.cli.output import Json, ModerationOption, Quiet, check_prompt, console, print_json
 
 
 class Sampler(StrEnum):
@@ -36,6 +36,7 @@ def generate_image(
     n: Annotated[int, typer.Option("--n", "-n", help="Number of images.")] = 4,
     width: Annotated[int | None, typer.Option(help="Pixels [the model's].")] = None,
     height: Annotated[int | None, typer.Option(help="Pixels [the model's].")] = None,
+    moderation: ModerationOption = None,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -52,6 +53,7 @@ def generate_image(
         raise UserError(f"--out {out} exists and is not an empty directory; choose a new one")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: directory {out.parent} does not exist")
+    check_prompt(moderation, prompt)
     started = time.perf_counter()
     task = load(model)
     if not hasattr(task, "generate_many"):

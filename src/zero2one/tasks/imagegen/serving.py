@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.moderation import check_input
 from zero2one.serving.security import Guarded
 from zero2one.tasks.imagegen.images import png_bytes
 
@@ -167,6 +168,7 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
 async def generations(request: Request) -> JSON:
     body = await read_body(request, ImagesRequest, status=400, kind="invalid_request_error",
                            malformed="invalid_request_error")
+    check_input(request, [body.prompt], param="prompt")
     engine: ImageEngine = request.app.state.holder.current.adapter
     options = engine.options(body)
     try:

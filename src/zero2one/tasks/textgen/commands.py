@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
-from zero2one.cli.output import Json, PrecisionOption, print_json
+from zero2one.cli.output import (
+    Json,
+    ModerationOption,
+    PrecisionOption,
+    check_prompt,
+    print_json,
+)
 
 
 def generate(
@@ -28,6 +35,7 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     precision: PrecisionOption = None,
+    moderation: ModerationOption = None,
     json_: Json = False,
 ) -> None:
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
@@ -39,11 +47,15 @@ def generate(
     settings = sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         top_k=top_k, repetition_penalty=repetition_penalty, stop=stop or None,
                         seed=seed)
+    moderator: Any = check_prompt(moderation, prompt)
     lm, tokenizer = load_lm(model)
     start = time.perf_counter()
     pieces = []
-    for piece in stream(lm, tokenizer, prompt, settings=settings, chat=chat,
-                        precision=precision.value if precision else None):
+    generated: Iterator[str] = stream(lm, tokenizer, prompt, settings=settings, chat=chat,
+                                      precision=precision.value if precision else None)
+    if moderator is not None and moderator.config.outputs != "off":
+        generated = _guarded(moderator, generated)
+    for piece in generated:
         pieces.append(piece)
         if not json_:
             sys.stdout.write(piece)
@@ -55,3 +67,16 @@ def generate(
                     "seconds": round(time.perf_counter() - start, 3)})
     else:
         sys.stdout.write("\n")
+
+
+def _guarded(moderator: Any, pieces: Iterator[str]) -> Iterator[str]:
+    """Generated text through moderation: redacted, or stopped before flagged words (the
+    command then ends with the one-line reason)."""
+    from zero2one.moderation.stream import StreamGuard
+
+    guard = StreamGuard(moderator, redact=moderator.config.outputs == "redact")
+    for piece in pieces:
+        if out := guard.feed(piece):
+            yield out
+    if out := guard.finish():
+        yield out

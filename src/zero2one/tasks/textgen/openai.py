@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.moderation import check_input, moderator, output_policy
 from zero2one.serving.security import Guarded
 from zero2one.tasks.textgen.generate import TEMPERATURE_MAX
 
@@ -115,24 +116,36 @@ def _engine(request: Request) -> Any:
     return request.app.state.holder.current.adapter
 
 
-async def _run(request: Request, body: Any, prompt: str, chat: bool) -> Response:
-    engine = _engine(request)
+async def _generate(engine: Any, prompt: str, settings: Any) -> tuple[str | None, Any]:
     try:
-        settings = body.sampling()
         pieces = engine.stream(prompt, settings)
         first = await anext(pieces, None)  # errors (too long, ...) surface as a 400 here
     except UserError as exc:
         raise APIError(400, "invalid_request_error", str(exc)) from None
+    return first, pieces
+
+
+async def _run(request: Request, body: Any, prompt: str, chat: bool) -> Response:
+    engine = _engine(request)
+    settings = body.sampling()
+    first, pieces = await _generate(engine, prompt, settings)
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     prompt_tokens = engine.count(prompt)
+    policy = output_policy(request)
     if body.stream:
+        if policy != "off":
+            pieces = _guarded(moderator(request), first, pieces, redact=policy == "redact")
+            first = ""
         return StreamingResponse(_sse(engine, body, ident, created, first, pieces, chat,
                                       prompt_tokens, settings.max_new_tokens),
                                  media_type="text/event-stream")
     text = (first or "") + "".join([p async for p in pieces])
     completion = engine.count(text)
     finish = "length" if completion >= settings.max_new_tokens else "stop"
+    if policy != "off":
+        text, filtered = await _moderated(request, engine, prompt, settings, text, policy)
+        finish = "content_filter" if filtered else finish
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}
@@ -144,6 +157,45 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool) -> Response
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                   "total_tokens": prompt_tokens + completion},
     })
+
+
+async def _moderated(request: Request, engine: Any, prompt: str, settings: Any, text: str,
+                     policy: str) -> tuple[str, bool]:
+    """A whole output through moderation: (the text to answer, whether it was withheld).
+    ``regenerate`` samples again with other seeds (up to the configured retries)."""
+    import random
+
+    found = moderator(request)
+    verdict = found.check(text, where="output")
+    retries = found.config.retries if policy == "regenerate" else 0
+    seed = settings.seed if settings.seed is not None else random.randrange(2**31)
+    for attempt in range(1, retries + 1):
+        if not verdict.blocked:
+            break
+        again = settings.model_copy(update={"seed": seed + attempt,
+                                            "temperature": settings.temperature or 0.7})
+        first, pieces = await _generate(engine, prompt, again)
+        text = (first or "") + "".join([p async for p in pieces])
+        verdict = found.check(text, where="output")
+    if verdict.blocked and policy != "redact":
+        return "", True
+    return found.redact(text, verdict) if verdict.hits else text, False
+
+
+async def _guarded(found: Any, first: str | None, pieces: AsyncIterator[str], *,
+                   redact: bool) -> AsyncIterator[str]:
+    """Streamed pieces through a :class:`~zero2one.moderation.stream.StreamGuard`; a blocked
+    stream raises :class:`~zero2one.moderation.stream.Blocked` before the flagged words."""
+    from zero2one.moderation.stream import StreamGuard
+
+    guard = StreamGuard(found, redact=redact)
+    if first and (out := guard.feed(first)):
+        yield out
+    async for piece in pieces:
+        if out := guard.feed(piece):
+            yield out
+    if out := guard.finish():
+        yield out
 
 
 async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | None,
@@ -163,12 +215,21 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
 
     if chat:
         yield event({"role": "assistant", "content": ""})
+    from zero2one.moderation.stream import Blocked
+
     text = first or ""
     if first:
         yield event({"content": first} if chat else first)
-    async for piece in pieces:
-        text += piece
-        yield event({"content": piece} if chat else piece)
+    try:
+        async for piece in pieces:
+            text += piece
+            yield event({"content": piece} if chat else piece)
+    except Blocked as exc:  # ends with an error event, not a cut-off sentence
+        error = {"error": {"type": "content_filter", "code": "content_policy_violation",
+                           "message": str(exc)}}
+        yield b"data: " + orjson.dumps(error) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+        return
     completion = engine.count(text)
     yield event({} if chat else "", "length" if completion >= limit else "stop")
     if body.stream_options and body.stream_options.include_usage:
@@ -184,13 +245,17 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
 async def chat_completions(request: Request) -> Response:
     body = await _parse(request, ChatRequest)
     engine = _engine(request)
-    prompt = engine.chat_prompt([m.as_chat(i) for i, m in enumerate(body.messages)])
+    messages = [m.as_chat(i) for i, m in enumerate(body.messages)]
+    check_input(request, [m["content"] for m in messages if m["role"] != "assistant"],
+                param="messages")
+    prompt = engine.chat_prompt(messages)
     return await _run(request, body, prompt, chat=True)
 
 
 @router.post("/v1/completions", summary="OpenAI-compatible text completion")
 async def completions(request: Request) -> Response:
     body = await _parse(request, CompletionRequest)
+    check_input(request, [body.prompt], param="prompt")
     return await _run(request, body, body.prompt, chat=False)
 
 
