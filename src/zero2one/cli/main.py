@@ -18,6 +18,7 @@ from zero2one.cli import (
     convert,
     deploy,
     doctor,
+    feedback,
     models,
     moderate,
     predict,
@@ -48,6 +49,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(feedback.app, name="feedback")
 
 
 def _add_task_commands() -> None:

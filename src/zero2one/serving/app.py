@@ -77,6 +77,13 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
 
         app.state.moderator = load_moderator(settings.moderation)
         app.include_router(moderation.router)
+    app.state.feedback = None
+    if settings.feedback:
+        from zero2one.feedback import FeedbackStore
+        from zero2one.serving import feedback
+
+        app.state.feedback = FeedbackStore(settings.feedback)
+        app.include_router(feedback.router)
 
     app.include_router(health.router)
     for route in get_task(resolved.task).routes():

@@ -50,6 +50,10 @@ class ServeSettings(BaseSettings):
         None, description="Moderate prompts and generated text: 'default' (the built-in "
         "checks) or a moderation YAML file; adds POST /v1/moderations."
     )
+    feedback: str | None = Field(
+        None, description="Record every answer and take POST /v1/feedback: 'default' (SQLite "
+        "in the workspace), a file path, or a database URL (postgresql://...)."
+    )
     max_images: int = Field(
         4, ge=1, le=64, description="Generative image models: most images one request asks for."
     )

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from zero2one.errors import SchemaError
 from zero2one.serving.errors import JSON
+from zero2one.serving.feedback import remember
 from zero2one.serving.schemas import ERROR_RESPONSES
 from zero2one.serving.security import GUARDS, Guarded
 
@@ -52,4 +53,17 @@ async def _predict(request: Request) -> JSON:
     content = served.adapter.response(results, options)
     content["model"] = served.info_dict
     content["request_id"] = request.scope["state"]["request_id"]
+    if request.app.state.feedback is not None:
+        await remember(request, content["request_id"], route="/predict",
+                       body=await _json_or_none(request),
+                       output={k: v for k, v in content.items() if k != "model"})
     return JSON(content)
+
+
+async def _json_or_none(request: Request) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError:  # an upload: recorded by size only
+        return {"bytes": len(await request.body())}

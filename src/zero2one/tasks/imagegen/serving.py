@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input
 from zero2one.serving.security import Guarded
 from zero2one.tasks.imagegen.images import png_bytes
@@ -175,7 +176,12 @@ async def generations(request: Request) -> JSON:
         pngs, seeds = await engine.draw(options)
     except UserError as exc:
         raise APIError(400, "invalid_request_error", str(exc)) from None
+    ident = f"img-{request.scope['state']['request_id']}"
+    await remember(request, ident, route="/v1/images/generations",
+                   body=body.model_dump(exclude_none=True),
+                   output={"seeds": seeds})  # the seeds redraw the images; not the PNGs
     return JSON({
+        "id": ident,
         "created": int(time.time()),
         "data": [{"b64_json": base64.b64encode(png).decode(), "seed": seed}
                  for png, seed in zip(pngs, seeds, strict=True)],

@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator, output_policy
 from zero2one.serving.security import Guarded
 from zero2one.tasks.textgen.generate import TEMPERATURE_MAX
@@ -125,7 +126,8 @@ async def _generate(engine: Any, prompt: str, settings: Any) -> tuple[str | None
     return first, pieces
 
 
-async def _run(request: Request, body: Any, prompt: str, chat: bool) -> Response:
+async def _run(request: Request, body: Any, prompt: str, chat: bool,
+               asked: dict[str, Any]) -> Response:
     engine = _engine(request)
     settings = body.sampling()
     first, pieces = await _generate(engine, prompt, settings)
@@ -137,8 +139,11 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool) -> Response
         if policy != "off":
             pieces = _guarded(moderator(request), first, pieces, redact=policy == "redact")
             first = ""
+        async def remembered(text: str) -> None:
+            await remember(request, ident, route=request.url.path, body=asked, output=text)
+
         return StreamingResponse(_sse(engine, body, ident, created, first, pieces, chat,
-                                      prompt_tokens, settings.max_new_tokens),
+                                      prompt_tokens, settings.max_new_tokens, remembered),
                                  media_type="text/event-stream")
     text = (first or "") + "".join([p async for p in pieces])
     completion = engine.count(text)
@@ -146,6 +151,7 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool) -> Response
     if policy != "off":
         text, filtered = await _moderated(request, engine, prompt, settings, text, policy)
         finish = "content_filter" if filtered else finish
+    await remember(request, ident, route=request.url.path, body=asked, output=text)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}
@@ -200,7 +206,7 @@ async def _guarded(found: Any, first: str | None, pieces: AsyncIterator[str], *,
 
 async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | None,
                pieces: AsyncIterator[str], chat: bool, prompt_tokens: int,
-               limit: int) -> AsyncIterator[bytes]:
+               limit: int, remembered: Any) -> AsyncIterator[bytes]:
     kind = "chat.completion.chunk" if chat else "text_completion"
 
     def event(delta: dict[str, Any] | str, finish: str | None = None) -> bytes:
@@ -231,6 +237,7 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
         yield b"data: [DONE]\n\n"
         return
     completion = engine.count(text)
+    await remembered(text)
     yield event({} if chat else "", "length" if completion >= limit else "stop")
     if body.stream_options and body.stream_options.include_usage:
         usage = {"id": ident, "object": kind, "created": created, "model": engine.name,
@@ -249,14 +256,14 @@ async def chat_completions(request: Request) -> Response:
     check_input(request, [m["content"] for m in messages if m["role"] != "assistant"],
                 param="messages")
     prompt = engine.chat_prompt(messages)
-    return await _run(request, body, prompt, chat=True)
+    return await _run(request, body, prompt, chat=True, asked={"messages": messages})
 
 
 @router.post("/v1/completions", summary="OpenAI-compatible text completion")
 async def completions(request: Request) -> Response:
     body = await _parse(request, CompletionRequest)
     check_input(request, [body.prompt], param="prompt")
-    return await _run(request, body, body.prompt, chat=False)
+    return await _run(request, body, body.prompt, chat=False, asked={"prompt": body.prompt})
 
 
 @router.get("/v1/models", summary="The served language model")
