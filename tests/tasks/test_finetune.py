@@ -267,7 +267,7 @@ def test_bad_target_modules_list_the_linear_layers(tiny_lm: Path, chat_file: Pat
     assert not (workspace / "m").exists()
     cfg = recipe(tiny_lm, chat_file)
     cfg["model"].update(method="full", save_merged=True)
-    with pytest.raises(RecipeError, match="save_merged applies to method: lora"):
+    with pytest.raises(RecipeError, match="save_merged applies to methods lora and dpo"):
         validate(cfg)
 
 
@@ -350,3 +350,72 @@ def test_lora_settings_reach_peft(tiny_lm: Path) -> None:
     peft_config = wrap(model, config).peft_config["default"]
     assert (peft_config.r, peft_config.lora_alpha, peft_config.lora_dropout) == (4, 12, 0.1)
     assert set(peft_config.target_modules) == {"q_proj"}
+
+
+# ---- preference optimisation (DPO) and the feedback loop ----------------------------------
+
+def dpo_recipe(tiny_lm: Path, pairs: Path, **changes: Any) -> dict[str, Any]:
+    base = recipe(tiny_lm, pairs, epochs=6, lr=0.01, batch_size=4, save_steps=100)
+    base["model"]["method"] = "dpo"
+    base["data"]["val_source"] = str(pairs)  # the same pairs: a random tiny model cannot
+    base["eval"] = {"samples": 0}            # generalise; what is measured is that it moved
+    base.update(changes)
+    return base
+
+
+def test_the_feedback_loop_ends_in_a_model_that_prefers_the_corrections(
+        tiny_lm: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve -> answers -> feedback (corrections, ratings) -> export -> DPO -> a registered
+    version whose preference margin for the chosen answers grew."""
+    from fastapi.testclient import TestClient
+
+    import zero2one
+    from zero2one.feedback import FeedbackStore
+    from zero2one.serving import ServeSettings, create_app
+
+    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
+    store = str(workspace / "feedback.db")
+    settings = ServeSettings(model=str(tiny_lm), feedback=store)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as client:
+        for question, fact in FACTS * 2:
+            answer = client.post("/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": question}], "max_tokens": 6,
+                "temperature": 1.0, "seed": len(question)}).json()
+            said = answer["choices"][0]["message"]["content"]
+            body = ({"id": answer["id"], "rating": "down", "correction": fact}
+                    if said != fact else {"id": answer["id"], "rating": "up"})
+            assert client.post("/v1/feedback", json=body).status_code == 200
+    pairs = workspace / "pairs.jsonl"
+    assert FeedbackStore(store).export("dpo", pairs) >= 4
+    result = zero2one.train(dpo_recipe(tiny_lm, pairs, track={"enabled": True},
+                                       register="tiny-chat"))
+    m = result.metrics
+    assert result.registered_uri == "models:/tiny-chat/1"
+    assert m["val_preference_margin"] > m["base_val_preference_margin"]
+    assert m["val_preference_accuracy"] >= m["base_val_preference_accuracy"]
+    tuned = zero2one.load("models:/tiny-chat/1")
+    assert tuned.manifest["method"] == "dpo" and "adapter" in tuned.manifest["parts"]
+    data = tuned.load_data()
+    again = tuned.evaluate(data)  # the loaded adapter measures what training measured
+    assert again["val_preference_margin"] == pytest.approx(m["val_preference_margin"],
+                                                           rel=1e-3)
+
+
+def test_preference_data_is_checked(tiny_lm: Path, workspace: Path) -> None:
+    from zero2one.errors import DataError
+
+    pairs = write_jsonl(workspace / "pairs.jsonl", [
+        {"prompt": "q", "chosen": "a", "rejected": "b"}] * 4)
+    with pytest.raises(DataError, match="train with model.method: dpo"):
+        train(recipe(tiny_lm, pairs))
+    chats_file = write_jsonl(workspace / "chats.jsonl", chats(8))
+    with pytest.raises(DataError, match="model.method: dpo trains on preference pairs"):
+        train(dpo_recipe(tiny_lm, chats_file))
+    for row, message in (({"prompt": "q", "chosen": "a", "rejected": "a"}, "the same text"),
+                         ({"prompt": "q", "chosen": "", "rejected": "b"}, "`chosen` must be"),
+                         ({"prompt": [], "chosen": "a", "rejected": "b"}, "empty list"),
+                         ({"prompt": [{"role": "robot", "content": "x"}], "chosen": "a",
+                           "rejected": "b"}, "prompt message 1")):
+        bad = write_jsonl(workspace / "bad.jsonl", [row] * 4)
+        with pytest.raises(DataError, match=message):
+            train(dpo_recipe(tiny_lm, bad))

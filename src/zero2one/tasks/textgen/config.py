@@ -14,8 +14,9 @@ class TextDataConfig(Strict):
         description="A .txt file (one example per blank-line-separated paragraph), a .jsonl file "
         "(records with `text`, or chat records with `messages`), or a folder of .txt files."
     )
-    format: Literal["auto", "text", "chat"] = Field(
-        "auto", description="auto: chat when the records hold `messages`, else text."
+    format: Literal["auto", "text", "chat", "preference"] = Field(
+        "auto", description="auto: preference when the records hold `chosen`, chat when they "
+        "hold `messages`, else text."
     )
     text_field: str = Field("text", description="JSONL field holding the text (text format).")
     val_source: str | None = Field(
@@ -45,8 +46,9 @@ class FinetuneConfig(Strict):
         "builtin:smollm2-135m-instruct", description="The model to start from: builtin:NAME, a "
         "save_pretrained directory, a .gguf file or a Hugging Face id."
     )
-    method: Literal["lora", "full"] = Field(
-        "lora", description="lora: train small adapters (peft); full: train every weight."
+    method: Literal["lora", "full", "dpo"] = Field(
+        "lora", description="lora: train small adapters (peft); full: train every weight; "
+        "dpo: preference optimisation of LoRA adapters on pairs (prompt, chosen, rejected)."
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     save_merged: bool = Field(
@@ -80,6 +82,8 @@ class TrainConfig(Strict):
         "auto", description="auto: CUDA (bf16 where supported) when present, else CPU."
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
+    beta: float = Field(0.1, gt=0, le=10, description="dpo: how far the tuned model may move "
+                        "from the base (smaller: further).")
 
 
 class EvalConfig(Strict):
@@ -99,7 +103,7 @@ class TextGenRecipe(BaseRecipe):
 
     @model_validator(mode="after")
     def _check(self) -> TextGenRecipe:
-        if self.model.save_merged and self.model.method != "lora":
-            raise ValueError("model.save_merged applies to method: lora (full fine-tuning "
-                             "already saves the whole model)")
+        if self.model.save_merged and self.model.method == "full":
+            raise ValueError("model.save_merged applies to methods lora and dpo (full "
+                             "fine-tuning already saves the whole model)")
         return self

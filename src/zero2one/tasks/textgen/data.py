@@ -60,7 +60,8 @@ def read_records(source: str, config: TextDataConfig) -> Records:
         raise DataError(f"{path}: no examples")
     kind = config.format
     if kind == "auto":
-        kind = "chat" if "messages" in rows[0] else "text"
+        kind = ("preference" if "chosen" in rows[0] else
+                "chat" if "messages" in rows[0] else "text")
     checked = [_check(row, kind, config.text_field, f"{path}, example {i + 1}")
                for i, row in enumerate(rows)]
     return Records(checked, kind, str(path), digest.hexdigest())
@@ -82,6 +83,10 @@ def _jsonl(file: Path, text: str) -> list[dict[str, Any]]:
 
 
 def _check(row: dict[str, Any], kind: str, field: str, where: str) -> dict[str, Any]:
+    if kind == "preference":
+        from zero2one.tasks.textgen.dpo import check_pair
+
+        return check_pair(row, where)
     if kind == "text":
         value = row.get(field)
         if not isinstance(value, str) or not value.strip():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from zero2one.errors import ArtifactError, IntegrityError, SchemaError, UserError
+from zero2one.errors import ArtifactError, DataError, IntegrityError, SchemaError, UserError
 from zero2one.progress import Reporter
 from zero2one.task import BuiltinModel, DeployFiles, Task, check_options
 from zero2one.tasks.textgen.config import TextGenRecipe
@@ -93,6 +93,12 @@ class TextGeneration(Task):
         from zero2one.tasks.textgen.data import read_records, split
 
         records = read_records(self.config.data.source, self.config.data)
+        if (records.kind == "preference") != (self.config.model.method == "dpo"):
+            raise DataError(
+                f"{records.source}: preference pairs (prompt, chosen, rejected) train with "
+                "model.method: dpo" if records.kind == "preference" else
+                f"model.method: dpo trains on preference pairs (prompt, chosen, rejected); "
+                f"{records.source} holds {records.kind} records")
         train, val, digest = split(records, self.config.data, self.config.seed)
         return TextData(train, val, records.kind, records.source,
                         {"sha256": digest, "rows": len(train) + len(val), "train": len(train),
@@ -113,6 +119,8 @@ class TextGeneration(Task):
         with reporter.step(f"loading {cfg.model.base}"):
             model, tokenizer = load_lm(cfg.model.base, device=cfg.train.device)
         train.check_targets(model, cfg.model)  # before the tokenizing and base evaluation
+        if cfg.model.method == "dpo":
+            return self._fit_dpo(model, tokenizer, data, reporter)
         tokenizer.padding_side = "right"
         with reporter.step("tokenizing"):
             train_set = tokenize(data.train, tokenizer, data.kind, cfg.data)
@@ -150,6 +158,35 @@ class TextGeneration(Task):
         shutil.rmtree(directory, ignore_errors=True)  # done: nothing left to resume
         return self
 
+    def _fit_dpo(self, model: Any, tokenizer: Any, data: TextData,
+                 reporter: Reporter) -> Self:
+        from zero2one.tasks.textgen import dpo, train
+        from zero2one.tasks.textgen.fast import release
+
+        cfg = self.config
+        pairs, held_out = list(data.train), list(data.val)
+        self.base_digest_ = weights_digest(model)
+        with reporter.step("preferences before training"):
+            before = dpo.preference(model, tokenizer, held_out, cfg.data.max_length)
+        release(model)
+        wrapped = train.wrap(model, cfg.model)
+        directory = self.checkpoint_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.mark_run(directory)
+        outcome = dpo.fit(wrapped, tokenizer, pairs, held_out, cfg.train, beta=cfg.train.beta,
+                          max_length=cfg.data.max_length, seed=cfg.seed, reporter=reporter,
+                          checkpoint_dir=directory, resume=self.resume)
+        with reporter.step("preferences after training"):
+            after = dpo.preference(wrapped, tokenizer, held_out, cfg.data.max_length)
+        self.model_, self.tokenizer_, self.kind_ = wrapped.eval(), tokenizer, data.kind
+        self.outcome_, self.samples_ = outcome, []
+        self.scores_ = {**after.metrics(), **before.metrics("base_"),
+                        "val_pairs": float(len(held_out)), "train_pairs": float(len(pairs)),
+                        "trainable_share": outcome.trainable / max(outcome.total, 1),
+                        "steps": float(outcome.steps)}
+        shutil.rmtree(directory, ignore_errors=True)
+        return self
+
     def _samples(self, model: Any, tokenizer: Any, data: TextData) -> list[dict[str, Any]]:
         """The first validation chats, cut before their last answer, answered by the base."""
         rows = []
@@ -185,6 +222,12 @@ class TextGeneration(Task):
             return dict(self.scores_)
         from zero2one.tasks.textgen import train
         from zero2one.tasks.textgen.data import count_tokens, tokenize
+
+        if data.kind == "preference":
+            from zero2one.tasks.textgen.dpo import preference
+
+            return preference(self.model_, self.tokenizer_, list(data.val),
+                              self.config.data.max_length).metrics()
 
         val_set = tokenize(data.val, self.tokenizer_, data.kind, self.config.data)
         loss = train.validation_loss(self.model_, val_set, self.tokenizer_.pad_token_id)
@@ -365,7 +408,7 @@ class TextGeneration(Task):
 
             save_int8(self.model_, self.tokenizer_, path / INT8)
             parts["int8"] = INT8
-        elif cfg.model.method == "lora":
+        elif cfg.model.method in ("lora", "dpo"):  # adapters (dpo: trained on preferences)
             self.model_.save_pretrained(path / ADAPTER, safe_serialization=True)
             self.tokenizer_.save_pretrained(path / ADAPTER)
             _scrub_adapter_config(path / ADAPTER)
@@ -412,7 +455,7 @@ class TextGeneration(Task):
             self.precision_ = "int8"
         elif "merged" in parts:  # a whole model: needs nothing else
             self.model_, self.tokenizer_ = load_lm(str(path / parts["merged"]))
-        elif method == "lora" and "adapter" in parts:
+        elif method in ("lora", "dpo") and "adapter" in parts:
             from peft import PeftModel
 
             from zero2one.tasks.textgen.train import quiet_peft

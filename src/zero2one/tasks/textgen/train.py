@@ -95,7 +95,7 @@ def linear_names(model: Any) -> list[str]:
 
 def check_targets(model: Any, config: FinetuneConfig) -> None:
     """Refuse LoRA target modules the model lacks, before any expensive work."""
-    if config.method != "lora" or config.lora.target_modules == ["all-linear"]:
+    if config.method == "full" or config.lora.target_modules == ["all-linear"]:
         return
     names = set(linear_names(model))
     missing = [t for t in config.lora.target_modules if t not in names]

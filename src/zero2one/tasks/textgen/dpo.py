@@ -1,0 +1,189 @@
+"""Direct preference optimisation (``model.method: dpo``) with TRL's ``DPOTrainer``.
+
+The data are preference pairs — ``{"prompt": [messages] or "text", "chosen": "...",
+"rejected": "..."}``, what ``zero2one feedback export --format dpo`` writes. The policy is the
+base with LoRA adapters (``model.lora``); with the adapters switched off it is its own
+reference model, so no second copy of the base is loaded (TRL cannot rebuild a reference from a
+model built in memory). The saved model is an adapter like a LoRA fine-tune's.
+
+Measured before and after, on the held-out pairs: preference accuracy (the share where the
+model gives the chosen answer a higher log-likelihood than the rejected one) and the mean
+margin log p(chosen) − log p(rejected).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zero2one.errors import DataError
+
+
+@dataclass
+class Preference:
+    accuracy: float  # share of pairs where log p(chosen) > log p(rejected)
+    margin: float  # mean of log p(chosen) - log p(rejected), nats
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}val_preference_accuracy": self.accuracy,
+                f"{prefix}val_preference_margin": self.margin}
+
+
+def check_pair(row: dict[str, Any], where: str) -> dict[str, Any]:
+    from zero2one.tasks.textgen.data import ROLES
+
+    prompt = row.get("prompt")
+    if isinstance(prompt, list):
+        if not prompt:
+            raise DataError(f"{where}: `prompt` is an empty list of messages")
+        for i, message in enumerate(prompt):
+            if (not isinstance(message, dict) or message.get("role") not in ROLES
+                    or not isinstance(message.get("content"), str)):
+                raise DataError(f"{where}, prompt message {i + 1}: expected {{role, content}} "
+                                f"with a role among {', '.join(ROLES)}")
+        prompt = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    elif not isinstance(prompt, str) or not prompt.strip():
+        raise DataError(f"{where}: `prompt` must be a text or a list of messages")
+    for key in ("chosen", "rejected"):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise DataError(f"{where}: `{key}` must be a non-empty text")
+    if row["chosen"] == row["rejected"]:
+        raise DataError(f"{where}: `chosen` and `rejected` are the same text")
+    return {"prompt": prompt, "chosen": row["chosen"], "rejected": row["rejected"]}
+
+
+def _trl_row(row: dict[str, Any]) -> dict[str, Any]:
+    """TRL's conversational form for message prompts, its standard form for text."""
+    if isinstance(row["prompt"], list):
+        return {"prompt": row["prompt"],
+                "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                "rejected": [{"role": "assistant", "content": row["rejected"]}]}
+    return dict(row)
+
+
+def _encode(tokenizer: Any, prompt: Any, answer: str, max_length: int) -> tuple[list[int], int]:
+    """Token ids of prompt + answer, and where the answer starts."""
+    if isinstance(prompt, list):
+        context = tokenizer.apply_chat_template(prompt, tokenize=False,
+                                                add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(
+            [*prompt, {"role": "assistant", "content": answer}], tokenize=False)
+        if not full.startswith(context):
+            raise DataError("the model's chat template renders an answer differently from its "
+                            "prompt; cannot score preference pairs")
+        head = tokenizer(context, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    else:
+        head = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        ids = head + tokenizer(answer, add_special_tokens=False)["input_ids"]
+        if tokenizer.eos_token_id is not None:
+            ids = [*ids, tokenizer.eos_token_id]
+    kept = ids[-max_length:]  # a long prompt loses its beginning, never the answer
+    return kept, max(1, len(head) - (len(ids) - len(kept)))
+
+
+def preference(model: Any, tokenizer: Any, pairs: list[dict[str, Any]],
+               max_length: int) -> Preference:
+    """Log-likelihoods of the chosen and rejected answers under ``model``."""
+    import torch
+
+    if not pairs:
+        return Preference(math.nan, math.nan)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    wins, margins = 0, []
+    with torch.no_grad():
+        for pair in pairs:
+            scores = []
+            for answer in (pair["chosen"], pair["rejected"]):
+                ids, start = _encode(tokenizer, pair["prompt"], answer, max_length)
+                tensor = torch.tensor([ids], device=device)
+                logits = model(input_ids=tensor).logits[0, :-1].float()
+                logp = torch.log_softmax(logits, -1).gather(1, tensor[0, 1:, None])[:, 0]
+                scores.append(float(logp[start - 1:].sum()))
+            margins.append(scores[0] - scores[1])
+            wins += scores[0] > scores[1]
+    model.train(was_training)
+    return Preference(wins / len(pairs), sum(margins) / len(margins))
+
+
+def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
+        val_pairs: list[dict[str, Any]], config: Any, *, beta: float, max_length: int,
+        seed: int, reporter: Any, checkpoint_dir: Path, resume: bool) -> Any:
+    """Train the adapters of ``model`` (a peft model) with DPO; returns the train Outcome."""
+    import time
+    import warnings
+
+    import torch
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    from zero2one.tasks.textgen.train import Outcome, count_parameters, last_complete_checkpoint
+
+    use_cuda = next(model.parameters()).device.type == "cuda"
+    outcome = Outcome()
+    outcome.trainable, outcome.total = count_parameters(model)
+    args = DPOConfig(
+        output_dir=str(checkpoint_dir), beta=beta, max_length=max_length,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+        learning_rate=config.lr, weight_decay=config.weight_decay,
+        lr_scheduler_type=config.scheduler if config.scheduler != "constant"
+        else "constant_with_warmup",
+        warmup_steps=config.warmup, max_grad_norm=config.max_grad_norm or 0.0,
+        logging_strategy="steps", logging_steps=config.logging_steps,
+        eval_strategy="no", save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, seed=seed, data_seed=seed,
+        use_cpu=not use_cuda, bf16=use_cuda and torch.cuda.is_bf16_supported(),
+        report_to="none", disable_tqdm=True, dataloader_num_workers=0)
+    last = last_complete_checkpoint(checkpoint_dir) if resume else None
+    if last is not None:
+        outcome.resumed_from = last[0]
+
+    class Forward(TrainerCallback):  # type: ignore[misc]
+        def __init__(self, step: Any) -> None:
+            self.step, self.started = step, 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.step.advance(1)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **_: Any) -> None:
+            logs = logs or {}
+            values = {k.replace("/", "_"): float(v) for k, v in logs.items()
+                      if k in ("loss", "rewards/margins", "rewards/accuracies")
+                      and isinstance(v, int | float)}
+            if "loss" in values:
+                values["train_loss"] = values.pop("loss")
+            if values:
+                outcome.history.append({"step": float(state.global_step), **values})
+                reporter.metrics(values, state.global_step)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            outcome.train_seconds = time.perf_counter() - self.started
+            outcome.steps = state.global_step
+
+    steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size
+                                / config.gradient_accumulation)
+    total = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+    with reporter.step("preference optimisation (DPO)", total=total) as step, \
+            warnings.catch_warnings():
+        # transformers renamed gradient checkpointing; TRL still calls the old names
+        warnings.filterwarnings("ignore", message=".*checkpointing", category=FutureWarning)
+        trainer = DPOTrainer(model=model, ref_model=None, args=args,
+                             train_dataset=Dataset.from_list([_trl_row(r) for r in train_pairs]),
+                             processing_class=tokenizer, callbacks=[Forward(step)])
+        trainer.remove_callback(PrinterCallback)
+        if last is not None:
+            step.advance(last[0])
+        trainer.train(resume_from_checkpoint=str(last[1]) if last else None)
+    return outcome
