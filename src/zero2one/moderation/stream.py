@@ -13,6 +13,8 @@ from zero2one.errors import UserError
 from zero2one.moderation import Moderator, Verdict
 
 HOLD = 40  # characters kept back: longer than the phrases and most personal data
+EVERY = 16  # characters between two checks of the growing text (a check of 2000 characters
+# took 4.7 ms here: checking at every token of a long answer would cost more than its decoding)
 
 
 class Blocked(UserError):
@@ -28,10 +30,13 @@ class StreamGuard:
         self.moderator, self.redact = moderator, redact
         self.text = ""
         self.sent = 0  # characters of the (redacted) text already released
+        self.checked = 0  # length of the text at the last check
 
     def feed(self, piece: str) -> str:
         """What may be sent now of the text so far; raises :class:`Blocked`."""
         self.text += piece
+        if len(self.text) - self.checked < EVERY:
+            return ""
         return self._release(final=False)
 
     def finish(self) -> str:
@@ -39,8 +44,8 @@ class StreamGuard:
         return self._release(final=True)
 
     def _release(self, *, final: bool) -> str:
-        verdict = self.moderator.check(self.text, where="output") if (
-            final or len(self.text) - self.sent > 0) else Verdict()
+        self.checked = len(self.text)
+        verdict = self.moderator.check(self.text, where="output") if self.text else Verdict()
         if verdict.blocked and not self.redact:
             raise Blocked(verdict, "output")
         shown = self.moderator.redact(self.text, verdict) if verdict.hits else self.text

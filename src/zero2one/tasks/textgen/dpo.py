@@ -117,6 +117,7 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
     import time
     import warnings
 
+    import datasets
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
@@ -124,6 +125,7 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
 
     from zero2one.tasks.textgen.train import Outcome, count_parameters, last_complete_checkpoint
 
+    datasets.disable_progress_bars()  # TRL tokenizes with bars; progress is the reporter's
     use_cuda = next(model.parameters()).device.type == "cuda"
     outcome = Outcome()
     outcome.trainable, outcome.total = count_parameters(model)
