@@ -372,3 +372,76 @@ def test_generate_command_checks_the_prompt(tiny_lm: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["generate", str(tiny_lm), "-p", "you idiot", "--moderation", "default"])
     assert exited.value.code == 2
+
+
+# ---- images -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_image_checker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised ViT image classifier (labels safe/nsfw), safetensors."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    out = tmp_path_factory.mktemp("image-checker")
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=16,
+                       num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       id2label={0: "safe", 1: "nsfw"}, label2id={"safe": 0, "nsfw": 1})
+    ViTForImageClassification(config).save_pretrained(out, safe_serialization=True)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(out)
+    return out
+
+
+def checker_config(tmp_path: Path, model: Path, threshold: float) -> Path:
+    config = tmp_path / "moderation.yaml"
+    config.write_text(f"image_checker: {{path: {model}, labels: {{nsfw: sexual, safe: sexual}}, "
+                      f"threshold: {threshold}}}\n", encoding="utf-8")
+    return config
+
+
+def test_an_image_checker_plugs_in(tiny_image_checker: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = Image.new("RGB", (32, 32), (200, 10, 10))
+    flags = load_moderator(checker_config(tmp_path, tiny_image_checker, 0.01))
+    verdict = flags.check_image(image)
+    assert verdict.blocked and {h.source for h in verdict.hits} == {"image-checker"}
+    passes = load_moderator(checker_config(tmp_path, tiny_image_checker, 1.0))
+    assert not passes.check_image(image).flagged  # no score reaches 1.0
+    assert not load_moderator("default").check_image(image).flagged  # none configured
+
+
+def test_served_images_are_withheld_by_the_checker(
+        tiny_image_checker: Path, tmp_path: Path, tiny_text_encoder: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+    from zero2one.tasks.imagegen.serving import ImageEngine
+
+    async def drawn(self: ImageEngine, options: object) -> tuple[list[bytes], list[int]]:
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+        return [buffer.getvalue(), buffer.getvalue()], [1, 2]
+
+    monkeypatch.setattr(ImageEngine, "draw", drawn)
+    from zero2one.api import train
+
+    from .tasks.test_imagegen import recipe as image_recipe
+
+    model = tmp_path / "imagegen"
+    train(image_recipe(tiny_text_encoder), out=model)
+    config = checker_config(tmp_path, tiny_image_checker, 0.01)
+    settings = ServeSettings(model=str(model), moderation=str(config))  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/images/generations", json={"prompt": "a digit", "n": 2})
+        assert answer.status_code == 200, answer.text
+        assert [d["b64_json"] for d in answer.json()["data"]] == [None, None]
+        assert answer.json()["data"][0]["content_filter"]["categories"] == ["sexual"]
+        refused = client.post("/v1/images/generations", json={"prompt": "send nudes"})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "content_policy_violation"

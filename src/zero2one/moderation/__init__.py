@@ -41,6 +41,16 @@ class ClassifierConfig(BaseModel):
     threshold: float = Field(0.5, gt=0, le=1)
 
 
+class ImageCheckerConfig(BaseModel):
+    """A transformers image-classification directory (safetensors) that judges generated
+    images; a label mapped to a category scoring at or above ``threshold`` withholds it."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: Path
+    labels: dict[str, str] = Field(description="Classifier label -> category.")
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
 class ApiConfig(BaseModel):
     """An external moderation API in OpenAI's format (POST {input} -> results[0])."""
 
@@ -72,6 +82,9 @@ class ModerationConfig(BaseModel):
     retries: int = Field(2, ge=0, le=5)
     classifier: ClassifierConfig | None = None
     api: ApiConfig | None = None
+    image_checker: ImageCheckerConfig | None = Field(
+        None, description="Generated images are judged by this classifier (image prompts go "
+        "through the text checks).")
     audit: Path | None = Field(None, description="Append every decision to this JSONL file.")
     audit_text: bool = Field(False, description="Keep the flagged text in the audit log.")
 
@@ -156,6 +169,8 @@ class Moderator:
             lists[f"{Path(path).name}"] = load_file(path)
         self.lists = PhraseLists(lists)
         self.classifier = _Classifier(config.classifier) if config.classifier else None
+        self.image_checker = (_Classifier(config.image_checker, kind="image-classification")
+                              if config.image_checker else None)
         self.api = config.api
         self._audit_lock = threading.Lock()
 
@@ -184,6 +199,24 @@ class Moderator:
         if self.api is not None:
             verdict.hits += self._api(text)
         self._audit(text, where, verdict)
+        return verdict
+
+    def check_image(self, image: Any, *, where: str = "image") -> Verdict:
+        """A generated image (PIL, or PNG bytes) through the image checker, if one is
+        configured (an empty verdict otherwise)."""
+        verdict = Verdict()
+        if self.image_checker is None:
+            return verdict
+        if isinstance(image, bytes):
+            import io
+
+            from PIL import Image
+
+            image = Image.open(io.BytesIO(image)).convert("RGB")
+        for category, label, score in self.image_checker.scores(image):
+            verdict.hits.append(Hit(category, label, "image-checker", self.action(category),
+                                    score))
+        self._audit(f"<image {getattr(image, 'size', '')}>", where, verdict)
         return verdict
 
     def redact(self, text: str, verdict: Verdict) -> str:
@@ -246,7 +279,10 @@ class Moderator:
 
 
 class _Classifier:
-    def __init__(self, config: ClassifierConfig) -> None:
+    """A transformers pipeline (text or image classification) from a local directory."""
+
+    def __init__(self, config: ClassifierConfig | ImageCheckerConfig,
+                 kind: str = "text-classification") -> None:
         from zero2one.errors import require
 
         require("transformers", "text")
@@ -255,20 +291,25 @@ class _Classifier:
         if not (config.path / "config.json").exists():
             raise RecipeError(f"moderation classifier {config.path}: not a transformers "
                               "directory (config.json is missing)")
-        self.config = config
-        self.pipe = pipeline("text-classification", model=str(config.path),
-                             tokenizer=str(config.path), top_k=None,
-                             model_kwargs={"use_safetensors": True}, device="cpu")
+        self.config, self.kind = config, kind
+        extra = ({"tokenizer": str(config.path)} if kind == "text-classification"
+                 else {"image_processor": str(config.path)})
+        make: Any = pipeline  # typed per task literal; the kind is one of two here
+        self.pipe = make(kind, model=str(config.path), top_k=None, device="cpu",
+                         model_kwargs={"use_safetensors": True}, **extra)
         known = {str(v) for v in (self.pipe.model.config.id2label or {}).values()}
         missing = set(config.labels) - known
         if missing:
             raise RecipeError(f"moderation classifier {config.path}: no label "
                               f"{', '.join(sorted(missing))}; it has {', '.join(sorted(known))}")
 
-    def scores(self, text: str) -> list[tuple[str, str, float]]:
+    def scores(self, item: Any) -> list[tuple[str, str, float]]:
         found = []
-        results: Any = self.pipe(text[:4000], truncation=True)
-        for item in results[0]:
+        if self.kind == "text-classification":
+            results: Any = self.pipe(item[:4000], truncation=True)[0]
+        else:
+            results = self.pipe(item)
+        for item in results:
             category = self.config.labels.get(item["label"])
             if category is not None and item["score"] >= self.config.threshold:
                 found.append((category, item["label"], float(item["score"])))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -53,7 +53,7 @@ def generate_image(
         raise UserError(f"--out {out} exists and is not an empty directory; choose a new one")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: directory {out.parent} does not exist")
-    check_prompt(moderation, prompt)
+    guard: Any = check_prompt(moderation, prompt)
     started = time.perf_counter()
     task = load(model)
     if not hasattr(task, "generate_many"):
@@ -73,6 +73,15 @@ def generate_image(
     seconds = time.perf_counter() - drawn
     import numpy as np
 
+    withheld = []
+    if guard is not None:  # the image checker, where the moderation config names one
+        kept = [(im, s) for im, s in zip(images, seeds, strict=True)
+                if not guard.check_image(im).blocked]
+        withheld = [s for s in seeds if s not in {s for _, s in kept}]
+        images, seeds = [im for im, _ in kept], [s for _, s in kept]
+        if not images:
+            raise UserError(f"every image was withheld by the image checker (seeds "
+                            f"{', '.join(map(str, withheld))})")
     out.mkdir(exist_ok=True)
     files = []
     for image, used in zip(images, seeds, strict=True):
@@ -82,7 +91,8 @@ def generate_image(
     to_pil(tile(np.stack([to_array(im) for im in images]), columns=min(4, len(images)))).save(
         out / "grid.png")
     summary = {"model": model, "prompt": prompt, "negative_prompt": negative_prompt,
-               "seeds": seeds, "files": files, "grid": str(out / "grid.png"),
+               "seeds": seeds, "withheld_seeds": withheld, "files": files,
+               "grid": str(out / "grid.png"),
                "seconds": round(seconds, 3), "total_seconds": round(time.perf_counter() -
                                                                      started, 3)}
     if json_:

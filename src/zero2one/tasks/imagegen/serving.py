@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.feedback import remember
-from zero2one.serving.moderation import check_input
+from zero2one.serving.moderation import check_input, moderator
 from zero2one.serving.security import Guarded
 from zero2one.tasks.imagegen.images import png_bytes
 
@@ -180,12 +180,15 @@ async def generations(request: Request) -> JSON:
     await remember(request, ident, route="/v1/images/generations",
                    body=body.model_dump(exclude_none=True),
                    output={"seeds": seeds})  # the seeds redraw the images; not the PNGs
-    return JSON({
-        "id": ident,
-        "created": int(time.time()),
-        "data": [{"b64_json": base64.b64encode(png).decode(), "seed": seed}
-                 for png, seed in zip(pngs, seeds, strict=True)],
-        "model": engine.name,
-    })
+    data: list[dict[str, Any]] = []
+    found = moderator(request)
+    for png, seed in zip(pngs, seeds, strict=True):
+        verdict = found.check_image(png) if found is not None else None
+        if verdict is not None and verdict.blocked:  # withheld, saying why
+            data.append({"b64_json": None, "seed": seed,
+                         "content_filter": {"categories": verdict.categories}})
+        else:
+            data.append({"b64_json": base64.b64encode(png).decode(), "seed": seed})
+    return JSON({"id": ident, "created": int(time.time()), "data": data, "model": engine.name})
 
 
