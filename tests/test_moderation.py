@@ -18,6 +18,12 @@ from zero2one.moderation.pii import cn_id_valid, find, luhn
 pytest.importorskip("glin_profanity")
 
 
+def bare(**settings: object) -> Moderator:
+    """A moderator with only the plug-ins given (no lists, no built-in classifier)."""
+    return Moderator(ModerationConfig(builtin_lists=False, builtin_classifier=False,
+                                      **settings))  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def moderator() -> Moderator:
     return load_moderator("default")
@@ -48,6 +54,20 @@ def test_lists_see_through_obfuscation(moderator: Moderator, text: str, category
 def test_innocent_texts_pass(moderator: Moderator, text: str) -> None:
     verdict = moderator.check(text)
     assert not verdict.flagged, verdict.hits
+
+
+def test_the_builtin_classifier_catches_what_no_list_holds() -> None:
+    """Insults absent from every list, in both languages; innocent look-alikes pass."""
+    lists_only = Moderator(ModerationConfig(builtin_classifier=False))
+    both = load_moderator("default")
+    for text in ("you absolute clown", "你个蠢东西", "go away you creep"):
+        assert not lists_only.check(text).flagged
+        verdict = both.check(text)
+        assert verdict.categories == ["harassment"]
+        assert verdict.hits[0].source == "classifier:builtin" and verdict.hits[0].score >= 0.8
+    for text in ("you are nice", "I passed the class", "Java的垃圾回收机制会释放内存",
+                 "请安装杀毒软件", "the garbage collector frees memory"):
+        assert not both.check(text).flagged, text
 
 
 def test_pii_is_validated_not_just_matched() -> None:
@@ -156,9 +176,9 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_classifier_plugs_in(tiny_classifier: Path) -> None:
     from zero2one.moderation import ClassifierConfig
 
-    always = Moderator(ModerationConfig(builtin_lists=False, classifier=ClassifierConfig(
+    always = bare(classifier=ClassifierConfig(
         path=tiny_classifier, labels={"toxic": "harassment", "ok": "harassment"},
-        threshold=0.01)))
+        threshold=0.01))
     verdict = always.check("you are nice")
     assert {h.source for h in verdict.hits} == {"classifier"} and verdict.blocked
     assert all(0 < h.score <= 1 for h in verdict.hits)
@@ -197,17 +217,15 @@ def moderation_api() -> Iterator[str]:
 def test_an_external_api_plugs_in(moderation_api: str) -> None:
     from zero2one.moderation import ApiConfig
 
-    moderator = Moderator(ModerationConfig(builtin_lists=False, api=ApiConfig(
-        url=moderation_api, categories={"hate/threatening": "hate"})))
+    moderator = bare(api=ApiConfig(url=moderation_api,
+                                   categories={"hate/threatening": "hate"}))
     verdict = moderator.check("i hate mondays")
     assert verdict.categories == ["hate"] and verdict.hits[0].score == 0.9
     assert not moderator.check("hello").flagged
     down = "http://127.0.0.1:9/v1/moderations"  # nothing listens there
-    closed = Moderator(ModerationConfig(builtin_lists=False, api=ApiConfig(url=down,
-                                                                           timeout=1)))
+    closed = bare(api=ApiConfig(url=down, timeout=1))
     assert closed.check("hello").blocked  # fails closed by default
-    opened = Moderator(ModerationConfig(builtin_lists=False, api=ApiConfig(
-        url=down, timeout=1, on_error="allow")))
+    opened = bare(api=ApiConfig(url=down, timeout=1, on_error="allow"))
     assert not opened.check("hello").flagged
 
 

@@ -69,6 +69,9 @@ class ModerationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     builtin_lists: bool = Field(True, description="zero2one's lists and glin-profanity's.")
+    builtin_classifier: bool = Field(True, description="The offline offensive-language "
+                                     "classifier (scored as harassment).")
+    builtin_threshold: float = Field(0.8, gt=0, le=1, description="Its score that is a hit.")
     lists: list[Path] = Field(default_factory=list, description="More list files (YAML).")
     actions: dict[str, Action] = Field(default_factory=dict,
                                        description="Category -> action (default: block; pii: "
@@ -168,6 +171,10 @@ class Moderator:
         for path in config.lists:
             lists[f"{Path(path).name}"] = load_file(path)
         self.lists = PhraseLists(lists)
+        if config.builtin_classifier:
+            from zero2one.moderation import offensive
+
+            offensive.model()  # trained now (about a second), not at the first request
         self.classifier = _Classifier(config.classifier) if config.classifier else None
         self.image_checker = (_Classifier(config.image_checker, kind="image-classification")
                               if config.image_checker else None)
@@ -192,6 +199,13 @@ class Moderator:
             if action != "off":
                 verdict.hits.append(Hit("pii", found.kind, "pii", action, 1.0, found.start,
                                         found.end))
+        if self.config.builtin_classifier and text.strip():
+            from zero2one.moderation import offensive
+
+            score = offensive.score(text)
+            if score >= self.config.builtin_threshold:
+                verdict.hits.append(Hit("harassment", "offensive language", "classifier:builtin",
+                                        self.action("harassment"), score))
         if self.classifier is not None:
             for category, label, score in self.classifier.scores(text):
                 verdict.hits.append(Hit(category, label, "classifier", self.action(category),
