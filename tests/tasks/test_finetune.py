@@ -385,6 +385,10 @@ def test_the_feedback_loop_ends_in_a_model_that_prefers_the_corrections(
             body = ({"id": answer["id"], "rating": "down", "correction": fact}
                     if said != fact else {"id": answer["id"], "rating": "up"})
             assert client.post("/v1/feedback", json=body).status_code == 200
+    sft = workspace / "sft.jsonl"  # the other export: corrected and up-voted chats
+    assert FeedbackStore(store).export("sft", sft) == 8
+    tuned_on_chats = train(recipe(tiny_lm, sft, max_steps=2), out=workspace / "sft-model")
+    assert tuned_on_chats.metrics["train_tokens"] > 0
     pairs = workspace / "pairs.jsonl"
     assert FeedbackStore(store).export("dpo", pairs) >= 4
     result = zero2one.train(dpo_recipe(tiny_lm, pairs, track={"enabled": True},
