@@ -59,7 +59,7 @@ def export(
     store: Store = "default",
     json_: Json = False,
 ) -> None:
-    """Feedback as training data for the next fine-tune (a text-generation recipe's data)."""
+    """Feedback as training data: the data of the next fine-tune (sft) or of DPO (dpo)."""
     from zero2one.feedback import FeedbackStore
 
     count = FeedbackStore(store).export(format_, out)

@@ -139,6 +139,7 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
         if policy != "off":
             pieces = _guarded(moderator(request), first, pieces, redact=policy == "redact")
             first = ""
+
         async def remembered(text: str) -> None:
             await remember(request, ident, route=request.url.path, body=asked, output=text)
 
