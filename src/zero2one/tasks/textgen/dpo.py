@@ -114,15 +114,19 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
         val_pairs: list[dict[str, Any]], config: Any, *, beta: float, max_length: int,
         seed: int, reporter: Any, checkpoint_dir: Path, resume: bool) -> Any:
     """Train the adapters of ``model`` (a peft model) with DPO; returns the train Outcome."""
-    import time
     import warnings
 
     import datasets
     from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
-    from zero2one.tasks.textgen.train import Outcome, count_parameters, last_complete_checkpoint
+    from zero2one.tasks.textgen.train import (
+        Outcome,
+        count_parameters,
+        last_complete_checkpoint,
+        progress_callback,
+    )
 
     datasets.disable_progress_bars()  # TRL tokenizes with bars; progress is the reporter's
     use_cuda = next(model.parameters()).device.type == "cuda"
@@ -136,31 +140,13 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
     if last is not None:
         outcome.resumed_from = last[0]
 
-    class Forward(TrainerCallback):  # type: ignore[misc]
-        def __init__(self, step: Any) -> None:
-            self.step, self.started = step, 0.0
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.step.advance(1)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **_: Any) -> None:
-            logs = logs or {}
-            values = {k.replace("/", "_"): float(v) for k, v in logs.items()
-                      if k in ("loss", "rewards/margins", "rewards/accuracies")
-                      and isinstance(v, int | float)}
-            if "loss" in values:
-                values["train_loss"] = values.pop("loss")
-            if values:
-                outcome.history.append({"step": float(state.global_step), **values})
-                reporter.metrics(values, state.global_step)
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            outcome.train_seconds = time.perf_counter() - self.started
-            outcome.steps = state.global_step
+    def dpo_values(logs: dict[str, Any]) -> dict[str, float]:
+        values = {k.replace("/", "_"): float(v) for k, v in logs.items()
+                  if k in ("loss", "rewards/margins", "rewards/accuracies")
+                  and isinstance(v, int | float)}
+        if "loss" in values:
+            values["train_loss"] = values.pop("loss")
+        return values
 
     steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size
                                 / config.gradient_accumulation)
@@ -169,9 +155,11 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
             warnings.catch_warnings():
         # transformers renamed gradient checkpointing; TRL still calls the old names
         warnings.filterwarnings("ignore", message=".*checkpointing", category=FutureWarning)
-        trainer = DPOTrainer(model=model, ref_model=None, args=args,
-                             train_dataset=Dataset.from_list([_trl_row(r) for r in train_pairs]),
-                             processing_class=tokenizer, callbacks=[Forward(step)])
+        rows = Dataset.from_list([_trl_row(r) for r in train_pairs])
+        trainer = DPOTrainer(
+            model=model, ref_model=None, args=args, train_dataset=rows,
+            processing_class=tokenizer,
+            callbacks=[progress_callback(step, outcome, reporter, dpo_values)])
         trainer.remove_callback(PrinterCallback)
         if last is not None:
             step.advance(last[0])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,11 +154,40 @@ def last_complete_checkpoint(directory: Path) -> tuple[int, Path] | None:
     return max(steps) if steps else None
 
 
+def progress_callback(step: Any, outcome: Outcome, reporter: Reporter,
+                      values: Callable[[dict[str, Any]], dict[str, float]]) -> Any:
+    """A Trainer callback: a progress step per optimizer step, the ``values`` a log holds
+    into the outcome's history and the reporter, the training's time and steps."""
+    from transformers import TrainerCallback
+
+    class Forward(TrainerCallback):  # type: ignore[misc]
+        started = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            step.advance(1)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **_: Any) -> None:
+            found = values(logs or {})
+            if found:
+                outcome.history.append({"step": float(state.global_step), **found})
+                reporter.metrics(found, state.global_step)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            outcome.train_seconds = time.perf_counter() - self.started
+            outcome.steps = state.global_step
+
+    return Forward()
+
+
 def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainConfig, *,
         seed: int, reporter: Reporter, checkpoint_dir: Path, resume: bool) -> Outcome:
     """Train ``model`` in place with the Trainer; checkpoints go to ``checkpoint_dir``."""
     import torch
-    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     use_cuda = next(model.parameters()).device.type == "cuda"  # placed by load_lm
     if config.threads:
@@ -189,35 +218,17 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         outcome.resumed_from, last_path = last
         reporter.info(f"resuming from {last_path.name}")
 
-    class Forward(TrainerCallback):  # type: ignore[misc]
-        def __init__(self, step: Any) -> None:
-            self.step, self.started = step, 0.0
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.step.advance(1)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **_: Any) -> None:
-            logs = logs or {}
-            values = {}
-            if "loss" in logs:
-                values["train_loss"] = float(logs["loss"])
-                values["learning_rate"] = float(logs.get("learning_rate", 0.0))
-                if logs.get("grad_norm") is not None:
-                    values["grad_norm"] = float(logs["grad_norm"])
-            if "eval_loss" in logs:
-                values["val_loss"] = float(logs["eval_loss"])
-                values["val_perplexity"] = perplexity(values["val_loss"])
-            if values:
-                outcome.history.append({"step": float(state.global_step), **values})
-                reporter.metrics(values, state.global_step)
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            outcome.train_seconds = time.perf_counter() - self.started
-            outcome.steps = state.global_step
+    def sft_values(logs: dict[str, Any]) -> dict[str, float]:
+        values = {}
+        if "loss" in logs:
+            values["train_loss"] = float(logs["loss"])
+            values["learning_rate"] = float(logs.get("learning_rate", 0.0))
+            if logs.get("grad_norm") is not None:
+                values["grad_norm"] = float(logs["grad_norm"])
+        if "eval_loss" in logs:
+            values["val_loss"] = float(logs["eval_loss"])
+            values["val_perplexity"] = perplexity(values["val_loss"])
+        return values
 
     class CountingTrainer(Trainer):  # type: ignore[misc]
         def evaluate(self, *args: Any, **kwargs: Any) -> Any:
@@ -238,7 +249,7 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         trainer = CountingTrainer(
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
             data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
-            callbacks=[Forward(step)])
+            callbacks=[progress_callback(step, outcome, reporter, sft_values)])
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         if outcome.resumed_from:
             step.advance(outcome.resumed_from)
