@@ -56,6 +56,8 @@ class Conversion:
     # bytes on disk of parent, baselines and new model where saving them does not tell (a
     # language model's parent directory holds only an adapter); None: measured by saving
     sizes: list[int | None] | None = None
+    # held-out metrics of the same models the task already measured (None: evaluated here)
+    metrics: list[dict[str, float] | None] | None = None
 
 
 @dataclass
@@ -160,7 +162,8 @@ def measure(parent: Task, conversion: Conversion, data: Any) -> list[dict[str, A
     batch = getattr(parent, "bench_batch", 64)
     rows: list[dict[str, Any]] = []
     for i, model in enumerate(models):
-        metrics = model.evaluate(data)
+        known = conversion.metrics[i] if conversion.metrics else None
+        metrics = known if known is not None else model.evaluate(data)
         name = next((m for m in PRIMARY_METRICS if m in metrics), next(iter(metrics), None))
         given = conversion.sizes[i] if conversion.sizes else None
         size = given if given is not None else footprint(model)

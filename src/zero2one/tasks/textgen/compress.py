@@ -64,11 +64,12 @@ def int8_weights(task: TextGeneration, data: TextData, *, options: Any,
     if next(task.model_.parameters()).dtype != torch.float32:
         raise ConversionError("int8-weights compresses a float32 model")
     with reporter.step("held-out perplexity, float32"):
-        before = task.evaluate(data)["val_perplexity"]
+        measured = task.evaluate(data)
     with reporter.step("rounding weights to int8"):
         new = task.derived(quantized_copy(task.model_), runtime="int8")
     with reporter.step("held-out perplexity, int8"):
-        after = new.evaluate(data)["val_perplexity"]
+        measured_new = new.evaluate(data)
+    before, after = measured["val_perplexity"], measured_new["val_perplexity"]
     rise = after / before - 1
     if rise > MAX_PERPLEXITY_RISE:
         raise ConversionError(f"int8 weights raise the held-out perplexity from {before:.4g} "
@@ -81,7 +82,9 @@ def int8_weights(task: TextGeneration, data: TextData, *, options: Any,
                "perplexity_change": rise}
     return Conversion(new, "int8-weights", details,
                       baselines=[task.derived(task.model_, runtime="float32")],
-                      sizes=[float_bytes, float_bytes, None])
+                      sizes=[float_bytes, float_bytes, None],
+                      # the float32 step computes with the parent's weights: its metrics
+                      metrics=[measured, measured, measured_new])
 
 
 # ---- the model directory ----------------------------------------------------------------

@@ -126,6 +126,7 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
         count_parameters,
         last_complete_checkpoint,
         progress_callback,
+        trainer_arguments,
     )
 
     datasets.disable_progress_bars()  # TRL tokenizes with bars; progress is the reporter's
@@ -134,8 +135,9 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
     outcome.trainable, outcome.total = count_parameters(model)
     with warnings.catch_warnings():  # TRL still sets transformers' renamed fields
         warnings.filterwarnings("ignore", message=".*checkpointing", category=FutureWarning)
-        args = _dpo_config(DPOConfig, str(checkpoint_dir), beta=beta, max_length=max_length,
-                           seed=seed, use_cuda=use_cuda, config=config)
+        args = DPOConfig(**trainer_arguments(config, checkpoint_dir, seed=seed,
+                                             use_cuda=use_cuda),
+                         beta=beta, max_length=max_length, eval_strategy="no")
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if last is not None:
         outcome.resumed_from = last[0]
@@ -166,24 +168,3 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
         trainer.train(resume_from_checkpoint=str(last[1]) if last else None)
     return outcome
 
-
-def _dpo_config(make: Any, output_dir: str, *, beta: float, max_length: int, seed: int,
-                use_cuda: bool, config: Any) -> Any:
-    """TRL's DPOConfig from the recipe's train section."""
-    import torch
-
-    return make(
-        output_dir=output_dir, beta=beta, max_length=max_length,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation,
-        num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
-        learning_rate=config.lr, weight_decay=config.weight_decay,
-        lr_scheduler_type=config.scheduler if config.scheduler != "constant"
-        else "constant_with_warmup",
-        warmup_steps=config.warmup, max_grad_norm=config.max_grad_norm or 0.0,
-        logging_strategy="steps", logging_steps=config.logging_steps,
-        eval_strategy="no", save_strategy="steps", save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit, seed=seed, data_seed=seed,
-        use_cpu=not use_cuda, bf16=use_cuda and torch.cuda.is_bf16_supported(),
-        report_to="none", disable_tqdm=True, dataloader_num_workers=0)

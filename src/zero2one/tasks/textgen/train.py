@@ -154,6 +154,28 @@ def last_complete_checkpoint(directory: Path) -> tuple[int, Path] | None:
     return max(steps) if steps else None
 
 
+def trainer_arguments(config: TrainConfig, checkpoint_dir: Path, *, seed: int,
+                      use_cuda: bool) -> dict[str, Any]:
+    """The Trainer's arguments from a recipe's train section (fine-tuning and DPO)."""
+    import torch
+
+    return dict(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+        learning_rate=config.lr, weight_decay=config.weight_decay,
+        lr_scheduler_type=config.scheduler if config.scheduler != "constant"
+        else "constant_with_warmup",
+        warmup_steps=config.warmup, max_grad_norm=config.max_grad_norm or 0.0,
+        logging_strategy="steps", logging_steps=config.logging_steps,
+        save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, seed=seed, data_seed=seed,
+        use_cpu=not use_cuda, bf16=use_cuda and torch.cuda.is_bf16_supported(),
+        report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+    )
+
+
 def progress_callback(step: Any, outcome: Outcome, reporter: Reporter,
                       values: Callable[[dict[str, Any]], dict[str, float]]) -> Any:
     """A Trainer callback: a progress step per optimizer step, the ``values`` a log holds
@@ -197,22 +219,9 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         if config_ is not None and config_.pad_token_id is None:  # as the collator pads
             config_.pad_token_id = tokenizer.pad_token_id
     outcome.trainable, outcome.total = count_parameters(model)
-    args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation,
-        num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
-        learning_rate=config.lr, weight_decay=config.weight_decay,
-        lr_scheduler_type=config.scheduler if config.scheduler != "constant"
-        else "constant_with_warmup",
-        warmup_steps=config.warmup, max_grad_norm=config.max_grad_norm or 0.0,
-        logging_strategy="steps", logging_steps=config.logging_steps,
-        eval_strategy="epoch", save_strategy="steps", save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit, seed=seed, data_seed=seed,
-        use_cpu=not use_cuda, bf16=use_cuda and torch.cuda.is_bf16_supported(),
-        report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        remove_unused_columns=False,
-    )
+    args = TrainingArguments(**trainer_arguments(config, checkpoint_dir, seed=seed,
+                                                 use_cuda=use_cuda),
+                             eval_strategy="epoch", remove_unused_columns=False)
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if last is not None:
         outcome.resumed_from, last_path = last
