@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from zero2one.refs import Resolved
+    from zero2one.scale.score import Scored
     from zero2one.task import Task
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,18 @@ def train(
     same recipe (tasks that checkpoint: image classification). Data and recipe errors are raised
     before anything is written.
     """
+    from zero2one import scale
+
+    reporter = reporter or NullReporter()
+    with scale.using(say=reporter.info):  # a Dask cluster, if the task asks for one
+        return _train(recipe, overrides=overrides, out=out, reporter=reporter, resume=resume)
+
+
+def _train(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Iterable[str],
+           out: str | Path | None, reporter: Reporter, resume: bool) -> TrainResult:
     from zero2one.registry import get_task
 
     config = _config(recipe, overrides)
-    reporter = reporter or NullReporter()
     started = time.perf_counter()
     task_cls = get_task(config.task)
     task_cls.check_requirements()
@@ -127,6 +136,11 @@ def _report_profile(data: Any, reporter: Reporter) -> None:
     if not profile:
         return
     source = getattr(data, "source", "data")
+    for message in profile.get("notes", []):
+        if isinstance(reporter, NullReporter):
+            log.info("%s: %s", source, message)
+        else:
+            reporter.info(f"[data] {message}")
     for message in profile.get("warnings", []):
         if isinstance(reporter, NullReporter):
             log.warning("%s: %s", source, message)
@@ -256,7 +270,12 @@ def _default_out(name: str) -> Path:
     from zero2one.tracking import workspace
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return workspace() / "models" / f"{name}-{stamp}"
+    target = workspace() / "models" / f"{name}-{stamp}"
+    n = 1
+    while target.exists():  # two runs of one recipe within a second
+        n += 1
+        target = workspace() / "models" / f"{name}-{stamp}-{n}"
+    return target
 
 
 def _git_commit() -> str | None:
@@ -316,6 +335,32 @@ def predict_file(
     if output_path is not None:
         write_frame(scored, Path(output_path))
     return scored
+
+
+def predict_partitions(
+    ref: str | Path | Task,
+    source: str | Path,
+    output: str | Path,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    trust: Iterable[str] = (),
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> Scored:
+    """Score a table larger than memory (a file, folder or glob of CSV/Parquet) on a Dask
+    cluster — ``scheduler``, else DASK_SCHEDULER_ADDRESS, else a local one of ``workers``
+    processes — into a new folder of Parquet files, one per partition (see
+    :mod:`zero2one.scale.score`)."""
+    from zero2one import scale
+    from zero2one.scale.score import score_partitions
+    from zero2one.task import Task
+
+    reporter = reporter or NullReporter()
+    with scale.using(scheduler, workers=workers, say=reporter.info):
+        model = ref if isinstance(ref, Task) else load(ref, trust=trust)
+        return score_partitions(model, str(source), Path(output), options=options,
+                                trust=tuple(trust), reporter=reporter)
 
 
 def check_output_path(path: Path) -> None:

@@ -99,6 +99,9 @@ class Task(ABC):
     # what ``zero2one export --format`` and ``zero2one compress --method`` accept for this task
     export_formats: ClassVar[tuple[str, ...]] = ()
     compress_methods: ClassVar[tuple[str, ...]] = ()
+    # predict_rows scores a table's rows, so ``zero2one predict --engine dask`` can spread a
+    # larger-than-memory table's partitions over a cluster
+    row_inputs: ClassVar[bool] = False
 
     # set by zero2one.train before fit: continue from the last checkpoint (tasks that write
     # checkpoints honour it), and the tracking run the fit belongs to
@@ -177,6 +180,14 @@ class Task(ABC):
 
         check_options(self, options, allowed=())
         return self.predict(read_frame(Path(path)))  # type: ignore[no-any-return]
+
+    def predict_rows(self, frame: pd.DataFrame, **options: Any) -> pd.DataFrame:
+        """One partition of a table, scored (tasks with ``row_inputs``); runs on workers."""
+        raise UserError(f"{self.name} models do not score the rows of tables")
+
+    def check_row_options(self, options: dict[str, Any]) -> None:
+        """Refuse, before any work, options :meth:`predict_rows` does not take."""
+        check_options(self, options, allowed=())
 
     # ---- persistence ------------------------------------------------------------------------
 

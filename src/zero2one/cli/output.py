@@ -11,6 +11,13 @@ import typer
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
+Scheduler = Annotated[str | None, typer.Option(
+    "--scheduler", envvar="DASK_SCHEDULER_ADDRESS", help="A running Dask scheduler "
+    "(tcp://HOST:PORT) for the steps that use a cluster; default: a local cluster for this "
+    "machine, started and stopped by the command.", show_default=False)]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="Local Dask cluster: worker processes [one per core].",
+    show_default=False)]
 ModerationOption = Annotated[str | None, typer.Option(
     "--moderation", help="Check the prompt (and generated text): 'default' or a moderation "
     "YAML file.", show_default=False)]

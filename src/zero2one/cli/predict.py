@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from zero2one.cli.output import Json, Quiet, console
+from zero2one.cli.output import Json, Quiet, Scheduler, Workers, console
 
 
 def predict(
@@ -16,12 +16,17 @@ def predict(
         help="Model reference: models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest, "
         "runs:/ID/model, a directory or builtin:NAME.", show_default=False)],
     input_: Annotated[Path, typer.Option(
-        "--input", "-i", help="What the model's task reads: CSV or Parquet rows (a `prompt` "
-        "column for language models), an image or a folder of images, ...",
-        show_default=False)],
+        "--input", "-i", help="What the model's task reads: CSV or Parquet rows (a file, a "
+        "folder or a quoted glob such as 'data/*.parquet'; a `prompt` column for language "
+        "models), an image or a folder of images, ...", show_default=False)],
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write the scored rows here (.csv/.parquet); default: CSV on "
-        "stdout.")] = None,
+        "--output", "-o", help="Write the scored rows here (.csv/.parquet); with --engine "
+        "dask, a new folder of Parquet files; default: CSV on stdout.")] = None,
+    engine: Annotated[Literal["pandas", "dask"], typer.Option(
+        help="pandas: score in this process; dask: score the partitions of a table larger "
+        "than memory on a Dask cluster (models that score table rows).")] = "pandas",
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     allow_extra: Annotated[bool, typer.Option(
         "--allow-extra", help="Tabular models: keep columns the model does not use instead of "
         "refusing them.")] = False,
@@ -45,15 +50,19 @@ def predict(
     come back with prediction (and probability) columns, images (a file or a folder) with their
     top-k classes, a `prompt` column with a greedy `completion`."""
     from zero2one.api import check_output_path, load, write_frame
+    from zero2one.progress import NullReporter, RichReporter
 
+    options = {"allow_extra": allow_extra or None, "top_k": top_k, "skip_bad": skip_bad or None,
+               "max_new_tokens": max_new_tokens, **parse_options(option or [])}
+    reporter = NullReporter() if quiet or json_ else RichReporter()
+    if engine == "dask":
+        _predict_dask(model, input_, output, options, trust=tuple(trust or ()),
+                      scheduler=scheduler, workers=workers, reporter=reporter, json_=json_,
+                      quiet=quiet)
+        return
     if output is not None:
         check_output_path(output)
     loaded = load(model, trust=trust or ())
-    options = {"allow_extra": allow_extra or None, "top_k": top_k, "skip_bad": skip_bad or None,
-               "max_new_tokens": max_new_tokens, **parse_options(option or [])}
-    from zero2one.progress import NullReporter, RichReporter
-
-    reporter = NullReporter() if quiet or json_ else RichReporter()
     scored = loaded.predict_file(input_, reporter=reporter, **options)
     if output is None:
         if json_:
@@ -68,6 +77,26 @@ def predict(
         print_json({"rows": len(scored), "output": str(output), "columns": list(scored.columns)})
     elif not quiet:
         console(stderr=True).print(f"wrote {len(scored)} rows to {output}")
+
+
+def _predict_dask(model: str, input_: Path, output: Path | None, options: dict[str, object], *,
+                  trust: tuple[str, ...], scheduler: str | None, workers: int | None,
+                  reporter: object, json_: bool, quiet: bool) -> None:
+    from zero2one.api import predict_partitions
+    from zero2one.errors import UserError
+
+    if output is None:
+        raise UserError("--engine dask writes a folder of Parquet files: give --output FOLDER")
+    done = predict_partitions(model, str(input_), output, scheduler=scheduler, workers=workers,
+                              trust=trust, reporter=reporter,  # type: ignore[arg-type]
+                              **{k: v for k, v in options.items() if v is not None})
+    if json_:
+        from zero2one.cli.output import print_json
+
+        print_json({"rows": done.rows, "partitions": done.partitions, "output": str(output)})
+    elif not quiet:
+        console(stderr=True).print(f"wrote {done.rows} rows in {done.partitions} Parquet files "
+                                   f"to {output}")
 
 
 def parse_options(pairs: list[str]) -> dict[str, object]:

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from zero2one.cli.output import Json, Quiet, console, fmt, print_json, table
+from zero2one.cli.output import (
+    Json,
+    Quiet,
+    Scheduler,
+    Workers,
+    console,
+    fmt,
+    print_json,
+    table,
+)
 
 
 def train(
@@ -22,15 +31,20 @@ def train(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run of this recipe from its last checkpoint "
         "(tasks that write checkpoints).")] = False,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Train, evaluate, track and register the model a recipe describes."""
+    from zero2one import scale
     from zero2one.api import train as run_train
     from zero2one.progress import NullReporter, RichReporter
 
     reporter = NullReporter() if quiet or json_ else RichReporter()
-    result = run_train(recipe, overrides=set_ or [], out=out, reporter=reporter, resume=resume)
+    with scale.using(scheduler, workers=workers, say=reporter.info):
+        result = run_train(recipe, overrides=set_ or [], out=out, reporter=reporter,
+                           resume=resume)
     if json_:
         print_json(result.to_dict())
         return

@@ -1,7 +1,8 @@
 """Tabular data sources: CSV, Parquet and scikit-learn's built-in data sets.
 
-A source string is either ``sklearn:NAME`` (iris, wine, breast_cancer, diabetes, digits) or a
-path to a ``.csv``, ``.parquet``/``.pq`` file, relative to the working directory.
+A source string is either ``sklearn:NAME`` (iris, wine, breast_cancer, diabetes, digits), a
+path to a ``.csv``, ``.parquet``/``.pq`` file, relative to the working directory, or a folder or
+glob of such files (see :mod:`zero2one.scale.frames`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def load_table(source: str) -> Table:
     """Load a source string into a :class:`Table`; a missing or unreadable file is a DataError."""
     if source.startswith("sklearn:"):
         return _load_sklearn(source.removeprefix("sklearn:"))
+    from zero2one.scale.frames import is_glob, read_pandas
+
     path = Path(source)
+    if is_glob(source) or path.is_dir():  # several files: checked to agree, then concatenated
+        return Table(frame=read_pandas(source), source=source)
     frame = read_frame(path)
     return Table(frame=frame, source=str(path))
 

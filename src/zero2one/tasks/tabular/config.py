@@ -11,8 +11,17 @@ from zero2one.recipe import BaseRecipe, Strict
 
 class DataConfig(Strict):
     source: str = Field(
-        description="sklearn:NAME (iris, wine, breast_cancer, diabetes, digits) or a "
-        ".csv/.parquet path."
+        description="sklearn:NAME (iris, wine, breast_cancer, diabetes, digits), a "
+        ".csv/.parquet path, a folder of them or a glob ('data/*.parquet')."
+    )
+    engine: Literal["auto", "pandas", "dask"] = Field(
+        "auto", description="pandas: read everything into memory; dask: keep the data in "
+        "partitions on a Dask cluster (data larger than memory); auto: dask when the files "
+        "exceed a quarter of the available memory."
+    )
+    sample_rows: int = Field(
+        200_000, ge=100, description="dask engine: rows sampled for the schema, the search "
+        "and estimators that cannot learn incrementally."
     )
     target: str | None = Field(
         None, description="Target column; built-in data sets default to 'target'."
@@ -55,6 +64,10 @@ class ModelConfig(Strict):
         default_factory=dict, description="Fixed estimator parameters."
     )
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    epochs: int = Field(
+        1, ge=1, le=1000, description="dask engine: passes over the training rows for "
+        "estimators that learn incrementally (partial_fit)."
+    )
     class_weight: Literal["balanced"] | None = Field(
         None, description="Classification: weigh classes inversely to their frequency "
         "(estimators with a class_weight parameter); for estimators without one, the minority "
@@ -97,7 +110,13 @@ class SearchConfig(Strict):
     )
     n_trials: int = Field(20, ge=1, le=10_000, description="Candidates for random and bayes.")
     n_jobs: int | None = Field(
-        None, description="Parallel jobs for cross-validation (-1: all cores; null: one)."
+        None, description="Parallel jobs for cross-validation (-1: all cores; null: one; on "
+        "Dask: every worker)."
+    )
+    backend: Literal["auto", "local", "dask"] = Field(
+        "auto", description="Where cross-validation folds run: local (this process's joblib), "
+        "dask (joblib's Dask backend over the cluster), auto (dask when the data is on Dask or "
+        "a scheduler is named)."
     )
 
     @field_validator("space")

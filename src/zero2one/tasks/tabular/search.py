@@ -40,7 +40,19 @@ def run_search(
     scoring: str,
     seed: int,
     reporter: Reporter,
+    backend: str | None = None,
 ) -> SearchResult:
+    """Fit ``pipeline`` or search its estimator's parameters; ``backend="dask"`` runs the
+    cross-validation folds through joblib's Dask backend on the current cluster (every
+    worker unless ``n_jobs`` says fewer)."""
+    if backend == "dask" and config.method != "none":
+        import joblib
+
+        if config.n_jobs in (None, 1):
+            config = config.model_copy(update={"n_jobs": -1})
+        with joblib.parallel_backend("dask"):
+            return run_search(pipeline, X, y, config=config, cv=cv, scoring=scoring, seed=seed,
+                              reporter=reporter)
     if config.method == "none":
         with reporter.step("fitting", total=1) as step:
             pipeline.fit(X, y)

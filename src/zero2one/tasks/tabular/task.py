@@ -14,6 +14,7 @@ from zero2one.data import Table, fingerprint, load_table
 from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError
 from zero2one.progress import Reporter
 from zero2one.task import Task
+from zero2one.tasks.tabular import scaled
 from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
 from zero2one.tasks.tabular.config import TabularRecipe
 from zero2one.tasks.tabular.estimators import Kind, resolve_estimator
@@ -64,6 +65,10 @@ class TabularData:
     source: str
     profile: dict[str, Any] | None = None  # see tasks/tabular/profile.py
     ignored: list[str] | None = None  # source columns that are not features (dropped, ids)
+    # data.engine dask: every row, in partitions (X_/y_ fields then hold samples); see scaled.py
+    partitions: Any = None
+    # the held-out rows' targets, predictions and scores, kept for evaluate and report
+    held_out: tuple[Any, Any, Any, Any] | None = None
 
 
 class TabularTask(Task):
@@ -81,11 +86,15 @@ class TabularTask(Task):
     requires = ("sklearn", "skops")
     serve_requirements = ("numpy", "pandas", "scipy", "scikit-learn", "skops")
     export_formats = ("onnx",)
+    row_inputs = True
 
     # ---- data -------------------------------------------------------------------------------
 
     def load_data(self) -> TabularData:
         cfg = self.config.data
+        engine, why = scaled.choose_engine(cfg.source, cfg.engine)
+        if engine == "dask":
+            return scaled.load(self, why)
         table = load_table(cfg.source)
         frame = table.frame
         if frame.empty or frame.shape[0] == 0:
@@ -94,21 +103,7 @@ class TabularTask(Task):
         if target is None:
             raise DataError(f"{table.source}: set data.target to the column to predict")
         columns = [str(c) for c in frame.columns]
-        if target not in columns:
-            raise DataError(
-                f"{table.source}: target column {target!r} not found; columns: {', '.join(columns)}"
-            )
-        features = cfg.features or [c for c in columns if c != target and c not in cfg.drop]
-        named = [*features, *cfg.drop, *cfg.categorical, *cfg.numeric]
-        absent = sorted({c for c in named if c not in columns})
-        if absent:
-            raise DataError(f"{table.source}: column(s) not found: {', '.join(absent)}; "
-                            f"columns: {', '.join(columns)}")
-        if target in features:
-            raise DataError(f"data.features: the target {target!r} cannot also be a feature")
-        if not features:
-            raise DataError(f"{table.source}: no feature columns left besides the target")
-
+        features = self.feature_names(table.source, columns, target)
         y = frame[target]
         keep = y.notna()
         if not keep.all():
@@ -132,6 +127,34 @@ class TabularTask(Task):
             prints["class_counts"] = profile.class_counts
         return TabularData(X_train, X_test, y_train, y_test, schema, target, classes,
                            class_names, prints, table.source, profile.to_dict(), ignored)
+
+    def feature_names(self, source: str, columns: list[str], target: str) -> list[str]:
+        """The recipe's feature columns (default: all but target and drop), each checked."""
+        cfg = self.config.data
+        if target not in columns:
+            raise DataError(
+                f"{source}: target column {target!r} not found; columns: {', '.join(columns)}"
+            )
+        features = cfg.features or [c for c in columns if c != target and c not in cfg.drop]
+        named = [*features, *cfg.drop, *cfg.categorical, *cfg.numeric]
+        absent = sorted({c for c in named if c not in columns})
+        if absent:
+            raise DataError(f"{source}: column(s) not found: {', '.join(absent)}; "
+                            f"columns: {', '.join(columns)}")
+        if target in features:
+            raise DataError(f"data.features: the target {target!r} cannot also be a feature")
+        if not features:
+            raise DataError(f"{source}: no feature columns left besides the target")
+        return features
+
+    def target_kind(self, y: pd.Series, target: str) -> str:
+        """How every partition's target is converted (``float``, ``int``, ``str`` or
+        ``keep``), decided on a sample as :meth:`_prepare_target` decides on all rows."""
+        return "float"
+
+    def check_classes(self, counts: dict[Any, int],
+                      target: str) -> tuple[list[Any] | None, list[str] | None]:
+        return None, None
 
     def _prepare_target(
         self, y: pd.Series, target: str, table: Table
@@ -201,13 +224,56 @@ class TabularTask(Task):
         self.ignored_ = list(data.ignored or [])
         self.baseline_ = (data.y_train.mode().iloc[0] if self.kind == "classification"
                           else float(data.y_train.mean()))
-        self.search_: SearchResult = run_search(
-            self.build_pipeline(data.columns), data.X_train, data.y_train,
-            config=self.config.search, cv=self._cv(), scoring=self.scoring, seed=self.config.seed,
-            reporter=reporter,
-        )
+        pipeline = self.build_pipeline(data.columns)
+        if (data.partitions is not None and self.config.search.method == "none"
+                and scaled.learns_incrementally(pipeline.named_steps["model"])):
+            self.search_: SearchResult = SearchResult(pipeline, {}, None, None)
+        else:
+            self.search_ = run_search(
+                pipeline, data.X_train, data.y_train, config=self.config.search, cv=self._cv(),
+                scoring=self.scoring, seed=self.config.seed, reporter=reporter,
+                backend=self._search_backend(data, reporter))
         self.pipeline_ = _without_sampler(self.search_.best_estimator)
+        if data.partitions is not None:
+            self._fit_partitions(data, reporter)
         return self
+
+    def _search_backend(self, data: TabularData, reporter: Reporter) -> str | None:
+        """``dask`` (joblib's Dask backend, folds spread over the cluster) when the data is on
+        Dask, a scheduler was named, or the recipe asks; None: this process's joblib."""
+        from zero2one import scale
+
+        search = self.config.search
+        if search.method == "none" or search.backend == "local":
+            return None
+        if search.backend == "auto" and data.partitions is None \
+                and scale.configured_address() is None:
+            return None
+        scale.client(reporter)
+        return "dask"
+
+    def _fit_partitions(self, data: TabularData, reporter: Reporter) -> None:
+        """Data on Dask: estimators with partial_fit learn from every training row (after the
+        search chose their parameters on the sample); the others keep the sample's fit."""
+        from sklearn.base import clone
+
+        parts = data.partitions
+        stats = parts.stats
+        if stats.class_counts:
+            self.baseline_ = max(stats.class_counts.items(), key=lambda kv: kv[1])[0]
+        elif self.kind == "regression":
+            self.baseline_ = stats.target_mean
+        model = self.pipeline_.named_steps["model"]
+        if scaled.learns_incrementally(model):
+            self.pipeline_ = scaled.fit_incremental(self, data, clone(model), reporter=reporter)
+        else:
+            parts.training = {"engine": "dask", "mode": "sample", "rows": len(data.y_train),
+                              "reason": f"{type(model).__name__} has no partial_fit"}
+            reporter.info(f"[data] {type(model).__name__} cannot learn incrementally: it learnt "
+                          f"from a sample of {len(data.y_train)} of the {parts.train_rows} "
+                          "training rows (estimators with partial_fit, such as sgd, learn from "
+                          "all)")
+        self.training_ = parts.training
 
     def _check_folds(self, data: TabularData) -> None:
         if self.config.search.method == "none":
@@ -219,6 +285,21 @@ class TabularTask(Task):
     @property
     def scoring(self) -> str:
         raise NotImplementedError
+
+    def held_out(self, data: TabularData) -> tuple[Any, Any, Any]:
+        """Targets, predictions and (classification) scores of the held-out rows, computed
+        once per fitted pipeline for evaluate and report; partitioned data is scored on the
+        cluster."""
+        if data.held_out is not None and data.held_out[0] is self.pipeline_:
+            return data.held_out[1:]
+        if data.partitions is not None:
+            result = scaled.held_out(self, data)
+        else:
+            scores = (auc_scores(self.pipeline_, data.X_test, len(self.classes_ or []))
+                      if self.kind == "classification" else None)
+            result = (data.y_test, self.pipeline_.predict(data.X_test), scores)
+        data.held_out = (self.pipeline_, *result)
+        return result
 
     # ---- prediction -------------------------------------------------------------------------
 
@@ -239,12 +320,19 @@ class TabularTask(Task):
 
     def predict_file(self, path: Path, **options: Any) -> pd.DataFrame:
         """A CSV or Parquet file's rows, scored (``allow_extra``: ignore unknown columns)."""
-        from zero2one.data import read_frame
+        from zero2one.scale.frames import read_pandas
         from zero2one.task import check_options
 
         check_options(self, options, allowed=("allow_extra",))
-        return self.predict(read_frame(Path(path)),
-                            allow_extra=bool(options.get("allow_extra")))
+        return self.predict(read_pandas(str(path)), allow_extra=bool(options.get("allow_extra")))
+
+    def predict_rows(self, frame: pd.DataFrame, **options: Any) -> pd.DataFrame:
+        return self.predict(frame, allow_extra=bool(options.get("allow_extra")))
+
+    def check_row_options(self, options: dict[str, Any]) -> None:
+        from zero2one.task import check_options
+
+        check_options(self, options, allowed=("allow_extra",))
 
     # ---- serving ----------------------------------------------------------------------------
 
@@ -329,6 +417,7 @@ class TabularTask(Task):
             "estimator": estimator,
             "best_params": _plain(self.search_.best_params),
             "cv_score": self.search_.best_score,
+            **({"training": self.training_} if getattr(self, "training_", None) else {}),
             "libraries": ["scikit-learn", "skops", "numpy", "pandas", "scipy",
                           *(["onnxruntime", "onnx", "skl2onnx"] if fields else [])],
         }
@@ -349,11 +438,35 @@ class TabularTask(Task):
         self.classes_ = manifest.get("classes")
         self.class_names_ = manifest.get("class_names")
         self.baseline_ = manifest.get("baseline")
+        self.training_ = manifest.get("training")
         self.search_ = SearchResult(pipeline, manifest.get("best_params") or {},
                                     manifest.get("cv_score"), None)
         self.pipeline_ = pipeline
         self.manifest = manifest
         return self
+
+
+def probabilities(pipeline: Any, X: Any) -> np.ndarray | None:
+    """Class probabilities (n, n_classes) when the estimator has them, else None."""
+    if hasattr(pipeline, "predict_proba"):
+        try:
+            return pipeline.predict_proba(X)
+        except AttributeError:  # e.g. SVC(probability=False) exposes the name but fails
+            return None
+    return None
+
+
+def auc_scores(pipeline: Any, X: Any, n_classes: int) -> np.ndarray | None:
+    """Probabilities, else decision-function values of shape (n,) or (n, n_classes)."""
+    proba = probabilities(pipeline, X)
+    if proba is not None or not hasattr(pipeline, "decision_function"):
+        return proba
+    values = pipeline.decision_function(X)
+    if values.ndim == 1 and n_classes == 2:
+        return values
+    if values.ndim == 2 and values.shape[1] == n_classes:
+        return values
+    return None  # e.g. SVC(decision_function_shape="ovo"): no per-class score
 
 
 def _is_graph(pipeline: Any) -> bool:
@@ -411,6 +524,9 @@ class TabularClassification(TabularTask):
         if metric is not None and len(data.classes or []) != 2:
             raise RecipeError(f"model.decision_threshold applies to two classes; the target has "
                               f"{len(data.classes or [])}")
+        if metric is not None and data.partitions is not None:
+            raise RecipeError("model.decision_threshold needs the training rows in memory; "
+                              "use data.engine: pandas")
         super().fit(data, reporter=reporter)
         if metric is not None:
             self._tune_threshold(data, metric, reporter)
@@ -450,32 +566,48 @@ class TabularClassification(TabularTask):
 
     def _prepare_target(
         self, y: pd.Series, target: str, table: Table
-    ) -> tuple[pd.Series, list[Any], list[str] | None]:
+    ) -> tuple[pd.Series, list[Any] | None, list[str] | None]:
+        kind = self.target_kind(y, target)
+        if kind == "int":
+            y = y.astype("int64")
+        elif kind == "str":
+            y = y.astype(str)
+        classes, _ = self.check_classes(y.value_counts().to_dict(), target)
+        assert classes is not None
+        names = table.class_names if table.class_names and len(table.class_names) == len(
+            classes) and classes == list(range(len(classes))) else None
+        return y, classes, names
+
+    def target_kind(self, y: pd.Series, target: str) -> str:
         import pandas as pd
 
         if pd.api.types.is_float_dtype(y):
-            if not (y == y.round()).all():
+            values = y.dropna()
+            if not (values == values.round()).all():
                 raise DataError(
                     f"target {target!r} has fractional values, so it is not a set of classes; "
                     "use task tabular-regression"
                 )
-            y = y.astype("int64")
-        elif not pd.api.types.is_integer_dtype(y) and not pd.api.types.is_bool_dtype(y):
-            y = y.astype(str)
-        classes = sorted(y.unique().tolist())
+            return "int"
+        if pd.api.types.is_integer_dtype(y) or pd.api.types.is_bool_dtype(y):
+            return "keep"
+        return "str"
+
+    def check_classes(self, counts: dict[Any, int],
+                      target: str) -> tuple[list[Any] | None, list[str] | None]:
+        classes = sorted(_plain(k) for k in counts)
+        rows = sum(counts.values())
         if len(classes) < 2:
             raise DataError(
                 f"target {target!r} has a single class ({classes[0]!r}); classification needs "
                 "at least two"
             )
-        if len(classes) > max(50, len(y) // 2):
+        if len(classes) > max(50, rows // 2):
             raise DataError(
-                f"target {target!r} has {len(classes)} distinct values in {len(y)} rows; "
+                f"target {target!r} has {len(classes)} distinct values in {rows} rows; "
                 "that looks continuous, use task tabular-regression"
             )
-        names = table.class_names if table.class_names and len(table.class_names) == len(
-            classes) and classes == list(range(len(classes))) else None
-        return y, classes, names
+        return classes, None
 
     def _stratify(self, y: pd.Series) -> pd.Series | None:
         if not self.config.data.stratify:
@@ -509,12 +641,7 @@ class TabularClassification(TabularTask):
 
     def scores(self, X: pd.DataFrame) -> np.ndarray | None:
         """Class probabilities (n, n_classes) when the estimator has them, else None."""
-        if hasattr(self.pipeline_, "predict_proba"):
-            try:
-                return self.pipeline_.predict_proba(X)
-            except AttributeError:  # e.g. SVC(probability=False) exposes the name but fails
-                return None
-        return None
+        return probabilities(self.pipeline_, X)
 
     def label_names(self) -> list[str]:
         return self.class_names_ or [str(c) for c in self.classes_ or []]
@@ -535,37 +662,22 @@ class TabularClassification(TabularTask):
     def evaluate(self, data: TabularData) -> dict[str, float]:
         from zero2one.metrics import classification_metrics
 
-        predicted = self.pipeline_.predict(data.X_test)
-        metrics = classification_metrics(data.y_test, predicted, self._auc_scores(data.X_test),
-                                          self.classes_ or [], names=self.label_names(),
-                                          baseline=self.baseline_)
+        y, predicted, scores = self.held_out(data)
+        metrics = classification_metrics(y, predicted, scores, self.classes_ or [],
+                                          names=self.label_names(), baseline=self.baseline_)
         threshold = getattr(self.pipeline_.named_steps["model"], "threshold", None)
         if isinstance(threshold, int | float):  # a FixedThresholdClassifier
             metrics["decision_threshold"] = float(threshold)
         return metrics
 
-    def _auc_scores(self, X: pd.DataFrame) -> np.ndarray | None:
-        """Probabilities, else decision-function values of shape (n,) or (n, n_classes)."""
-        proba = self.scores(X)
-        if proba is not None or not hasattr(self.pipeline_, "decision_function"):
-            return proba
-        values = self.pipeline_.decision_function(X)
-        n_classes = len(self.classes_ or [])
-        if values.ndim == 1 and n_classes == 2:
-            return values
-        if values.ndim == 2 and values.shape[1] == n_classes:
-            return values
-        return None  # e.g. SVC(decision_function_shape="ovo"): no per-class score
-
     def report(self, data: TabularData, out_dir: Path) -> list[Path]:
         from zero2one import plots
 
-        paths = [plots.plot_confusion_matrix(
-            data.y_test, self.pipeline_.predict(data.X_test), self.classes_ or [],
-            self.label_names(), out_dir / "confusion_matrix.png")]
-        scores = self._auc_scores(data.X_test)
+        y, predicted, scores = self.held_out(data)
+        paths = [plots.plot_confusion_matrix(y, predicted, self.classes_ or [],
+                                             self.label_names(), out_dir / "confusion_matrix.png")]
         if scores is not None:
-            roc = plots.plot_roc(data.y_test, scores, self.classes_ or [], self.label_names(),
+            roc = plots.plot_roc(y, scores, self.classes_ or [], self.label_names(),
                                   out_dir / "roc.png")
             if roc is not None:
                 paths.append(roc)
@@ -600,14 +712,14 @@ class TabularRegression(TabularTask):
     def evaluate(self, data: TabularData) -> dict[str, float]:
         from zero2one.metrics import regression_metrics
 
-        return regression_metrics(data.y_test, self.pipeline_.predict(data.X_test),
-                                  baseline=self.baseline_)
+        y, predicted, _ = self.held_out(data)
+        return regression_metrics(y, predicted, baseline=self.baseline_)
 
     def report(self, data: TabularData, out_dir: Path) -> list[Path]:
         from zero2one import plots
 
-        paths = [plots.plot_residuals(data.y_test, self.pipeline_.predict(data.X_test),
-                                      out_dir / "residuals.png")]
+        y, predicted, _ = self.held_out(data)
+        paths = [plots.plot_residuals(y, predicted, out_dir / "residuals.png")]
         return paths + _search_report(self, out_dir)
 
 
