@@ -91,22 +91,44 @@ def train(
     same recipe (tasks that checkpoint: image classification). Data and recipe errors are raised
     before anything is written.
     """
-    from zero2one import scale
+    from zero2one import distributed, scale
 
     reporter = reporter or NullReporter()
-    with scale.using(say=reporter.info):  # a Dask cluster, if the task asks for one
+    # a Dask cluster if the task asks for one; the ranks' process group under --nproc
+    with scale.using(say=reporter.info), distributed.process_group():
+        if not distributed.is_main():
+            return _follow(recipe, overrides=overrides, resume=resume)
         return _train(recipe, overrides=overrides, out=out, reporter=reporter, resume=resume)
+
+
+def _follow(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Iterable[str],
+            resume: bool) -> TrainResult:
+    """A data-parallel rank other than 0: learn its share of every batch; rank 0 evaluates,
+    tracks, saves and registers."""
+    config = _config(recipe, overrides)
+    task = _data_parallel_task(config)
+    task.resume = resume
+    task.fit(task.load_data(), reporter=NullReporter())
+    return TrainResult(name=config.name, task=config.task, metrics={}, model_dir=Path(),
+                       model_uri="")
+
+
+def _data_parallel_task(config: BaseRecipe) -> Task:
+    from zero2one import distributed
+    from zero2one.registry import get_task
+
+    task_cls = get_task(config.task)
+    if distributed.world_size() > 1:
+        task_cls.check_data_parallel(config, distributed.world_size())
+    task_cls.check_requirements()
+    return task_cls(config)
 
 
 def _train(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Iterable[str],
            out: str | Path | None, reporter: Reporter, resume: bool) -> TrainResult:
-    from zero2one.registry import get_task
-
     config = _config(recipe, overrides)
     started = time.perf_counter()
-    task_cls = get_task(config.task)
-    task_cls.check_requirements()
-    task = task_cls(config)
+    task = _data_parallel_task(config)
     task.resume = resume
     data = task.load_data()
     _report_profile(data, reporter)

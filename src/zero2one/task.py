@@ -83,6 +83,27 @@ class DeployFiles:
     no_deps: list[str] = field(default_factory=list)
 
 
+@dataclass
+class EngineDeployment:
+    """Another server than zero2one's for a task's models (``deploy --engine NAME``): the image
+    it starts from, its command, what the build context carries, and how Kubernetes probes and
+    sizes it."""
+
+    image: str  # base image, pinned
+    command: list[str]  # the container's command; paths under /app
+    copy: dict[str, Path] = field(default_factory=dict)  # build-context dir -> local source
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 8000
+    health: str = "/health"  # readiness and liveness
+    api_key_env: str = "API_KEY"  # the variable the server reads its API key from
+    gpus: int = 1  # nvidia.com/gpu per pod
+    memory: dict[str, str] = field(default_factory=lambda: {
+        "memory_request": "8Gi", "memory_limit": "16Gi"})
+    # the autoscaler's per-pod metric (served by a Prometheus adapter) and its target
+    scale_metric: tuple[str, str] | None = None
+    notes: list[str] = field(default_factory=list)  # said after rendering
+
+
 class Task(ABC):
     """Base class of all tasks; learned state lives in attributes ending in ``_``."""
 
@@ -102,6 +123,11 @@ class Task(ABC):
     # predict_rows scores a table's rows, so ``zero2one predict --engine dask`` can spread a
     # larger-than-memory table's partitions over a cluster
     row_inputs: ClassVar[bool] = False
+    # other servers ``zero2one deploy --engine`` can render for this task's models
+    serving_engines: ClassVar[tuple[str, ...]] = ()
+    # trains data-parallel under ``zero2one train --nproc N`` (see zero2one.distributed): fit
+    # shares each global batch over the ranks, and only rank 0 writes checkpoints
+    data_parallel: ClassVar[bool] = False
 
     # set by zero2one.train before fit: continue from the last checkpoint (tasks that write
     # checkpoints honour it), and the tracking run the fit belongs to
@@ -141,6 +167,24 @@ class Task(ABC):
         """Leave the tracking run id beside the checkpoints, for :meth:`interrupted_run`."""
         if self.run_id:
             (directory / "run_id").write_text(self.run_id)
+
+    @classmethod
+    def check_data_parallel(cls, config: Any, world: int) -> None:
+        """Refuse, before any process starts, a ``--nproc`` run this recipe cannot make (the
+        task does not train data-parallel, or ``world`` processes cannot share its batch)."""
+        if not cls.data_parallel:
+            raise UserError(f"{cls.name} recipes do not train data-parallel; leave out --nproc")
+
+    def clear_checkpoints(self, directory: Path) -> None:
+        """Training is over, nothing is left to resume: remove the checkpoints (under
+        ``--nproc`` once every rank is done, by rank 0)."""
+        import shutil
+
+        from zero2one import distributed
+
+        distributed.barrier()
+        if distributed.is_main():
+            shutil.rmtree(directory, ignore_errors=True)
 
     def interrupted_run(self) -> str | None:
         """The run id an interrupted fit of this recipe was logging to, if it left one."""
@@ -278,6 +322,14 @@ class Task(ABC):
     def deploy_files(cls, manifest: dict[str, Any]) -> DeployFiles:
         """What the build context carries beside the model directory."""
         return DeployFiles()
+
+    @classmethod
+    def engine_deployment(cls, engine: str, models: list[tuple[Path, dict[str, Any]]], *,
+                          name: str) -> EngineDeployment:
+        """How ``engine`` (one of :attr:`serving_engines`) serves ``models``: (verified
+        directory, manifest) pairs, the first the one deployed, the others served beside it
+        (adapters of one base)."""
+        raise UserError(f"{cls.name} models deploy only on zero2one's server")
 
     @classmethod
     def deploy_resources(cls, manifest: dict[str, Any], model_bytes: int) -> dict[str, str]:

@@ -15,6 +15,22 @@ app = typer.Typer(help="Deployment files: Docker build context, Kubernetes manif
 Model = Annotated[str, typer.Argument(help="Model reference to deploy.", show_default=False)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Directory to write.", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")]
+Engine = Annotated[str, typer.Option(
+    "--engine", help="The server: zero2one's, or another the model's task supports (vllm: "
+    "language models on GPUs).")]
+Also = Annotated[list[str] | None, typer.Option(
+    "--also", help="Another model served beside MODEL by the same --engine (vLLM: LoRA "
+    "models of the same base); repeatable.", show_default=False)]
+
+
+def _notes(model: str, engine: str, also: list[str]) -> None:
+    if engine == "zero2one":
+        return
+    from zero2one.deploy.render import engine_spec
+
+    spec, _ = engine_spec(model, engine, also)
+    for note in spec.notes:
+        console().print(note)
 
 
 @app.command("docker")
@@ -23,14 +39,25 @@ def docker(model: Model, out: Out, workers: Annotated[int, typer.Option(
            torch_index: Annotated[str, typer.Option(
                help="Where models that need torch get it (e.g. a CUDA wheel index).")]
            = "https://download.pytorch.org/whl/cpu",
+           engine: Engine = "zero2one", also: Also = None,
            force: Force = False, json_: Json = False) -> None:
     """A Docker build context: Dockerfile (slim, non-root, HEALTHCHECK), the model and what its
-    task needs beside it, pinned requirements."""
+    task needs beside it, pinned requirements (or the --engine's image and its arguments)."""
     from zero2one.deploy import render_docker
 
-    files = render_docker(model, out, workers=workers, overwrite=force, torch_index=torch_index)
+    files = render_docker(model, out, workers=workers, overwrite=force, torch_index=torch_index,
+                          engine=engine, also=also or [])
     if json_:
         print_json({"files": [str(f) for f in files]})
+        return
+    if engine != "zero2one":
+        from zero2one.deploy.render import engine_spec
+
+        spec, _ = engine_spec(model, engine, also or [])
+        console().print(f"wrote {out}/ — build it with: docker build -t {engine}-model {out}\n"
+                        f"  run it on a GPU machine: docker run --gpus all -p "
+                        f"{spec.port}:{spec.port} -e {spec.api_key_env}=... {engine}-model")
+        _notes(model, engine, also or [])
         return
     console().print(f"wrote {out}/ — build and run it with:\n"
                     f"  docker build -t zero2one-model {out}\n"
@@ -53,16 +80,21 @@ def k8s(
         help="API key for the Secret (default: a random one).", envvar="ZERO2ONE_API_KEY")]
     = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="No API key, no Secret.")] = False,
+    engine: Engine = "zero2one",
+    also: Also = None,
     force: Force = False,
     json_: Json = False,
 ) -> None:
-    """Deployment (probes, resources, non-root), Service, HPA on CPU, Secret for the API key."""
+    """Deployment (probes, resources, non-root), Service, HPA on CPU, Secret for the API key;
+    with --engine, that server's pods (GPUs, its health route, an HPA on its queue)."""
     from zero2one.deploy import render_k8s
 
     files = render_k8s(model, out, image=image, name=name, replicas=replicas,
                        min_replicas=min_replicas, max_replicas=max_replicas,
                        cpu_target=cpu_target, api_key=api_key, auth=not no_auth,
-                       overwrite=force)
+                       overwrite=force, engine=engine, also=also or [])
+    if not json_:
+        _notes(model, engine, also or [])
     if json_:
         print_json({"files": [str(f) for f in files]})
         return

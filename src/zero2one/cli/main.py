@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        if _rank() == 0:  # under --nproc every rank has the same message: rank 0 says it
+            typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except Zero2OneError as exc:
         if debug:
@@ -111,9 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
-                   "traceback)", err=True)
+        where = f"[rank {_rank()}] " if "RANK" in os.environ else ""
+        typer.echo(f"internal error: {where}{type(exc).__name__}: {exc} (rerun with --debug for "
+                   "the traceback)", err=True)
         sys.exit(1)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
 
 
 if __name__ == "__main__":

@@ -33,14 +33,31 @@ def train(
         "(tasks that write checkpoints).")] = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Train data-parallel in this many processes on this machine "
+        "(torch.distributed.run: gloo on CPUs, NCCL on GPUs, one process per GPU); the global "
+        "batch stays the recipe's. Tasks that train data-parallel.")] = 1,
+    nnodes: Annotated[int, typer.Option(
+        "--nnodes", min=1, help="Machines taking part; run the same command on each.")] = 1,
+    rdzv_endpoint: Annotated[str | None, typer.Option(
+        "--rdzv-endpoint", help="With --nnodes: HOST:PORT of the first machine, where the "
+        "processes meet.", show_default=False)] = None,
+    rdzv_id: Annotated[str, typer.Option(
+        "--rdzv-id", help="With --nnodes: a job id, the same on every machine.")] = "zero2one",
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Train, evaluate, track and register the model a recipe describes."""
-    from zero2one import scale
+    from zero2one import distributed, scale
     from zero2one.api import train as run_train
     from zero2one.progress import NullReporter, RichReporter
 
+    if (nproc > 1 or nnodes > 1) and not distributed.in_rank():
+        _launch(recipe, set_ or [], out=out, resume=resume, json_=json_, quiet=quiet,
+                plan=distributed.Launch(nproc, nnodes, rdzv_endpoint, rdzv_id))
+        return
+    if not distributed.is_main():  # rank 0 reports
+        json_, quiet = False, True
     reporter = NullReporter() if quiet or json_ else RichReporter()
     with scale.using(scheduler, workers=workers, say=reporter.info):
         result = run_train(recipe, overrides=set_ or [], out=out, reporter=reporter,
@@ -67,6 +84,35 @@ def train(
     out_console.print(f"model: {result.model_uri}")
     if result.registered_uri:
         out_console.print(f"registered: {result.registered_uri}")
+
+
+def _launch(recipe: Path, overrides: list[str], *, out: Path | None, resume: bool,
+            json_: bool, quiet: bool, plan: object) -> None:
+    """Check the recipe here, then run this command in every data-parallel process."""
+    import logging
+
+    from zero2one import distributed
+    from zero2one.errors import UserError
+    from zero2one.recipe import load_recipe
+    from zero2one.registry import get_task
+
+    assert isinstance(plan, distributed.Launch)
+    plan.check()
+    config = load_recipe(recipe, overrides)  # recipe errors fail here, once
+    get_task(config.task).check_data_parallel(config, plan.world)
+    if out is not None and out.exists():
+        raise UserError(f"--out {out} already exists; choose a new directory")
+    argv = ["--debug"] if logging.getLogger().isEnabledFor(logging.DEBUG) else []
+    argv += ["train", str(recipe), *[a for o in overrides for a in ("--set", o)]]
+    argv += [*(["--out", str(out)] if out else []), *(["--resume"] if resume else []),
+             *(["--json"] if json_ else []), *(["--quiet"] if quiet else [])]
+    code = distributed.launch(argv, plan)
+    if code != 0:
+        again = f"zero2one train {recipe} --nproc {plan.nproc}" + (
+            f" --nnodes {plan.nnodes}" if plan.nnodes > 1 else "")
+        raise UserError(f"data-parallel training stopped: a process failed (launcher exit "
+                        f"code {code}; its message is above); once fixed, continue from the "
+                        f"last checkpoint with: {again} --resume")
 
 
 def metrics_table(name: str, metrics: dict[str, float]) -> object:

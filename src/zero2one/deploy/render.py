@@ -61,6 +61,27 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \\
 CMD ["zero2one", "serve", "/app/model", "--host", "0.0.0.0", "--port", "{port}", "--workers", "{workers}"]
 """
 
+ENGINE_DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+# Built by `zero2one deploy docker {ref} --engine {engine}` — zero2one {version}
+FROM {image}
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
+WORKDIR /app
+# the model files, checked against their manifests when this context was written
+{copies}
+# caches go to /tmp, the one writable place (the root file system can be read-only)
+ENV HOME=/tmp/home \\
+    XDG_CACHE_HOME=/tmp/cache{env}
+USER 10001
+EXPOSE {port}
+HEALTHCHECK --interval=15s --timeout=3s --start-period=600s --retries=3 \\
+    CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{health}', timeout=2).status != 200)"]
+# the API key, if any, comes from the {api_key_env} environment variable at run time
+ENTRYPOINT []
+CMD {command}
+"""
+
 DOCKERIGNORE = """\
 **/__pycache__
 **/*.pyc
@@ -178,13 +199,35 @@ def _entry_points() -> str:
                    for group, lines in groups.items())
 
 
+def engine_spec(ref: str, engine: str, also: list[str] | tuple[str, ...] = (), *,
+                name: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The model's task's deployment on ``engine`` (``Task.engine_deployment``) for ``ref``
+    and the models in ``also`` served beside it; every model directory verified first."""
+    model_dir, manifest = _model_dir(ref)
+    task = _task(manifest)
+    if engine not in task.serving_engines:
+        others = ", ".join(["zero2one", *task.serving_engines])
+        raise UserError(f"--engine {engine}: {task.name} models deploy on {others}")
+    models = [(model_dir, manifest)]
+    for other in also:
+        path, other_manifest = _model_dir(other)
+        if other_manifest.get("task") != manifest.get("task"):
+            raise UserError(f"--also {other}: a {other_manifest.get('task')} model cannot be "
+                            f"served beside a {manifest.get('task')} model")
+        models.append((path, other_manifest))
+    return task.engine_deployment(engine, models, name=app_name(manifest, name)), manifest
+
+
 def render_docker(ref: str, out: str | Path, *, workers: int = 1, overwrite: bool = False,
-                  torch_index: str = TORCH_CPU_INDEX) -> list[Path]:
+                  torch_index: str = TORCH_CPU_INDEX, engine: str = "zero2one",
+                  also: list[str] | tuple[str, ...] = ()) -> list[Path]:
     """Write a Docker build context for ``ref`` into ``out``; returns the files written.
 
     The image installs what the model's task declares (``Task.deploy_requirements``; torch
     from ``torch_index``, the CPU wheels by default) and carries what it declares beside the
-    model (``Task.deploy_files``: a LoRA model's base, ...).
+    model (``Task.deploy_files``: a LoRA model's base, ...). Another ``engine`` (one of the
+    task's ``serving_engines``) makes an image of that server instead, with ``also``'s models
+    served beside ``ref``.
     """
     import platform
 
@@ -192,6 +235,10 @@ def render_docker(ref: str, out: str | Path, *, workers: int = 1, overwrite: boo
 
     out = Path(out)
     _check_out(out, overwrite)
+    if engine != "zero2one":
+        return _render_engine_docker(ref, out, engine, also)
+    if also:
+        raise UserError("--also serves models beside another on an --engine that can")
     model_dir, manifest = _model_dir(ref)
     task = _task(manifest)
     extras = task.deploy_files(manifest)
@@ -239,6 +286,33 @@ def render_docker(ref: str, out: str | Path, *, workers: int = 1, overwrite: boo
     for name, text in files.items():
         (out / name).write_text(text)
     return [out / name for name in files] + [out / name for name in copies] + [source]
+
+
+def _render_engine_docker(ref: str, out: Path, engine: str, also: list[str] | tuple[str, ...]
+                          ) -> list[Path]:
+    import json
+
+    spec, _ = engine_spec(ref, engine, also)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, source_dir in spec.copy.items():
+        shutil.rmtree(out / name, ignore_errors=True)
+        shutil.copytree(source_dir, out / name)
+    copies = "\n".join(f"COPY --chown=10001:10001 {name}/ ./{name}/" for name in spec.copy)
+    env = "".join(f" \\\n    {key}={value}" for key, value in spec.env.items())
+    files = {
+        "Dockerfile": ENGINE_DOCKERFILE.format(
+            ref=ref, engine=engine, version=__version__, image=spec.image, copies=copies,
+            env=env, port=spec.port, health=spec.health, api_key_env=spec.api_key_env,
+            command=json.dumps(spec.command)),
+        ".dockerignore": DOCKERIGNORE,
+        # what a check outside Docker needs to start the same server (see benchmarks/)
+        "engine.json": json.dumps({"engine": engine, "image": spec.image,
+                                   "command": spec.command, "port": spec.port,
+                                   "copy": sorted(spec.copy), "env": spec.env}, indent=2) + "\n",
+    }
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return [out / name for name in files] + [out / name for name in spec.copy]
 
 
 def k8s_manifests(manifest: dict[str, Any], *, image: str, name: str, replicas: int,
@@ -321,26 +395,83 @@ def k8s_manifests(manifest: dict[str, Any], *, image: str, name: str, replicas: 
     return objects
 
 
+def engine_manifests(spec: Any, manifest: dict[str, Any], *, image: str, name: str,
+                     replicas: int, min_replicas: int, max_replicas: int,
+                     api_key: str | None) -> list[dict[str, Any]]:
+    """Deployment (GPUs, probes on the engine's health route, /dev/shm), Service, an
+    autoscaler on the engine's queue metric when it has one, and the Secret."""
+    objects = k8s_manifests(manifest, image=image, name=name, replicas=replicas,
+                            min_replicas=min_replicas, max_replicas=max_replicas,
+                            cpu_target=70, api_key=api_key, memory=spec.memory)
+    by_kind = {obj["kind"]: obj for obj in objects}
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    probe = {"httpGet": {"path": spec.health, "port": "http"}, "periodSeconds": 10,
+             "timeoutSeconds": 2, "failureThreshold": 3}
+    container.update({
+        "args": spec.command,
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "env": [{"name": key, "value": value} for key, value in spec.env.items()]
+        + [{"name": "HOME", "value": "/tmp/home"}, {"name": "XDG_CACHE_HOME",
+                                                    "value": "/tmp/cache"}]
+        + ([{"name": spec.api_key_env, "valueFrom": {"secretKeyRef": {
+            "name": f"{name}-api-key", "key": "api-key"}}}] if api_key else []),
+        "readinessProbe": {**probe, "initialDelaySeconds": 10},
+        "livenessProbe": {**probe, "initialDelaySeconds": 30},
+        # loading weights and compiling take minutes: up to 20 before liveness counts
+        "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 240},
+        "resources": {
+            "requests": {"cpu": "2", "memory": spec.memory["memory_request"],
+                         **({"nvidia.com/gpu": str(spec.gpus)} if spec.gpus else {})},
+            "limits": {"memory": spec.memory["memory_limit"],
+                       **({"nvidia.com/gpu": str(spec.gpus)} if spec.gpus else {})}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "shm", "mountPath": "/dev/shm"}],
+    })
+    pod["volumes"] = [{"name": "tmp", "emptyDir": {}},
+                      {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
+    pod["terminationGracePeriodSeconds"] = 60
+    template = by_kind["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    template["prometheus.io/port"] = str(spec.port)
+    by_kind["Deployment"]["metadata"]["annotations"]["zero2one/engine"] = spec.image
+    if spec.scale_metric is None:
+        return [obj for obj in objects if obj["kind"] != "HorizontalPodAutoscaler"]
+    metric, target = spec.scale_metric
+    by_kind["HorizontalPodAutoscaler"]["spec"]["metrics"] = [{"type": "Pods", "pods": {
+        "metric": {"name": metric}, "target": {"type": "AverageValue", "averageValue": target}}}]
+    return objects
+
+
 def render_k8s(ref: str, out: str | Path, *, image: str, name: str | None = None,
                replicas: int = 2, min_replicas: int = 2, max_replicas: int = 10,
                cpu_target: int = 70, api_key: str | None = None, auth: bool = True,
-               overwrite: bool = False) -> list[Path]:
+               overwrite: bool = False, engine: str = "zero2one",
+               also: list[str] | tuple[str, ...] = ()) -> list[Path]:
     """Write Kubernetes manifests for ``ref`` into ``out``; returns the files written.
 
     With ``auth`` (the default) and no ``api_key``, a random key is generated into the Secret.
+    Another ``engine`` runs that server (the image from ``deploy docker --engine``) with GPUs.
     """
     out = Path(out)
     _check_out(out, overwrite)
     if not 1 <= min_replicas <= max_replicas:
         raise UserError(f"need 1 <= --min-replicas ({min_replicas}) <= --max-replicas "
                         f"({max_replicas})")
-    model_dir, manifest = _model_dir(ref)
     key = (api_key or secrets.token_urlsafe(32)) if auth else None
-    size = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file())
-    objects = k8s_manifests(manifest, image=image, name=app_name(manifest, name),
-                            replicas=replicas, min_replicas=min_replicas,
-                            max_replicas=max_replicas, cpu_target=cpu_target, api_key=key,
-                            memory=_task(manifest).deploy_resources(manifest, size))
+    if engine != "zero2one":
+        spec, manifest = engine_spec(ref, engine, also, name=name)
+        objects = engine_manifests(spec, manifest, image=image, name=app_name(manifest, name),
+                                   replicas=replicas, min_replicas=min_replicas,
+                                   max_replicas=max_replicas, api_key=key)
+    else:
+        if also:
+            raise UserError("--also serves models beside another on an --engine that can")
+        model_dir, manifest = _model_dir(ref)
+        size = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file())
+        objects = k8s_manifests(manifest, image=image, name=app_name(manifest, name),
+                                replicas=replicas, min_replicas=min_replicas,
+                                max_replicas=max_replicas, cpu_target=cpu_target, api_key=key,
+                                memory=_task(manifest).deploy_resources(manifest, size))
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for obj in objects:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +141,7 @@ class ImageGeneration(Task):
         self.defaults_ = self._recipe_defaults()
         self.parameters_ = sum(p.numel() for p in unet.parameters())
         self.skipped_ = data.skipped
-        shutil.rmtree(directory, ignore_errors=True)  # done: nothing left to resume
+        self.clear_checkpoints(directory)  # done: nothing left to resume
         return self
 
     def _recipe_defaults(self) -> Defaults:

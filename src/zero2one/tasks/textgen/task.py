@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +76,8 @@ class TextGeneration(Task):
     requires = ("torch", "transformers", "tokenizers", "safetensors")
     serve_requirements = ("numpy", "safetensors", "tokenizers", "transformers", "jinja2")
     needs_torch = True
+    data_parallel = True
+    serving_engines = ("vllm",)
     compress_methods = ("int8-weights",)
     bench_batch = 8  # the report's throughput: tokens/s of 8 streams decoded together
     # the decoding step the compression report times: None, transformers' forward; else
@@ -105,6 +106,12 @@ class TextGeneration(Task):
                          "validation": len(val), "format": records.kind})
 
     # ---- training ---------------------------------------------------------------------------
+
+    @classmethod
+    def check_data_parallel(cls, config: Any, world: int) -> None:
+        from zero2one.tasks.textgen.train import global_batch_share
+
+        global_batch_share(config.train, world)
 
     def fit(self, data: TextData, *, reporter: Reporter) -> Self:
         import torch
@@ -155,7 +162,7 @@ class TextGeneration(Task):
         }
         if outcome.train_seconds > 0:
             self.scores_["train_tokens_per_second"] = outcome.train_tokens / outcome.train_seconds
-        shutil.rmtree(directory, ignore_errors=True)  # done: nothing left to resume
+        self.clear_checkpoints(directory)  # done: nothing left to resume
         return self
 
     def _fit_dpo(self, model: Any, tokenizer: Any, data: TextData,
@@ -184,7 +191,7 @@ class TextGeneration(Task):
                         "val_pairs": float(len(held_out)), "train_pairs": float(len(pairs)),
                         "trainable_share": outcome.trainable / max(outcome.total, 1),
                         "steps": float(outcome.steps)}
-        shutil.rmtree(directory, ignore_errors=True)
+        self.clear_checkpoints(directory)
         return self
 
     def _samples(self, model: Any, tokenizer: Any, data: TextData) -> list[dict[str, Any]]:
@@ -387,6 +394,13 @@ class TextGeneration(Task):
                             "download it at start-up. Save it with save_pretrained and "
                             "fine-tune from that directory to deploy it")
         return DeployFiles(copy={"base": source}, env={BASE_ENV: "/app/base"})
+
+    @classmethod
+    def engine_deployment(cls, engine: str, models: list[tuple[Path, dict[str, Any]]], *,
+                          name: str) -> Any:
+        from zero2one.tasks.textgen import vllm
+
+        return vllm.deployment(models, name=name)
 
     @classmethod
     def deploy_resources(cls, manifest: dict[str, Any], model_bytes: int) -> dict[str, str]:

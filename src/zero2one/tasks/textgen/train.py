@@ -156,13 +156,16 @@ def last_complete_checkpoint(directory: Path) -> tuple[int, Path] | None:
 
 def trainer_arguments(config: TrainConfig, checkpoint_dir: Path, *, seed: int,
                       use_cuda: bool) -> dict[str, Any]:
-    """The Trainer's arguments from a recipe's train section (fine-tuning and DPO)."""
+    """The Trainer's arguments from a recipe's train section (fine-tuning and DPO). Under
+    ``--nproc`` the global batch stays ``batch_size × gradient_accumulation``: each rank takes
+    its share of the batch (or of the accumulation steps)."""
     import torch
 
+    batch, accumulation = global_batch_share(config)
     return dict(
         output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation,
+        per_device_train_batch_size=batch, per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=accumulation, ddp_find_unused_parameters=False,
         num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
         learning_rate=config.lr, weight_decay=config.weight_decay,
         lr_scheduler_type=config.scheduler if config.scheduler != "constant"
@@ -174,6 +177,23 @@ def trainer_arguments(config: TrainConfig, checkpoint_dir: Path, *, seed: int,
         use_cpu=not use_cuda, bf16=use_cuda and torch.cuda.is_bf16_supported(),
         report_to="none", disable_tqdm=True, dataloader_num_workers=0,
     )
+
+
+def global_batch_share(config: TrainConfig, world: int | None = None) -> tuple[int, int]:
+    """(per-process batch, accumulation steps) that keep the recipe's global batch across the
+    data-parallel ranks; a UserError when the ranks cannot share it evenly."""
+    from zero2one import distributed
+    from zero2one.errors import UserError
+
+    world = world or distributed.world_size()
+    if config.batch_size % world == 0:
+        return config.batch_size // world, config.gradient_accumulation
+    if config.gradient_accumulation % world == 0:
+        return config.batch_size, config.gradient_accumulation // world
+    raise UserError(f"{world} processes cannot share a global batch of train.batch_size="
+                    f"{config.batch_size} × train.gradient_accumulation="
+                    f"{config.gradient_accumulation}: choose a process count that divides one "
+                    "of them")
 
 
 def progress_callback(step: Any, outcome: Outcome, reporter: Reporter,

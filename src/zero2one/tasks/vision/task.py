@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -57,6 +56,7 @@ class ImageClassification(Task):
     requires = ("torch", "safetensors", "PIL")
     serve_requirements = ("numpy", "pillow", "safetensors", "python-multipart")
     needs_torch = True
+    data_parallel = True
     export_formats = ("onnx",)
     compress_methods = ("static", "qat", "dynamic")
     net_: Any  # a torch module, or an ONNX graph called like one (see .compress.OnnxNet)
@@ -90,9 +90,17 @@ class ImageClassification(Task):
 
     # ---- training ---------------------------------------------------------------------------
 
+    @classmethod
+    def check_data_parallel(cls, config: Any, world: int) -> None:
+        if config.train.batch_size < world:
+            raise RecipeError(f"{world} processes cannot share batches of train.batch_size="
+                              f"{config.train.batch_size}: use at most "
+                              f"{config.train.batch_size} processes or a larger batch")
+
     def fit(self, data: VisionData, *, reporter: Reporter) -> Self:
         import torch
 
+        from zero2one import distributed
         from zero2one.tasks.vision import models, train
 
         torch.manual_seed(self.config.seed)  # the initial weights are part of the seeded run
@@ -122,8 +130,9 @@ class ImageClassification(Task):
         self.channels_ = data.channels
         self.mean_, self.std_ = data.mean, data.std
         self.skipped_ = data.skipped
-        self.training_ = {"history": outcome.history, "best_epoch": outcome.best_epoch}
-        shutil.rmtree(directory, ignore_errors=True)  # done: nothing left to resume
+        self.training_ = {"history": outcome.history, "best_epoch": outcome.best_epoch,
+                          "processes": distributed.world_size()}
+        self.clear_checkpoints(directory)  # done: nothing left to resume
         return self
 
     # ---- evaluation and report --------------------------------------------------------------

@@ -100,12 +100,28 @@ def fit(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
 ) -> Outcome:
+    from zero2one import distributed
+
+    world, rank = distributed.world_size(), distributed.rank()
     device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", distributed.local_rank())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)  # shuffling and augmentation
     model.to(device)
+    # data-parallel: every rank draws the same global batch (same seed, same generator) and
+    # learns from its share; DDP averages the gradients, so a step equals one process's step
+    # on the whole batch (batch norm statistics are per share on CPUs, global on GPUs)
+    step_model: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":
+            step_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        step_model = DistributedDataParallel(
+            step_model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = _optimizer(model, cfg)
     scheduler = _scheduler(optimizer, cfg)
     # mixed precision on CUDA: bf16 autocast keeps fp32 weights and needs no loss scaling
@@ -113,6 +129,9 @@ def fit(
     x_train, y_train = splits["train"]
     x_val, y_val = splits["val"]
     n, batch = len(x_train), cfg.batch_size
+    if world > batch or world > n:
+        raise ValueError(f"{world} processes cannot share batches of train.batch_size={batch} "
+                         f"from {n} training examples: use at most {min(batch, n)} processes")
     steps = math.ceil(n / batch)
 
     start_epoch, best, best_epoch, bad_epochs = 1, None, 0, 0
@@ -146,29 +165,40 @@ def fit(
         started = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen)
-        total_loss, correct = 0.0, 0
+        total_loss, correct, seen = 0.0, 0, 0
         with reporter.step(f"epoch {epoch}/{cfg.epochs}", total=steps) as progress:
             for i in range(0, n, batch):
                 index = order[i: i + batch]
+                if len(index) < world:  # a last batch too small to share: skipped by all
+                    progress.advance()
+                    continue
                 xb, yb = x_train[index], y_train[index]
                 if enabled(cfg.augment):
                     xb = augment(xb, cfg.augment, gen)
+                if world > 1:  # this rank's share of the global batch
+                    xb, yb = xb[rank::world], yb[rank::world]
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 if autocast is not None:
                     with autocast:
-                        logits = model(xb)
-                        loss = F.cross_entropy(logits.float(), yb)
+                        logits = step_model(xb)
+                        summed = F.cross_entropy(logits.float(), yb, reduction="sum")
                 else:
-                    logits = model(xb)  # (B, num_classes)
-                    loss = F.cross_entropy(logits, yb)
+                    logits = step_model(xb)  # (B / world, num_classes)
+                    summed = F.cross_entropy(logits, yb, reduction="sum")
+                # DDP averages gradients over ranks: scaled so the step is the global mean's
+                loss = summed * (world / len(index))
                 loss.backward()
                 optimizer.step()
-                total_loss += loss.item() * len(index)
+                total_loss += summed.item()
                 correct += (logits.argmax(1) == yb).sum().item()
+                seen += len(yb)
                 progress.advance()
+            total_loss, correct_sum, seen_sum = distributed.all_sum(
+                [total_loss, float(correct), float(seen)])
+            correct, seen = int(correct_sum), max(1, int(seen_sum))
         val_loss, val_accuracy, _ = evaluate(model, x_val, y_val, device)
-        row = {"epoch": epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
+        row = {"epoch": epoch, "train_loss": total_loss / seen, "train_accuracy": correct / seen,
                "val_loss": val_loss, "val_accuracy": val_accuracy,
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
         history.append(row)
@@ -183,7 +213,7 @@ def fit(
         reporter.metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         reporter.info(f"epoch {epoch}: loss {row['train_loss']:.4f}, val_loss {val_loss:.4f}, "
                       f"val_accuracy {val_accuracy:.4f}, lr {row['lr']:.2e}")
-        if ckpt_path is not None:
+        if ckpt_path is not None and distributed.is_main():
             save_checkpoint(ckpt_path, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
