@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress clean
+.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress bench-dask clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,9 @@ bench-image: setup
 
 bench-compress: setup
 	$(BIN)/python benchmarks/compress_bench.py
+
+bench-dask: setup
+	$(BIN)/python benchmarks/dask_scale.py
 
 bench-serve: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"

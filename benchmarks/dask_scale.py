@@ -14,7 +14,7 @@ times one worker's memory limit, then, each step in a fresh process:
 Peak RSS is each process's ``ru_maxrss`` (workers asked through the client before the cluster
 closes). Throughput is rows per second of wall time.
 
-    python benchmarks/dask_scale.py [--files 40 --rows-per-file 400000 --worker-memory 320MiB]
+    python benchmarks/dask_scale.py [--files 520 --rows-per-file 100000 --worker-memory 1GiB]
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def workers_peak(client: Any) -> list[float]:
         lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()]
 
 
-def step(name: str, work: Path, workers: int, memory: str) -> dict[str, Any]:
+def step(name: str, work: Path, workers: int, memory: str, fraction: float = 1.0
+         ) -> dict[str, Any]:
     """One measurement, in this (fresh) process."""
     from zero2one import scale
     from zero2one.api import predict_partitions, train
@@ -84,8 +85,10 @@ def step(name: str, work: Path, workers: int, memory: str) -> dict[str, Any]:
         from zero2one.api import load
 
         model = load(work / "model")
+        files = sorted((work / "data").iterdir())
+        files = files[:max(1, round(len(files) * fraction))]
         start = time.perf_counter()
-        frame = pd.read_parquet(work / "data")
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         scored = model.predict(frame, allow_extra=True)
         scored.to_parquet(work / "pandas-scored.parquet", index=False)
         seconds = time.perf_counter() - start
@@ -94,6 +97,7 @@ def step(name: str, work: Path, workers: int, memory: str) -> dict[str, Any]:
     with scale.using(workers=workers, memory_limit=memory):
         client = scale.client()
         client.run(lambda: None)
+        before = set(client.scheduler_info()["workers"])
         start = time.perf_counter()
         if name == "score":
             done = predict_partitions(work / "model", source, work / f"scored-{workers}")
@@ -103,61 +107,98 @@ def step(name: str, work: Path, workers: int, memory: str) -> dict[str, Any]:
             rows = json.loads((result.model_dir / "manifest.json").read_text())["data"]["rows"]
         seconds = time.perf_counter() - start
         peaks = workers_peak(client)
-        lost = len(client.scheduler_info()["workers"]) < workers
+        lost = set(client.scheduler_info()["workers"]) != before  # a worker died or restarted
     return {"rows": rows, "seconds": seconds, "client_mib": peak_mib(), "worker_mib": peaks,
             "lost_workers": lost}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=40)
-    parser.add_argument("--rows-per-file", type=int, default=400_000)
-    parser.add_argument("--worker-memory", default="320MiB")
+    parser.add_argument("--files", type=int, default=520)
+    parser.add_argument("--rows-per-file", type=int, default=100_000)
+    parser.add_argument("--worker-memory", default="1GiB")
     parser.add_argument("--ratio", type=float, default=5.0)
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--fraction", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse", help="a folder an earlier run generated (its data/)")
     args = parser.parse_args()
     if args.step:
-        print(json.dumps(step(args.step, Path(args.work), args.workers, args.worker_memory)))
+        print(json.dumps(step(args.step, Path(args.work), args.workers, args.worker_memory,
+                              args.fraction)))
         return
 
     from dask.utils import format_bytes, parse_bytes
 
-    work = Path(tempfile.mkdtemp(prefix="zero2one-dask-bench-"))
     started = time.perf_counter()
-    memory = generate(work / "data", args.files, args.rows_per_file)
+    if args.reuse:
+        import pandas as pd
+
+        work = Path(args.reuse)
+        for old in [work / "model", *work.glob("scored-*"), work / "pandas-scored.parquet"]:
+            subprocess.run(["rm", "-rf", str(old)], check=True)
+        files = sorted((work / "data").iterdir())
+        args.files = len(files)
+        args.rows_per_file = len(pd.read_parquet(files[0]))
+        memory = len(files) * int(pd.read_parquet(files[0]).memory_usage(deep=True).sum())
+    else:
+        work = Path(tempfile.mkdtemp(prefix="zero2one-dask-bench-"))
+        memory = generate(work / "data", args.files, args.rows_per_file)
     limit = parse_bytes(args.worker_memory)
     on_disk = sum(p.stat().st_size for p in (work / "data").iterdir())
+    made = "reused" if args.reuse else f"generated in {time.perf_counter() - started:.0f} s"
     print(f"data: {args.files * args.rows_per_file:,} rows, {format_bytes(memory)} in pandas "
           f"memory ({memory / limit:.1f}x a worker's {args.worker_memory}), "
-          f"{format_bytes(on_disk)} of Parquet; generated in {time.perf_counter() - started:.0f} s")
+          f"{format_bytes(on_disk)} of Parquet; {made}")
     if memory < args.ratio * limit:
         sys.exit(f"the data is under {args.ratio}x the worker limit; raise --files")
 
-    def run(name: str, workers: int = 2) -> dict[str, Any]:
+    def run(name: str, workers: int = 2, fraction: float = 1.0) -> dict[str, Any] | None:
         out = subprocess.run([sys.executable, __file__, "--step", name, "--work", str(work),
                               "--workers", str(workers), "--worker-memory",
-                              args.worker_memory], capture_output=True, text=True, check=True)
+                              args.worker_memory, "--fraction", str(fraction)],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            return None  # killed: out of memory
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    rows = [("train (incremental, 1 pass), 2 workers", run("train")),
-            ("score, 1 worker", run("score", 1)),
-            ("score, 2 workers", run("score", 2)),
-            ("pandas, one process, whole table", run("pandas"))]
-    print()
-    print("| step | rows | seconds | rows/s | peak RSS per worker (MiB) | client peak RSS (MiB) |")
-    print("|---|---:|---:|---:|---|---:|")
-    for name, r in rows:
+    print("\n| step | rows | seconds | rows/s | peak RSS per worker (MiB) | "
+          "client peak RSS (MiB) |\n|---|---:|---:|---:|---|---:|", flush=True)
+
+    def show(name: str, r: dict[str, Any]) -> None:
         workers = ", ".join(f"{m:.0f}" for m in r["worker_mib"]) or "-"
-        lost = " (a worker was lost)" if r.get("lost_workers") else ""
+        lost = " (a worker was lost or restarted)" if r.get("lost_workers") else ""
         print(f"| {name}{lost} | {r['rows']:,} | {r['seconds']:.1f} | "
-              f"{r['rows'] / r['seconds']:,.0f} | {workers} | {r['client_mib']:.0f} |")
+              f"{r['rows'] / r['seconds']:,.0f} | {workers} | {r['client_mib']:.0f} |",
+              flush=True)
+
+    rows = []
+    for name, kind, workers in [("train (incremental, 1 pass), 2 workers", "train", 2),
+                                ("score, 1 worker", "score", 1),
+                                ("score, 2 workers", "score", 2)]:
+        result = run(kind, workers)
+        if result is None:
+            sys.exit(f"{name} failed")
+        show(name, result)
+        rows.append((name, result))
+    fraction = 1.0  # pandas: the whole table, else the largest share of it that fits
+    while (pandas := run("pandas", fraction=fraction)) is None and fraction > 1 / 64:
+        print(f"| pandas, one process, {fraction:.0%} of the table | killed: out of memory "
+              "| | | | |", flush=True)
+        fraction /= 2
+    if pandas is None:
+        sys.exit("pandas could not score even 1/64 of the table")
+    show(f"pandas, one process, {fraction:.0%} of the table", pandas)
+    rows.append(("pandas", pandas))
     one, two = rows[1][1], rows[2][1]
     print(f"\nscoring speed-up, 2 workers vs 1: {one['seconds'] / two['seconds']:.2f}x "
           f"(goal >= 1.6x on 2 cores)")
-    print(f"pandas vs 2 Dask workers: {rows[3][1]['seconds'] / two['seconds']:.2f}x the time, "
-          f"{rows[3][1]['client_mib'] / max(two['worker_mib']):.1f}x one worker's peak memory")
+    def speed(r: dict[str, Any]) -> float:
+        return float(r["rows"] / r["seconds"])
+
+    print(f"pandas vs 2 Dask workers: {speed(pandas) / speed(two):.2f}x the rows per second, "
+          f"{pandas['client_mib'] / max(two['worker_mib']):.1f}x one worker's peak memory")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ def test_public_names_are_pinned() -> None:
         "ArtifactError", "CompressOptions", "ConversionError", "DataError", "IntegrityError",
         "ModelRefError", "RecipeError", "SchemaError", "TrainResult", "UserError",
         "Zero2OneError", "__version__", "compress", "export", "load", "load_recipe",
-        "predict_file", "register_task", "train",
+        "predict_file", "predict_partitions", "register_task", "train",
     ])
     for name in zero2one.__all__:
         assert getattr(zero2one, name) is not None

@@ -159,6 +159,19 @@ def test_pandas_engine_reads_a_glob_of_small_files_in_memory(workspace: Path) ->
     assert result.metrics["accuracy"] > 0.85
 
 
+def test_auto_engine_chooses_dask_for_files_beyond_memory_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one.tasks.tabular import scaled
+
+    source = str(write_parts(tmp_path / "p", parts=2, rows=50))
+    assert scaled.choose_engine(source, "auto") == ("pandas", None)
+    assert scaled.choose_engine("sklearn:iris", "auto") == ("pandas", None)
+    monkeypatch.setattr(scaled, "_available_memory", lambda: 1000)  # bytes
+    engine, why = scaled.choose_engine(source, "auto")
+    assert engine == "dask" and why is not None and "reading it with Dask" in why
+    assert scaled.choose_engine(source, "pandas") == ("pandas", None)
+
+
 def test_the_scheduler_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(scale.ENV_ADDRESS, "tcp://10.1.2.3:8786")
     with scale.using():

@@ -32,6 +32,7 @@ __all__ = [
     "load",
     "load_recipe",
     "predict_file",
+    "predict_partitions",
     "register_task",
     "train",
 ]
@@ -51,12 +52,12 @@ from zero2one.recipe import load_recipe
 from zero2one.registry import register_task
 
 if TYPE_CHECKING:
-    from zero2one.api import TrainResult, load, predict_file, train
+    from zero2one.api import TrainResult, load, predict_file, predict_partitions, train
     from zero2one.convert import CompressOptions, compress, export
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"TrainResult", "load", "predict_file", "train"}:
+    if name in {"TrainResult", "load", "predict_file", "predict_partitions", "train"}:
         from zero2one import api
 
         return getattr(api, name)

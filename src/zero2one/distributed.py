@@ -118,6 +118,16 @@ def barrier() -> None:
             dist.barrier()
 
 
+def broadcast_buffers(model: object) -> None:
+    """Give every rank rank 0's buffers (batch-norm running statistics)."""
+    if world_size() == 1:
+        return
+    import torch.distributed as dist
+
+    for buffer in model.buffers():  # type: ignore[attr-defined]
+        dist.broadcast(buffer.data, src=0)
+
+
 def all_sum(values: list[float]) -> list[float]:
     """``values`` summed over the ranks (unchanged in a single process)."""
     if world_size() == 1:

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import DataError, RecipeError
 from zero2one.progress import Reporter
-from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
-from zero2one.tasks.tabular.profile import profile_frame
+from zero2one.tasks.tabular.columns import Column, coerce
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -48,17 +47,21 @@ def choose_engine(source: str, engine: str) -> tuple[str, str | None]:
         return engine, None
     if source.startswith("sklearn:"):
         return "pandas", None
-    from dask.utils import format_bytes
+    import importlib.util
 
     from zero2one.scale import source_bytes
 
     size = source_bytes(source)
     available = _available_memory()
-    if available and size > AUTO_SHARE * available:
-        return "dask", (f"{source} is {format_bytes(size)} on disk, more than a quarter of the "
-                        f"{format_bytes(available)} of memory available: reading it with Dask "
-                        "(data.engine: pandas keeps it in memory)")
-    return "pandas", None
+    if not available or size <= AUTO_SHARE * available:
+        return "pandas", None
+    gib = f"{size / 2**30:.1f} GiB on disk, more than a quarter of the {available / 2**30:.1f} GiB"
+    if importlib.util.find_spec("distributed") is None:
+        log.warning("%s is %s of memory available; install zero2one[scale] to keep it in "
+                    "partitions on a Dask cluster (data.engine: dask)", source, gib)
+        return "pandas", None
+    return "dask", (f"{source} is {gib} of memory available: reading it with Dask "
+                    "(data.engine: pandas keeps it in memory)")
 
 
 def _available_memory() -> int:
@@ -117,14 +120,8 @@ def load(task: TabularTask, reporter_note: str | None) -> TabularData:
     if rows == 0:
         raise DataError(f"{cfg.source}: the data has no rows with a target")
     raw = _sample(frames, cfg.sample_rows, rows, seed).compute()
-    profile = profile_frame(raw[[*features, target]], target=target, kind=task.kind,
-                            keep=tuple(cfg.keep), features=tuple(cfg.features or ()))
-    features = [c for c in features if c not in profile.excluded]
-    if not features:
-        raise DataError(f"{cfg.source}: every feature column looks like an identifier "
-                        f"({', '.join(profile.excluded)}); list the real ones in data.keep")
-    schema = infer_columns(raw, features, categorical=cfg.categorical, numeric=cfg.numeric)
-    ignored = [c for c in columns if c not in features and c != target]
+    profile, features, schema, ignored = task.profile_schema(cfg.source, raw, columns, features,
+                                                             target)
     y_kind = task.target_kind(raw[target], target)
     prepare = _Prepare(schema, target, tuple(ignored), y_kind)
     full = frames.map_partitions(prepare, meta=prepare(raw.iloc[:0]))
@@ -386,6 +383,8 @@ class _Score:
 def held_out(task: TabularTask, data: TabularData) -> tuple[Any, Any, Any]:
     """Targets, predictions and scores of every held-out row, scored on the workers."""
     import numpy as np
+    import pandas as pd
+    from distributed import as_completed
 
     from zero2one import scale
 
@@ -397,10 +396,19 @@ def held_out(task: TabularTask, data: TabularData) -> tuple[Any, Any, Any]:
         values = local[columns].to_numpy() if columns else None
         return local["y"], np.asarray(local["prediction"]), (
             values[:, 0] if values is not None and values.shape[1] == 1 else values)
-    scale.client()
+    client = scale.client()
     test = data.partitions.test
     meta = score(data.X_test.head(2).assign(**{data.target: data.y_test.head(2).to_numpy()}))
-    scored = test.map_partitions(score, meta=meta.iloc[:0]).compute()
+    # each partition's scores come to this process as they are done (a concatenation on a
+    # worker would hold every held-out row there at once)
+    parts = test.map_partitions(score, meta=meta.iloc[:0]).to_delayed()
+    futures = client.compute(parts)
+    index = {future.key: i for i, future in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    for future in as_completed(futures):
+        results[index[future.key]] = future.result()
+        future.release()
+    scored = pd.concat(results, ignore_index=True)
     columns = [c for c in scored.columns if c.startswith("score_")]
     scores = scored[columns].to_numpy() if columns else None
     if scores is not None and scores.shape[1] == 1:

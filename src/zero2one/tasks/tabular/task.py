@@ -111,14 +111,8 @@ class TabularTask(Task):
             frame, y = frame[keep], y[keep]
         if frame.empty:
             raise DataError(f"{table.source}: every row's target {target!r} is missing")
-        profile = profile_frame(frame[[*features, target]], target=target, kind=self.kind,
-                                keep=tuple(cfg.keep), features=tuple(cfg.features or ()))
-        features = [c for c in features if c not in profile.excluded]
-        if not features:
-            raise DataError(f"{table.source}: every feature column looks like an identifier "
-                            f"({', '.join(profile.excluded)}); list the real ones in data.keep")
-        schema = infer_columns(frame, features, categorical=cfg.categorical, numeric=cfg.numeric)
-        ignored = [c for c in columns if c not in features and c != target]
+        profile, features, schema, ignored = self.profile_schema(table.source, frame, columns,
+                                                                 features, target)
         X = coerce(frame, schema, ignore=tuple(ignored), allow_extra=True)
         y, classes, class_names = self._prepare_target(y, target, table)
         X_train, X_test, y_train, y_test = self._split(X, y)
@@ -127,6 +121,22 @@ class TabularTask(Task):
             prints["class_counts"] = profile.class_counts
         return TabularData(X_train, X_test, y_train, y_test, schema, target, classes,
                            class_names, prints, table.source, profile.to_dict(), ignored)
+
+    def profile_schema(self, source: str, frame: pd.DataFrame, columns: list[str],
+                       features: list[str], target: str) -> tuple[Any, list[str], list[Column],
+                                                                   list[str]]:
+        """Profile ``frame`` (all rows, or a sample of partitioned data): the profile, the
+        features left once identifiers are excluded, their schema and the ignored columns."""
+        cfg = self.config.data
+        profile = profile_frame(frame[[*features, target]], target=target, kind=self.kind,
+                                keep=tuple(cfg.keep), features=tuple(cfg.features or ()))
+        features = [c for c in features if c not in profile.excluded]
+        if not features:
+            raise DataError(f"{source}: every feature column looks like an identifier "
+                            f"({', '.join(profile.excluded)}); list the real ones in data.keep")
+        schema = infer_columns(frame, features, categorical=cfg.categorical, numeric=cfg.numeric)
+        ignored = [c for c in columns if c not in features and c != target]
+        return profile, features, schema, ignored
 
     def feature_names(self, source: str, columns: list[str], target: str) -> list[str]:
         """The recipe's feature columns (default: all but target and drop), each checked."""

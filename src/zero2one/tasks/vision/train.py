@@ -100,6 +100,25 @@ def fit(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
 ) -> Outcome:
+    """Train ``model`` in place; ``train.threads`` holds only while it trains."""
+    threads = torch.get_num_threads()
+    try:
+        return _fit(model, splits, cfg, seed=seed, reporter=reporter,
+                    checkpoint_dir=checkpoint_dir, resume=resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    model: nn.Module,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    reporter: Reporter,
+    checkpoint_dir: Path | None,
+    resume: bool,
+) -> Outcome:
     from zero2one import distributed
 
     world, rank = distributed.world_size(), distributed.rank()
@@ -197,7 +216,7 @@ def fit(
             total_loss, correct_sum, seen_sum = distributed.all_sum(
                 [total_loss, float(correct), float(seen)])
             correct, seen = int(correct_sum), max(1, int(seen_sum))
-        val_loss, val_accuracy, _ = evaluate(model, x_val, y_val, device)
+        val_loss, val_accuracy = _validate(model, x_val, y_val, device, world, rank)
         row = {"epoch": epoch, "train_loss": total_loss / seen, "train_accuracy": correct / seen,
                "val_loss": val_loss, "val_accuracy": val_accuracy,
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
@@ -223,6 +242,24 @@ def fit(
                 **({"cuda_rng": torch.cuda.get_rng_state()} if device.type == "cuda" else {}),
             })
     return Outcome(best_state, best_epoch, history, resumed_from, stopped_early)
+
+
+def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+              world: int, rank: int) -> tuple[float, float]:
+    """Validation loss and accuracy; data-parallel ranks each score a share and sum (with
+    rank 0's batch-norm statistics, the ones it saves)."""
+    if world == 1:
+        loss, accuracy, _ = evaluate(model, x, y, device)
+        return loss, accuracy
+    from zero2one import distributed
+
+    distributed.broadcast_buffers(model)
+    share_x, share_y = x[rank::world], y[rank::world]
+    _, _, logits = evaluate(model, share_x, share_y, device)
+    loss_sum = F.cross_entropy(logits, share_y, reduction="sum").item()
+    correct = (logits.argmax(1) == share_y).sum().item()
+    loss_sum, correct = distributed.all_sum([loss_sum, float(correct)])
+    return loss_sum / len(y), correct / len(y)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
