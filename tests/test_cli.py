@@ -242,3 +242,40 @@ def test_tabular_training_never_imports_torch(tmp_path: Path) -> None:
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
                    env={"ZERO2ONE_HOME": str(tmp_path / ".z"), "PATH": "/usr/bin:/bin"})
+
+
+def test_doctor_asks_a_shared_tracking_store_whether_it_answers(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from .conftest import free_port
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}")
+        code, out, _ = run(["doctor", "--json"], capsys)
+        store = next(c for c in json.loads(out)["checks"] if c["name"] == "store")
+        assert code == 0 and store["status"] == "ok" and "answers" in store["detail"]
+    finally:
+        server.shutdown()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    code, out, _ = run(["doctor", "--json"], capsys)
+    store = next(c for c in json.loads(out)["checks"] if c["name"] == "store")
+    assert code == 1 and store["status"] == "fail" and "does not answer" in store["detail"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # restored after the test; --tracking-uri:
+    code, out, _ = run(["--tracking-uri",
+                        f"postgresql+psycopg://team:s3cret@127.0.0.1:{free_port()}/mlflow",
+                        "doctor", "--json"], capsys)
+    store = next(c for c in json.loads(out)["checks"] if c["name"] == "store")
+    assert code == 1 and "does not answer" in store["detail"]
+    assert "s3cret" not in out and "team:***@" in store["detail"]

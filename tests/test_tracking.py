@@ -161,3 +161,40 @@ def test_listing_commands_do_not_import_mlflow(workspace: Path) -> None:
                           check=True, cwd=workspace)
     assert done.stdout.strip().splitlines()[-1] == "CLEAN"
     assert "iris-test" in done.stdout
+
+
+def test_a_remote_model_is_downloaded_once_per_version(workspace: Path, iris_model: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose artifacts are not on this disk (a tracking server): a version whose
+    manifest digest is known comes from the cache after the first download, by every command
+    and server worker; a changed cached copy, or an unknown digest, is fetched again."""
+    import shutil
+
+    from zero2one.artifacts import manifest_digest
+
+    fetched: list[str] = []
+
+    def fetch(uri: str, directory: Path) -> Path:
+        fetched.append(uri)
+        shutil.copytree(iris_model, directory / "model")
+        return directory / "model"
+
+    monkeypatch.setattr(tracking_sql, "local_path", lambda uri: None)
+    monkeypatch.setattr(tracking, "_fetch", fetch)
+    digest = manifest_digest(iris_model)
+    uri = "mlflow-artifacts:/1/abc/artifacts/model"
+    first = tracking.download(uri, expected_manifest=digest)
+    again = tracking.download(uri, expected_manifest=digest)
+    assert first == again and len(fetched) == 1
+    assert manifest_digest(first) == digest and load(first).predict(
+        {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    )["prediction"].tolist() == [0]
+    assert not [p for p in (workspace / ".zero2one" / "cache").iterdir()
+                if p.name.startswith(".")]  # no staging folder left
+    (first / "manifest.json").write_text("{}")  # the cached copy changed: fetched again
+    repaired = tracking.download(uri, expected_manifest=digest)
+    assert len(fetched) == 2 and manifest_digest(repaired) == digest
+    tracking.download(uri, expected_manifest="0" * 64)  # another version: its own copy
+    tracking.download(uri)
+    tracking.download(uri)  # without a digest to check, never trusted: fetched each time
+    assert len(fetched) == 5

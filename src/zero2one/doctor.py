@@ -152,13 +152,56 @@ def _tracking() -> Check:
 
     uri = tracking.tracking_uri()
     if not tracking.is_embedded():
-        return Check("tracking", "store", "ok", f"{uri} (MLFLOW_TRACKING_URI)")
+        answer = _answers(uri)
+        shown = _without_password(uri)
+        if answer is None:
+            return Check("tracking", "store", "ok", f"{shown} (MLFLOW_TRACKING_URI, answers)")
+        return Check("tracking", "store", "fail",
+                     f"{shown} (MLFLOW_TRACKING_URI) does not answer: {answer}")
     ws = tracking.workspace()
     probe = ws if ws.exists() else ws.parent
     if not os.access(probe, os.W_OK):
         return Check("tracking", "store", "fail", f"{ws} is not writable; set ZERO2ONE_HOME")
     state = "exists" if (ws / "mlflow.db").exists() else "created on first train"
     return Check("tracking", "store", "ok", f"{uri} ({state})")
+
+
+def _answers(uri: str, timeout: float = 3.0) -> str | None:
+    """None when the tracking store at ``uri`` answers within ``timeout`` seconds, else why
+    not: a tracking server's /health, a database's connection."""
+    import urllib.error
+    import urllib.request
+
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+                return None if reply.status == 200 else f"HTTP {reply.status}"
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            return str(getattr(exc, "reason", exc))
+    if uri.startswith(("postgresql", "mysql", "sqlite", "mssql")):
+        try:
+            from sqlalchemy import create_engine, text
+
+            args = {"connect_timeout": int(timeout)} if uri.startswith("postgresql") else {}
+            engine = create_engine(uri, connect_args=args)
+            try:
+                with engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+        except Exception as exc:  # any driver error: it does not answer
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None
+    return None  # file stores and others: nothing to ask
+
+
+def _without_password(uri: str) -> str:
+    """``scheme://user:secret@host`` shown as ``scheme://user:***@host``."""
+    import re
+
+    return re.sub(r"(//[^:/@]+):[^@/]+@", r"\1:***@", uri)
 
 
 def _builtin_models() -> list[Check]:

@@ -105,9 +105,10 @@ def _registry(text: str) -> Resolved:
         raise ModelRefError(f"bad model reference {text!r}; use models:/NAME/VERSION, "
                             "models:/NAME@ALIAS or models:/NAME/latest")
     mv = tracking.model_version(match["name"], version=match["version"], alias=match["alias"])
-    path = tracking.download(mv.source)
+    expected = (mv.tags or {}).get(tracking.MANIFEST_TAG)
+    path = tracking.download(mv.source, expected_manifest=expected)
     return _directory(text, path, "registry", name=match["name"], version=str(mv.version),
-                      expected=(mv.tags or {}).get(tracking.MANIFEST_TAG))
+                      expected=expected)
 
 
 def _run(text: str) -> Resolved:
@@ -117,8 +118,9 @@ def _run(text: str) -> Resolved:
     if match is None:
         raise ModelRefError(f"bad run reference {text!r}; use runs:/RUN_ID/model")
     tags = tracking.run_tags(match["run"])
-    path = tracking.download(tracking.run_artifact_uri(match["run"], match["path"]))
     expected = tags.get(tracking.MANIFEST_TAG) if match["path"] == tracking.MODEL_PATH else None
+    path = tracking.download(tracking.run_artifact_uri(match["run"], match["path"]),
+                             expected_manifest=expected)
     return _directory(text, path, "run", expected=expected)
 
 

@@ -82,8 +82,14 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="The tracking store and registry for this command: a shared "
+        "MLflow server (http://HOST:PORT), a database URL, ...; default: MLFLOW_TRACKING_URI, "
+        "else the embedded store in ./.zero2one.", show_default=False)] = None,
 ) -> None:
     """From data to a served, monitored model: train, track, register and predict."""
+    if tracking_uri:  # what every part reads (and processes this one starts inherit)
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     level = logging.DEBUG if debug else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
