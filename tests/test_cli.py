@@ -279,3 +279,15 @@ def test_doctor_asks_a_shared_tracking_store_whether_it_answers(
     store = next(c for c in json.loads(out)["checks"] if c["name"] == "store")
     assert code == 1 and "does not answer" in store["detail"]
     assert "s3cret" not in out and "team:***@" in store["detail"]
+
+
+def test_server_start_refuses_what_cannot_work(capsys: pytest.CaptureFixture[str]) -> None:
+    from .conftest import free_port
+
+    code, _, err = run(["server", "start", "--backend-store-uri", "/srv/mlflow"], capsys)
+    one_line_error(code, err, "give a database URL")
+    code, _, err = run(["server", "start", "--backend-store-uri",
+                        f"postgresql+psycopg://team:s3cret@127.0.0.1:{free_port()}/mlflow"],
+                       capsys)
+    one_line_error(code, err, "does not answer")
+    assert "s3cret" not in err and "team:***@" in err

@@ -152,8 +152,8 @@ def _tracking() -> Check:
 
     uri = tracking.tracking_uri()
     if not tracking.is_embedded():
-        answer = _answers(uri)
-        shown = _without_password(uri)
+        answer = answers(uri)
+        shown = without_password(uri)
         if answer is None:
             return Check("tracking", "store", "ok", f"{shown} (MLFLOW_TRACKING_URI, answers)")
         return Check("tracking", "store", "fail",
@@ -166,7 +166,7 @@ def _tracking() -> Check:
     return Check("tracking", "store", "ok", f"{uri} ({state})")
 
 
-def _answers(uri: str, timeout: float = 3.0) -> str | None:
+def answers(uri: str, timeout: float = 3.0) -> str | None:
     """None when the tracking store at ``uri`` answers within ``timeout`` seconds, else why
     not: a tracking server's /health, a database's connection."""
     import urllib.error
@@ -197,7 +197,7 @@ def _answers(uri: str, timeout: float = 3.0) -> str | None:
     return None  # file stores and others: nothing to ask
 
 
-def _without_password(uri: str) -> str:
+def without_password(uri: str) -> str:
     """``scheme://user:secret@host`` shown as ``scheme://user:***@host``."""
     import re
 

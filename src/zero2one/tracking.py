@@ -66,6 +66,9 @@ def client() -> MlflowClient:
         # no mlflow.set_tracking_uri(): it exports MLFLOW_TRACKING_URI, which would make the
         # embedded store look like a user-chosen server to is_embedded()
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # a tracking server makes MLflow print "View run ... at: URL" on stdout, where
+        # `--json` output goes; the run id and model reference are in zero2one's own output
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         if is_embedded():
             workspace().mkdir(parents=True, exist_ok=True)
         _clients[uri] = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -25,6 +25,7 @@ from zero2one.cli import (
     recipe,
     runs,
     serve,
+    server,
     train,
     ui,
 )
@@ -50,6 +51,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(server.app, name="server")
 
 
 def _add_task_commands() -> None:

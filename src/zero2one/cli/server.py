@@ -1,0 +1,73 @@
+"""``zero2one server start``: a team's shared MLflow tracking server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zero2one.cli.output import console
+
+app = typer.Typer(help="A shared tracking server for a team: runs, registry and artifacts "
+                  "(MLflow's, on PostgreSQL).", no_args_is_help=True)
+
+DATABASES = ("postgresql", "mysql", "mssql", "sqlite")
+
+
+@app.command("start")
+def start(
+    backend: Annotated[str | None, typer.Option(
+        "--backend-store-uri", envvar="ZERO2ONE_SERVER_BACKEND", help="The database of runs "
+        "and the registry: postgresql+psycopg://USER:PASSWORD@HOST:5432/DB for a team; "
+        "default: SQLite in the workspace (one machine).", show_default=False)] = None,
+    artifacts: Annotated[Path | None, typer.Option(
+        "--artifacts", help="Where the server keeps models and plots; clients reach them "
+        "through the server (proxied), never directly [WORKSPACE/server-artifacts].",
+        show_default=False)] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every "
+                                      "interface, behind TLS and auth).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 5000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 2,
+    auth: Annotated[bool, typer.Option(
+        "--auth", help="MLflow's basic-auth app: users and permissions; clients set "
+        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")] = False,
+    allowed_hosts: Annotated[str | None, typer.Option(
+        help="Host headers the server accepts (comma-separated), when clients reach it by "
+        "a name other than HOST.", show_default=False)] = None,
+) -> None:
+    """Run MLflow's tracking server (proxied artifacts) until interrupted; point every
+    zero2one command at it with MLFLOW_TRACKING_URI=http://HOST:PORT or --tracking-uri."""
+    from zero2one import tracking
+    from zero2one.doctor import answers, without_password
+    from zero2one.errors import UserError
+
+    store = backend or f"sqlite:///{tracking.workspace().resolve() / 'server.db'}"
+    if not store.startswith(DATABASES):
+        raise UserError(f"--backend-store-uri {without_password(store)}: give a database URL "
+                        "(postgresql+psycopg://USER:PASSWORD@HOST:5432/DB, sqlite:///FILE)")
+    if store.startswith("sqlite:"):
+        tracking.workspace().mkdir(parents=True, exist_ok=True)
+    elif (why := answers(store)) is not None:
+        raise UserError(f"the database {without_password(store)} does not answer: {why}")
+    folder = (artifacts or tracking.workspace() / "server-artifacts").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+               "--serve-artifacts", "--artifacts-destination", str(folder), "--host", host,
+               "--port", str(port), "--workers", str(workers)]
+    if auth:
+        command += ["--app-name", "basic-auth"]
+    if allowed_hosts:
+        command += ["--allowed-hosts", allowed_hosts]
+    shown = "0.0.0.0" if host == "0.0.0.0" else host
+    console(stderr=True).print(
+        f"tracking server on http://{shown}:{port} (runs and registry in "
+        f"{without_password(store)}, artifacts in {folder}); point zero2one at it with:\n"
+        f"  export MLFLOW_TRACKING_URI=http://{shown}:{port}", highlight=False)
+    try:
+        code = subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
