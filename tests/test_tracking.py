@@ -198,3 +198,29 @@ def test_a_remote_model_is_downloaded_once_per_version(workspace: Path, iris_mod
     tracking.download(uri)
     tracking.download(uri)  # without a digest to check, never trusted: fetched each time
     assert len(fetched) == 5
+
+
+def test_a_run_the_store_could_not_end_is_marked_failed_by_the_next(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store stops answering as a train ends: the command says so and the run would stay
+    RUNNING; the next run started in this workspace marks it FAILED."""
+    from mlflow import MlflowClient
+
+    from zero2one.errors import TrackingError
+
+    real = MlflowClient.set_terminated
+
+    def down(self: MlflowClient, run_id: str, status: str | None = None, **kw: object) -> None:
+        raise ConnectionError("Connection refused")
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", down)
+    with pytest.raises(TrackingError, match="did not record it.*the next command marks it"):
+        train(iris_recipe(track={"enabled": True}))
+    monkeypatch.setattr(MlflowClient, "set_terminated", real)
+    (left,) = (workspace / ".zero2one" / tracking.OPEN_RUNS).iterdir()
+    assert tracking.client().get_run(left.name).info.status == "RUNNING"
+    result = train(iris_recipe(track={"enabled": True}))
+    run = tracking.client().get_run(left.name)
+    assert run.info.status == "FAILED" and run.data.tags["zero2one.abandoned"] == "true"
+    assert tracking.client().get_run(result.run_id).info.status == "FINISHED"
+    assert not list((workspace / ".zero2one" / tracking.OPEN_RUNS).iterdir())

@@ -185,18 +185,112 @@ def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str],
     except Exception as exc:
         raise TrackingError(f"cannot start a run in {tracking_uri()}: {exc}") from exc
     run = Run(created.info.run_id, created.info.artifact_uri, _client=c)
+    ledger = _open_run(run.run_id)
+    _close_abandoned(c, keep=run.run_id)
     run.io_seconds = time.perf_counter() - start
     try:
         yield run
     except UserError:
-        c.set_terminated(run.run_id, "FAILED")
-        c.delete_run(run.run_id)
+        if _end(c, run.run_id, "FAILED") and _delete(c, run.run_id):
+            ledger.unlink(missing_ok=True)
         raise
     except BaseException:
-        c.set_terminated(run.run_id, "FAILED")
+        if _end(c, run.run_id, "FAILED"):
+            ledger.unlink(missing_ok=True)
         raise
     with run._timed():
-        c.set_terminated(run.run_id, "FINISHED")
+        try:
+            c.set_terminated(run.run_id, "FINISHED")
+        except Exception as exc:
+            raise TrackingError(f"the run {run.run_id} finished but {tracking_uri()} did not "
+                                f"record it ({str(exc).splitlines()[0]}); the next command "
+                                "marks it failed") from exc
+    ledger.unlink(missing_ok=True)
+
+
+# Runs this workspace opened and has not seen ended (the store was unreachable when the command
+# ended, or the process was killed): the next run started here marks them FAILED, so no run
+# stays "RUNNING" forever. One file per run: the tracking URI and the process id.
+OPEN_RUNS = "open-runs"
+
+
+def _open_run(run_id: str) -> Path:
+    folder = workspace() / OPEN_RUNS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / run_id
+    path.write_text(f"{tracking_uri()}\n{os.getpid()}\n")
+    return path
+
+
+def _end(c: Any, run_id: str, status: str) -> bool:
+    try:
+        c.set_terminated(run_id, status)
+    except Exception as exc:  # the store is down: keep the command's own error
+        log.warning("could not mark run %s %s in %s (%s); the next command will",
+                    run_id, status, tracking_uri(), str(exc).splitlines()[0])
+        return False
+    return True
+
+
+def _delete(c: Any, run_id: str) -> bool:
+    try:
+        c.delete_run(run_id)
+    except Exception:
+        return False
+    return True
+
+
+def _close_abandoned(c: Any, *, keep: str) -> None:
+    """Mark FAILED the runs of this workspace and store that an earlier command could not end
+    (its process is gone and the run still says RUNNING)."""
+    folder = workspace() / OPEN_RUNS
+    uri = tracking_uri()
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if path.name == keep:
+            continue
+        try:
+            recorded_uri, pid = path.read_text().split("\n")[:2]
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if recorded_uri != uri or _alive(int(pid or 0)):
+            continue
+        try:
+            status = c.get_run(path.name).info.status
+            if status == "RUNNING":
+                c.set_tag(path.name, "zero2one.abandoned", "true")
+                c.set_terminated(path.name, "FAILED")
+                log.warning("run %s was left running by a command that ended without "
+                            "recording it; marked FAILED", path.name)
+        except Exception:  # still unreachable, or the run is gone: try again next time
+            if _gone(c, path.name):
+                path.unlink(missing_ok=True)
+            continue
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _gone(c: Any, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.get_run(run_id)
+    except MlflowException as exc:
+        return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+    except Exception:
+        return False
+    return False
 
 
 def register_model(name: str, run: Run, *, manifest_sha256: str,
