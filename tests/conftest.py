@@ -183,6 +183,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_healthy(url: str, process: Any, *, timeout: float, what: str) -> None:
+    """Poll ``url`` until it answers 200 while ``process`` (a Popen) is still running."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert process.poll() is None, f"{what} exited"
+        assert time.monotonic() < deadline, f"{what} did not come up in {timeout:.0f} s"
+        time.sleep(0.5)
+
+
 def iris_recipe(**changes: Any) -> dict[str, Any]:
     """A small, fast iris recipe (a 4-candidate grid, 3 folds); ``changes`` replace sections."""
     recipe: dict[str, Any] = {

@@ -8,8 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import free_port, iris_recipe
+from .conftest import free_port, iris_recipe, wait_healthy
 
 POSTGRES = os.environ.get("ZERO2ONE_TEST_POSTGRES_URL")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -44,17 +42,7 @@ def server(tmp_path: Path) -> Iterator[str]:
         stderr=(tmp_path / "server.log").open("wb"), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the tracking server did not start"
-            time.sleep(0.5)
+        wait_healthy(f"{url}/health", proc, timeout=120, what="the tracking server")
         yield url
     finally:
         os.killpg(proc.pid, 15)

@@ -11,7 +11,7 @@ import pytest
 
 from zero2one.api import train
 
-from .conftest import free_port, iris_recipe
+from .conftest import free_port, iris_recipe, wait_healthy
 
 
 @pytest.mark.slow
@@ -23,17 +23,7 @@ def test_ui_serves_the_runs_of_the_workspace(workspace: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert process.poll() is None, "the UI exited"
-            assert time.monotonic() < deadline, "the UI did not come up in 90 s"
-            time.sleep(0.5)
+        wait_healthy(f"{base}/health", process, timeout=90, what="the UI")
         request = urllib.request.Request(
             f"{base}/ajax-api/2.0/mlflow/runs/search", method="POST",
             data=json.dumps({"experiment_ids": ["1"]}).encode(),
