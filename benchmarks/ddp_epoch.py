@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from zero2one.doctor import usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def train(work: Path, name: str, epochs: int, nproc: int, extra: list[str]
           ) -> tuple[list[float], float]:
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     sets = ["track.enabled=false", f"train.epochs={epochs}", "train.early_stopping=null",
             f"train.threads={max(1, cores // nproc)}", *extra]
     args = [sys.executable, "-m", "zero2one.cli.main", "train",
@@ -49,7 +50,7 @@ def main() -> None:
     if args.sets:
         print("overrides:", " ".join(args.sets))
     print("| run | median s/epoch | epochs | held-out accuracy |\n|---|---:|---:|---:|")
-    print(f"| 1 process, {len(os.sched_getaffinity(0))} threads | {statistics.median(one):.2f} "
+    print(f"| 1 process, {usable_cores()} threads | {statistics.median(one):.2f} "
           f"| {len(one)} | {one_acc:.4f} |")
     print(f"| --nproc {args.nproc} | {statistics.median(many):.2f} | {len(many)} | "
           f"{many_acc:.4f} |")

@@ -67,9 +67,9 @@ def in_rank() -> bool:
 def launch(argv: list[str], plan: Launch) -> int:
     """Run ``zero2one ARGV`` in ``plan.nproc`` processes here (and on every machine that runs
     the same command); returns the launcher's exit code."""
+    from zero2one.doctor import usable_cores
+
     plan.check()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={plan.nproc}",
                f"--nnodes={plan.nnodes}", "--max-restarts=0"]
     if plan.rdzv_endpoint:
@@ -80,7 +80,7 @@ def launch(argv: list[str], plan: Launch) -> int:
     command += ["-m", "zero2one.cli.main", *argv]
     env = dict(os.environ)
     # torch's launcher would set 1 thread per rank; share this machine's cores instead
-    env.setdefault("OMP_NUM_THREADS", str(max(1, cores // plan.nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // plan.nproc)))
     env.setdefault("LOGLEVEL", "WARNING")
     return subprocess.run(command, env=env, check=False).returncode
 

@@ -80,12 +80,19 @@ def _libraries(require: tuple[str, ...]) -> list[Check]:
     return checks
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _machine() -> list[Check]:
     cores = os.cpu_count() or 0
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    usable = usable_cores()
     checks = [Check("machine", "cpu", "ok",
                     f"{usable} usable of {cores} cores, {platform.machine()}, {platform.system()}")]
-    memory = _meminfo()
+    memory = meminfo()
     if memory:
         total, available = memory
         status: Status = "ok" if available >= 2 * 1024**3 else "warn"
@@ -95,7 +102,8 @@ def _machine() -> list[Check]:
     return checks
 
 
-def _meminfo() -> tuple[int, int] | None:
+def meminfo() -> tuple[int, int] | None:
+    """(total, available) bytes of memory from /proc/meminfo; None where there is none."""
     try:
         lines = Path("/proc/meminfo").read_text().splitlines()
     except OSError:
@@ -166,6 +174,9 @@ def _tracking() -> Check:
     return Check("tracking", "store", "ok", f"{uri} ({state})")
 
 
+DATABASES = ("postgresql", "mysql", "mssql", "sqlite")  # tracking stores SQLAlchemy reaches
+
+
 def answers(uri: str, timeout: float = 3.0) -> str | None:
     """None when the tracking store at ``uri`` answers within ``timeout`` seconds, else why
     not: a tracking server's /health, a database's connection."""
@@ -180,7 +191,7 @@ def answers(uri: str, timeout: float = 3.0) -> str | None:
             return f"HTTP {exc.code}"
         except (OSError, ValueError) as exc:
             return str(getattr(exc, "reason", exc))
-    if uri.startswith(("postgresql", "mysql", "sqlite", "mssql")):
+    if uri.startswith(DATABASES):
         try:
             from sqlalchemy import create_engine, text
 

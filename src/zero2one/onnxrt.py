@@ -8,7 +8,6 @@ covers every byte the session reads (an altered file is refused before a session
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,7 +23,9 @@ def threads() -> int:
 
     if "torch" in sys.modules:
         return int(sys.modules["torch"].get_num_threads())
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from zero2one.doctor import usable_cores
+
+    return usable_cores()
 
 
 def session(path: Path, *, intra_threads: int | None = None) -> Any:

@@ -191,11 +191,12 @@ def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str],
     try:
         yield run
     except UserError:
-        if _end(c, run.run_id, "FAILED") and _delete(c, run.run_id):
+        if _quietly(c.set_terminated, run.run_id, "FAILED") and _quietly(c.delete_run,
+                                                                          run.run_id):
             ledger.unlink(missing_ok=True)
         raise
     except BaseException:
-        if _end(c, run.run_id, "FAILED"):
+        if _quietly(c.set_terminated, run.run_id, "FAILED"):
             ledger.unlink(missing_ok=True)
         raise
     with run._timed():
@@ -222,20 +223,14 @@ def _open_run(run_id: str) -> Path:
     return path
 
 
-def _end(c: Any, run_id: str, status: str) -> bool:
+def _quietly(call: Callable[..., Any], run_id: str, *args: Any) -> bool:
+    """``call(run_id, *args)`` on the store while a command fails: a store that is down too
+    is logged, and the command's own error stays the one raised."""
     try:
-        c.set_terminated(run_id, status)
-    except Exception as exc:  # the store is down: keep the command's own error
-        log.warning("could not mark run %s %s in %s (%s); the next command will",
-                    run_id, status, tracking_uri(), str(exc).splitlines()[0])
-        return False
-    return True
-
-
-def _delete(c: Any, run_id: str) -> bool:
-    try:
-        c.delete_run(run_id)
-    except Exception:
+        call(run_id, *args)
+    except Exception as exc:
+        log.warning("could not end run %s in %s (%s); the next command will",
+                    run_id, tracking_uri(), str(exc).splitlines()[0])
         return False
     return True
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,14 +23,16 @@ Also = Annotated[list[str] | None, typer.Option(
     "models of the same base); repeatable.", show_default=False)]
 
 
-def _notes(model: str, engine: str, also: list[str]) -> None:
+def _engine_spec(model: str, engine: str, also: list[str]) -> object:
+    """What another --engine serves (None for zero2one's server), its notes said."""
     if engine == "zero2one":
-        return
+        return None
     from zero2one.deploy.render import engine_spec
 
     spec, _ = engine_spec(model, engine, also)
     for note in spec.notes:
         console().print(note)
+    return spec
 
 
 @app.command("docker")
@@ -50,14 +52,11 @@ def docker(model: Model, out: Out, workers: Annotated[int, typer.Option(
     if json_:
         print_json({"files": [str(f) for f in files]})
         return
-    if engine != "zero2one":
-        from zero2one.deploy.render import engine_spec
-
-        spec, _ = engine_spec(model, engine, also or [])
+    spec: Any = _engine_spec(model, engine, also or [])
+    if spec is not None:
         console().print(f"wrote {out}/ — build it with: docker build -t {engine}-model {out}\n"
                         f"  run it on a GPU machine: docker run --gpus all -p "
                         f"{spec.port}:{spec.port} -e {spec.api_key_env}=... {engine}-model")
-        _notes(model, engine, also or [])
         return
     console().print(f"wrote {out}/ — build and run it with:\n"
                     f"  docker build -t zero2one-model {out}\n"
@@ -94,7 +93,7 @@ def k8s(
                        cpu_target=cpu_target, api_key=api_key, auth=not no_auth,
                        overwrite=force, engine=engine, also=also or [])
     if not json_:
-        _notes(model, engine, also or [])
+        _engine_spec(model, engine, also or [])
     if json_:
         print_json({"files": [str(f) for f in files]})
         return

@@ -97,6 +97,7 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from zero2one import distributed
     from zero2one.errors import UserError, Zero2OneError
 
     args = sys.argv[1:] if argv is None else argv
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if debug:
             raise
-        if _rank() == 0:  # under --nproc every rank has the same message: rank 0 says it
+        if distributed.rank() == 0:  # under --nproc every rank has it: rank 0 says it
             typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except Zero2OneError as exc:
@@ -120,14 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        where = f"[rank {_rank()}] " if "RANK" in os.environ else ""
+        where = f"[rank {distributed.rank()}] " if "RANK" in os.environ else ""
         typer.echo(f"internal error: {where}{type(exc).__name__}: {exc} (rerun with --debug for "
                    "the traceback)", err=True)
         sys.exit(1)
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,6 @@ from zero2one.cli.output import console
 app = typer.Typer(help="A shared tracking server for a team: runs, registry and artifacts "
                   "(MLflow's, on PostgreSQL).", no_args_is_help=True)
 
-DATABASES = ("postgresql", "mysql", "mssql", "sqlite")
-
-
 @app.command("start")
 def start(
     backend: Annotated[str | None, typer.Option(
@@ -41,7 +38,7 @@ def start(
     """Run MLflow's tracking server (proxied artifacts) until interrupted; point every
     zero2one command at it with MLFLOW_TRACKING_URI=http://HOST:PORT or --tracking-uri."""
     from zero2one import tracking
-    from zero2one.doctor import answers, without_password
+    from zero2one.doctor import DATABASES, answers, without_password
     from zero2one.errors import UserError
 
     store = backend or f"sqlite:///{tracking.workspace().resolve() / 'server.db'}"
@@ -61,11 +58,10 @@ def start(
         command += ["--app-name", "basic-auth"]
     if allowed_hosts:
         command += ["--allowed-hosts", allowed_hosts]
-    shown = "0.0.0.0" if host == "0.0.0.0" else host
     console(stderr=True).print(
-        f"tracking server on http://{shown}:{port} (runs and registry in "
+        f"tracking server on http://{host}:{port} (runs and registry in "
         f"{without_password(store)}, artifacts in {folder}); point zero2one at it with:\n"
-        f"  export MLFLOW_TRACKING_URI=http://{shown}:{port}", highlight=False)
+        f"  export MLFLOW_TRACKING_URI=http://{host}:{port}", highlight=False)
     try:
         code = subprocess.run(command, check=False).returncode
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,9 @@ from zero2one.cli.output import (
     print_json,
     table,
 )
+
+if TYPE_CHECKING:
+    from zero2one.distributed import Launch
 
 
 def train(
@@ -87,7 +90,7 @@ def train(
 
 
 def _launch(recipe: Path, overrides: list[str], *, out: Path | None, resume: bool,
-            json_: bool, quiet: bool, plan: object) -> None:
+            json_: bool, quiet: bool, plan: Launch) -> None:
     """Check the recipe here, then run this command in every data-parallel process."""
     import logging
 
@@ -96,7 +99,6 @@ def _launch(recipe: Path, overrides: list[str], *, out: Path | None, resume: boo
     from zero2one.recipe import load_recipe
     from zero2one.registry import get_task
 
-    assert isinstance(plan, distributed.Launch)
     plan.check()
     config = load_recipe(recipe, overrides)  # recipe errors fail here, once
     get_task(config.task).check_data_parallel(config, plan.world)

@@ -55,7 +55,7 @@ class _Scope:
 
         if not log.isEnabledFor(logging.DEBUG):  # the scheduler's and nannies' INFO lines
             logging.getLogger("distributed").setLevel(logging.WARNING)
-        address = self.settings.address or os.environ.get(ENV_ADDRESS) or None
+        address = _address(self.settings)
         if address is not None:
             self.client = connect(address)
             where = f"Dask scheduler {address}"
@@ -111,8 +111,11 @@ def using(address: str | None = None, *, workers: int | None = None,
 def configured_address() -> str | None:
     """The running scheduler the user named (``--scheduler`` or the environment), if any."""
     scope = _scope.get()
-    named = scope.settings.address if scope is not None else None
-    return named or os.environ.get(ENV_ADDRESS) or None
+    return _address(scope.settings if scope is not None else Settings())
+
+
+def _address(settings: Settings) -> str | None:
+    return settings.address or os.environ.get(ENV_ADDRESS) or None
 
 
 def check_address(address: str) -> None:
@@ -150,11 +153,9 @@ def local_cluster(workers: int | None = None, memory_limit: str | None = None) -
     memory limits add up to what this machine has; the dashboard listens on 127.0.0.1."""
     from distributed import LocalCluster
 
-    n = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                       else os.cpu_count() or 1)
-    if n < 1:
-        raise UserError(f"--workers {n}: give at least one worker")
-    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+    from zero2one.doctor import usable_cores
+
+    return LocalCluster(n_workers=workers or usable_cores(), threads_per_worker=1, processes=True,
                         memory_limit=memory_limit or "auto", dashboard_address="127.0.0.1:0",
                         host="127.0.0.1", silence_logs=logging.ERROR)
 

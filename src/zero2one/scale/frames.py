@@ -82,11 +82,10 @@ def read_pandas(source: str) -> pd.DataFrame:
     files = expand(source)
     if len(files) == 1:
         return read_frame(files[0])
-    if SUFFIXES[files[0].suffix.lower()] == "parquet":
-        _check_parquet(files)
-    else:
+    if SUFFIXES[files[0].suffix.lower()] == "csv":
         dtypes = _check_csv(files)
         return pd.concat([pd.read_csv(p, dtype=dtypes) for p in files], ignore_index=True)
+    _check_parquet(files)
     return pd.concat([read_frame(p) for p in files], ignore_index=True)
 
 

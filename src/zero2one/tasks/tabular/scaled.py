@@ -116,7 +116,7 @@ def load(task: TabularTask, reporter_note: str | None) -> TabularData:
         raise DataError(f"{cfg.source}: set data.target to the column to predict")
     features = task.feature_names(cfg.source, columns, target)
     frames = frames[frames[target].notnull()]
-    rows = int(_compute(frames.shape[0]))
+    rows = int(frames.shape[0].compute())
     if rows == 0:
         raise DataError(f"{cfg.source}: the data has no rows with a target")
     raw = _sample(frames, cfg.sample_rows, rows, seed).compute()
@@ -144,6 +144,9 @@ def load(task: TabularTask, reporter_note: str | None) -> TabularData:
                     if task.kind == "classification" else None),
         "target_mean": train[target].mean() if task.kind == "regression" else 0.0,
         "digests": full.map_partitions(_digest, meta=("digest", "object")),
+        # the samples in the same pass (their sizes from the split's expected shares)
+        "sample_train": _sample(train, cfg.sample_rows, rows * (1 - cfg.test_size), seed),
+        "sample_test": _sample(test, cfg.sample_rows, rows * cfg.test_size, seed),
     }
     (done,) = dask.compute(work)
     train_rows, test_rows = int(done["train_rows"]), int(done["test_rows"])
@@ -151,17 +154,15 @@ def load(task: TabularTask, reporter_note: str | None) -> TabularData:
         raise DataError(f"too few rows ({rows}) to hold out data.test_size={cfg.test_size}")
     stats = _stats(done, numeric, strategy, train_rows)
     counts = stats.class_counts
-    classes, class_names = task.check_classes(counts, target) if counts is not None \
-        else (None, None)
-    sample_train = _sample(train, cfg.sample_rows, train_rows, seed).compute()
-    sample_test = _sample(test, cfg.sample_rows, test_rows, seed).compute()
+    classes = task.check_classes(counts, target) if counts is not None else None
+    sample_train, sample_test = done["sample_train"], done["sample_test"]
     digest = hashlib.sha256("".join(done["digests"]).encode()).hexdigest()
     prints = {"sha256": digest, "rows": rows, "columns": len(features) + 1,
               "schema": {c.name: c.dtype for c in schema}, "hash": "per-partition"}
     if counts is not None:
         prints["class_counts"] = {str(k): v for k, v in counts.items()}
     data = TabularData(sample_train[features], sample_test[features], sample_train[target],
-                       sample_test[target], schema, target, classes, class_names, prints,
+                       sample_test[target], schema, target, classes, None, prints,
                        cfg.source, profile.to_dict(), ignored)
     data.partitions = Partitions(train, test, train_rows, test_rows, stats)
     note = (f"{rows} rows in {frames.npartitions} partitions on the Dask cluster: "
@@ -172,11 +173,7 @@ def load(task: TabularTask, reporter_note: str | None) -> TabularData:
     return data
 
 
-def _compute(value: Any) -> Any:
-    return value.compute() if hasattr(value, "compute") else value
-
-
-def _sample(frame: dd.DataFrame, n: int, rows: int, seed: int) -> dd.DataFrame:
+def _sample(frame: dd.DataFrame, n: int, rows: float, seed: int) -> dd.DataFrame:
     if rows <= n:
         return frame
     return frame.sample(frac=n / rows, random_state=seed)
@@ -247,13 +244,11 @@ def _stats(done: dict[str, Any], numeric: list[str], strategy: str | None,
         var[name] = max(0.0, (squares + value * value * missing) / n - mean[name] ** 2)
     categories = {name: sorted(str(v) for v in values)
                   for name, values in done["categories"].items()}
+    from zero2one.tasks.tabular.task import _plain
+
     classes = done["classes"]
     counts = None if classes is None else {_plain(k): int(v) for k, v in classes.items()}
     return Stats(train_rows, fill, mean, var, categories, counts, float(done["target_mean"]))
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def out_of_core_preprocess(task: TabularTask, data: TabularData) -> Any:
@@ -391,24 +386,20 @@ def held_out(task: TabularTask, data: TabularData) -> tuple[Any, Any, Any]:
     n_classes = len(data.classes or [])
     score = _Score(task.pipeline_, data.target, n_classes)
     if hasattr(task.pipeline_, "graph"):  # an ONNX Runtime session stays in this process
-        local = score(data.X_test.assign(**{data.target: data.y_test.to_numpy()}))
-        columns = [c for c in local.columns if c.startswith("score_")]
-        values = local[columns].to_numpy() if columns else None
-        return local["y"], np.asarray(local["prediction"]), (
-            values[:, 0] if values is not None and values.shape[1] == 1 else values)
-    client = scale.client()
-    test = data.partitions.test
-    meta = score(data.X_test.head(2).assign(**{data.target: data.y_test.head(2).to_numpy()}))
-    # each partition's scores come to this process as they are done (a concatenation on a
-    # worker would hold every held-out row there at once)
-    parts = test.map_partitions(score, meta=meta.iloc[:0]).to_delayed()
-    futures = client.compute(parts)
-    index = {future.key: i for i, future in enumerate(futures)}
-    results: list[Any] = [None] * len(futures)
-    for future in as_completed(futures):
-        results[index[future.key]] = future.result()
-        future.release()
-    scored = pd.concat(results, ignore_index=True)
+        scored = score(data.X_test.assign(**{data.target: data.y_test.to_numpy()}))
+    else:
+        client = scale.client()
+        meta = score(data.X_test.head(2).assign(**{data.target: data.y_test.head(2).to_numpy()}))
+        # each partition's scores come to this process as they are done (a concatenation on a
+        # worker would hold every held-out row there at once)
+        parts = data.partitions.test.map_partitions(score, meta=meta.iloc[:0]).to_delayed()
+        futures = client.compute(parts)
+        index = {future.key: i for i, future in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        for future in as_completed(futures):
+            results[index[future.key]] = future.result()
+            future.release()
+        scored = pd.concat(results, ignore_index=True)
     columns = [c for c in scored.columns if c.startswith("score_")]
     scores = scored[columns].to_numpy() if columns else None
     if scores is not None and scores.shape[1] == 1:

@@ -162,9 +162,9 @@ class TabularTask(Task):
         ``keep``), decided on a sample as :meth:`_prepare_target` decides on all rows."""
         return "float"
 
-    def check_classes(self, counts: dict[Any, int],
-                      target: str) -> tuple[list[Any] | None, list[str] | None]:
-        return None, None
+    def check_classes(self, counts: dict[Any, int], target: str) -> list[Any] | None:
+        """The sorted classes of a target with these value counts (None: not classes)."""
+        return None
 
     def _prepare_target(
         self, y: pd.Series, target: str, table: Table
@@ -582,7 +582,7 @@ class TabularClassification(TabularTask):
             y = y.astype("int64")
         elif kind == "str":
             y = y.astype(str)
-        classes, _ = self.check_classes(y.value_counts().to_dict(), target)
+        classes = self.check_classes(y.value_counts().to_dict(), target)
         assert classes is not None
         names = table.class_names if table.class_names and len(table.class_names) == len(
             classes) and classes == list(range(len(classes))) else None
@@ -603,8 +603,7 @@ class TabularClassification(TabularTask):
             return "keep"
         return "str"
 
-    def check_classes(self, counts: dict[Any, int],
-                      target: str) -> tuple[list[Any] | None, list[str] | None]:
+    def check_classes(self, counts: dict[Any, int], target: str) -> list[Any] | None:
         classes = sorted(_plain(k) for k in counts)
         rows = sum(counts.values())
         if len(classes) < 2:
@@ -617,7 +616,7 @@ class TabularClassification(TabularTask):
                 f"target {target!r} has {len(classes)} distinct values in {rows} rows; "
                 "that looks continuous, use task tabular-regression"
             )
-        return classes, None
+        return classes
 
     def _stratify(self, y: pd.Series) -> pd.Series | None:
         if not self.config.data.stratify:
