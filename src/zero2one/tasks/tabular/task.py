@@ -217,10 +217,13 @@ class TabularTask(Task):
             transformers.append(("categorical", Pipeline(steps), categorical))
         estimator_cls = resolve_estimator(self.config.model.estimator, self.kind)
         params = dict(self.config.model.params)
+        accepted = estimator_cls().get_params()
+        if "random_state" in accepted:  # the recipe's seed, so that a retrain is the same
+            params.setdefault("random_state", self.config.seed)
         preprocess = ColumnTransformer(transformers, remainder="drop",
                                        verbose_feature_names_out=False)
         if self.config.model.class_weight:
-            if "class_weight" not in estimator_cls().get_params():
+            if "class_weight" not in accepted:
                 return _resampling(preprocess, estimator_cls(**params), seed=self.config.seed)
             params.setdefault("class_weight", self.config.model.class_weight)
         return Pipeline([("preprocess", preprocess), ("model", estimator_cls(**params))])
