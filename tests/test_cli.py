@@ -251,9 +251,12 @@ def test_doctor_asks_a_shared_tracking_store_whether_it_answers(
 
     from .conftest import free_port
 
-    class Health(BaseHTTPRequestHandler):
+    class Health(BaseHTTPRequestHandler):  # a server with basic auth: /health is open
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/health" else 404)
+            signed_in = self.headers.get("authorization") == "Basic YW5uOnNlY3JldA=="  # ann
+            self.send_response(200 if self.path == "/health" else 401 if not signed_in else
+                               200 if self.path.startswith("/api/2.0/mlflow/experiments/search")
+                               else 404)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
@@ -263,6 +266,12 @@ def test_doctor_asks_a_shared_tracking_store_whether_it_answers(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}")
+        code, out, _ = run(["doctor", "--json"], capsys)
+        store = next(c for c in json.loads(out)["checks"] if c["name"] == "store")
+        assert code == 1 and store["status"] == "fail"
+        assert "refuses the credentials (HTTP 401)" in store["detail"]
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ann")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
         code, out, _ = run(["doctor", "--json"], capsys)
         store = next(c for c in json.loads(out)["checks"] if c["name"] == "store")
         assert code == 0 and store["status"] == "ok" and "answers" in store["detail"]

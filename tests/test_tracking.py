@@ -224,3 +224,50 @@ def test_a_run_the_store_could_not_end_is_marked_failed_by_the_next(
     assert run.info.status == "FAILED" and run.data.tags["zero2one.abandoned"] == "true"
     assert tracking.client().get_run(result.run_id).info.status == "FINISHED"
     assert not list((workspace / ".zero2one" / tracking.OPEN_RUNS).iterdir())
+
+
+def test_failures_of_the_store_are_told_from_its_answers(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from zero2one.errors import TrackingError, UserError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ann")
+
+    def error(code: str) -> object:
+        from mlflow.protos.databricks_pb2 import ErrorCode
+
+        return tracking.store_error(MlflowException("x", error_code=ErrorCode.Value(code)),
+                                    action="delete run")
+
+    assert isinstance(error("UNAUTHENTICATED"), UserError)
+    assert "refused the credentials (HTTP 401)" in str(error("UNAUTHENTICATED"))
+    assert str(error("PERMISSION_DENIED")) == (
+        "http://127.0.0.1:9: ann may not delete run (HTTP 403); an admin of the server grants "
+        "permissions")
+    assert error("RESOURCE_DOES_NOT_EXIST") is None  # an answer: callers handle it
+    assert error("INVALID_PARAMETER_VALUE") is None
+    failed = error("INTERNAL_ERROR")
+    assert isinstance(failed, TrackingError) and not isinstance(failed, tracking.Unreachable)
+    down = tracking.store_error(ConnectionError("[Errno 111] Connection refused"))
+    assert isinstance(down, tracking.Unreachable) and "does not answer (connection refused" in str(
+        down)
+    assert tracking.store_error(UserError("mine")) is None
+
+
+def test_a_failed_registration_leaves_no_empty_registered_model(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from zero2one.errors import TrackingError
+
+    def down(self: MlflowClient, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("Connection refused")
+
+    monkeypatch.setattr(MlflowClient, "create_model_version", down)
+    with pytest.raises(TrackingError, match="does not answer"):
+        train(iris_recipe(track={"enabled": True}, register="half"))
+    assert tracking.list_models() == []
+    (run,) = tracking.list_runs()
+    assert run["status"] == "RUNNING"  # the store "was down": the next run marks it failed

@@ -164,8 +164,8 @@ def _tracking() -> Check:
         shown = without_password(uri)
         if answer is None:
             return Check("tracking", "store", "ok", f"{shown} (MLFLOW_TRACKING_URI, answers)")
-        return Check("tracking", "store", "fail",
-                     f"{shown} (MLFLOW_TRACKING_URI) does not answer: {answer}")
+        why = answer if answer.startswith("refuses") else f"does not answer: {answer}"
+        return Check("tracking", "store", "fail", f"{shown} (MLFLOW_TRACKING_URI) {why}")
     ws = tracking.workspace()
     probe = ws if ws.exists() else ws.parent
     if not os.access(probe, os.W_OK):
@@ -177,6 +177,30 @@ def _tracking() -> Check:
 DATABASES = ("postgresql", "mysql", "mssql", "sqlite")  # tracking stores SQLAlchemy reaches
 
 
+def _signs_in(uri: str, timeout: float) -> str | None:
+    """None when a tracking server lets this user (MLFLOW_TRACKING_USERNAME/PASSWORD, if
+    set) read, else why not: a server with basic auth refuses wrong or missing credentials."""
+    import base64
+    import os
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if user:
+        pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair).decode()}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return ("refuses the credentials (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD")
+        return f"HTTP {exc.code} on a search"
+
+
 def answers(uri: str, timeout: float = 3.0) -> str | None:
     """None when the tracking store at ``uri`` answers within ``timeout`` seconds, else why
     not: a tracking server's /health, a database's connection."""
@@ -186,7 +210,9 @@ def answers(uri: str, timeout: float = 3.0) -> str | None:
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
-                return None if reply.status == 200 else f"HTTP {reply.status}"
+                if reply.status != 200:
+                    return f"HTTP {reply.status}"
+            return _signs_in(uri, timeout)
         except urllib.error.HTTPError as exc:
             return f"HTTP {exc.code}"
         except (OSError, ValueError) as exc:

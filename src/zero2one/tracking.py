@@ -7,6 +7,7 @@ everything at a real MLflow server instead.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -15,10 +16,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from zero2one import tracking_sql
-from zero2one.errors import ModelRefError, TrackingError, UserError
+from zero2one.errors import ModelRefError, TrackingError, UserError, Zero2OneError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_TAG = "zero2one.manifest_sha256"
 TASK_TAG = "zero2one.task"
+DATA_TAG = "zero2one.data.sha256"  # the fingerprint of the data a run read
 # a model made from another by zero2one export / compress: the parent's pinned reference, how
 PARENT_TAG = "zero2one.parent"
 CONVERSION_TAG = "zero2one.conversion"
@@ -62,6 +64,8 @@ def client() -> MlflowClient:
 
         for name in ("mlflow", "alembic"):  # after the import, which sets mlflow's own level
             logging.getLogger(name).setLevel(logging.WARNING)
+        # each retry of an unreachable server is a warning; the error at the end says it
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
         # no mlflow.set_tracking_uri(): it exports MLFLOW_TRACKING_URI, which would make the
         # embedded store look like a user-chosen server to is_embedded()
@@ -69,10 +73,79 @@ def client() -> MlflowClient:
         # a tracking server makes MLflow print "View run ... at: URL" on stdout, where
         # `--json` output goes; the run id and model reference are in zero2one's own output
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        # a server that is down is retried for about 15 s (1+2+4+8: a database restart),
+        # not MLflow's 4 minutes; the variables still override
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         if is_embedded():
             workspace().mkdir(parents=True, exist_ok=True)
-        _clients[uri] = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        guarded = _Guarded(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri))
+        _clients[uri] = cast("MlflowClient", guarded)
     return _clients[uri]
+
+
+class _Guarded:
+    """An MlflowClient whose failures of the store itself — unreachable, erroring, refusing
+    the credentials — are zero2one errors that say so; what the store answers (no such run,
+    no such version) stays MLflow's, for the callers that look for it."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                error = store_error(exc, action=name.replace("_", " "))
+                if error is None:
+                    raise
+                raise error from exc
+
+        return call
+
+
+class Unreachable(TrackingError):
+    """The tracking server does not answer at all (retried already)."""
+
+
+_STORE_FAILURES = ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ENDPOINT_NOT_FOUND",
+                   "REQUEST_LIMIT_EXCEEDED")
+
+
+def store_error(exc: Exception, *, action: str = "do that") -> Zero2OneError | None:
+    """The zero2one error for a failure of the tracking store (None: an answer of the store,
+    such as "no such run", which callers handle)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, Zero2OneError):
+        return None
+    uri = tracking_uri()
+    code = getattr(exc, "error_code", None) if isinstance(exc, MlflowException) else None
+    if code == "UNAUTHENTICATED":
+        return UserError(f"{uri} refused the credentials (HTTP 401): set "
+                         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user of "
+                         "the server")
+    if code == "PERMISSION_DENIED":
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
+        return UserError(f"{uri}: {user} may not {action} (HTTP 403); an admin of the "
+                         "server grants permissions")
+    if code is not None and code not in _STORE_FAILURES:
+        return None
+    text = str(exc)
+    for sign, what in (("Connection refused", "connection refused"),
+                       ("timed out", "timed out"), ("Max retries exceeded", "no answer"),
+                       ("Name or service not known", "unknown host")):
+        if sign in text:
+            return Unreachable(f"the tracking store {uri} does not answer ({what}, "
+                               "retried for about 15 s); is the server running?")
+    detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return TrackingError(f"the tracking store {uri} failed: {detail[:300]}")
 
 
 def _read_only() -> sqlite3.Connection | None:
@@ -182,6 +255,8 @@ def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str],
         if created is None:
             created = c.create_run(experiment_id(experiment), run_name=run_name,
                                    tags=dict(tags))
+    except Zero2OneError:
+        raise
     except Exception as exc:
         raise TrackingError(f"cannot start a run in {tracking_uri()}: {exc}") from exc
     run = Run(created.info.run_id, created.info.artifact_uri, _client=c)
@@ -195,9 +270,14 @@ def start_run(experiment: str, *, run_name: str, tags: Mapping[str, str],
                                                                           run.run_id):
             ledger.unlink(missing_ok=True)
         raise
-    except BaseException:
-        if _quietly(c.set_terminated, run.run_id, "FAILED"):
+    except BaseException as exc:
+        # a store that does not answer is not asked again (another 15 s of retries)
+        if not isinstance(exc, Unreachable) and _quietly(c.set_terminated, run.run_id,
+                                                         "FAILED"):
             ledger.unlink(missing_ok=True)
+        elif isinstance(exc, TrackingError):
+            raise TrackingError(f"{exc}; run {run.run_id} is marked failed by the next run "
+                                "started in this workspace once the store answers") from exc
         raise
     with run._timed():
         try:
@@ -296,16 +376,27 @@ def register_model(name: str, run: Run, *, manifest_sha256: str,
 
     with run._timed():
         c = run._client
+        created = False
         try:
             c.get_registered_model(name)
         except MlflowException:
             c.create_registered_model(name)
-        version = c.create_model_version(
-            name,
-            source=run.model_artifact_uri,
-            run_id=run.run_id,
-            tags={**(tags or {}), MANIFEST_TAG: manifest_sha256},
-        )
+            created = True
+        try:
+            version = c.create_model_version(
+                name,
+                source=run.model_artifact_uri,
+                run_id=run.run_id,
+                tags={**(tags or {}), MANIFEST_TAG: manifest_sha256},
+            )
+        except Exception:
+            if created:  # no registered model without versions is left behind
+                try:
+                    c.delete_registered_model(name)
+                except Exception as exc:
+                    log.warning("registered model %s has no versions and could not be removed "
+                                "(%s)", name, str(exc).splitlines()[0])
+            raise
     return str(version.version)
 
 
@@ -411,6 +502,27 @@ def download(uri: str, *, expected_manifest: str | None = None) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def read_artifact(run_id: str, path: str) -> str | None:
+    """The text of a run's small artifact file (``recipe.yaml``, ``lineage.json``), or None
+    when the run has no such file; a store that does not answer is a TrackingError."""
+    import tempfile
+
+    uri = run_artifact_uri(run_id, path)
+    local = tracking_sql.local_path(uri)
+    if local is not None:
+        return local.read_text(encoding="utf-8") if local.is_file() else None
+    folder = path.rpartition("/")[0] or None
+    try:
+        listed = {item.path for item in client().list_artifacts(run_id, folder)}
+    except Exception as exc:
+        raise TrackingError(f"cannot list the artifacts of run {run_id} in {tracking_uri()}: "
+                            f"{str(exc).splitlines()[0]}") from exc
+    if path not in listed:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return _fetch(uri, Path(tmp)).read_text(encoding="utf-8")
 
 
 def _fetch(uri: str, directory: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ def start(
     zero2one command at it with MLFLOW_TRACKING_URI=http://HOST:PORT or --tracking-uri."""
     from zero2one import tracking
     from zero2one.doctor import DATABASES, answers, without_password
-    from zero2one.errors import UserError
+    from zero2one.errors import UserError, require
 
     store = backend or f"sqlite:///{tracking.workspace().resolve() / 'server.db'}"
     if not store.startswith(DATABASES):
@@ -54,8 +55,11 @@ def start(
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
                "--serve-artifacts", "--artifacts-destination", str(folder), "--host", host,
                "--port", str(port), "--workers", str(workers)]
+    env = dict(os.environ)
     if auth:
+        require("flask_wtf", "server")  # what MLflow's basic-auth app needs
         command += ["--app-name", "basic-auth"]
+        env.update(_auth_settings(store, tracking.workspace()))
     if allowed_hosts:
         command += ["--allowed-hosts", allowed_hosts]
     console(stderr=True).print(
@@ -63,7 +67,61 @@ def start(
         f"{without_password(store)}, artifacts in {folder}); point zero2one at it with:\n"
         f"  export MLFLOW_TRACKING_URI=http://{host}:{port}", highlight=False)
     try:
-        code = subprocess.run(command, check=False).returncode
+        code = subprocess.run(command, check=False, env=env).returncode
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
+
+
+def _auth_settings(store: str, home: Path) -> dict[str, str]:
+    """MLflow's basic-auth app, configured: its users in the store beside the runs (one
+    database to back up; its own tables), new users may read everything, and a key for its
+    CSRF protection; MLFLOW_AUTH_CONFIG_PATH and MLFLOW_FLASK_SERVER_SECRET_KEY still
+    override. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD: MLflow ships none."""
+    from zero2one.errors import UserError
+
+    settings = {"MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get(
+        "MLFLOW_FLASK_SERVER_SECRET_KEY") or _secret(home)}
+    if os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
+        return settings
+    if not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD") and not _has_users(store):
+        raise UserError("--auth: the first start creates the user 'admin'; set "
+                        "MLFLOW_AUTH_ADMIN_PASSWORD to its password (MLflow ships none)")
+    config = home / "server-auth.ini"  # it holds the store's URL, password included
+    config.unlink(missing_ok=True)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("[mlflow]\ndefault_permission = READ\n"
+                  f"database_uri = {store.replace('%', '%%')}\nadmin_username = admin\n"
+                  "authorization_function = mlflow.server.auth:authenticate_request_basic_auth"
+                  "\n")
+    return {**settings, "MLFLOW_AUTH_CONFIG_PATH": str(config)}
+
+
+def _has_users(store: str) -> bool:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("users"):
+                return False
+            return bool(connection.execute(sa.text("SELECT COUNT(*) FROM users")).scalar())
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _secret(home: Path) -> str:
+    """The workspace's server key (made once, readable by its owner only); set
+    MLFLOW_FLASK_SERVER_SECRET_KEY instead to share one between servers."""
+    import secrets
+
+    path = home / "server-secret"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
