@@ -5,8 +5,9 @@ def test_public_names_are_pinned() -> None:
     assert sorted(zero2one.__all__) == sorted([
         "ArtifactError", "CompressOptions", "ConversionError", "DataError", "IntegrityError",
         "ModelRefError", "RecipeError", "SchemaError", "TrainResult", "UserError",
-        "Zero2OneError", "__version__", "compress", "export", "load", "load_recipe",
-        "predict_file", "predict_partitions", "register_task", "train",
+        "Zero2OneError", "__version__", "add_data", "compress", "diff_runs", "export", "load",
+        "load_recipe", "predict_file", "predict_partitions", "register_task", "reproduce",
+        "train",
     ])
     for name in zero2one.__all__:
         assert getattr(zero2one, name) is not None

@@ -27,13 +27,16 @@ __all__ = [
     "UserError",
     "Zero2OneError",
     "__version__",
+    "add_data",
     "compress",
+    "diff_runs",
     "export",
     "load",
     "load_recipe",
     "predict_file",
     "predict_partitions",
     "register_task",
+    "reproduce",
     "train",
 ]
 
@@ -54,6 +57,9 @@ from zero2one.registry import register_task
 if TYPE_CHECKING:
     from zero2one.api import TrainResult, load, predict_file, predict_partitions, train
     from zero2one.convert import CompressOptions, compress, export
+    from zero2one.lineage import diff as diff_runs
+    from zero2one.lineage import reproduce
+    from zero2one.versions import add as add_data
 
 
 def __getattr__(name: str) -> Any:
@@ -65,4 +71,12 @@ def __getattr__(name: str) -> Any:
         from zero2one import convert
 
         return getattr(convert, name)
+    if name in {"reproduce", "diff_runs"}:
+        from zero2one import lineage
+
+        return getattr(lineage, {"diff_runs": "diff"}.get(name, name))
+    if name == "add_data":
+        from zero2one.versions import add
+
+        return add
     raise AttributeError(f"module 'zero2one' has no attribute {name!r}")

