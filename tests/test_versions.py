@@ -210,6 +210,23 @@ def test_reproduce_needs_the_runs_repository(project: Path, capsys: pytest.Captu
     assert code == 2 and f"commit {commit[:12]} is not in the repository" in err
 
 
+def test_adding_again_and_choosing_a_team_remote(project: Path, capsys: pytest.CaptureFixture[str],
+                                                 tmp_path_factory: pytest.TempPathFactory
+                                                 ) -> None:
+    first = versions.add("data/iris.csv", message="iris")
+    assert first.remote.startswith("zero2one (") and ".zero2one/dvc-remote" in first.remote
+    head = git(project, "rev-parse", "HEAD")
+    code, out, err = run(["data", "add", "data/iris.csv", "-m", "again"], capsys)
+    assert code == 0, err
+    assert "unchanged: data/iris.csv.dvc records this version in the last commit" in out
+    assert git(project, "rev-parse", "HEAD") == head  # no empty commit
+    shared = tmp_path_factory.mktemp("team-remote")
+    (project / "data/iris.csv").write_text("a,target\n1,0\n2,1\n")
+    again = versions.add("data/iris.csv", remote=str(shared), message="v2")
+    assert again.remote == f"zero2one ({shared})"  # not this machine's local default
+    assert any(shared.rglob("*")) and again.commit == git(project, "rev-parse", "HEAD")
+
+
 def test_data_add_refusals(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     with pytest.raises(DataError, match="no such file or folder"):
         versions.add("data/absent.csv")
@@ -249,8 +266,10 @@ def test_folders_and_files_inside_them(project: Path) -> None:
 
 def test_reproduce_a_library_data_set_and_report_a_difference(
         workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """No git here: sklearn's iris is versioned by scikit-learn. A recorded metric the retrain
-    does not match (tampered here) fails the reproduction with exit code 1."""
+    """sklearn's iris is versioned by scikit-learn: the run is trained again outside the
+    repository, anywhere. A recorded metric the retrain does not match (tampered here) fails
+    the reproduction with exit code 1."""
+    init_repo(workspace)
     recipe = workspace / "r.yaml"
     recipe.write_text(yaml.safe_dump(iris_recipe(track={"enabled": True}, seed=3)))
     code, out, err = run(["train", str(recipe), "--json"], capsys)

@@ -19,9 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import UserError
+
+if TYPE_CHECKING:
+    from zero2one.progress import Reporter
 
 REPRODUCES_TAG = "zero2one.reproduces"
 # recipe values that name or file a run and change nothing in it (a reproduction registers none)
@@ -69,7 +72,8 @@ class Reproduction:
         return {**asdict(self), "reproduced": self.reproduced}
 
 
-def reproduce(run_id: str, *, tolerance: float | None = None, reporter: Any = None) -> Reproduction:
+def reproduce(run_id: str, *, tolerance: float | None = None,
+              reporter: Reporter | None = None) -> Reproduction:
     """Train run ``run_id``'s recorded recipe on its recorded data again and compare."""
     from zero2one import tracking, versions
     from zero2one.api import train
@@ -107,9 +111,9 @@ def reproduce(run_id: str, *, tolerance: float | None = None, reporter: Any = No
         if name.startswith("test_") or name == "cv_best_score"
     ]
     differences = []
-    if result.run_id is not None:
+    if result.run_id is not None:  # the commit is the recorded one, or none was needed
         differences = [d for d in diff(run_id, result.run_id)
-                       if d.section in ("data", "libraries", "machine")]
+                       if d.section in ("data", "libraries", "machine") and d.key != "commit"]
     return Reproduction(run_id, result.run_id, tolerance, checks, differences)
 
 

@@ -96,6 +96,7 @@ class Added:
     files: int | None  # a folder's file count
     remote: str  # the remote's name and URL
     commit: str | None  # the commit made with --message, else None (staged only)
+    unchanged: bool  # the data is at the version the last commit records
     root: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def add(path: str | Path, *, remote: str | None = None, message: str | None = No
                         "project first (DVC keeps its .dvc files in git)")
     target = target.resolve()
     relative = target.relative_to(root).as_posix()
-    if relative == "." or relative.startswith(".dvc") or relative.startswith(".git"):
+    if relative == "." or Path(relative).parts[0] in (".git", ".dvc"):
         raise UserError(f"{path}: add a data file or folder inside the repository, not "
                         f"{'the repository itself' if relative == '.' else relative}")
     if _git(root, "ls-files", "--error-unmatch", "--", relative, check=False).returncode == 0:
@@ -135,12 +136,16 @@ def add(path: str | Path, *, remote: str | None = None, message: str | None = No
                           if (root / p).exists()]]
     _git(root, "add", "--", *staged)
     commit = None
-    if message is not None:
+    # nothing to commit: this version is the committed one already
+    unchanged = _git(root, "diff", "--cached", "--quiet", "HEAD", "--", *staged,
+                     check=False).returncode == 0
+    if message is not None and not unchanged:
         _git(root, "commit", "--quiet", "-m", message, "--", *staged)
         commit = _git(root, "rev-parse", "HEAD").stdout.strip()
     out = _outs(root / dvc_file)[0]
     return Added(path=relative, dvc_file=dvc_file, md5=out["md5"], size=out.get("size"),
-                 files=out.get("nfiles"), remote=name, commit=commit, root=str(root))
+                 files=out.get("nfiles"), remote=name, commit=commit, unchanged=unchanged,
+                 root=str(root))
 
 
 def _set_remote(root: Path, url: str | None) -> str:
@@ -149,7 +154,8 @@ def _set_remote(root: Path, url: str | None) -> str:
     machine's config only: the path means nothing elsewhere)."""
     from zero2one.tracking import workspace
 
-    if url is not None:
+    if url is not None:  # this machine's local default would still win: it goes
+        _dvc(root, "remote", "remove", "--local", DEFAULT_REMOTE, check=False)
         _dvc(root, "remote", "add", "--default", "--force", DEFAULT_REMOTE, url)
     elif _dvc(root, "remote", "default", check=False).returncode != 0:  # none set
         local = workspace() / "dvc-remote"
@@ -177,8 +183,9 @@ def _outs(dvc_file: Path) -> list[dict[str, Any]]:
 
 def describe(paths: Sequence[Path], *, cwd: Path | None = None) -> dict[str, Any]:
     """How each of ``paths`` (the files and folders a recipe reads) is versioned, for the
-    run's record: ``{"git": {"commit", "workdir", "dirty"}, "data": [...]}`` — ``git`` absent
-    outside a repository. Cheap where nothing is versioned; one ``dvc status`` otherwise."""
+    run's record: ``{"git": {"commit", "workdir"} or None, "data": [{"path", "versioned":
+    dvc|git|none, "clean", "dvc": [{"file", "md5"}] or "object"}]}``. A few git calls where
+    nothing is under DVC; one ``dvc status`` otherwise."""
     cwd = (cwd or Path.cwd()).resolve()
     root = git_root(cwd)
     record: dict[str, Any] = {"data": []}

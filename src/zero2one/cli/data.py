@@ -42,7 +42,9 @@ def add(
     files = f", {added.files} files" if added.files else ""
     out = console()
     out.print(f"{added.path}: md5 {added.md5} ({size}{files}) pushed to {added.remote}")
-    if added.commit:
+    if added.unchanged:
+        out.print(f"unchanged: {added.dvc_file} records this version in the last commit")
+    elif added.commit:
         out.print(f"committed {added.dvc_file} as {added.commit[:12]}")
     else:
         out.print(f"staged {added.dvc_file}; commit it (git commit) so that runs can be "
