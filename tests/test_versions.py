@@ -156,6 +156,14 @@ def test_unversioned_data_cannot_be_reproduced(project: Path,
     assert code == 2 and "data/iris.csv is versioned by neither git nor DVC" in err
 
 
+def test_an_absolute_data_path_is_refused(project: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    versions.add("data/iris.csv", message="iris")
+    trained = train_json(capsys, "--set", f"data.source={project / 'data/iris.csv'}")
+    code, _, err = run(["reproduce", trained["run_id"]], capsys)
+    assert code == 2 and "by an absolute path" in err
+
+
 def test_data_committed_to_git_reproduces(project: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     git(project, "add", "data/iris.csv")

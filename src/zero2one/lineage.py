@@ -89,6 +89,12 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
     recipe["register_as"] = None  # a reproduction is a run, not a new model version
     recipe.pop("register", None)
     task_cls = get_task(recipe["task"])
+    absolute = [p for p in task_cls(task_cls.config_model.model_validate(recipe)).data_paths()
+                if p.is_absolute()]
+    if absolute and lineage["data"]:  # it would read the file as it is now, not the version
+        raise UserError(f"run {run_id} read {absolute[0]} by an absolute path; reproduce checks "
+                        "the data out in a worktree and needs the recipe's paths relative to "
+                        "the project")
     tolerance = task_cls.reproduce_tolerance if tolerance is None else tolerance
     tags = {REPRODUCES_TAG: run_id}
     if lineage["data"]:
