@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from zero2one.errors import DataError, UserError
-from zero2one.progress import NullReporter, Reporter, RunReporter
+from zero2one.progress import NullReporter, Reporter, RunReporter, default_reporter
 from zero2one.recipe import BaseRecipe, apply_overrides, flatten, load_recipe, validate
 
 if TYPE_CHECKING:
@@ -55,6 +55,46 @@ class TrainResult:
     @property
     def registered_uri(self) -> str | None:
         return registered_uri(self.registered_name, self.registered_version)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the model and run, the held-out metrics beside their baselines,
+        the best parameters and the plots the run recorded."""
+        from html import escape
+
+        baseline = {k.removeprefix("baseline_"): v for k, v in self.metrics.items()
+                    if k.startswith("baseline_")}
+        rows = "".join(
+            f"<tr><td>{escape(k)}</td><td>{v:.4g}</td>"
+            f"<td>{'' if k not in baseline else f'{baseline[k]:.4g}'}</td></tr>"
+            for k, v in self.metrics.items() if not k.startswith("baseline_"))
+        facts = [("model", self.registered_uri or self.model_uri), ("run", self.run_id),
+                 ("best params", self.best_params or None),
+                 ("cv score", None if self.cv_score is None else f"{self.cv_score:.4g}"),
+                 ("seconds", f"{self.seconds.get('total', 0):.1f}")]
+        head = "".join(f"<div><b>{escape(k)}</b>: <code>{escape(str(v))}</code></div>"
+                       for k, v in facts if v is not None)
+        images = "".join(f'<img src="data:image/png;base64,{data}" title="{escape(name)}" '
+                         'style="width:320px;margin:4px">' for name, data in self._plots())
+        return (f"<div><h4>{escape(self.name)} <small>({escape(self.task)})</small></h4>{head}"
+                "<table><tr><th>held-out metric</th><th>model</th><th>baseline</th></tr>"
+                f"{rows}</table><div>{images}</div></div>")
+
+    def _plots(self, most: int = 6) -> list[tuple[str, str]]:
+        """(name, base64 PNG) of the run's plots (a local store) or the model's report."""
+        import base64
+
+        from zero2one import tracking, tracking_sql
+        from zero2one.errors import Zero2OneError
+
+        folder = self.model_dir / "report"
+        if self.run_id is not None:
+            try:
+                uri = tracking.run_artifact_uri(self.run_id, "plots")
+            except Zero2OneError:  # the store went away: the page shows no plots
+                return []
+            folder = tracking_sql.local_path(uri) or folder
+        pngs = sorted(folder.glob("*.png"))[:most] if folder.is_dir() else []
+        return [(p.name, base64.b64encode(p.read_bytes()).decode()) for p in pngs]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,7 +136,7 @@ def train(
     """
     from zero2one import distributed, scale
 
-    reporter = reporter or NullReporter()
+    reporter = reporter or default_reporter()
     # a Dask cluster if the task asks for one; the ranks' process group under --nproc
     with scale.using(say=reporter.info), distributed.process_group():
         if not distributed.is_main():
@@ -439,7 +479,7 @@ def predict_partitions(
     from zero2one.scale.score import score_partitions
     from zero2one.task import Task
 
-    reporter = reporter or NullReporter()
+    reporter = reporter or default_reporter()
     with scale.using(scheduler, workers=workers, say=reporter.info):
         model = ref if isinstance(ref, Task) else load(ref, trust=trust)
         return score_partitions(model, str(source), Path(output), options=options,

@@ -99,3 +99,15 @@ class RunReporter:
     def metrics(self, values: dict[str, float], step: int) -> None:
         self.log(values, step)
         self.inner.metrics(values, step)
+
+
+def default_reporter() -> Reporter:
+    """What the Python API reports to when the caller gives no reporter: progress bars in a
+    Jupyter notebook (rich renders them there), nothing elsewhere (a library stays quiet)."""
+    import sys
+
+    shell = sys.modules.get("IPython")
+    ipython = getattr(shell, "get_ipython", lambda: None)() if shell is not None else None
+    if type(ipython).__name__ == "ZMQInteractiveShell":  # a notebook's kernel
+        return RichReporter()
+    return NullReporter()
