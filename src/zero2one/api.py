@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from zero2one.errors import DataError, UserError
-from zero2one.progress import NullReporter, Reporter, RunReporter, default_reporter
+from zero2one.progress import (
+    NullReporter,
+    Reporter,
+    RunReporter,
+    TensorBoardReporter,
+    default_reporter,
+)
 from zero2one.recipe import BaseRecipe, apply_overrides, flatten, load_recipe, validate
 
 if TYPE_CHECKING:
@@ -180,9 +186,41 @@ def _train(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Itera
     if out is not None and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new directory")
     lineage = _lineage(task, reporter)  # as the data is now, before a long fit
-    if config.track.enabled:
-        return _train_tracked(task, data, out=out, reporter=reporter, started=started,
-                              lineage=lineage, tags=tags)
+    with _tensorboard(task, reporter) as reporter:
+        if config.track.enabled:
+            if isinstance(reporter, TensorBoardReporter):  # where the run's curves are
+                tags = {**tags, "zero2one.tensorboard": str(reporter.logdir)}
+            return _train_tracked(task, data, out=out, reporter=reporter, started=started,
+                                  lineage=lineage, tags=tags)
+        return _train_untracked(task, data, out=out, reporter=reporter, started=started,
+                                lineage=lineage)
+
+
+@contextmanager
+def _tensorboard(task: Task, reporter: Reporter) -> Iterator[Reporter]:
+    """``reporter``, also writing TensorBoard event files when the recipe asks for them."""
+    if not task.config.track.tensorboard:
+        yield reporter
+        return
+    from zero2one.errors import require
+    from zero2one.tracking import workspace
+
+    if not task.needs_torch:
+        raise UserError(f"track.tensorboard: {task.name} training has no curves to show; "
+                        "TensorBoard is for the deep-learning tasks")
+    require("tensorboard", "tensorboard")
+    logdir = workspace() / "tensorboard" / f"{task.config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    board = TensorBoardReporter(reporter, logdir)
+    reporter.info(f"TensorBoard: {logdir} (zero2one tensorboard)")
+    try:
+        yield board
+    finally:
+        board.close()
+
+
+def _train_untracked(task: Task, data: Any, *, out: str | Path | None, reporter: Reporter,
+                     started: float, lineage: dict[str, Any]) -> TrainResult:
+    config = task.config
     target = Path(out) if out is not None else _default_out(config.name)
     metrics, timings = _fit_evaluate(task, data, reporter)
 

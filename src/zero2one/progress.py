@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 
 class Step(Protocol):
@@ -22,6 +23,10 @@ class Reporter(Protocol):
     def info(self, message: str) -> None: ...
 
     def metrics(self, values: dict[str, float], step: int) -> None: ...
+
+    def image(self, tag: str, image: Any, step: int) -> None: ...
+
+    def text(self, tag: str, text: str, step: int) -> None: ...
 
 
 class _NullStep:
@@ -40,6 +45,12 @@ class NullReporter:
         pass
 
     def metrics(self, values: dict[str, float], step: int) -> None:
+        pass
+
+    def image(self, tag: str, image: Any, step: int) -> None:
+        pass
+
+    def text(self, tag: str, text: str, step: int) -> None:
         pass
 
 
@@ -83,6 +94,12 @@ class RichReporter:
     def metrics(self, values: dict[str, float], step: int) -> None:
         pass  # the per-epoch line comes through info()
 
+    def image(self, tag: str, image: Any, step: int) -> None:
+        pass
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        pass
+
 
 class RunReporter:
     """Forwards per-step metrics to a tracking run, everything else to ``inner``."""
@@ -99,6 +116,47 @@ class RunReporter:
     def metrics(self, values: dict[str, float], step: int) -> None:
         self.log(values, step)
         self.inner.metrics(values, step)
+
+    def image(self, tag: str, image: Any, step: int) -> None:
+        self.inner.image(tag, image, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.inner.text(tag, text, step)
+
+
+class TensorBoardReporter:
+    """Also writes what a fit reports — per-step metrics as scalars, sample images (H×W×C,
+    uint8) and texts — as TensorBoard event files in ``logdir``; everything goes on to
+    ``inner``. :meth:`close` flushes them."""
+
+    def __init__(self, inner: Reporter, logdir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.inner, self.logdir = inner, logdir
+        self.writer = SummaryWriter(str(logdir))
+
+    def step(self, description: str, total: int | None = None) -> AbstractContextManager[Step]:
+        return self.inner.step(description, total)
+
+    def info(self, message: str) -> None:
+        self.inner.info(message)
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+        self.inner.metrics(values, step)
+
+    def image(self, tag: str, image: Any, step: int) -> None:
+        self.writer.add_image(tag, image, step, dataformats="HWC")
+        self.inner.image(tag, image, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.writer.add_text(tag, text, step)
+        self.inner.text(tag, text, step)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
 
 
 def default_reporter() -> Reporter:

@@ -36,6 +36,11 @@ class TrackConfig(Strict):
     experiment: str | None = Field(
         None, description="MLflow experiment; defaults to the recipe's name."
     )
+    tensorboard: bool = Field(
+        False, description="Deep-learning tasks: also write TensorBoard event files (training "
+        "curves, learning rate, sample images or texts) to WORKSPACE/tensorboard/NAME-TIME; "
+        "`zero2one tensorboard` opens them."
+    )
 
 
 class BaseRecipe(Strict):

@@ -1,4 +1,4 @@
-"""``zero2one ui``: the MLflow UI on the workspace's store."""
+"""``zero2one ui``: the MLflow UI on the workspace's store; ``zero2one tensorboard``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,28 @@ def ui(
     typer.echo(f"MLflow UI for {tracking.tracking_uri()} on http://{host}:{port} (Ctrl-C stops)",
                err=True)
     run_until_stopped(ui_command(host, port))
+
+
+def tensorboard(
+    logdir: Annotated[str | None, typer.Option(
+        help="Event files to show [WORKSPACE/tensorboard].", show_default=False)] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 6006,
+) -> None:
+    """Open TensorBoard on the event files of trains with track.tensorboard (Ctrl-C stops it)."""
+    from pathlib import Path
+
+    from zero2one import tracking
+    from zero2one.errors import UserError, require
+
+    require("tensorboard", "tensorboard")
+    folder = Path(logdir) if logdir else tracking.workspace() / "tensorboard"
+    if not folder.is_dir():
+        raise UserError(f"no TensorBoard event files in {folder} yet; train a deep-learning "
+                        "recipe with --set track.tensorboard=true first")
+    typer.echo(f"TensorBoard for {folder} on http://{host}:{port} (Ctrl-C stops)", err=True)
+    run_until_stopped([sys.executable, "-m", "tensorboard.main", "--logdir", str(folder),
+                       "--host", host, "--port", str(port)])
 
 
 def run_until_stopped(command: list[str]) -> None:

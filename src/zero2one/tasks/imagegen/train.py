@@ -194,6 +194,7 @@ def fit(
             if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
                 with swapped(params, ema):
                     outcome.grids[step] = sample_grid(pipe, grid_prompts, sample, seed)
+                reporter.image("samples", outcome.grids[step], step)
                 unet.train()
                 reporter.info(f"step {step}: loss {loss.item():.4f}, sample grid taken")
             if ckpt_path is not None and (step % cfg.checkpoint_every == 0):

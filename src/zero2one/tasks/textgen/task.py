@@ -153,6 +153,9 @@ class TextGeneration(Task):
         tuned = self._answers(wrapped, tokenizer, [row["messages"] for row in self.samples_])
         for row, answer in zip(self.samples_, tuned, strict=True):
             row["tuned"] = answer
+            question = row["messages"][-1]["content"]
+            reporter.text("samples", f"**{question}**\n\n*base*: {row['base']}\n\n"
+                          f"*tuned*: {answer}", outcome.steps)
         self.outcome_ = outcome
         self.scores_ = {
             "val_loss": loss, "val_perplexity": train.perplexity(loss),
