@@ -33,6 +33,8 @@ SMALL = [
      "--set eval.images_per_prompt=2 --set eval.guidance_scales=[1,3] "
      "--set eval.judge_epochs=1"),
     ("--method qat --epochs 3", "--method qat --epochs 1"),
+    ("zero2one train recipes/keras-cnn.yaml", "zero2one train recipes/keras-cnn.yaml "
+     "--set train.epochs=1"),
 ]
 
 
@@ -94,5 +96,6 @@ def test_every_guide_command_runs(tmp_path: Path) -> None:
         assert expected in everything, expected
     assert '"result":[0],"labels":["setosa"]' in everything.replace(" ", "")  # the /predict
     assert (tmp_path / "sevens" / "grid.png").is_file()
+    assert "registered: models:/keras-cnn/1" in everything
     assert (tmp_path / "build" / "iris" / "Dockerfile").is_file()
     assert sorted(p.name for p in (tmp_path / "scored-parts").glob("*.parquet"))

@@ -30,8 +30,10 @@ class ImageDataConfig(Strict):
 
 class ModelConfig(Strict):
     arch: str = Field(
-        "small-cnn", description="seed-cnn (the guide's Keras CNN), small-cnn, or an import path "
-        "to a torch.nn.Module taking in_channels, num_classes and image_size."
+        "small-cnn", description="seed-cnn (the guide's Keras CNN), small-cnn, an import path "
+        "to a torch.nn.Module taking in_channels, num_classes and image_size, or "
+        "keras:path/to/model.py:function — a function returning a Keras 3 model (channels-last "
+        "input, trained on the torch backend; pip install \"zero2one[keras]\")."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Extra module arguments.")
 

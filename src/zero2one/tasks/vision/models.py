@@ -1,8 +1,10 @@
-"""Networks: the guide's Keras CNN rebuilt in PyTorch, a stronger small CNN, or any Module."""
+"""Networks: the guide's Keras CNN rebuilt in PyTorch, a stronger small CNN, any Module, or a
+Keras 3 model from a Python file (``keras:model.py:build``, trained on the torch backend)."""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,12 +69,118 @@ def _import(path: str) -> type:
 
 
 def check_arch(arch: str) -> None:
-    if arch not in BUILTIN:
+    if arch.startswith(KERAS):
+        _keras_source(arch)
+    elif arch not in BUILTIN:
         _import(arch)
+
+
+# ---- Keras 3 models (the torch backend: a Keras model is a torch.nn.Module) -----------------
+
+KERAS = "keras:"  # model.arch: keras:path/to/model.py:build
+KERAS_FILE = "model.keras"
+
+
+def is_keras(arch: str) -> bool:
+    return arch.startswith(KERAS)
+
+
+def _keras_source(arch: str) -> tuple[Path, str]:
+    path, _, function = arch.removeprefix(KERAS).rpartition(":")
+    if not path or not function.isidentifier():
+        raise ValueError(f"model.arch {arch!r}: write keras:path/to/model.py:function")
+    if not Path(path).is_file():
+        raise ValueError(f"model.arch {arch!r}: no file {path}")
+    return Path(path), function
+
+
+def keras() -> Any:
+    """Keras on the torch backend (imported only here: it takes seconds)."""
+    import os
+
+    from zero2one.errors import UserError, require
+
+    backend = os.environ.setdefault("KERAS_BACKEND", "torch")
+    if backend != "torch":
+        raise UserError(f"KERAS_BACKEND={backend}: zero2one trains and serves Keras models "
+                        "on the torch backend; unset it or set it to torch")
+    require("keras", "keras")
+    import keras as keras_module
+
+    return keras_module
+
+
+class KerasNet(nn.Module):
+    """A Keras model (channels-last images in) as zero2one's networks are: NCHW images in,
+    logits out — a softmax output layer gives log-probabilities, which are logits to the loss
+    and to every softmax downstream."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        last = model.layers[-1] if model.layers else None
+        self.model = model
+        self.probabilities = getattr(last, "activation", None) is keras().activations.softmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x.permute(0, 2, 3, 1))
+        return torch.log(out.clamp_min(1e-12)) if self.probabilities else out
+
+
+def build_keras(arch: str, *, in_channels: int, num_classes: int, image_size: int) -> KerasNet:
+    """Run the recipe's Python file, call its function for the model, check it fits the data
+    and can be loaded safely later."""
+    import runpy
+    import warnings
+
+    path, function = _keras_source(arch)
+    k = keras()
+    k.utils.set_random_seed(torch.initial_seed() % 2**32)  # the recipe's seed (set before)
+    try:
+        with warnings.catch_warnings():  # Keras 3 prefers Input() to input_shape=; both work
+            warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
+            made = runpy.run_path(str(path))[function]()
+    except KeyError:
+        raise ValueError(f"model.arch {arch!r}: {path} defines no {function}()") from None
+    if not isinstance(made, k.Model):
+        raise ValueError(f"model.arch {arch!r}: {function}() returned a "
+                         f"{type(made).__name__}, not a Keras model")
+    lambdas = [layer.name for layer in made._flatten_layers() if isinstance(layer,
+                                                                            k.layers.Lambda)]
+    if lambdas:
+        raise ValueError(f"model.arch {arch!r}: Lambda layer(s) {', '.join(lambdas)} run "
+                         "arbitrary code, which a saved model may not (Keras safe_mode refuses "
+                         "them); write them as layers")
+    want = (image_size, image_size, in_channels)
+    shape = tuple(made.input_shape[1:]) if made.built else None
+    if shape is not None and shape != want:
+        raise ValueError(f"model.arch {arch!r}: the model takes {shape} inputs, the data is "
+                         f"{want} (height, width, channels)")
+    units = made.output_shape[-1] if made.built else None
+    if units is not None and units != num_classes:
+        raise ValueError(f"model.arch {arch!r}: the model has {units} outputs, the data "
+                         f"{num_classes} classes")
+    return KerasNet(made)
+
+
+def load_keras(path: Path) -> KerasNet:
+    """A saved Keras model, loaded with safe_mode (no code from the file runs)."""
+    from zero2one.errors import ArtifactError
+
+    k = keras()
+    try:
+        return KerasNet(k.saving.load_model(path, safe_mode=True, compile=False))
+    except ValueError as exc:
+        if "Lambda" in str(exc) or "safe_mode" in str(exc):
+            raise ArtifactError(f"{path}: the Keras model holds code (a Lambda layer), which "
+                                "safe_mode refuses to load") from None
+        raise
 
 
 def build(arch: str, *, in_channels: int, num_classes: int, image_size: int,
           params: dict[str, Any]) -> nn.Module:
+    if is_keras(arch):
+        return build_keras(arch, in_channels=in_channels, num_classes=num_classes,
+                           image_size=image_size)
     cls: Any = {"seed-cnn": SeedCNN, "small-cnn": SmallCNN}.get(arch) or _import(arch)
     if arch == "seed-cnn" and image_size < 4:
         raise ValueError("seed-cnn needs images of at least 4×4")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
-from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError
+from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError
 from zero2one.progress import Reporter
 from zero2one.task import Task
 from zero2one.tasks.vision.config import ImageRecipe
@@ -94,6 +94,10 @@ class ImageClassification(Task):
 
     @classmethod
     def check_data_parallel(cls, config: Any, world: int) -> None:
+        from zero2one.tasks.vision.models import is_keras
+
+        if is_keras(config.model.arch):
+            raise RecipeError("Keras models train in one process; leave out --nproc")
         if config.train.batch_size < world:
             raise RecipeError(f"{world} processes cannot share batches of train.batch_size="
                               f"{config.train.batch_size}: use at most "
@@ -285,6 +289,11 @@ class ImageClassification(Task):
     def _torch_net(self) -> Any:
         from torch import nn
 
+        from zero2one.tasks.vision.models import KerasNet
+
+        if isinstance(self.net_, KerasNet):
+            raise UserError("Keras models are not exported or compressed yet; train the "
+                            "network as a PyTorch module (model.arch) to use ONNX and INT8")
         if not isinstance(self.net_, nn.Module):
             raise DataError(f"this model already runs in {self.runtime}; export or compress "
                             "the model it was made from")
@@ -384,11 +393,15 @@ class ImageClassification(Task):
     # ---- persistence ------------------------------------------------------------------------
 
     def save(self, path: Path) -> dict[str, Any]:
+        from zero2one.tasks.vision import models
+
         fields: dict[str, Any] = {}
         if hasattr(self.net_, "graph"):  # an ONNX graph
             files = self.net_.graph.save(path)
             fields["runtime"] = {"engine": "onnxruntime", "file": files[0],
                                  "precision": self.net_.precision, "method": self.net_.method}
+        elif isinstance(self.net_, models.KerasNet):  # Keras' own format, loaded in safe mode
+            self.net_.model.save(path / models.KERAS_FILE)
         else:
             from safetensors.torch import save_file
 
@@ -408,8 +421,16 @@ class ImageClassification(Task):
                 "resumed_from": outcome.resumed_from, "stopped_early": outcome.stopped_early,
                 "skipped_files": getattr(self, "skipped_", 0)} if outcome else {})},
             "libraries": ["torch", "safetensors", "numpy", "pillow",
-                          *(["onnxruntime", "onnx"] if fields else [])],
+                          *(["onnxruntime", "onnx"] if fields else []),
+                          *(["keras"] if models.is_keras(self.config.model.arch) else [])],
         }
+
+    @classmethod
+    def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
+        from zero2one.tasks.vision.models import is_keras
+
+        keras = ["keras"] if is_keras(str(manifest.get("arch", ""))) else []
+        return [*super().deploy_requirements(manifest), *keras]
 
     @classmethod
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
@@ -426,6 +447,8 @@ class ImageClassification(Task):
             runtime = manifest.get("runtime")
             if runtime is not None:
                 self.net_ = _onnx_net(path, runtime)
+            elif models.is_keras(manifest["arch"]):
+                self.net_ = models.load_keras(path / models.KERAS_FILE).eval()
             else:
                 net = models.build(manifest["arch"], in_channels=self.channels_,
                                    num_classes=len(self.class_names_),
