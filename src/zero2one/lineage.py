@@ -77,6 +77,7 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
     """Train run ``run_id``'s recorded recipe on its recorded data again and compare."""
     from zero2one import tracking, versions
     from zero2one.api import train
+    from zero2one.recipe import validate
     from zero2one.registry import get_task
 
     run = tracking.get_run(run_id)
@@ -89,12 +90,6 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
     recipe["register_as"] = None  # a reproduction is a run, not a new model version
     recipe.pop("register", None)
     task_cls = get_task(recipe["task"])
-    absolute = [p for p in task_cls(task_cls.config_model.model_validate(recipe)).data_paths()
-                if p.is_absolute()]
-    if absolute and lineage["data"]:  # it would read the file as it is now, not the version
-        raise UserError(f"run {run_id} read {absolute[0]} by an absolute path; reproduce checks "
-                        "the data out in a worktree and needs the recipe's paths relative to "
-                        "the project")
     tolerance = task_cls.reproduce_tolerance if tolerance is None else tolerance
     tags = {REPRODUCES_TAG: run_id}
     if lineage["data"]:
@@ -103,7 +98,13 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
             raise UserError(f"run {run_id} read data versioned in git; run reproduce inside a "
                             "clone of that repository")
         with versions.checkout(lineage, root=root) as folder, _inside(folder):
-            result = train(recipe, reporter=reporter, tags=tags)
+            config = validate(recipe)  # here: the recipe may name files of that commit
+            absolute = [p for p in get_task(config.task)(config).data_paths() if p.is_absolute()]
+            if absolute:  # it would read the file as it is now, not the recorded version
+                raise UserError(f"run {run_id} read {absolute[0]} by an absolute path; "
+                                "reproduce checks the data out in a worktree and needs the "
+                                "recipe's paths relative to the project")
+            result = train(config, reporter=reporter, tags=tags)
     else:  # library data sets only: nothing to check out
         with tempfile.TemporaryDirectory() as scratch, _inside(Path(scratch)):
             result = train(recipe, reporter=reporter, tags=tags)

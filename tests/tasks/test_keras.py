@@ -16,21 +16,10 @@ from zero2one.api import load, train
 from zero2one.errors import ArtifactError, RecipeError, UserError
 from zero2one.recipe import load_recipe
 
+from ..conftest import REPO
 from ..serving.conftest import client_for
 
-GUIDE_CNN = '''
-from keras import layers, models
-
-
-def build():
-    model = models.Sequential([
-        layers.Conv2D(32, (3,3), activation='relu', input_shape=(32,32,3)),
-        layers.MaxPooling2D((2,2)),
-        layers.Flatten(),
-        layers.Dense(10, activation='softmax')
-    ])
-    return model
-'''
+GUIDE_CNN = (REPO / "examples/keras_cnn.py").read_text()  # the guide's, verbatim
 
 
 def recipe(arch: str = "keras:model.py:build", **data: Any) -> dict[str, Any]:
@@ -100,7 +89,7 @@ def test_the_guides_cnn_trains_is_tracked_served_and_predicts(workspace: Path) -
 @pytest.mark.slow
 @pytest.mark.parametrize(("body", "message"), [
     (GUIDE_CNN.replace("Dense(10", "Dense(4"), "the model has 4 outputs, the data 10 classes"),
-    (GUIDE_CNN.replace("(32,32,3)", "(28,28,1)"),
+    (GUIDE_CNN.replace("(32, 32, 3)", "(28, 28, 1)"),
      r"the model takes \(28, 28, 1\) inputs, the data is \(32, 32, 3\)"),
     (GUIDE_CNN.replace("layers.Flatten(),", "layers.Flatten(), layers.Lambda(lambda x: x * 2),"),
      "Lambda layer"),
@@ -109,6 +98,7 @@ def test_the_guides_cnn_trains_is_tracked_served_and_predicts(workspace: Path) -
 ])
 def test_a_model_that_does_not_fit_is_refused_before_training(
         workspace: Path, body: str, message: str) -> None:
+    assert body != GUIDE_CNN  # the change applied
     write(workspace, body)
     with pytest.raises(RecipeError, match=message):
         train(recipe())
