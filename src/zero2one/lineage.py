@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -92,8 +91,12 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
     task_cls = get_task(recipe["task"])
     tolerance = task_cls.reproduce_tolerance if tolerance is None else tolerance
     tags = {REPRODUCES_TAG: run_id}
-    if lineage["data"]:
-        root = versions.git_root(Path.cwd())
+    root = versions.git_root(Path.cwd())
+    commit = (lineage.get("git") or {}).get("commit")
+    # the recorded commit when this clone has it: the data, and any file the recipe names (a
+    # Keras model's source), as the run had them
+    here = root is not None and commit is not None and versions.has_commit(root, commit)
+    if lineage["data"] or here:
         if root is None:
             raise UserError(f"run {run_id} read data versioned in git; run reproduce inside a "
                             "clone of that repository")
@@ -105,9 +108,8 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
                                 "reproduce checks the data out in a worktree and needs the "
                                 "recipe's paths relative to the project")
             result = train(config, reporter=reporter, tags=tags)
-    else:  # library data sets only: nothing to check out
-        with tempfile.TemporaryDirectory() as scratch, _inside(Path(scratch)):
-            result = train(recipe, reporter=reporter, tags=tags)
+    else:  # library data sets, and no recorded commit in this clone: the files here
+        result = train(recipe, reporter=reporter, tags=tags)
     reproduced = {f"test_{k}": v for k, v in result.metrics.items()}
     if result.cv_score is not None:
         reproduced["cv_best_score"] = result.cv_score

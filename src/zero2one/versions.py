@@ -282,6 +282,10 @@ def unreproducible(record: dict[str, Any]) -> list[str]:
 # ---- zero2one reproduce: the recorded data, checked out again ------------------------------
 
 
+def has_commit(root: Path, commit: str) -> bool:
+    return _git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
+
+
 @contextmanager
 def checkout(record: dict[str, Any], *, root: Path) -> Iterator[Path]:
     """A temporary git worktree of ``root`` at the recorded commit with the recorded DVC data
@@ -289,7 +293,7 @@ def checkout(record: dict[str, Any], *, root: Path) -> Iterator[Path]:
     run was started in. Removed afterwards, also on errors."""
     git = record["git"]
     commit = git["commit"]
-    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode != 0:
+    if not has_commit(root, commit):
         raise UserError(f"commit {commit[:12]} is not in the repository at {root}; fetch it "
                         "(git fetch) and run reproduce again")
     folder = Path(tempfile.mkdtemp(prefix="zero2one-reproduce-"))

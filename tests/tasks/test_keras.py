@@ -117,3 +117,21 @@ def test_a_saved_model_with_code_is_refused_by_safe_mode(tmp_path: Path) -> None
     unsafe.save(tmp_path / "model.keras")
     with pytest.raises(ArtifactError, match="safe_mode refuses"):
         models.load_keras(tmp_path / "model.keras")
+
+
+@pytest.mark.slow
+def test_a_keras_run_reproduces_from_its_commit(workspace: Path) -> None:
+    """The model's source is a file of the project: reproduce takes it from the recorded
+    commit, even after it changed here."""
+    from zero2one.lineage import reproduce
+
+    from ..test_versions import git, init_repo
+
+    init_repo(workspace)
+    write(workspace, GUIDE_CNN)
+    git(workspace, "add", "model.py")
+    git(workspace, "commit", "-qm", "the model")
+    first = train(recipe())
+    write(workspace, GUIDE_CNN.replace("Dense(10", "Dense(3"))  # today's file would not fit
+    again = reproduce(first.run_id or "")
+    assert again.reproduced and again.tolerance == 0.01
