@@ -87,6 +87,7 @@ def test_reproduce_an_old_run_after_the_data_changed(project: Path,
     tags = tracking.run_tags(first["run_id"])
     assert tags["zero2one.data.dvc_md5"] == v1_md5
     assert tags["zero2one.data.git_commit"] == git(project, "rev-parse", "HEAD")
+    assert tags["mlflow.source.git.commit"] == tags["zero2one.data.git_commit"]
     assert tags["zero2one.data.reproducible"] == "true"
     manifest = json.loads((Path(first["model_dir"]) / "manifest.json").read_text())
     assert manifest["data"]["versions"]["data"][0]["dvc"][0]["md5"] == [v1_md5]
@@ -233,6 +234,19 @@ def test_adding_again_and_choosing_a_team_remote(project: Path, capsys: pytest.C
     again = versions.add("data/iris.csv", remote=str(shared), message="v2")
     assert again.remote == f"zero2one ({shared})"  # not this machine's local default
     assert any(shared.rglob("*")) and again.commit == git(project, "rev-parse", "HEAD")
+
+
+def test_a_broken_dvc_file_is_recorded_not_fatal(project: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    versions.add("data/iris.csv", message="iris")
+    (project / "data/iris.csv.dvc").write_text("outs: [{path: iris.csv}]\n")  # no hash
+    record = versions.describe([Path("data/iris.csv")], cwd=project)
+    assert "records no data hash" in record["error"] and record["data"] == []
+    assert record["git"]["commit"] == git(project, "rev-parse", "HEAD")  # kept all the same
+    trained = train_json(capsys)
+    tags = tracking.run_tags(trained["run_id"])
+    assert tags["zero2one.data.reproducible"] == "false"
+    assert tags["mlflow.source.git.commit"] == record["git"]["commit"]
 
 
 def test_data_add_refusals(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -262,11 +261,10 @@ def _lineage(task: Task, reporter: Reporter) -> dict[str, Any]:
     fails is said and recorded, and never fails the training."""
     from zero2one import versions
 
-    try:
-        return versions.describe(task.data_paths())
-    except (UserError, OSError, subprocess.SubprocessError) as exc:
-        _say(reporter, f"versions not recorded: {exc}", logging.WARNING)
-        return {"git": None, "data": [], "error": str(exc)}
+    record = versions.describe(task.data_paths())
+    if "error" in record:
+        _say(reporter, f"versions not recorded: {record['error']}", logging.WARNING)
+    return record
 
 
 def _train_tracked(
@@ -279,7 +277,7 @@ def _train_tracked(
     config = task.config
     tags = {**tags, tracking.TASK_TAG: config.task, "zero2one.version": __version__,
             **_lineage_tags(lineage)}
-    if commit := _git_commit():
+    if commit := (lineage["git"] or {}).get("commit"):  # the lineage's: one git call
         tags["mlflow.source.git.commit"] = commit
     if config.description:
         tags["mlflow.note.content"] = config.description
@@ -437,15 +435,6 @@ def _default_out(name: str) -> Path:
         n += 1
         target = workspace() / "models" / f"{name}-{stamp}-{n}"
     return target
-
-
-def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def _json(data: Any) -> str:

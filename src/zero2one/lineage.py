@@ -102,7 +102,7 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
                             "clone of that repository")
         with versions.checkout(lineage, root=root) as folder, _inside(folder):
             config = validate(recipe)  # here: the recipe may name files of that commit
-            absolute = [p for p in get_task(config.task)(config).data_paths() if p.is_absolute()]
+            absolute = [p for p in task_cls(config).data_paths() if p.is_absolute()]
             if absolute:  # it would read the file as it is now, not the recorded version
                 raise UserError(f"run {run_id} read {absolute[0]} by an absolute path; "
                                 "reproduce checks the data out in a worktree and needs the "

@@ -185,14 +185,25 @@ def describe(paths: Sequence[Path], *, cwd: Path | None = None) -> dict[str, Any
     """How each of ``paths`` (the files and folders a recipe reads) is versioned, for the
     run's record: ``{"git": {"commit", "workdir"} or None, "data": [{"path", "versioned":
     dvc|git|none, "clean", "dvc": [{"file", "md5"}] or "object"}]}``. A few git calls where
-    nothing is under DVC; one ``dvc status`` otherwise."""
+    nothing is under DVC; one ``dvc status`` otherwise. A data check that fails (DVC not
+    installed, a broken .dvc file) leaves ``data`` empty and says why in ``error``; the commit
+    is recorded all the same."""
     cwd = (cwd or Path.cwd()).resolve()
     root = git_root(cwd)
-    record: dict[str, Any] = {"data": []}
+    record: dict[str, Any] = {"git": None, "data": []}
     if root is not None:
         commit = _git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).stdout.strip()
         record["git"] = {"commit": commit or None,
                          "workdir": cwd.relative_to(root).as_posix()}
+    try:
+        _describe_data(record, paths, cwd=cwd, root=root)
+    except (UserError, OSError, subprocess.SubprocessError) as exc:
+        record.update(data=[], error=str(exc))
+    return record
+
+
+def _describe_data(record: dict[str, Any], paths: Sequence[Path], *, cwd: Path,
+                   root: Path | None) -> None:
     checks: list[tuple[dict[str, Any], Path]] = []  # (entry, .dvc file) for one dvc status
     for path in paths:
         full = (cwd / path).resolve()
@@ -219,8 +230,6 @@ def describe(paths: Sequence[Path], *, cwd: Path | None = None) -> dict[str, Any
     if checks:
         assert root is not None
         _check_dvc(root, checks)
-    record.setdefault("git", None)
-    return record
 
 
 def _covering(root: Path, path: Path) -> list[Path]:
