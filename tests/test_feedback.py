@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,6 +217,31 @@ def test_predictions_take_feedback(iris_model: Path, tmp_path: Path,
     (row,) = FeedbackStore(str(tmp_path / "fb.db")).rows()
     assert json.loads(row["request"]) == {"features": [5.1, 3.5, 1.4, 0.2]}
     assert json.loads(row["output"])["result"] == answer["result"]
+
+
+def test_uploads_take_feedback(trained: Any, tmp_path: Path) -> None:
+    """A multipart upload is recorded by file name and size (the adapter has read the form)."""
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    from .cases import _png
+
+    model = trained("image-classification").directory
+    settings = ServeSettings(model=str(model), feedback=str(tmp_path / "fb.db"))  # type: ignore[call-arg]
+    png = _png(200)
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/predict", files=[("file", ("seven.png", png, "image/png"))],
+                             data={"top_k": "2"})
+        assert answer.status_code == 200, answer.text
+        saved = client.post("/v1/feedback", json={"id": answer.json()["request_id"],
+                                                  "rating": "down"})
+        assert saved.status_code == 200
+    (row,) = FeedbackStore(str(tmp_path / "fb.db")).rows()
+    form = sorted(json.loads(row["request"])["form"], key=lambda part: part["field"])
+    assert form == [{"field": "file", "file": "seven.png", "bytes": len(png)},
+                    {"field": "top_k", "value": "2"}]
+    assert row["rating"] == -1  # thumbs down
 
 
 def test_cli_feedback(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ The shared ``/predict`` route (:func:`zero2one.serving.routes.predict.predict_ro
 :meth:`Adapter.response`. ``GET /v1/models`` shows :meth:`Adapter.schema`. An adapter that
 batches by itself (a language model's decoding engine) sets ``batched = False`` and serves its
 own routes instead; one with a background thread offers ``close()``, called on hot swap and
-shutdown after its work in flight is done.
+shutdown after its work in flight is done. ``playground()``, when an adapter has it, says what
+the web page at ``/`` shows for the model (see :mod:`zero2one.serving.playground`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``create_app()``: the FastAPI app, composed from routers and shared middleware.
 
 The routes follow the served model's task: the task declares them (``Task.routes``); health,
-metrics and (with an API key) admin routes come with every server.
+metrics, the web playground at ``/`` and (with an API key) admin routes come with every server.
 """
 
 from __future__ import annotations
@@ -86,6 +86,10 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
         app.include_router(feedback.router)
 
     app.include_router(health.router)
+    if settings.playground:
+        from zero2one.serving import playground
+
+        app.include_router(playground.router)
     for route in get_task(resolved.task).routes():
         if isinstance(route, APIRouter):
             app.include_router(route)

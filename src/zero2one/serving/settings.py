@@ -85,6 +85,10 @@ class ServeSettings(BaseSettings):
         None, ge=1, description="Every N seconds re-resolve an alias reference and hot-swap "
         "on change.", json_schema_extra={"cli": "follow"},
     )
+    playground: bool = Field(
+        True, description="Serve the web playground at / (a page for trying the model; its "
+        "requests need the API key like any other)."
+    )
     access_log: bool = Field(False, description="Log every request.")
     graceful_seconds: int = Field(
         30, ge=0, description="On SIGTERM, wait this long for requests in flight."

@@ -55,15 +55,22 @@ async def _predict(request: Request) -> JSON:
     content["request_id"] = request.scope["state"]["request_id"]
     if request.app.state.feedback is not None:
         await remember(request, content["request_id"], route="/predict",
-                       body=await _json_or_none(request),
+                       body=await _recorded_request(request),
                        output={k: v for k, v in content.items() if k != "model"})
     return JSON(content)
 
 
-async def _json_or_none(request: Request) -> Any:
+async def _recorded_request(request: Request) -> Any:
+    """What the feedback store keeps of a request: its JSON; for a multipart upload (already
+    parsed by the adapter, so read from starlette's cache) each file's name and size."""
     import orjson
 
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        return {"form": [{"field": key, "value": value[:200]} if isinstance(value, str) else
+                         {"field": key, "file": value.filename, "bytes": value.size}
+                         for key, value in form.multi_items()]}
     try:
         return orjson.loads(await request.body())
-    except orjson.JSONDecodeError:  # an upload: recorded by size only
+    except orjson.JSONDecodeError:  # a raw upload: recorded by size only
         return {"bytes": len(await request.body())}

@@ -73,6 +73,15 @@ class ImageEngine:
                              "scheduler": defaults.scheduler},
                 "prompts": list(self.model.prompts_)}
 
+    def playground(self) -> dict[str, Any]:
+        """A prompt box with the diffusion options, their defaults and limits."""
+        size = getattr(self.model.pipe_, "image_size", None)
+        defaults = self.model.defaults_
+        return {"kind": "prompt", "route": "/v1/images/generations",
+                "size": f"{size}x{size}" if size else None, "max_images": self.max_images,
+                "max_steps": self.max_steps, "guidance_scale": defaults.guidance_scale,
+                "steps": defaults.steps, "examples": list(self.model.prompts_)[:8]}
+
     def options(self, body: ImagesRequest) -> Any:
         """The request as generation options, within the server's limits (else a 400)."""
         from zero2one.tasks.imagegen.generate import check_options

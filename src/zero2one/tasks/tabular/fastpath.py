@@ -141,18 +141,37 @@ def _one_hot(step: Any) -> Transform:
     return encode
 
 
+def known_values(pipeline: Any) -> dict[str, dict[str, Any]]:
+    """What the fitted preprocessing knows of each column: ``options`` (a categorical column's
+    categories, as one-hot encoded) and ``value`` (a numeric column's typical value: the imputer's
+    fill value, else the scaler's mean)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    known: dict[str, dict[str, Any]] = {}
+    for _, transformer, columns in pipeline.steps[0][1].transformers_:
+        if not isinstance(columns, list) or transformer in ("drop", "passthrough"):
+            continue
+        for _, step in getattr(transformer, "steps", [("", transformer)]):
+            for i, column in enumerate(columns):
+                values = known.setdefault(column, {})
+                if isinstance(step, OneHotEncoder):
+                    values["options"] = [c for c in step.categories_[i].tolist()
+                                         if c != "(missing)"]
+                elif (isinstance(step, SimpleImputer) and "value" not in values
+                      and step.statistics_.dtype.kind == "f"):
+                    values["value"] = float(step.statistics_[i])
+                elif isinstance(step, StandardScaler) and "value" not in values \
+                        and getattr(step, "mean_", None) is not None:
+                    values["value"] = float(step.mean_[i])
+    return known
+
+
 def probe_rows(pipeline: Any, names: list[str], numeric: list[bool]) -> list[list[Any]]:
     """Rows that exercise every step: ordinary, negative and missing numbers; known, missing
     and unseen categories."""
-    from sklearn.preprocessing import OneHotEncoder
-
-    known: dict[str, list[Any]] = {}
-    for _, transformer, columns in pipeline.steps[0][1].transformers_:
-        steps = getattr(transformer, "steps", [("", transformer)])
-        for _, step in steps:
-            if isinstance(step, OneHotEncoder):
-                for column, categories in zip(columns, step.categories_, strict=True):
-                    known[column] = list(categories)
+    known = {name: values["options"] for name, values in known_values(pipeline).items()
+             if "options" in values}
     rows = []
     for i, number in enumerate([0.5, -1.25, None, 3.0e3]):
         row: list[Any] = []

@@ -91,6 +91,19 @@ class TabularAdapter:
     def schema(self) -> list[dict[str, str]]:
         return [c.to_dict() for c in self.model.columns_]
 
+    def playground(self) -> dict[str, Any]:
+        """A form with a field per column, filled with typical values (the imputer's), and the
+        categories the model knows offered as choices."""
+        from zero2one.tasks.tabular.fastpath import known_values
+
+        known = {} if self.graph is not None else known_values(self.model.pipeline_)
+        fields = [{"name": name, "type": "number" if numeric else "text",
+                   **known.get(name, {})}
+                  for name, numeric in zip(self.names, self.numeric, strict=True)]
+        return {"kind": "form", "route": "/predict", "fields": fields,
+                "probabilities": self.has_proba,
+                "target": self.model.target_, "regression": self.classes is None}
+
     async def parse(self, request: Request) -> tuple[list[list[Any]], dict[str, Any]]:
         """The request's rows and options. The body is parsed here rather than by FastAPI:
         orjson refuses NaN and Infinity, and rows are checked without a second pass."""

@@ -48,6 +48,13 @@ class LMEngine:
             stepper_for(self.model, batch_precision(self.model, precision, rows))
             rows *= 2
 
+    def playground(self) -> dict[str, Any]:
+        """A chat (a completion box for a model without a chat template), streamed."""
+        chat = bool(getattr(self.tokenizer, "chat_template", None))
+        return {"kind": "chat", "route": "/v1/chat/completions" if chat else "/v1/completions",
+                "chat": chat, "max_tokens": 256, "temperature": 0.7,
+                "context": getattr(self.model.config, "max_position_embeddings", None)}
+
     def count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

@@ -51,6 +51,13 @@ class ImageAdapter:
                 "formats": ["PNG", "JPEG", "BMP", "GIF", "WEBP"],
                 "max_pixels": self.max_pixels, "max_image_bytes": self.max_image_bytes}
 
+    def playground(self) -> dict[str, Any]:
+        """Image upload; the top classes come back with their probabilities."""
+        return {"kind": "upload", "route": "/predict", "field": "file",
+                "accept": "image/png,image/jpeg,image/bmp,image/gif,image/webp",
+                "max_bytes": self.max_image_bytes, "max_files": min(self.max_rows, 16),
+                "top_k": min(5, len(self.model.class_names_))}
+
     async def parse(self, request: Request) -> tuple[list[Any], dict[str, Any]]:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             blobs, top_k = await self._multipart(request)
