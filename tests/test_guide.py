@@ -65,6 +65,19 @@ def test_the_guides_link_only_to_what_exists() -> None:
             assert (page.parent / target).exists(), f"{page.name} links to {target}"
 
 
+def test_the_chinese_readme_quick_start_is_run_by_the_guide_test() -> None:
+    """README.zh-CN.md takes a reader from a clone to a served model: past the set-up
+    (``make demo``), each of its commands is one the guide test runs."""
+    run = [" ".join(c.rstrip(" &").split()) for b in blocks(GUIDES[0]) for c in commands(b)]
+    shown = blocks(READMES[1], "bash")
+    last = next(i for i, b in enumerate(shown) if "localhost:8000/predict" in b)
+    quick = [" ".join(c.split()) for b in shown[:last + 1] for c in commands(b)
+             if not c.startswith(("git clone", "make ", "source "))]
+    assert len(quick) >= 7
+    for command in quick:
+        assert any(c.startswith(command) for c in run), f"README.zh-CN.md: {command!r}"
+
+
 def test_the_small_settings_still_match_the_guide() -> None:
     text = GUIDES[0].read_text()
     for written, _ in SMALL:

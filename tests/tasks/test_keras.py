@@ -16,7 +16,7 @@ from zero2one.api import load, train
 from zero2one.errors import ArtifactError, RecipeError, UserError
 from zero2one.recipe import load_recipe
 
-from ..conftest import REPO
+from ..conftest import REPO, fit_until_interrupted
 from ..serving.conftest import client_for
 
 GUIDE_CNN = (REPO / "examples/keras_cnn.py").read_text()  # the guide's, verbatim
@@ -84,6 +84,30 @@ def test_the_guides_cnn_trains_is_tracked_served_and_predicts(workspace: Path) -
     assert answer.status_code == 200, answer.text
     with pytest.raises(UserError, match="Keras models are not exported or compressed yet"):
         model._torch_net()
+
+
+@pytest.mark.slow
+def test_an_interrupted_keras_run_resumes_where_it_stopped(workspace: Path) -> None:
+    """Checkpoints hold the Keras model's weights like any torch module's: a run that died in
+    epoch 2 resumes from epoch 1's checkpoint and ends where an uninterrupted run ends."""
+    write(workspace, GUIDE_CNN)
+    cfg = recipe()
+    cfg["train"].update(epochs=3, scheduler="cosine")
+    cfg.pop("register")
+    full = train(cfg, out=workspace / "full")
+    task = fit_until_interrupted(cfg, 2)
+    assert (task.checkpoint_dir() / "last.pt").exists()
+    # the model's file changed since the checkpoint: refused in one line, checkpoint kept
+    write(workspace, GUIDE_CNN.replace("Conv2D(32", "Conv2D(16"))
+    with pytest.raises(UserError, match="the model's source changed since"):
+        train(cfg, out=workspace / "changed", resume=True)
+    assert (task.checkpoint_dir() / "last.pt").exists()
+    write(workspace, GUIDE_CNN)
+    resumed = train(cfg, out=workspace / "resumed", resume=True)
+    assert load(workspace / "resumed").manifest["training"]["resumed_from"] == 1
+    assert resumed.metrics["accuracy"] == pytest.approx(full.metrics["accuracy"], abs=1e-6)
+    assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], rel=1e-4)
+    assert (workspace / "resumed" / "model.keras").is_file()
 
 
 @pytest.mark.slow

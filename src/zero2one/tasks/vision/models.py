@@ -125,6 +125,29 @@ class KerasNet(nn.Module):
         out = self.model(x.permute(0, 2, 3, 1))
         return torch.log(out.clamp_min(1e-12)) if self.probabilities else out
 
+    # Keras names layers by a process-wide counter (``conv2d_1`` in one process is ``conv2d``
+    # in the next, or after another model was built), and its torch parameters carry those
+    # names: checkpoints key the weights by their position in ``model.weights`` instead, so that
+    # a run resumes into the same model built again
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return {f"keras.{i}": torch.as_tensor(v.value).detach()
+                for i, v in enumerate(self.model.weights)}
+
+    def load_state_dict(self, state: Any, strict: bool = True,  # type: ignore[override]
+                        assign: bool = False) -> Any:
+        weights = self.model.weights
+        if sorted(state) != sorted(f"keras.{i}" for i in range(len(weights))):
+            raise ValueError(f"the checkpoint holds {len(state)} weights, this Keras model has "
+                             f"{len(weights)}: the model's source changed since")
+        for i, variable in enumerate(weights):
+            value = state[f"keras.{i}"]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(f"weight {i} ({variable.path}) is {tuple(variable.shape)} here "
+                                 f"and {tuple(value.shape)} in the checkpoint: the model's "
+                                 "source changed since")
+            variable.assign(value)
+        return nn.modules.module._IncompatibleKeys([], [])
+
 
 def build_keras(arch: str, *, in_channels: int, num_classes: int, image_size: int) -> KerasNet:
     """Run the recipe's Python file, call its function for the model, check it fits the data
