@@ -107,10 +107,22 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
                            allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"])
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    paths = frozenset(str(getattr(r, "path", "")) for r in app.routes
-                      if "{" not in getattr(r, "path", "{"))
+    paths = frozenset(path for path, _ in route_table(app) if "{" not in path)
     app.add_middleware(RequestMiddleware, metrics=metrics, paths=paths)  # outermost
     return app
+
+
+def route_table(app: FastAPI) -> list[tuple[str, frozenset[str]]]:
+    """Every (path, methods) the app answers, routers included: FastAPI 0.16x keeps an
+    included router as one entry of ``app.routes`` whose routes it lists itself."""
+    table = []
+    for route in app.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        for item in contexts() if callable(contexts) else [route]:
+            path = getattr(item, "path", None)
+            if path:
+                table.append((str(path), frozenset(getattr(item, "methods", None) or ())))
+    return table
 
 
 def app_from_env() -> FastAPI:

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from zero2one.errors import DataError
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.schemas import ERROR_RESPONSES, ErrorResponse, json_body
 from zero2one.serving.security import Guarded
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ async def remember(request: Request, ident: str, *, route: str, body: Any,
         log.exception("could not record answer %s in the feedback store", ident)
 
 
-@router.post("/v1/feedback", summary="Rate, comment on or correct an answer")
+@router.post("/v1/feedback", summary="Rate, comment on or correct an answer",
+             openapi_extra=json_body(FeedbackRequest),
+             responses={**ERROR_RESPONSES, 404: {"model": ErrorResponse,
+                                                 "description": "No answer has this id"}})
 async def feedback(request: Request) -> JSON:
     from zero2one.feedback import UnknownId
 

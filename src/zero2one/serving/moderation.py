@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
 
 router = APIRouter(tags=["moderation"], dependencies=Guarded)
@@ -54,7 +55,8 @@ def output_policy(request: Request) -> str:
     return "off" if found is None else str(found.config.outputs)
 
 
-@router.post("/v1/moderations", summary="Moderation of texts (OpenAI's format)")
+@router.post("/v1/moderations", summary="Moderation of texts (OpenAI's format)",
+             openapi_extra=json_body(ModerationRequest), responses=ERROR_RESPONSES)
 async def moderations(request: Request) -> JSON:
     body = await read_body(request, ModerationRequest, status=400,
                            kind="invalid_request_error", malformed="invalid_request_error")

@@ -80,8 +80,9 @@ def widget(adapter: Any, app: Any) -> dict[str, Any]:
             raise APIError(500, "server_error", f"the model's playground widget "
                            f"{declared.get('kind')!r} is not one of {', '.join(KINDS)}")
         return declared
-    posts = {getattr(r, "path", None) for r in app.routes if "POST" in getattr(r, "methods", ())}
-    if "/predict" in posts:
+    from zero2one.serving.app import route_table
+
+    if any(path == "/predict" and "POST" in methods for path, methods in route_table(app)):
         schema = adapter.schema() if hasattr(adapter, "schema") else None
         return {"kind": "json", "route": "/predict", "schema": schema, "example": {}}
     return {"kind": "none"}

@@ -9,12 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from zero2one.serving.errors import JSON
+from zero2one.serving.schemas import ERROR_RESPONSES
 from zero2one.serving.security import Guarded
 
 router = APIRouter(tags=["admin"], dependencies=Guarded)
 
 
-@router.post("/admin/reload", summary="Reload the model reference (e.g. a moved alias)")
+@router.post("/admin/reload", summary="Reload the model reference (e.g. a moved alias)",
+             responses=ERROR_RESPONSES)
 async def reload(request: Request) -> JSON:
     old, new = await request.app.state.holder.reload()
     return JSON({

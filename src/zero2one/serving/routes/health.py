@@ -14,7 +14,8 @@ async def healthz() -> JSON:
     return JSON({"status": "ok"})
 
 
-@router.get("/readyz", summary="A model is loaded and requests are accepted")
+@router.get("/readyz", summary="A model is loaded and requests are accepted",
+            responses={503: {"description": "The model is still loading"}})
 async def readyz(request: Request) -> JSON:
     served = request.app.state.holder.current
     if served is None:

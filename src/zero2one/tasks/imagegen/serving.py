@@ -23,6 +23,7 @@ from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator
+from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
 from zero2one.tasks.imagegen.images import png_bytes
 
@@ -174,7 +175,8 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-@router.post("/v1/images/generations", summary="OpenAI-compatible image generation")
+@router.post("/v1/images/generations", summary="OpenAI-compatible image generation",
+             openapi_extra=json_body(ImagesRequest), responses=ERROR_RESPONSES)
 async def generations(request: Request) -> JSON:
     body = await read_body(request, ImagesRequest, status=400, kind="invalid_request_error",
                            malformed="invalid_request_error")

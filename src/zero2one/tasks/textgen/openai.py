@@ -18,10 +18,14 @@ from zero2one.errors import UserError
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator, output_policy
+from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
 from zero2one.tasks.textgen.generate import TEMPERATURE_MAX
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
+# a completion is JSON, or with "stream": true server-sent events
+RESPONSES = {**ERROR_RESPONSES, 200: {"description": "The completion", "content": {
+    "application/json": {}, "text/event-stream": {}}}}
 
 
 class TextPart(BaseModel):
@@ -249,7 +253,8 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
     yield b"data: [DONE]\n\n"
 
 
-@router.post("/v1/chat/completions", summary="OpenAI-compatible chat completion")
+@router.post("/v1/chat/completions", summary="OpenAI-compatible chat completion",
+             openapi_extra=json_body(ChatRequest), responses=RESPONSES)
 async def chat_completions(request: Request) -> Response:
     body = await _parse(request, ChatRequest)
     engine = _engine(request)
@@ -260,7 +265,8 @@ async def chat_completions(request: Request) -> Response:
     return await _run(request, body, prompt, chat=True, asked={"messages": messages})
 
 
-@router.post("/v1/completions", summary="OpenAI-compatible text completion")
+@router.post("/v1/completions", summary="OpenAI-compatible text completion",
+             openapi_extra=json_body(CompletionRequest), responses=RESPONSES)
 async def completions(request: Request) -> Response:
     body = await _parse(request, CompletionRequest)
     check_input(request, [body.prompt], param="prompt")
