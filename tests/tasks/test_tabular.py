@@ -94,6 +94,12 @@ def test_mixed_types_missing_values_and_unknown_categories(workspace: Path) -> N
     assert list(scored["prediction"]) == ["yes", "yes"]
     assert {"proba_no", "proba_yes"} <= set(scored.columns)
     assert np.allclose(scored[["proba_no", "proba_yes"]].sum(axis=1), 1.0)
+    # a missing category is imputed whatever the other rows hold: alone (a column all missing)
+    # and beside a known category, the row scores the same
+    gap = pd.DataFrame({"x": [-0.5], "colour": [None]})
+    alone = model.predict(gap)
+    beside = model.predict(pd.concat([gap, pd.DataFrame({"x": [0.3], "colour": ["red"]})]))
+    assert alone["proba_yes"].iloc[0] == pytest.approx(beside["proba_yes"].iloc[0])
 
 
 def test_regression_on_diabetes(workspace: Path) -> None:

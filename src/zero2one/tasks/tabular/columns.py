@@ -94,11 +94,18 @@ def coerce(
         if column.kind == "numeric":
             out[column.name] = _check_numeric(series, column.name, error, declared=True)
         else:
-            # strings on both sides, so 1 and "1" are one category; missing stays missing
-            out[column.name] = series.astype("object").where(series.notna(), None).map(
-                lambda v: v if v is None else str(v)
-            )
+            out[column.name] = categories(series)
     return out
+
+
+def categories(series: pd.Series) -> pd.Series:
+    """A categorical column as scikit-learn should see it: strings (so 1 and "1" are one
+    category), and missing values as NaN. Not None: scikit-learn's imputer takes None for missing
+    only when the column also holds a string, so a batch whose column is all None was encoded
+    as an unknown category instead, and a row's prediction depended on the rows beside it."""
+    nan = float("nan")
+    return series.astype("object").where(series.notna(), None).map(
+        lambda v: nan if v is None else str(v))
 
 
 def _mostly_numeric(series: pd.Series) -> bool:

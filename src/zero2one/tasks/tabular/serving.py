@@ -184,10 +184,11 @@ class TabularAdapter:
 
         import pandas as pd
 
+        from zero2one.tasks.tabular.columns import categories
+
         frame = pd.DataFrame(rows, columns=self.names)
         for name, numeric in zip(self.names, self.numeric, strict=True):
-            if numeric:
-                frame[name] = frame[name].astype("float64")
+            frame[name] = frame[name].astype("float64") if numeric else categories(frame[name])
         pipeline = self.model.pipeline_
         predictions = pipeline.predict(frame)
         if self.has_proba:
