@@ -31,7 +31,7 @@ demo: setup
 	@echo "scored rows: scored.csv; MLflow UI: $(BIN)/zero2one ui"
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # while working: the suite without the tests marked slow (servers, real models, processes)
 test-fast: setup

@@ -66,6 +66,9 @@ def client() -> MlflowClient:
             logging.getLogger(name).setLevel(logging.WARNING)
         # each retry of an unreachable server is a warning; the error at the end says it
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+        # a failing SQL store (full disk, locked) is logged there with its traceback, then
+        # raised: zero2one's one-line TrackingError says it
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         # no mlflow.set_tracking_uri(): it exports MLFLOW_TRACKING_URI, which would make the
         # embedded store look like a user-chosen server to is_embedded()
@@ -79,7 +82,14 @@ def client() -> MlflowClient:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         if is_embedded():
             workspace().mkdir(parents=True, exist_ok=True)
-        guarded = _Guarded(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri))
+        try:  # an SQL store checks its schema here: a locked or full database fails now
+            raw = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        except Exception as exc:
+            error = store_error(exc, action="open it")
+            if error is None:
+                raise
+            raise error from None
+        guarded = _Guarded(raw)
         _clients[uri] = cast("MlflowClient", guarded)
     return _clients[uri]
 
@@ -144,7 +154,14 @@ def store_error(exc: Exception, *, action: str = "do that") -> Zero2OneError | N
         if sign in text:
             return Unreachable(f"the tracking store {uri} does not answer ({what}, "
                                "retried for about 15 s); is the server running?")
-    detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    # SQLAlchemy's text starts with its own notes ("(raised as a result of ... autoflush)");
+    # the database's own words are on the line of the DBAPI error
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith("(sqlite3.") or "Error)" in line[:40]]
+    detail = (said or lines or [type(exc).__name__])[0]
+    if "database is locked" in detail:
+        return TrackingError(f"the tracking store {uri} is locked by another process (waited "
+                             "for it); try again when that process is done")
     return TrackingError(f"the tracking store {uri} failed: {detail[:300]}")
 
 
