@@ -86,7 +86,10 @@ class Server:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == self.process.pid:  # the parent pid
+            if int(fields[1]) != self.process.pid:  # the parent pid
+                continue
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+            if b"resource_tracker" not in command:  # multiprocessing's helper, not a worker
                 children.append(int(stat.parent.name))
         return sorted(children) or [self.process.pid]
 

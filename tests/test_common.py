@@ -96,8 +96,9 @@ def test_a_tampered_file_is_refused(name: str, trained: Callable[[str], Trained]
     manifest = read_manifest(copy)
     victim = copy / sorted(manifest["files"])[0]
     victim.write_bytes(victim.read_bytes() + b"\0")
-    with pytest.raises(IntegrityError, match="does not match the manifest"):
+    with pytest.raises(IntegrityError, match="does not match the manifest") as raised:
         load(copy)
+    assert str(victim.relative_to(copy)) in str(raised.value)  # it names the file
 
 
 @pytest.mark.parametrize("name", task_names())

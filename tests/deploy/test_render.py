@@ -75,6 +75,7 @@ def test_k8s_manifests_validate(iris_model: Path, tmp_path: Path) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "iris-test-api-key"
     hpa = objects["horizontalpodautoscaler.yaml"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)

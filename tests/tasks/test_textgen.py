@@ -433,6 +433,43 @@ def test_a_short_request_is_answered_while_a_long_one_decodes(tiny_lm: Path) -> 
     assert max(engine.batch_sizes) == 2
 
 
+def test_the_token_budget_bounds_what_is_decoded_together(tiny_lm: Path) -> None:
+    """Rows × (longest prompt + max_tokens) stays within --max-batch-tokens: requests that do
+    not fit beside the running ones wait their turn (and are all answered), one over the budget
+    alone is refused before any work."""
+    import asyncio
+
+    from zero2one.errors import UserError
+    from zero2one.tasks.textgen.generate import sampling as make
+    from zero2one.tasks.textgen.serving import LMEngine, token_budget
+
+    model, tokenizer = load_lm(str(tiny_lm))
+    engine = LMEngine(model, tokenizer, "tiny", gather_seconds=0.05, precision="float32",
+                      max_batch_tokens=100)
+    prompt = "zero2one serves"
+    cost = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) + 30  # about 35
+
+    async def ask(tokens: int) -> str:
+        settings = make(max_new_tokens=tokens, temperature=0)
+        return "".join([p async for p in engine.stream(prompt, settings)])
+
+    async def many() -> list[str]:
+        return await asyncio.gather(*(ask(30) for _ in range(6)))
+
+    try:
+        answers = asyncio.run(many())
+        with pytest.raises(UserError, match="over this server's budget of 100 tokens"):
+            asyncio.run(ask(150))
+    finally:
+        engine.close()
+    assert len(answers) == 6 and len(set(answers)) == 1  # all answered, alike (greedy)
+    assert max(engine.batch_sizes) * cost <= 100 and max(engine.batch_sizes) == 100 // cost
+    # the default: at least one full context window, at most sixteen
+    window = model.config.max_position_embeddings
+    assert window <= token_budget(model) <= 16 * window
+    assert token_budget(model, workers=10**9) == window
+
+
 def test_int8_step_computes_with_the_rounded_weights(tiny_lm: Path) -> None:
     """The int8 step's logits are those of transformers' forward on the int8-rounded weights
     (up to bfloat16 activations), and rounding twice changes nothing."""

@@ -54,6 +54,11 @@ class ServeSettings(BaseSettings):
         None, description="Record every answer and take POST /v1/feedback: 'default' (SQLite "
         "in the workspace), a file path, or a database URL (postgresql://...)."
     )
+    max_batch_tokens: int | None = Field(
+        None, ge=16, description="Language models: most tokens (rows × (longest prompt + "
+        "max_tokens)) decoded together, which bounds the KV cache's memory; a request over it "
+        "alone is refused. Default: what a quarter of the memory holds, per worker."
+    )
     max_images: int = Field(
         4, ge=1, le=64, description="Generative image models: most images one request asks for."
     )

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from zero2one.errors import UserError
@@ -26,11 +26,17 @@ class LMEngine:
 
     def __init__(self, model: Any, tokenizer: Any, name: str, *, max_batch: int = 16,
                  gather_seconds: float = 0.025, precision: str | None = None,
-                 continuous: bool = True) -> None:
+                 continuous: bool = True, max_batch_tokens: int | None = None,
+                 workers: int = 1) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.precision = precision
         self.continuous = continuous  # False: requests wait for the next batch (a baseline)
         self.max_batch, self.gather_seconds = max_batch, gather_seconds
+        # the KV cache of a batch grows with rows × (longest prompt + max_tokens): a request
+        # joins a batch only while that stays within the budget, and one alone over it is
+        # refused up front, so memory is bounded by settings rather than by luck
+        self.max_batch_tokens = max_batch_tokens or token_budget(model, workers)
+        self._waiting: deque[Any] = deque()  # taken from the queue, waiting for room
         self._pending: queue.Queue[Any] = queue.Queue()
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batches, for tests and ops
         self._worker: threading.Thread | None = None
@@ -71,6 +77,10 @@ class LMEngine:
 
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         check_fits(self.model, len(ids), settings.max_new_tokens, budget_name="max_tokens")
+        if len(ids) + settings.max_new_tokens > self.max_batch_tokens:
+            raise UserError(f"prompt ({len(ids)} tokens) + max_tokens ({settings.max_new_tokens})"
+                            f" is over this server's budget of {self.max_batch_tokens} tokens "
+                            "decoded at once (--max-batch-tokens)")
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -112,15 +122,17 @@ class LMEngine:
         closing = False
         while True:
             if decoder is None or not decoder.rows:
-                if closing:
+                if closing and not self._waiting:  # those waiting for room are answered first
                     return
-                first = self._pending.get()
+                first = self._waiting.popleft() if self._waiting else self._pending.get()
                 if first is None:  # close()
                     return
-                arrived, closing = self._gather([first], self.gather_seconds)
+                arrived, closed = self._gather([first], self.gather_seconds)
+                closing = closing or closed
                 decoder = Decoder(self.model, self.tokenizer, precision=self.precision)
             elif decoder.joins and self.continuous and not closing:  # join at this step
-                arrived, closing = self._gather([], 0.0, room=self.max_batch - len(decoder.rows))
+                arrived, closing = self._gather([], 0.0, room=self.max_batch - len(decoder.rows),
+                                                running=decoder.rows)  # not closing here
             else:
                 arrived = []
             if arrived:
@@ -138,20 +150,30 @@ class LMEngine:
             for row in ended:
                 self._tell(callers.pop(id(row), None), ("end", None))
 
-    def _gather(self, batch: list[Any], seconds: float, *,
-                room: int | None = None) -> tuple[list[Any], bool]:
-        """Queued requests, waiting up to ``seconds`` for more (``room``: at most that many);
-        returns them and whether close() was called."""
+    def _gather(self, batch: list[Any], seconds: float, *, room: int | None = None,
+                running: Sequence[Any] = ()) -> tuple[list[Any], bool]:
+        """Queued requests, waiting up to ``seconds`` for more (``room``: at most that many,
+        and within the token budget beside the ``running`` rows); returns them and whether
+        close() was called. A request that does not fit now keeps its turn for the next batch."""
         room = self.max_batch if room is None else room
+        costs = [_cost(row) for row in running] + [_cost(item[0]) for item in batch]
         deadline = time.monotonic() + seconds
         while len(batch) < room:
-            try:
-                item = self._pending.get(timeout=max(0.0, deadline - time.monotonic())
-                                         ) if seconds else self._pending.get_nowait()
-            except queue.Empty:
-                break
+            if self._waiting:
+                item = self._waiting.popleft()
+            else:
+                try:
+                    item = self._pending.get(timeout=max(0.0, deadline - time.monotonic())
+                                             ) if seconds else self._pending.get_nowait()
+                except queue.Empty:
+                    break
             if item is None:  # close(): finish the rows taken so far first
                 return batch, True
+            cost = _cost(item[0])
+            if costs and (len(costs) + 1) * max(*costs, cost) > self.max_batch_tokens:
+                self._waiting.appendleft(item)
+                break
+            costs.append(cost)
             batch.append(item)
         return batch, False
 
@@ -171,3 +193,35 @@ class LMEngine:
         if caller is not None:
             loop, pieces = caller
             loop.call_soon_threadsafe(pieces.put_nowait, message)
+
+
+def _cost(row: Any) -> int:
+    """The tokens a row holds in the KV cache at most."""
+    return len(row.ids) + int(row.settings.max_new_tokens)
+
+
+def token_budget(model: Any, workers: int = 1) -> int:
+    """The default of --max-batch-tokens: the tokens whose float32 KV cache fills a quarter of
+    this machine's memory (its cgroup limit, in a container) shared by the workers; at least one
+    full context window, at most sixteen."""
+    import os
+
+    from zero2one.tasks.textgen.generate import context_window
+
+    config = model.config
+    layers = int(getattr(config, "num_hidden_layers", 12))
+    heads = int(getattr(config, "num_attention_heads", 12))
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    per_token = layers * 2 * kv_heads * head_dim * 4
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()  # noqa: SIM115
+        if limit.isdigit():
+            memory = min(memory, int(limit))
+    except OSError:
+        pass
+    window = context_window(model)
+    budget = memory // 4 // max(1, workers) // per_token
+    return int(max(window, min(budget, 16 * window)))
+

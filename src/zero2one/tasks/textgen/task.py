@@ -362,7 +362,8 @@ class TextGeneration(Task):
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
         from zero2one.tasks.textgen.serving import LMEngine
 
-        engine = LMEngine(self.model_, self.tokenizer_, name, precision=settings.precision)
+        engine = LMEngine(self.model_, self.tokenizer_, name, precision=settings.precision,
+                          max_batch_tokens=settings.max_batch_tokens, workers=settings.workers)
         engine.warm()
         return engine
 
