@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress bench-dask bench-data clean
+.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress bench-dask bench-data bench-soak clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,9 @@ bench-compress: setup
 
 bench-dask: setup
 	$(BIN)/python benchmarks/dask_scale.py
+
+bench-soak: setup
+	$(BIN)/python benchmarks/soak.py
 
 bench-data: setup
 	$(BIN)/python benchmarks/data_versions.py

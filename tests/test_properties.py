@@ -76,7 +76,7 @@ refs = (st.text(max_size=60)
                            "builtin:", "../../../../etc", "file:///etc/hosts"]))
 
 
-@settings(max_examples=200, deadline=None, database=None,
+@settings(max_examples=120, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ref=refs)
 def test_any_reference_resolves_or_is_one_clear_error(ref: str, workspace: Path) -> None:
@@ -123,7 +123,7 @@ def mixed_adapter(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return adapter
 
 
-@settings(max_examples=60, deadline=None, database=None,
+@settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(number, colour, size), min_size=1, max_size=40))
 def test_the_fast_path_answers_as_scikit_learn(rows: list[tuple[Any, Any, Any]],
