@@ -292,6 +292,42 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_lm: Path, chat_file: P
     assert not task.checkpoint_dir().exists()  # cleaned up after success
 
 
+@pytest.mark.slow
+def test_resume_after_kill_9(tiny_lm: Path, chat_file: Path, workspace: Path) -> None:
+    """A real `zero2one train` process SIGKILLed once a checkpoint is written; --resume ends
+    where an uninterrupted run ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from zero2one.recipe import validate
+    from zero2one.registry import get_task
+
+    cfg = recipe(tiny_lm, chat_file, epochs=2, save_steps=2)
+    full = train(cfg, out=workspace / "full")
+    path = workspace / "r.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    checkpoints = get_task("text-generation")(validate(cfg)).checkpoint_dir()
+    process = subprocess.Popen([sys.executable, "-m", "zero2one.cli.main", "train", str(path),
+                                "--out", str(workspace / "killed"), "--quiet"],
+                               start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (workspace / "killed").exists()
+    resumed = train(path, out=workspace / "resumed", resume=True)
+    assert load(workspace / "resumed").manifest["training"]["resumed_from"] >= 2
+    assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], rel=1e-6)
+
+
 def test_tracked_model_generates_by_reference(tiny_lm: Path, chat_file: Path, workspace: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     from zero2one import tracking
