@@ -94,7 +94,15 @@ def export(ref: str | Path, fmt: str = "onnx", *, register: str | None = None,
     from zero2one.registry import all_tasks
 
     parent = _parent(ref, trust)
-    if fmt not in type(parent).export_formats:
+    own = type(parent).export_formats
+    base, _, quant = fmt.partition("-")
+    variants = [f.partition("-")[2] for f in own if f.startswith(f"{base}-")]
+    if fmt not in own and quant and variants:  # `--format gguf --quant q3`
+        raise UserError(f"--quant {quant} is not one of {', '.join(variants)} for "
+                        f"--format {base}")
+    if fmt not in own and quant and base in own:
+        raise UserError(f"--format {base} takes no --quant")
+    if fmt not in own:
         able = [c.name for c in all_tasks() if fmt in c.export_formats]
         raise UserError(f"{parent.name} models cannot be exported to {fmt}; --format {fmt} "
                         f"applies to {_names(able)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,13 +23,14 @@ Trust = Annotated[list[str] | None, typer.Option(
     "--trust", help="Trust a type the parent's model file holds (repeatable).")]
 
 
-class Format(StrEnum):
-    onnx = "onnx"
-
-
 def export(
     model: ModelArg,
-    format_: Annotated[Format, typer.Option("--format", "-f", help="Target format.")] = Format.onnx,
+    format_: Annotated[str, typer.Option(
+        "--format", "-f", help="Target format: onnx (ONNX Runtime), or gguf (llama.cpp, "
+        "Ollama) for language models.")] = "onnx",
+    quant: Annotated[str | None, typer.Option(
+        "--quant", help="Weights of a gguf export: f16, q8_0 (default), q4_0 or q4_1.",
+        show_default=False)] = None,
     register: Register = None,
     set_: SetOption = None,
     out: Out = None,
@@ -38,11 +38,13 @@ def export(
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Export a model to another runtime (ONNX, run by ONNX Runtime); its predictions are
-    checked against the original's on held-out data before anything is written."""
+    """Export a model to another runtime (ONNX for ONNX Runtime, GGUF for llama.cpp and
+    Ollama); its outputs are checked against the original's on held-out data before anything
+    is written."""
     from zero2one.convert import export as run_export
 
-    _finish(run_export(model, format_.value, register=register, overrides=set_ or [], out=out,
+    fmt = f"{format_}-{quant}" if quant else format_
+    _finish(run_export(model, fmt, register=register, overrides=set_ or [], out=out,
                        reporter=_reporter(json_, quiet), trust=trust or ()), json_, quiet)
 
 

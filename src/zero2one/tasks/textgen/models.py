@@ -9,11 +9,13 @@ normal safetensors directory in the workspace (``.zero2one/cache/lm/``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,20 @@ def builtin_smollm2(model: BuiltinModel | None = None) -> Path:
     return cached_gguf(gguf)
 
 
+@contextlib.contextmanager
+def quiet_gguf() -> Iterator[None]:
+    """transformers' GGUF reader draws its own tqdm bar (not behind its progress-bar switch);
+    zero2one's reporter says what is going on instead."""
+    from transformers import modeling_gguf_pytorch_utils as reader
+
+    bar = reader.tqdm
+    reader.tqdm = lambda items, **_: items  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        reader.tqdm = bar
+
+
 def cached_gguf(gguf: Path) -> Path:
     """Convert a GGUF file into a safetensors model directory once; returns the directory."""
     from zero2one.tracking import workspace
@@ -65,8 +81,9 @@ def cached_gguf(gguf: Path) -> Path:
     hf_logging.disable_progress_bar()
     log.info("converting %s to safetensors (once)", gguf)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                     dtype=torch.float32)
+    with quiet_gguf():
+        quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                         dtype=torch.float32)
     config = quantized.config
     if hasattr(config, "quantization_config"):  # the copy is plain float32: trainable
         del config.quantization_config

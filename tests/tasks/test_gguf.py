@@ -1,0 +1,140 @@
+"""GGUF export of fine-tuned language models (llama.cpp, Ollama): written with the gguf package,
+read back through transformers and checked before anything is kept; its bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zero2one.api import load, train
+from zero2one.convert import export
+from zero2one.errors import ConversionError, UserError
+
+from .test_finetune import chats, recipe, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA fine-tune of the tiny Llama (chat data), saved as zero2one saves it."""
+    import os
+
+    work = tmp_path_factory.mktemp("gguf")
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        data = write_jsonl(work / "chats.jsonl", chats(24))
+        train(recipe(tiny_lm, data, max_steps=3), out=work / "tuned")
+    finally:
+        os.chdir(old)
+    return work / "tuned"
+
+
+@pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_1"])
+def test_a_tuned_model_exports_to_gguf_and_reads_back(tuned: Path, workspace: Path,
+                                                      quant: str) -> None:
+    import torch
+
+    result = export(tuned, f"gguf-{quant}", out=workspace / quant)
+    directory = result.model_dir
+    manifest = load(directory).manifest
+    assert manifest["parts"] == {"gguf": "gguf"} and manifest["quantization"] == quant
+    assert {"gguf/model.gguf", "gguf/Modelfile"} <= set(manifest["files"])  # hashed
+    assert (directory / "gguf" / "Modelfile").read_text().startswith("FROM ./model.gguf")
+    # the file as llama.cpp gets it: tokenizer, chat template and weights inside
+    import gguf
+
+    reader = gguf.GGUFReader(str(directory / "gguf" / "model.gguf"))
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert "messages" in reader.fields["tokenizer.chat_template"].contents()
+    kinds = {t.tensor_type.name for t in reader.tensors if len(t.shape) == 2}
+    assert kinds == {quant.upper()}
+    # what it computes: the tuned model's logits, within the quantization's tolerance
+    parent, exported = load(tuned), load(directory)
+    ids = parent.tokenizer_("what does zero2one do", return_tensors="pt").input_ids
+    assert exported.tokenizer_("what does zero2one do", return_tensors="pt").input_ids.tolist() \
+        == ids.tolist()
+    with torch.no_grad():
+        a, b = parent.model_(ids).logits, exported.model_(ids).logits
+    error = float((a - b).pow(2).mean().sqrt() / a.std())
+    assert error <= {"f16": 0.01, "q8_0": 0.08, "q4_1": 0.4}[quant]
+    details = manifest["conversion"]
+    assert details["method"] == f"gguf-{quant}" and details["quantization"] == quant
+    assert details["logits_relative_rms_error"] <= details["tolerance"]
+    # held-out perplexity of both, in the report
+    assert result.report[0]["metrics"]["val_perplexity"] > 0
+    assert result.report[-1]["metrics"]["val_perplexity"] > 0
+    assert exported.predict(["what does zero2one do"], max_new_tokens=3)[0] is not None
+
+
+def test_quantized_files_are_smaller(tuned: Path, workspace: Path) -> None:
+    sizes = {q: (export(tuned, f"gguf-{q}", out=workspace / q).model_dir / "gguf/model.gguf")
+             .stat().st_size for q in ("f16", "q4_1")}
+    assert sizes["q4_1"] < 0.5 * sizes["f16"]
+
+
+def test_bad_exports_are_refused(tuned: Path, trained: Any, workspace: Path,
+                                 tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--quant q3 is not one of f16, q8_0, q4_0, q4_1"):
+        export(tuned, "gguf-q3")
+    with pytest.raises(UserError, match="cannot be exported to gguf; --format gguf applies to "
+                                        "text-generation"):
+        export(trained("tabular-classification").directory, "gguf")
+    with pytest.raises(UserError, match="--format onnx takes no --quant"):
+        export(trained("tabular-classification").directory, "onnx-q8_0")
+    # an architecture the writer does not map: named, with the supported ones
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from zero2one.tasks.textgen.models import load_tokenizer
+
+    gpt2 = tmp_path / "gpt2"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_embd=32, n_layer=1, n_head=2,
+                               n_positions=64)).save_pretrained(gpt2)
+    load_tokenizer(tuned / "adapter").save_pretrained(gpt2)
+    with pytest.raises(ConversionError, match="maps LlamaForCausalLM models; this one is "
+                                              "GPT2LMHeadModel"):
+        export(str(gpt2), "gguf", overrides=[f"data.source={_chats(tmp_path)}"])
+    # a GGUF export is not exported again
+    done = export(tuned, "gguf-q8_0", out=workspace / "once").model_dir
+    with pytest.raises(ConversionError, match="its weights are quantized already"):
+        export(done, "gguf-q4_1")
+
+
+def test_a_gguf_without_a_chat_template_refuses_chat(tiny_lm: Path, workspace: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zero2one.cli.main import app
+    from zero2one.tasks.textgen.gguf_export import write
+    from zero2one.tasks.textgen.models import load_lm
+
+    model, tokenizer = load_lm(str(tiny_lm))
+    tokenizer.chat_template = None
+    path = workspace / "plain.gguf"
+    write(model, tokenizer, path, "f16")
+    plain = CliRunner().invoke(app, ["generate", str(path), "-p", "zero2one",
+                                     "--max-new-tokens", "3", "--temperature", "0"])
+    assert plain.exit_code == 0, plain.output
+    chat = CliRunner().invoke(app, ["generate", str(path), "--chat", "-p", "zero2one"])
+    assert isinstance(chat.exception, UserError)
+    assert "this model has no chat template; drop --chat" in str(chat.exception)
+
+
+def _chats(directory: Path) -> Path:
+    return write_jsonl(directory / "chats.jsonl", chats(12))
+
+
+def test_the_cli_maps_quant_to_the_format(tuned: Path, workspace: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zero2one.cli.main import app
+
+    done = CliRunner().invoke(app, ["export", str(tuned), "--format", "gguf", "--quant", "q4_0",
+                                    "--out", str(workspace / "cli"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert load(workspace / "cli").manifest["quantization"] == "q4_0"
+    bad = CliRunner().invoke(app, ["export", str(tuned), "--format", "gguf", "--quant", "q2"])
+    assert isinstance(bad.exception, UserError)  # main() prints it as one line
+    assert "--quant q2 is not one of" in str(bad.exception)
