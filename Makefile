@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress bench-dask bench-data bench-soak clean
+.PHONY: setup demo test test-llamacpp test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress bench-dask bench-data bench-soak clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q --durations=15
+
+# the llama.cpp engine's tests: installs the llamacpp extra first (it compiles llama.cpp, about
+# 19 minutes on 2 cores; CI does not)
+test-llamacpp: setup
+	$(BIN)/python -m pip install -q -e ".[llamacpp]"
+	$(BIN)/python -m pytest -q -m llamacpp
 
 # while working: the suite without the tests marked slow (servers, real models, processes)
 test-fast: setup

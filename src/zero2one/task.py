@@ -124,6 +124,9 @@ class Task(ABC):
     # what ``zero2one export --format`` and ``zero2one compress --method`` accept for this task
     export_formats: ClassVar[tuple[str, ...]] = ()
     compress_methods: ClassVar[tuple[str, ...]] = ()
+    # the decoding engines `zero2one serve --engine` may pick for this task's models (the first
+    # is the default; serving_adapter builds the one in settings.engine)
+    engines: ClassVar[tuple[str, ...]] = ("zero2one",)
     # predict_rows scores a table's rows, so ``zero2one predict --engine dask`` can spread a
     # larger-than-memory table's partitions over a cluster
     row_inputs: ClassVar[bool] = False

@@ -54,6 +54,10 @@ class ServeSettings(BaseSettings):
         None, description="Record every answer and take POST /v1/feedback: 'default' (SQLite "
         "in the workspace), a file path, or a database URL (postgresql://...)."
     )
+    engine: str = Field(
+        "zero2one", description="The decoding engine: zero2one's own, or another the model's "
+        "task offers (language models: llama.cpp, from the llamacpp extra, for GGUF models)."
+    )
     max_batch_tokens: int | None = Field(
         None, ge=16, description="Language models: most tokens (rows × (longest prompt + "
         "max_tokens)) decoded together, which bounds the KV cache's memory; a request over it "

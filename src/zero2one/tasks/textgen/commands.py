@@ -15,6 +15,7 @@ from zero2one.cli.output import (
     check_prompt,
     print_json,
 )
+from zero2one.errors import UserError
 
 
 def generate(
@@ -36,6 +37,9 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     precision: PrecisionOption = None,
     moderation: ModerationOption = None,
+    engine: Annotated[str, typer.Option(
+        help="zero2one (its own decoding step) or llama.cpp (GGUF models; the llamacpp "
+        "extra).")] = "zero2one",
     json_: Json = False,
 ) -> None:
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
@@ -48,11 +52,31 @@ def generate(
                         top_k=top_k, repetition_penalty=repetition_penalty, stop=stop or None,
                         seed=seed)
     moderator: Any = check_prompt(moderation, prompt)
-    lm, tokenizer = load_lm(model)
     start = time.perf_counter()
     pieces = []
-    generated: Iterator[str] = stream(lm, tokenizer, prompt, settings=settings, chat=chat,
-                                      precision=precision.value if precision else None)
+    generated: Iterator[str]
+    if engine == "llama.cpp":
+        from zero2one.api import load
+        from zero2one.tasks.textgen.llamacpp import LlamaCppEngine, require
+
+        require()
+        task = load(model)
+        if task.name != "text-generation":
+            raise UserError(f"{model} is a {task.name} model, not a language model")
+        runner = LlamaCppEngine(task.gguf_source(), model)  # type: ignore[attr-defined]
+        text_in = (runner.chat_prompt([{"role": "user", "content": prompt}]) if chat
+                   else prompt)
+        generated = runner.generate(text_in, settings)
+        count = runner.count
+    elif engine == "zero2one":
+        lm, tokenizer = load_lm(model)
+        generated = stream(lm, tokenizer, prompt, settings=settings, chat=chat,
+                           precision=precision.value if precision else None)
+
+        def count(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    else:
+        raise UserError(f"--engine {engine}: zero2one or llama.cpp")
     if moderator is not None and moderator.config.outputs != "off":
         generated = _guarded(moderator, generated)
     for piece in generated:
@@ -62,7 +86,7 @@ def generate(
             sys.stdout.flush()
     text = "".join(pieces)
     if json_:
-        tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        tokens = count(text)
         print_json({"model": model, "text": text, "tokens": tokens,
                     "seconds": round(time.perf_counter() - start, 3)})
     else:

