@@ -66,7 +66,8 @@ class LlamaCppEngine:
 
         formatter = Jinja2ChatFormatter(template=self.template, eos_token=self.eos,
                                         bos_token=self.bos)
-        return str(formatter(messages=messages).prompt)
+        said: Any = messages  # the binding's TypedDicts: the same keys
+        return str(formatter(messages=said).prompt)
 
     def generate(self, prompt: str, settings: Any) -> Generator[str, None, None]:
         """Text pieces as llama.cpp produces them (stop strings excluded), on this thread; the
@@ -79,7 +80,7 @@ class LlamaCppEngine:
                             f"({settings.max_new_tokens}) exceeds the context window of "
                             f"{self.context}")
         greedy = settings.temperature == 0
-        chunks = self.llm.create_completion(
+        chunks: Any = self.llm.create_completion(
             ids, max_tokens=settings.max_new_tokens, stream=True,
             temperature=0.0 if greedy else settings.temperature,
             top_p=1.0 if greedy else settings.top_p, top_k=1 if greedy else settings.top_k or 0,
