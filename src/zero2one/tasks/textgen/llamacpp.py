@@ -69,9 +69,8 @@ class LlamaCppEngine:
         said: Any = messages  # the binding's TypedDicts: the same keys
         return str(formatter(messages=said).prompt)
 
-    def generate(self, prompt: str, settings: Any) -> Generator[str, None, None]:
-        """Text pieces as llama.cpp produces them (stop strings excluded), on this thread; the
-        caller holds the decoder until the iterator is closed."""
+    def checked(self, prompt: str, settings: Any) -> list[int]:
+        """The prompt's token ids, if it and ``max_tokens`` fit the context window."""
         ids = self.tokens(prompt)
         if not ids:
             raise UserError("the prompt is empty")
@@ -79,6 +78,12 @@ class LlamaCppEngine:
             raise UserError(f"prompt ({len(ids)} tokens) + max_tokens "
                             f"({settings.max_new_tokens}) exceeds the context window of "
                             f"{self.context}")
+        return ids
+
+    def generate(self, prompt: str, settings: Any) -> Generator[str, None, None]:
+        """Text pieces as llama.cpp produces them (stop strings excluded), on this thread; the
+        caller holds the decoder until the iterator is closed."""
+        ids = self.checked(prompt, settings)
         greedy = settings.temperature == 0
         chunks: Any = self.llm.create_completion(
             ids, max_tokens=settings.max_new_tokens, stream=True,
@@ -96,13 +101,7 @@ class LlamaCppEngine:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         gone = threading.Event()
-        ids = self.tokens(prompt)  # checked here, so that errors come before any work
-        if not ids:
-            raise UserError("the prompt is empty")
-        if len(ids) + settings.max_new_tokens > self.context:
-            raise UserError(f"prompt ({len(ids)} tokens) + max_tokens "
-                            f"({settings.max_new_tokens}) exceeds the context window of "
-                            f"{self.context}")
+        self.checked(prompt, settings)  # here, so that errors come before any work
 
         def run() -> None:
             with self._lock:  # one sequence at a time, in arrival order
