@@ -100,6 +100,18 @@ def test_bad_exports_are_refused(tuned: Path, trained: Any, workspace: Path,
     with pytest.raises(ConversionError, match="maps LlamaForCausalLM models; this one is "
                                               "GPT2LMHeadModel"):
         export(str(gpt2), "gguf", overrides=[f"data.source={_chats(tmp_path)}"])
+    # a refused export leaves no file behind (the check fails: a tolerance of nothing)
+    import tempfile
+
+    from zero2one.tasks.textgen import gguf_export
+
+    before = set(Path(tempfile.gettempdir()).glob("zero2one-gguf-*"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(gguf_export.TOLERANCE, "q8_0", 0.0)
+        with pytest.raises(ConversionError, match="over the tolerance of 0.0; nothing was "
+                                                  "written"):
+            export(tuned, "gguf-q8_0")
+    assert set(Path(tempfile.gettempdir()).glob("zero2one-gguf-*")) == before
     # a GGUF export is not exported again
     done = export(tuned, "gguf-q8_0", out=workspace / "once").model_dir
     with pytest.raises(ConversionError, match="its weights are quantized already"):
@@ -123,6 +135,21 @@ def test_a_gguf_without_a_chat_template_refuses_chat(tiny_lm: Path, workspace: P
     chat = CliRunner().invoke(app, ["generate", str(path), "--chat", "-p", "zero2one"])
     assert isinstance(chat.exception, UserError)
     assert "this model has no chat template; drop --chat" in str(chat.exception)
+
+
+def test_a_tokenizer_that_is_not_byte_level_bpe_is_refused(tiny_lm: Path,
+                                                            tiny_text_encoder: Path,
+                                                            tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from zero2one.tasks.textgen.gguf_export import write
+    from zero2one.tasks.textgen.models import load_lm
+
+    model, _ = load_lm(str(tiny_lm))
+    wordpiece = AutoTokenizer.from_pretrained(str(tiny_text_encoder))
+    with pytest.raises(ConversionError, match="writes byte-level BPE tokenizers; this one is "
+                                              "WordPiece"):
+        write(model, wordpiece, tmp_path / "m.gguf", "f16")
 
 
 def _chats(directory: Path) -> Path:

@@ -13,7 +13,9 @@ the quantization. A ``Modelfile`` for Ollama is written beside it.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,14 +53,20 @@ def export_gguf(task: TextGeneration, data: TextData, quant: str, *,
                               f"{architecture}")
     directory = Path(tempfile.mkdtemp(prefix="zero2one-gguf-"))
     path = directory / GGUF_FILE
-    with reporter.step(f"writing {quant} GGUF"):
-        write(model, task.tokenizer_, path, quant, pre=_pre_tokenizer(task))
-    with reporter.step("loading it back through transformers"):
-        back, tokenizer = read(path)
-    with reporter.step("comparing logits on held-out prompts"):
-        error = check(model, task.tokenizer_, back, tokenizer, _prompts(data), quant)
-    (directory / MODELFILE).write_text(modelfile(task.tokenizer_))
+    try:
+        with reporter.step(f"writing {quant} GGUF"):
+            write(model, task.tokenizer_, path, quant, pre=_pre_tokenizer(task))
+        with reporter.step("loading it back through transformers"):
+            back, tokenizer = read(path)
+        with reporter.step("comparing logits on held-out prompts"):
+            error = check(model, task.tokenizer_, back, tokenizer, _prompts(data), quant)
+        (directory / MODELFILE).write_text(modelfile(task.tokenizer_))
+    except BaseException:  # nothing of a refused export stays behind
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     new = task.derived(back, runtime=None)
+    # the file lives as long as the model made of it (saving copies it into the model directory)
+    weakref.finalize(new, shutil.rmtree, directory, True)
     new.tokenizer_, new.gguf_ = tokenizer, path
     new.quant_ = quant
     details = {"quantization": quant, "logits_relative_rms_error": error,
