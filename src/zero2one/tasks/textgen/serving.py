@@ -205,6 +205,7 @@ def token_budget(model: Any, workers: int = 1) -> int:
     this machine's memory (its cgroup limit, in a container) shared by the workers; at least one
     full context window, at most sixteen."""
     import os
+    from pathlib import Path
 
     from zero2one.tasks.textgen.generate import context_window
 
@@ -216,7 +217,7 @@ def token_budget(model: Any, workers: int = 1) -> int:
     per_token = layers * 2 * kv_heads * head_dim * 4
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()  # noqa: SIM115
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit.isdigit():
             memory = min(memory, int(limit))
     except OSError:
