@@ -11,12 +11,16 @@ if TYPE_CHECKING:
 
 def classification_metrics(
     y_true: Any, y_pred: Any, scores: np.ndarray | None, classes: list[Any], *,
-    names: list[str] | None = None, baseline: Any = None,
+    names: list[str] | None = None, baseline: Any = None, positive: Any = None,
 ) -> dict[str, float]:
     """accuracy, macro precision/recall/F1, per-class precision/recall/F1
     (``recall.<class>``), ROC-AUC where scores make it defined, PR-AUC (average precision) for
     binary problems, and — given the majority class of the training data as ``baseline`` — the
-    same headline metrics for always predicting it (``baseline_accuracy``, ...)."""
+    same headline metrics for always predicting it (``baseline_accuracy``, ...).
+
+    Binary problems: ``positive`` is the class that ``precision``/``recall``/``f1`` and PR-AUC
+    are about (default ``classes[1]``); ``scores`` are per-class columns, or one column that
+    ranks ``classes[1]`` (a decision function)."""
     import numpy as np
     from sklearn import metrics
 
@@ -33,12 +37,17 @@ def classification_metrics(
     auc = _roc_auc(y_true, scores, classes)
     if auc is not None:
         result["roc_auc"] = auc
-    positive = _positive_scores(y_true, scores, classes)
-    if positive is not None:
-        y = np.asarray(y_true) == classes[1]
-        result["pr_auc"] = metrics.average_precision_score(y, positive)
-        if baseline is not None:  # a constant score: average precision = positive rate
-            result["baseline_pr_auc"] = float(y.mean())
+    if len(labels) == 2:
+        positive = labels[1] if positive is None else positive
+        y = np.asarray(y_true) == positive
+        result["precision"], result["recall"], result["f1"], _ = \
+            metrics.precision_recall_fscore_support(y, np.asarray(y_pred) == positive,
+                                                    average="binary", zero_division=0)
+        ranked = positive_scores(scores, labels, positive)
+        if ranked is not None and 0 < y.sum() < len(y):
+            result["pr_auc"] = metrics.average_precision_score(y, ranked)
+            if baseline is not None:  # a constant score: average precision = positive rate
+                result["baseline_pr_auc"] = float(y.mean())
     if baseline is not None:
         constant = np.full(len(np.asarray(y_true)), baseline, dtype=np.asarray(y_true).dtype)
         result.update({f"baseline_{k}": v for k, v in _headline(y_true, constant).items()})
@@ -64,12 +73,16 @@ def metric_name(text: str) -> str:
     return re.sub(r"[^\w\-./ ]+", "_", text).strip() or "_"
 
 
-def _positive_scores(y_true: Any, scores: np.ndarray | None,
-                     classes: list[Any]) -> np.ndarray | None:
-    """The positive class's scores of a binary problem with both classes present."""
-    if scores is None or len(classes) != 2 or len(set(list(y_true))) < 2:
+def positive_scores(scores: np.ndarray | None, classes: list[Any],
+                    positive: Any) -> np.ndarray | None:
+    """A binary problem's scores for ``positive``: its column of per-class scores, or a single
+    column (which ranks ``classes[1]``, as scikit-learn's decision functions do) negated when
+    ``positive`` is ``classes[0]``."""
+    if scores is None or len(classes) != 2:
         return None
-    return scores[:, 1] if scores.ndim == 2 else scores
+    if scores.ndim == 2:
+        return scores[:, list(classes).index(positive)]
+    return scores if positive == classes[1] else -scores
 
 
 def _roc_auc(y_true: Any, scores: np.ndarray | None, classes: list[Any]) -> float | None:

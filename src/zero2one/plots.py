@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zero2one.metrics import positive_scores
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -41,23 +43,27 @@ def plot_confusion_matrix(y_true: Any, y_pred: Any, labels: list[Any], names: li
 
 
 def plot_roc(y_true: Any, scores: np.ndarray, labels: list[Any], names: list[str],
-             path: Path) -> Path | None:
-    """ROC curve for binary problems, one-vs-rest curves for multiclass."""
+             path: Path, *, positive: Any = None) -> Path | None:
+    """ROC curve of the ``positive`` class (default ``labels[1]``) for binary problems,
+    one-vs-rest curves for multiclass."""
     import numpy as np
     from sklearn.metrics import RocCurveDisplay
 
     fig, ax = figure(5, 5)
     y = np.asarray(y_true)
     drawn = 0
-    pairs = [(1, labels[1], names[1])] if len(labels) == 2 else list(
-        zip(range(len(labels)), labels, names, strict=True)
-    )
-    for column, label, name in pairs:
-        positive = y == label
-        if positive.all() or not positive.any():
+    if len(labels) == 2:
+        positive = labels[1] if positive is None else positive
+        index = list(labels).index(positive)
+        pairs = [(positive_scores(scores, labels, positive), positive, names[index])]
+    else:
+        pairs = [(scores[:, i], label, name)
+                 for i, (label, name) in enumerate(zip(labels, names, strict=True))]
+    for column_scores, label, name in pairs:
+        truth = y == label
+        if truth.all() or not truth.any():
             continue
-        column_scores = scores[:, column] if scores.ndim == 2 else scores
-        RocCurveDisplay.from_predictions(positive, column_scores, name=str(name), ax=ax)
+        RocCurveDisplay.from_predictions(truth, column_scores, name=str(name), ax=ax)
         drawn += 1
     if not drawn:
         return None

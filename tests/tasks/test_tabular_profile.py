@@ -162,3 +162,96 @@ def test_decision_threshold_is_chosen_for_the_named_metric(churn_csv: Path) -> N
         train({"task": "tabular-classification", "name": "iris", "track": {"enabled": False},
                "data": {"source": "sklearn:iris"}, "model": {"estimator": "svc",
                                                              "decision_threshold": "f1"}})
+
+
+class _Said:
+    """A reporter that keeps what it is told."""
+
+    def __init__(self) -> None:
+        from zero2one.progress import NullReporter
+
+        self.inner, self.lines = NullReporter(), []
+
+    def step(self, description: str, total: int | None = None) -> Any:
+        return self.inner.step(description, total)
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+    def metrics(self, values: dict[str, float], step: int) -> None: ...
+
+    def image(self, tag: str, image: Any, step: int) -> None: ...
+
+    def text(self, tag: str, text: str, step: int) -> None: ...
+
+
+@pytest.fixture
+def yes_no_csv(workspace: Path) -> Path:
+    """The churn table with "yes"/"no" labels: binary metrics must not assume pos_label=1."""
+    frame = churn_table(n=600)
+    frame["churned"] = frame["churned"].map({0: "no", 1: "yes"})
+    path = workspace / "yes_no.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_text_labels_work_with_every_imbalance_remedy(yes_no_csv: Path) -> None:
+    """The documented remedies — a binary scorer in the search, a tuned threshold, class
+    weights — on "yes"/"no" labels: the minority class is the positive one, and said so."""
+    said = _Said()
+    tuned = {**recipe(yes_no_csv, decision_threshold="f1", class_weight="balanced"),
+             "search": {"method": "grid", "space": {"C": [0.1, 1.0]}, "scoring": "f1",
+                        "cv": 3}}
+    result = train(tuned, out=yes_no_csv.parent / "f1", reporter=said)
+    assert any("positive class: 'yes', the minority" in line for line in said.lines), said.lines
+    metrics = result.metrics
+    assert metrics["f1"] == pytest.approx(metrics["f1.yes"])  # the binary f1 is about 'yes'
+    assert 0 < metrics["pr_auc"] <= 1 and metrics["baseline_pr_auc"] < 0.2
+    assert 0 < metrics["decision_threshold"] < 1
+    model = load(yes_no_csv.parent / "f1")
+    assert model.manifest["positive_class"] == "yes"
+    assert set(model.predict(pd.read_csv(yes_no_csv).head(40))["prediction"]) <= {"yes", "no"}
+    assert (yes_no_csv.parent / "f1" / "report" / "roc.png").is_file()
+    for scoring in ("average_precision", "precision", "recall", "neg_brier_score"):
+        searched = train({**recipe(yes_no_csv), "search": {
+            "method": "grid", "space": {"C": [1.0]}, "scoring": scoring, "cv": 3}},
+            out=yes_no_csv.parent / scoring)
+        assert searched.cv_score is not None and np.isfinite(searched.cv_score), scoring
+
+
+def test_positive_class_chosen_in_the_recipe(yes_no_csv: Path) -> None:
+    minority = train({**recipe(yes_no_csv)}, out=yes_no_csv.parent / "a").metrics
+    # `no` in YAML (or --set) is a boolean: it still names the class "no"
+    majority = train({**recipe(yes_no_csv), "data": {"source": str(yes_no_csv),
+                                                     "target": "churned",
+                                                     "positive_class": False}},
+                     out=yes_no_csv.parent / "b").metrics
+    assert majority["f1"] == pytest.approx(majority["f1.no"])
+    assert majority["pr_auc"] > minority["pr_auc"]  # the common class is easier to rank
+    assert majority["baseline_pr_auc"] == pytest.approx(1 - minority["baseline_pr_auc"])
+    assert load(yes_no_csv.parent / "b").manifest["positive_class"] == "no"
+
+
+def test_positive_class_errors(yes_no_csv: Path) -> None:
+    from zero2one.errors import DataError
+
+    bad = {**recipe(yes_no_csv), "data": {"source": str(yes_no_csv), "target": "churned",
+                                          "positive_class": "maybe"}}
+    with pytest.raises(DataError, match=r"positive_class 'maybe' is not a class .* no, yes"):
+        train(bad)
+    with pytest.raises(RecipeError, match="positive_class applies to two classes"):
+        train({"task": "tabular-classification", "name": "iris", "track": {"enabled": False},
+               "data": {"source": "sklearn:iris", "positive_class": 1},
+               "model": {"estimator": "svc"}})
+
+
+def test_breast_cancer_positive_class_by_name() -> None:
+    """A built-in data set's class names name the positive class too; without one, the
+    minority ("malignant", label 0) is positive."""
+    base = {"task": "tabular-classification", "name": "bc", "track": {"enabled": False},
+            "model": {"estimator": "logistic_regression", "params": {"max_iter": 2000}}}
+    default = train({**base, "data": {"source": "sklearn:breast_cancer"}}).metrics
+    named = train({**base, "data": {"source": "sklearn:breast_cancer",
+                                    "positive_class": "benign"}}).metrics
+    assert default["recall"] == pytest.approx(default["recall.malignant"])
+    assert named["recall"] == pytest.approx(named["recall.benign"])

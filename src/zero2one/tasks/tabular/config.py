@@ -40,6 +40,11 @@ class DataConfig(Strict):
     numeric: list[str] = Field(
         default_factory=list, description="Columns that must be numeric; text in them is an error."
     )
+    positive_class: str | int | bool | None = Field(
+        None, description="Binary classification: the class that binary metrics, scorers "
+        "(f1, precision, recall, average_precision, ...), decision thresholds and ROC/PR curves "
+        "are about; default: the minority class of the training rows (said in the summary)."
+    )
     test_size: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for testing.")
     stratify: bool = Field(
         True, description="Keep class proportions in the split (classification only)."

@@ -87,6 +87,7 @@ class TabularTask(Task):
     serve_requirements = ("numpy", "pandas", "scipy", "scikit-learn", "skops")
     export_formats = ("onnx",)
     row_inputs = True
+    positive_: Any = None  # binary classification: the class binary metrics are about
 
     # ---- data -------------------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class TabularTask(Task):
         else:
             self.search_ = run_search(
                 pipeline, data.X_train, data.y_train, config=self.config.search, cv=self._cv(),
-                scoring=self.scoring, seed=self.config.seed, reporter=reporter,
+                scoring=self.scorer, seed=self.config.seed, reporter=reporter,
                 backend=self._search_backend(data, reporter))
         self.pipeline_ = _without_sampler(self.search_.best_estimator)
         if data.partitions is not None:
@@ -298,6 +299,11 @@ class TabularTask(Task):
     @property
     def scoring(self) -> str:
         raise NotImplementedError
+
+    @property
+    def scorer(self) -> Any:
+        """The search's scorer: the name :attr:`scoring`, or a scorer object built from it."""
+        return self.scoring
 
     def held_out(self, data: TabularData) -> tuple[Any, Any, Any]:
         """Targets, predictions and (classification) scores of the held-out rows, computed
@@ -427,6 +433,8 @@ class TabularTask(Task):
             "baseline": _plain(self.baseline_),
             "classes": _plain(self.classes_),
             "class_names": self.class_names_,
+            **({"positive_class": _plain(self.positive_)}
+               if getattr(self, "positive_", None) is not None else {}),
             "estimator": estimator,
             "best_params": _plain(self.search_.best_params),
             "cv_score": self.search_.best_score,
@@ -450,6 +458,10 @@ class TabularTask(Task):
                     else _load_pipeline(path, manifest, trust))
         self.classes_ = manifest.get("classes")
         self.class_names_ = manifest.get("class_names")
+        classes = self.classes_ or []
+        # models saved before positive_class was recorded: binary metrics were about classes[1]
+        self.positive_ = manifest.get("positive_class",
+                                      classes[1] if len(classes) == 2 else None)
         self.baseline_ = manifest.get("baseline")
         self.training_ = manifest.get("training")
         self.search_ = SearchResult(pipeline, manifest.get("best_params") or {},
@@ -533,6 +545,7 @@ class TabularClassification(TabularTask):
     kind = "classification"
 
     def fit(self, data: TabularData, *, reporter: Reporter) -> Self:
+        self.positive_ = self._positive_class(data, reporter)
         metric = self.config.model.decision_threshold
         if metric is not None and len(data.classes or []) != 2:
             raise RecipeError(f"model.decision_threshold applies to two classes; the target has "
@@ -558,7 +571,8 @@ class TabularClassification(TabularTask):
 
         best = self.pipeline_
         preprocess = clone(best.named_steps["preprocess"])
-        tuner = TunedThresholdClassifierCV(clone(best.named_steps["model"]), scoring=metric,
+        tuner = TunedThresholdClassifierCV(clone(best.named_steps["model"]),
+                                           scoring=binary_scorer(metric, self.positive_),
                                            cv=self._cv())
         with reporter.step(f"choosing the decision threshold for {metric}", total=1) as step:
             try:
@@ -568,7 +582,8 @@ class TabularClassification(TabularTask):
                 raise RecipeError(f"model.decision_threshold: {str(exc).splitlines()[0]}") \
                     from None
             fixed = FixedThresholdClassifier(FrozenEstimator(tuner.estimator_),
-                                             threshold=float(tuner.best_threshold_))
+                                             threshold=float(tuner.best_threshold_),
+                                             pos_label=self.positive_)
             fixed.fit(preprocess.transform(data.X_train), data.y_train)  # frozen: no refit
             step.advance()
         self.pipeline_ = Pipeline([("preprocess", preprocess), ("model", fixed)])
@@ -576,6 +591,39 @@ class TabularClassification(TabularTask):
     @property
     def scoring(self) -> str:
         return self.config.search.scoring or "accuracy"
+
+    @property
+    def scorer(self) -> Any:
+        positive = getattr(self, "positive_", None)
+        return self.scoring if positive is None else binary_scorer(self.scoring, positive)
+
+    def _positive_class(self, data: TabularData, reporter: Reporter) -> Any:
+        """The class binary metrics are about: ``data.positive_class``, else the training
+        rows' minority class (the second class on a tie); None for more than two classes."""
+        classes = list(data.classes or [])
+        wanted = self.config.data.positive_class
+        if len(classes) != 2:
+            if wanted is not None:
+                raise RecipeError(f"data.positive_class applies to two classes; the target "
+                                  f"{data.target!r} has {len(classes)}")
+            return None
+        names = data.class_names or [str(c) for c in classes]
+        if wanted is not None:
+            for label, name in zip(classes, names, strict=True):
+                if _same_class(wanted, label, name):
+                    return label
+            raise DataError(f"data.positive_class {wanted!r} is not a class of target "
+                            f"{data.target!r}; its classes: {', '.join(map(str, names))}")
+        if data.partitions is not None and data.partitions.stats.class_counts:
+            counts = {_plain(k): v for k, v in data.partitions.stats.class_counts.items()}
+        else:
+            counts = {_plain(k): int(v) for k, v in data.y_train.value_counts().items()}
+        positive = min(classes, key=lambda c: (counts.get(c, 0), -classes.index(c)))
+        share = counts.get(positive, 0) / max(1, sum(counts.values()))
+        reporter.info(f"[data] positive class: {names[classes.index(positive)]!r}, the "
+                      f"minority ({share:.0%} of training rows); binary metrics, scorers and "
+                      "thresholds are about it (data.positive_class chooses another)")
+        return positive
 
     def _prepare_target(
         self, y: pd.Series, target: str, table: Table
@@ -676,7 +724,8 @@ class TabularClassification(TabularTask):
 
         y, predicted, scores = self.held_out(data)
         metrics = classification_metrics(y, predicted, scores, self.classes_ or [],
-                                          names=self.label_names(), baseline=self.baseline_)
+                                          names=self.label_names(), baseline=self.baseline_,
+                                          positive=self.positive_)
         threshold = getattr(self.pipeline_.named_steps["model"], "threshold", None)
         if isinstance(threshold, int | float):  # a FixedThresholdClassifier
             metrics["decision_threshold"] = float(threshold)
@@ -690,7 +739,7 @@ class TabularClassification(TabularTask):
                                              self.label_names(), out_dir / "confusion_matrix.png")]
         if scores is not None:
             roc = plots.plot_roc(y, scores, self.classes_ or [], self.label_names(),
-                                  out_dir / "roc.png")
+                                  out_dir / "roc.png", positive=self.positive_)
             if roc is not None:
                 paths.append(roc)
         return paths + _search_report(self, out_dir)
@@ -744,6 +793,40 @@ def _search_report(task: TabularTask, out_dir: Path) -> list[Path]:
     table = out_dir / SEARCH_TABLE
     results.to_csv(table, index=False)
     return [table, report.plot_search(results, task.scoring, out_dir / "search_results.png")]
+
+
+# YAML 1.1 (PyYAML, --set) reads these words as booleans: `positive_class: yes` means "yes"
+_YAML_BOOLS = {True: ("yes", "y", "true", "on"), False: ("no", "n", "false", "off")}
+
+
+def _same_class(wanted: Any, label: Any, name: str) -> bool:
+    if isinstance(wanted, bool) and isinstance(label, str):
+        return label.lower() in _YAML_BOOLS[wanted]
+    return wanted == label or str(wanted) in (str(label), name)
+
+
+def binary_scorer(name: str, positive: Any) -> Any:
+    """scikit-learn's scorer ``name`` about class ``positive``: binary scorers (f1, precision,
+    recall, jaccard, average_precision, neg_brier_score, ...) take ``pos_label=1`` by default,
+    which fails on any other labels; others come back as the name."""
+    import inspect
+
+    from sklearn.metrics import get_scorer, make_scorer
+
+    try:
+        scorer = get_scorer(name)
+    except ValueError:
+        return name  # the search says which names exist
+    func = getattr(scorer, "_score_func", None)
+    kwargs = dict(getattr(scorer, "_kwargs", {}))
+    if (func is None or "pos_label" not in inspect.signature(func).parameters
+            or kwargs.get("average", "binary") != "binary"):
+        return name
+    kwargs["pos_label"] = positive
+    if "zero_division" in inspect.signature(func).parameters:  # no warning for a fold with
+        kwargs.setdefault("zero_division", 0)  # no predicted positives: the score is 0
+    return make_scorer(func, greater_is_better=scorer._sign > 0,
+                       response_method=scorer._response_method, **kwargs)
 
 
 def _resampling(preprocess: Any, estimator: Any, *, seed: int) -> Any:
