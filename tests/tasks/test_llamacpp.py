@@ -148,3 +148,40 @@ def test_an_exported_model_is_served_and_generated_by_llama_cpp(tiny_lm: Path,
                                     "--temperature", "0", "--json"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.output[done.output.index("{"):])["tokens"] <= 4
+
+
+@llamacpp
+@needs
+def test_llama_cpp_never_cuts_a_character_and_counts_exactly(capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    """The guide's Chinese question with limits that end inside a character: no U+FFFD, the
+    finish reason says the limit, the usage is the limit — plain, streamed and the CLI."""
+    from zero2one.cli.main import main
+
+    question = [{"role": "user", "content": "法国的首都是哪里?请用中文回答"}]
+    with TestClient(app(BUILTIN, engine="llama.cpp", feedback=None)) as client:
+        for limit in (3, 4, 5, 6, 7):
+            body = {"messages": question, "max_tokens": limit, "temperature": 0}
+            plain = client.post("/v1/chat/completions", json=body).json()
+            text = plain["choices"][0]["message"]["content"]
+            assert "\ufffd" not in text, (limit, text)
+            assert plain["choices"][0]["finish_reason"] == "length"
+            assert plain["usage"]["completion_tokens"] == limit
+            with client.stream("POST", "/v1/chat/completions", json={
+                    **body, "stream": True, "stream_options": {"include_usage": True}}) as s:
+                events = [json.loads(line[6:]) for line in s.iter_lines()
+                          if line.startswith("data: ") and line != "data: [DONE]"]
+            deltas = [e["choices"][0]["delta"].get("content", "") for e in events
+                      if e["choices"]]
+            assert "".join(deltas) == text and not any("\ufffd" in d for d in deltas)
+            assert events[-1]["usage"]["completion_tokens"] == limit
+        ended = client.post("/v1/chat/completions", json={
+            "messages": question, "max_tokens": 200, "temperature": 0}).json()
+        assert ended["choices"][0]["finish_reason"] == "stop"
+        assert ended["usage"]["completion_tokens"] < 200
+    with pytest.raises(SystemExit):
+        main(["generate", BUILTIN, "--engine", "llama.cpp", "--chat", "-p",
+              question[0]["content"], "--max-new-tokens", "5", "--temperature", "0", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert "\ufffd" not in result["text"] and result["tokens"] == 5
+    assert result["finish_reason"] == "length"

@@ -254,7 +254,8 @@ def _greedy_hf(model, tokenizer, prompt: str, n: int) -> str:  # type: ignore[no
     ids = encode(tokenizer, prompt, chat=False)
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
                          do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True)
+    # the bytes of a character the limit cut in half are not text: zero2one never emits them
+    return tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True).rstrip("\ufffd")
 
 
 def _batch(model, tokenizer, prompts: list[str], precision: str = "float32",  # type: ignore[no-untyped-def]

@@ -80,10 +80,11 @@ def _advance_text(row: Row, tokenizer: Any) -> None:
 
 
 def _flush(row: Row, tokenizer: Any) -> None:
-    """Emit what was held back once the row has ended (not past a stop string)."""
+    """Emit what was held back once the row has ended (not past a stop string, and not the
+    bytes of a character the token limit cut in half)."""
     if row.cut:
         return
-    text = tokenizer.decode(row.generated, skip_special_tokens=True)
+    text = tokenizer.decode(row.generated, skip_special_tokens=True).rstrip("\ufffd")
     if len(text) > len(row.text):
         row.emit(text[len(row.text):])
         row.text = text

@@ -45,7 +45,7 @@ def generate(
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
     import time
 
-    from zero2one.tasks.textgen.generate import sampling, stream
+    from zero2one.tasks.textgen.generate import Outcome, sampling, stream
     from zero2one.tasks.textgen.models import load_lm
 
     settings = sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
@@ -54,6 +54,7 @@ def generate(
     moderator: Any = check_prompt(moderation, prompt)
     start = time.perf_counter()
     pieces = []
+    outcome = Outcome()
     generated: Iterator[str]
     if engine == "llama.cpp":
         from zero2one.api import load
@@ -66,15 +67,11 @@ def generate(
         runner = LlamaCppEngine(task.gguf_source(), model)  # type: ignore[attr-defined]
         text_in = (runner.chat_prompt([{"role": "user", "content": prompt}]) if chat
                    else prompt)
-        generated = runner.generate(text_in, settings)
-        count = runner.count
+        generated = runner.generate(text_in, settings, outcome)
     elif engine == "zero2one":
         lm, tokenizer = load_lm(model)
         generated = stream(lm, tokenizer, prompt, settings=settings, chat=chat,
-                           precision=precision.value if precision else None)
-
-        def count(text: str) -> int:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                           precision=precision.value if precision else None, outcome=outcome)
     else:
         raise UserError(f"--engine {engine}: zero2one or llama.cpp")
     if moderator is not None and moderator.config.outputs != "off":
@@ -86,8 +83,8 @@ def generate(
             sys.stdout.flush()
     text = "".join(pieces)
     if json_:
-        tokens = count(text)
-        print_json({"model": model, "text": text, "tokens": tokens,
+        print_json({"model": model, "text": text, "tokens": outcome.completion_tokens,
+                    "finish_reason": outcome.finish_reason,
                     "seconds": round(time.perf_counter() - start, 3)})
     else:
         sys.stdout.write("\n")

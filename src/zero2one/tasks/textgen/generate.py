@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -37,6 +38,47 @@ class Sampling(Strict):
         if len(self.stop) > 16:
             raise ValueError("at most 16 stop strings")
         return self
+
+
+@dataclass
+class Outcome:
+    """How one generation ended, filled in by the engine once its last piece is out: the finish
+    reason (``stop``: an end token or a stop string; ``length``: ``max_new_tokens`` reached) and
+    the tokens generated — counted as decoded, never by tokenizing the text again (a character
+    cut by the token limit is not in the text, but its tokens were generated)."""
+
+    finish_reason: str = "stop"
+    completion_tokens: int = 0
+
+
+class StopScanner:
+    """Text as it grows, cut at the earliest stop string: :meth:`feed` returns what is safe to
+    emit, holding back a tail that could still become a stop string; :meth:`finish` returns
+    that tail once the text has ended without one."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops, self.text, self.sent, self.stopped = list(stops), "", 0, False
+
+    def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        self.text += piece
+        found = [at for stop in self.stops
+                 if (at := self.text.find(stop, max(0, self.sent - len(stop) + 1))) >= 0]
+        if found:
+            self.stopped = True
+            return self._emit(min(found))
+        hold = max((len(stop) - 1 for stop in self.stops), default=0)
+        return self._emit(len(self.text) - hold)
+
+    def finish(self) -> str:
+        return "" if self.stopped else self._emit(len(self.text))
+
+    def _emit(self, upto: int) -> str:
+        if upto <= self.sent:
+            return ""
+        out, self.sent = self.text[self.sent: upto], upto
+        return out
 
 
 def sampling(**values: Any) -> Sampling:
@@ -74,8 +116,10 @@ def check_fits(model: Any, prompt_tokens: int, max_new_tokens: int, *,
 
 
 def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
-           chat: bool = False, precision: str | None = None) -> Iterator[str]:
-    """Generated text, piece by piece, as the model produces it (stop strings excluded).
+           chat: bool = False, precision: str | None = None,
+           outcome: Outcome | None = None) -> Iterator[str]:
+    """Generated text, piece by piece, as the model produces it (stop strings excluded; never
+    half a character). ``outcome`` is filled in once the last piece is out.
 
     One row of the server's decoding loop (:func:`zero2one.tasks.textgen.batch.decode_steps`,
     with its lean step for Llama-family models), run on the caller's thread; a consumer that
@@ -91,3 +135,6 @@ def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
             yield from (p for p in pieces if p)
             pieces.clear()
     yield from (p for p in pieces if p)  # held back until the end
+    if outcome is not None:
+        outcome.finish_reason = row.finish or "stop"
+        outcome.completion_tokens = len(row.generated)

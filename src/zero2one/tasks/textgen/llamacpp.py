@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zero2one.errors import UserError
+from zero2one.tasks.textgen.generate import Outcome, StopScanner
 
 INSTALL = ("the llama.cpp engine needs llama-cpp-python, which compiles llama.cpp when it is "
            "installed (10 to 20 minutes on 2 cores): pip install 'zero2one[llamacpp]'")
@@ -80,24 +81,61 @@ class LlamaCppEngine:
                             f"{self.context}")
         return ids
 
-    def generate(self, prompt: str, settings: Any) -> Generator[str, None, None]:
-        """Text pieces as llama.cpp produces them (stop strings excluded), on this thread; the
-        caller holds the decoder until the iterator is closed."""
+    def generate(self, prompt: str, settings: Any,
+                 outcome: Outcome | None = None) -> Generator[str, None, None]:
+        """Text pieces as llama.cpp samples the tokens (stop strings excluded, never half a
+        character), on this thread; the caller holds the decoder until the iterator is closed.
+        The tokens come from the binding's ``generate`` (llama.cpp's own sampler chain) and are
+        counted and decoded here, so ``outcome`` is exact: its completion-API stream tells
+        neither the token count nor, when the limit cuts a character, what it dropped."""
+        import codecs
+        import random
+
         ids = self.checked(prompt, settings)
         greedy = settings.temperature == 0
-        chunks: Any = self.llm.create_completion(
-            ids, max_tokens=settings.max_new_tokens, stream=True,
-            temperature=0.0 if greedy else settings.temperature,
+        self.llm.set_seed(settings.seed if settings.seed is not None
+                          else random.randrange(2**31))
+        tokens = self.llm.generate(
+            ids, temp=0.0 if greedy else settings.temperature,
             top_p=1.0 if greedy else settings.top_p, top_k=1 if greedy else settings.top_k or 0,
-            repeat_penalty=settings.repetition_penalty, stop=list(settings.stop or []) or None,
-            seed=settings.seed if settings.seed is not None else None)
-        for chunk in chunks:
-            text = chunk["choices"][0]["text"]
-            if text:
-                yield text
+            repeat_penalty=settings.repetition_penalty)
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        scanner = StopScanner(list(settings.stop or []))
+        done, history = Outcome("length", 0), list(ids)
+        try:
+            for token in tokens:
+                if self._ends(token):
+                    done.finish_reason = "stop"
+                    break
+                done.completion_tokens += 1
+                text = utf8.decode(self.llm.detokenize([token], prev_tokens=history))
+                history.append(token)
+                if out := scanner.feed(text):
+                    yield out
+                if scanner.stopped:
+                    done.finish_reason = "stop"
+                    break
+                if done.completion_tokens >= settings.max_new_tokens:
+                    break
+        finally:
+            tokens.close()
+        # bytes of a character cut by the limit stay in the decoder: never emitted
+        if out := scanner.finish():
+            yield out
+        if outcome is not None:
+            outcome.finish_reason, outcome.completion_tokens = (done.finish_reason,
+                                                                done.completion_tokens)
 
-    async def stream(self, prompt: str, settings: Any) -> AsyncIterator[str]:
-        """As zero2one's engine: pieces as generated, errors before the first."""
+    def _ends(self, token: int) -> bool:
+        """An end-of-generation token (end of text, end of turn, ...), as llama.cpp says."""
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+
+    async def stream(self, prompt: str, settings: Any,
+                     outcome: Outcome | None = None) -> AsyncIterator[str]:
+        """As zero2one's engine: pieces as generated, errors before the first; ``outcome``
+        filled in once the last piece is out."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         gone = threading.Event()
@@ -106,7 +144,7 @@ class LlamaCppEngine:
         def run() -> None:
             with self._lock:  # one sequence at a time, in arrival order
                 try:
-                    generated = self.generate(prompt, settings)
+                    generated = self.generate(prompt, settings, outcome)
                     for piece in generated:
                         if gone.is_set():  # the caller went away: stop decoding
                             generated.close()

@@ -20,7 +20,7 @@ from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator, output_policy
 from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
-from zero2one.tasks.textgen.generate import TEMPERATURE_MAX
+from zero2one.tasks.textgen.generate import TEMPERATURE_MAX, Outcome
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
 # a completion is JSON, or with "stream": true server-sent events
@@ -121,20 +121,23 @@ def _engine(request: Request) -> Any:
     return request.app.state.holder.current.adapter
 
 
-async def _generate(engine: Any, prompt: str, settings: Any) -> tuple[str | None, Any]:
+async def _generate(engine: Any, prompt: str,
+                    settings: Any) -> tuple[str | None, Any, Outcome]:
+    """The first piece, the rest, and how the generation ended (known after the last)."""
+    outcome = Outcome()
     try:
-        pieces = engine.stream(prompt, settings)
+        pieces = engine.stream(prompt, settings, outcome)
         first = await anext(pieces, None)  # errors (too long, ...) surface as a 400 here
     except UserError as exc:
         raise APIError(400, "invalid_request_error", str(exc)) from None
-    return first, pieces
+    return first, pieces, outcome
 
 
 async def _run(request: Request, body: Any, prompt: str, chat: bool,
                asked: dict[str, Any]) -> Response:
     engine = _engine(request)
     settings = body.sampling()
-    first, pieces = await _generate(engine, prompt, settings)
+    first, pieces, outcome = await _generate(engine, prompt, settings)
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     prompt_tokens = engine.count(prompt)
@@ -148,14 +151,15 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
             await remember(request, ident, route=request.url.path, body=asked, output=text)
 
         return StreamingResponse(_sse(engine, body, ident, created, first, pieces, chat,
-                                      prompt_tokens, settings.max_new_tokens, remembered),
+                                      prompt_tokens, outcome, remembered),
                                  media_type="text/event-stream")
     text = (first or "") + "".join([p async for p in pieces])
-    completion = engine.count(text)
-    finish = "length" if completion >= settings.max_new_tokens else "stop"
+    filtered = False
     if policy != "off":
-        text, filtered = await _moderated(request, engine, prompt, settings, text, policy)
-        finish = "content_filter" if filtered else finish
+        text, filtered, outcome = await _moderated(request, engine, prompt, settings, text,
+                                                   policy, outcome)
+    finish = "content_filter" if filtered else outcome.finish_reason
+    completion = outcome.completion_tokens
     await remember(request, ident, route=request.url.path, body=asked, output=text)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if chat:
@@ -171,9 +175,10 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
 
 
 async def _moderated(request: Request, engine: Any, prompt: str, settings: Any, text: str,
-                     policy: str) -> tuple[str, bool]:
-    """A whole output through moderation: (the text to answer, whether it was withheld).
-    ``regenerate`` samples again with other seeds (up to the configured retries)."""
+                     policy: str, outcome: Outcome) -> tuple[str, bool, Outcome]:
+    """A whole output through moderation: (the text to answer, whether it was withheld, how
+    the generation answered ended). ``regenerate`` samples again with other seeds (up to the
+    configured retries)."""
     import random
 
     found = moderator(request)
@@ -185,12 +190,12 @@ async def _moderated(request: Request, engine: Any, prompt: str, settings: Any, 
             break
         again = settings.model_copy(update={"seed": seed + attempt,
                                             "temperature": settings.temperature or 0.7})
-        first, pieces = await _generate(engine, prompt, again)
+        first, pieces, outcome = await _generate(engine, prompt, again)
         text = (first or "") + "".join([p async for p in pieces])
         verdict = found.check(text, where="output")
     if verdict.blocked and policy != "redact":
-        return "", True
-    return found.redact(text, verdict) if verdict.hits else text, False
+        return "", True, outcome
+    return found.redact(text, verdict) if verdict.hits else text, False, outcome
 
 
 async def _guarded(found: Any, first: str | None, pieces: AsyncIterator[str], *,
@@ -211,7 +216,7 @@ async def _guarded(found: Any, first: str | None, pieces: AsyncIterator[str], *,
 
 async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | None,
                pieces: AsyncIterator[str], chat: bool, prompt_tokens: int,
-               limit: int, remembered: Any) -> AsyncIterator[bytes]:
+               outcome: Outcome, remembered: Any) -> AsyncIterator[bytes]:
     kind = "chat.completion.chunk" if chat else "text_completion"
 
     def event(delta: dict[str, Any] | str, finish: str | None = None) -> bytes:
@@ -241,9 +246,9 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
         yield b"data: " + orjson.dumps(error) + b"\n\n"
         yield b"data: [DONE]\n\n"
         return
-    completion = engine.count(text)
+    completion = outcome.completion_tokens
     await remembered(text)
-    yield event({} if chat else "", "length" if completion >= limit else "stop")
+    yield event({} if chat else "", outcome.finish_reason)
     if body.stream_options and body.stream_options.include_usage:
         usage = {"id": ident, "object": kind, "created": created, "model": engine.name,
                  "choices": [], "usage": {"prompt_tokens": prompt_tokens,

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from zero2one.errors import UserError
+from zero2one.tasks.textgen.generate import Outcome
 
 
 class LMEngine:
@@ -70,8 +71,10 @@ class LMEngine:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                   tokenize=False)
 
-    async def stream(self, prompt: str, settings: Any) -> AsyncIterator[str]:
-        """Text pieces as generated; errors (a prompt too long, ...) raise before the first."""
+    async def stream(self, prompt: str, settings: Any,
+                     outcome: Outcome | None = None) -> AsyncIterator[str]:
+        """Text pieces as generated; errors (a prompt too long, ...) raise before the first.
+        ``outcome`` is filled in once the last piece is out."""
         from zero2one.tasks.textgen.batch import Row
         from zero2one.tasks.textgen.generate import check_fits
 
@@ -96,6 +99,9 @@ class LMEngine:
                 if kind == "piece":
                     yield value
                 elif kind == "end":
+                    if outcome is not None:
+                        outcome.finish_reason = row.finish or "stop"
+                        outcome.completion_tokens = len(row.generated)
                     return
                 else:
                     raise value
