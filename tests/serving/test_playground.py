@@ -87,7 +87,24 @@ def test_a_categorical_column_offers_its_categories(workspace: Path) -> None:
     assert fields["colour"]["type"] == "text"
     assert sorted(fields["colour"]["options"]) == ["black", "brown", "white"]
     assert fields["weight"]["type"] == "number" and "options" not in fields["weight"]
+    assert fields["weight"]["label"] == "Weight"
     assert config["feedback"] is True and config["moderation"] is True
+
+
+@pytest.mark.parametrize(("column", "label"), [
+    ("monthly_charges", "Monthly charges"), ("monthlyCharges", "Monthly charges"),
+    ("sepal length (cm)", "Sepal length (cm)"), ("ID", "ID"), ("x", "X"), ("_", "_")])
+def test_form_labels_are_readable(column: str, label: str) -> None:
+    from zero2one.tasks.tabular.serving import readable
+
+    assert readable(column) == label
+
+
+def test_the_script_never_shows_null_for_a_missing_part() -> None:
+    """replaceChildren(answer, null, null) draws "nullnull": every fill goes through fill(),
+    which leaves out what is absent (no bars, feedback off)."""
+    script = (playground.STATIC / "playground.js").read_text()
+    assert script.count(".replaceChildren(") == 1  # inside fill() itself
 
 
 def test_no_playground_when_turned_off(iris_model: Path) -> None:

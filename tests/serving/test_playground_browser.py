@@ -133,6 +133,12 @@ def use_upload(page: Any, name: str, tmp: Path) -> str:
     page.set_input_files("#files", [str(junk)])
     page.click("#upload-form button[type=submit]")
     assert "image 0" in page.locator(".result .error").inner_text()
+    # one unreadable file in a batch: the readable one is still answered, the other says why
+    page.set_input_files("#files", [str(image), str(junk)])
+    page.click("#upload-form button[type=submit]")
+    page.locator(".result .error").wait_for()
+    assert page.locator("[data-testid=answer]").inner_text().startswith("digit.png: ")
+    assert page.locator(".result .error").inner_text().startswith("junk.png: ")
     page.set_input_files("#files", [str(image)])
     page.click("#upload-form button[type=submit]")
     answered(page)
@@ -168,6 +174,7 @@ def chat(page: Any, message: str, *, max_tokens: int) -> Any:
 
 
 def use_prompt(page: Any, name: str, tmp: Path) -> str:
+    assert page.locator(".chips button").count() == 10  # every digit's prompt, not 8 of them
     page.locator(".chips button").first.click()  # an example prompt of the model
     assert page.input_value("#prompt")
     page.fill("#negative", "blurry")
@@ -316,6 +323,35 @@ def test_model_text_is_shown_as_text(browser: Any, workspace: Path) -> None:
         assert page.locator(".result img").count() == 0
         assert page.evaluate("window.pwned") is None
         keep(page.screenshot(), "escaped-zh")
+        visit.close()
+    finally:
+        server.stop()
+
+
+def test_the_readme_tour_model_in_a_browser(browser: Any, workspace: Path) -> None:
+    """The README's own model — recipes/iris-svc.yaml, an SVC without probabilities — served
+    as the tour serves it (no key, no feedback): an answer and nothing else ("nullnull" was
+    drawn where the missing bars and thumbs were), and readable field labels."""
+    from zero2one.api import train
+
+    recipe = Path(__file__).parents[2] / "recipes" / "iris-svc.yaml"
+    train(recipe, overrides=["track.enabled=false"], out=workspace / "iris-svc")
+    server = Server(str(workspace / "iris-svc"))
+    try:
+        server.wait_ready(timeout=120)
+        visit = Page(browser, server.url)
+        page = visit.page
+        page.wait_for_selector("body[data-ready=form]")
+        label = page.locator("label[for=field-0]")
+        assert label.inner_text().startswith("Sepal length ")
+        assert label.locator("code").inner_text() == "sepal_length"  # what the API takes
+        page.click("#predict-form button[type=submit]")
+        answered(page)
+        result = page.locator("#predict-form .result").inner_text()
+        assert result.strip() in {f"target = {name}" for name in
+                                  ("setosa", "versicolor", "virginica")}, result
+        assert "null" not in result and page.locator(".bars, .feedback").count() == 0
+        not_blank(keep(page.screenshot(), "iris-svc"))
         visit.close()
     finally:
         server.stop()

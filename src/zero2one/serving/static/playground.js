@@ -67,6 +67,12 @@ function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// a node's children replaced by these, leaving out null and undefined (which replaceChildren
+// would show as the text "null")
+function fill(node, ...children) {
+  node.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
+}
+
 class ApiError extends Error {
   constructor(status, message) {
     super(message);
@@ -133,7 +139,7 @@ async function* events(response) {
 }
 
 function askKey(why) {
-  $("#widget").replaceChildren();
+  fill($("#widget"));
   $("#forget").hidden = true;
   $("#key-why").textContent = why;
   $("#key").hidden = false;
@@ -234,7 +240,13 @@ function form(widget, config) {
         inputmode: spec.type === "number" ? "decimal" : "text", autocomplete: "off" });
     }
     inputs.push([spec, input]);
-    fields.append(field(id, spec.name, input));
+    // a readable label ("monthly_charges" -> "Monthly charges"); the column's own name beside
+    // it when they differ, since that is what the API takes
+    const label = el("label", { for: id, text: spec.label || spec.name, title: spec.name });
+    if (spec.label && spec.label !== spec.name) {
+      label.append(" ", el("code", { class: "column", text: spec.name }));
+    }
+    fields.append(el("div", {}, label, input));
   });
   const button = el("button", { type: "submit", text: T.predict });
   const result = el("div", { class: "result" });
@@ -249,14 +261,14 @@ function form(widget, config) {
       else if (spec.type === "number") {
         const number = Number(raw);
         if (!Number.isFinite(number)) {
-          result.replaceChildren(errorLine(`${spec.name} ${T.number}: ${raw}`));
+          fill(result, errorLine(`${spec.name} ${T.number}: ${raw}`));
           input.focus();
           return;
         }
         record[spec.name] = number;
       } else record[spec.name] = raw;
     }
-    result.replaceChildren();
+    fill(result);
     busy(button, async () => {
       try {
         const response = await postJson(widget.route,
@@ -264,13 +276,13 @@ function form(widget, config) {
         const answer = await response.json();
         const shown = answer.labels ? answer.labels[0] : answer.result[0];
         const value = typeof shown === "number" ? Number(shown.toPrecision(6)) : shown;
-        result.replaceChildren(
+        fill(result,
           el("div", { class: "answer", "data-testid": "answer" },
             widget.target ? `${widget.target} = ` : "", String(value)),
           answer.probabilities ? bars(Object.entries(answer.probabilities[0])) : null,
           thumbs(answer.request_id, config));
       } catch (error) {
-        if (error.status !== 401) result.replaceChildren(errorLine(error.message));
+        if (error.status !== 401) fill(result, errorLine(error.message));
       }
     });
   });
@@ -288,10 +300,10 @@ function upload(widget, config) {
   let files = [];
   const choose = (list) => {
     files = [...list].slice(0, widget.max_files);
-    previews.replaceChildren(...files.map((file) => el("figure", {},
+    fill(previews, ...files.map((file) => el("figure", {},
       el("img", { src: URL.createObjectURL(file), alt: file.name }),
       el("figcaption", { text: file.name }))));
-    result.replaceChildren();
+    fill(result);
   };
   picker.addEventListener("change", () => choose(picker.files));
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
@@ -306,27 +318,48 @@ function upload(widget, config) {
   root.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!files.length) {
-      result.replaceChildren(errorLine(T.noFiles));
+      fill(result, errorLine(T.noFiles));
       return;
     }
     const big = files.find((file) => file.size > widget.max_bytes);
     if (big) {
-      result.replaceChildren(errorLine(`${big.name} ${T.tooBig} ${widget.max_bytes} bytes`));
+      fill(result, errorLine(`${big.name} ${T.tooBig} ${widget.max_bytes} bytes`));
       return;
     }
-    const body = new FormData();
-    for (const file of files) body.append(widget.field, file);
-    body.append("top_k", String(widget.top_k));
-    result.replaceChildren();
+    const classify = async (batch) => {
+      const body = new FormData();
+      for (const file of batch) body.append(widget.field, file);
+      body.append("top_k", String(widget.top_k));
+      return (await api(widget.route, { method: "POST", body })).json();
+    };
+    const shown = (file, top) => el("div", { class: "panel" },
+      el("div", { class: "answer", "data-testid": "answer" }, `${file.name}: ${top[0].label}`),
+      bars(top.map((t) => [t.label, t.probability])));
+    fill(result);
     busy(button, async () => {
       try {
-        const answer = await (await api(widget.route, { method: "POST", body })).json();
-        result.replaceChildren(...answer.top_k.map((top, i) => el("div", { class: "panel" },
-          el("div", { class: "answer", "data-testid": "answer" }, `${files[i].name}: ${top[0].label}`),
-          bars(top.map((t) => [t.label, t.probability])))),
-        thumbs(answer.request_id, config) ?? "");
+        const answer = await classify(files);
+        fill(result, ...answer.top_k.map((top, i) => shown(files[i], top)),
+          thumbs(answer.request_id, config));
       } catch (error) {
-        if (error.status !== 401) result.replaceChildren(errorLine(error.message));
+        if (error.status === 401) return;
+        if (files.length < 2 || error.status < 400 || error.status >= 500) {
+          fill(result, errorLine(error.message));
+          return;
+        }
+        // the server refuses a batch with one unreadable file: each file on its own, so that
+        // the readable ones are answered and the others say why not
+        const panels = [];
+        for (const file of files) {
+          try {
+            const one = await classify([file]);
+            panels.push(shown(file, one.top_k[0]), thumbs(one.request_id, config));
+          } catch (again) {
+            if (again.status === 401) return;
+            panels.push(errorLine(`${file.name}: ${again.message}`));
+          }
+        }
+        fill(result, ...panels);
       }
     });
   });
@@ -367,7 +400,7 @@ function chat(widget, config) {
   clearButton.addEventListener("click", () => {
     controller?.abort();
     history.length = 0;
-    log.replaceChildren();
+    fill(log);
   });
   root.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -453,11 +486,11 @@ function prompt(widget, config) {
     if (guidance.value !== "") body.guidance_scale = Number(guidance.value);
     if (steps.value !== "") body.steps = Number(steps.value);
     if (seed.value !== "") body.seed = Number(seed.value);
-    result.replaceChildren();
+    fill(result);
     busy(button, async () => {
       try {
         const answer = await (await postJson(widget.route, body)).json();
-        result.replaceChildren(el("div", { class: "images" }, ...answer.data.map((image, i) =>
+        fill(result, el("div", { class: "images" }, ...answer.data.map((image, i) =>
           el("figure", {},
             image.b64_json
               ? el("img", { src: `data:image/png;base64,${image.b64_json}`,
@@ -466,7 +499,7 @@ function prompt(widget, config) {
             el("figcaption", { text: `seed ${image.seed}` })))),
         thumbs(answer.id, config) ?? "");
       } catch (error) {
-        if (error.status !== 401) result.replaceChildren(errorLine(error.message));
+        if (error.status !== 401) fill(result, errorLine(error.message));
       }
     });
   });
@@ -489,18 +522,18 @@ function json(widget, config) {
     try {
       parsed = JSON.parse(body.value);
     } catch (error) {
-      result.replaceChildren(errorLine(`${T.notJson}: ${error.message}`));
+      fill(result, errorLine(`${T.notJson}: ${error.message}`));
       return;
     }
-    result.replaceChildren();
+    fill(result);
     busy(button, async () => {
       try {
         const answer = await (await postJson(widget.route, parsed)).json();
-        result.replaceChildren(el("h3", { text: T.response }),
+        fill(result, el("h3", { text: T.response }),
           el("pre", { "data-testid": "answer", text: JSON.stringify(answer, null, 2) }),
           thumbs(answer.request_id ?? answer.id, config) ?? "");
       } catch (error) {
-        if (error.status !== 401) result.replaceChildren(errorLine(error.message));
+        if (error.status !== 401) fill(result, errorLine(error.message));
       }
     });
   });
@@ -533,7 +566,7 @@ async function start() {
   $("#model").textContent = facts.filter(Boolean).join(" · ");
   document.title = `${model.name} · zero2one playground`;
   const build = WIDGETS[config.widget.kind] ?? none;
-  $("#widget").replaceChildren(build(config.widget, config));
+  fill($("#widget"), build(config.widget, config));
   document.body.dataset.ready = config.widget.kind;
 }
 

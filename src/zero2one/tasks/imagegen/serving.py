@@ -81,7 +81,7 @@ class ImageEngine:
         return {"kind": "prompt", "route": "/v1/images/generations",
                 "size": f"{size}x{size}" if size else None, "max_images": self.max_images,
                 "max_steps": self.max_steps, "guidance_scale": defaults.guidance_scale,
-                "steps": defaults.steps, "examples": list(self.model.prompts_)[:8]}
+                "steps": defaults.steps, "examples": list(self.model.prompts_)[:64]}
 
     def options(self, body: ImagesRequest) -> Any:
         """The request as generation options, within the server's limits (else a 400)."""

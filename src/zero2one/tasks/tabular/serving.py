@@ -97,7 +97,7 @@ class TabularAdapter:
         from zero2one.tasks.tabular.fastpath import known_values
 
         known = {} if self.graph is not None else known_values(self.model.pipeline_)
-        fields = [{"name": name, "type": "number" if numeric else "text",
+        fields = [{"name": name, "label": readable(name), "type": "number" if numeric else "text",
                    **known.get(name, {})}
                   for name, numeric in zip(self.names, self.numeric, strict=True)]
         return {"kind": "form", "route": "/predict", "fields": fields,
@@ -208,3 +208,17 @@ class TabularAdapter:
                 body["probabilities"] = [dict(zip(names, p or [], strict=True))
                                          for _, p in results]
         return body
+
+
+def readable(column: str) -> str:
+    """A column name as a form label: ``monthly_charges`` / ``monthlyCharges`` -> "Monthly
+    charges"; names that already read as words ("sepal length (cm)") keep their case."""
+    import re
+
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", column)  # camelCase
+    words = re.sub(r"[_\s]+", " ", words).strip()
+    if not words:
+        return column
+    if words != column:
+        words = words.lower()
+    return words[0].upper() + words[1:]
