@@ -84,23 +84,40 @@ def test_the_small_settings_still_match_the_guide() -> None:
         assert written in text, f"{written!r} is no longer in the guide; update SMALL"
 
 
+def reader_clone(folder: Path, env: dict[str, str]) -> Path:
+    """What a reader has after ``git clone``: this repository's files (as in the working
+    tree, ignored ones left out) committed in a repository of their own, .gitignore included —
+    the guide runs there, as a reader runs it (a fresh folder hid that /data/ was git-ignored)."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, text=True, check=True)
+    clone = folder / "zero2one"
+    for name in filter(None, listed.stdout.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
+        subprocess.run(["git", "-C", str(clone), *command], env=env, check=True)
+    return clone
+
+
 @pytest.mark.slow
 def test_every_guide_command_runs(tmp_path: Path) -> None:
-    for folder in ("recipes", "examples"):
-        shutil.copytree(REPO / folder, tmp_path / folder)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "ZERO2ONE_HOME": str(tmp_path / ".zero2one"), "GIT_AUTHOR_NAME": "guide",
            "GIT_AUTHOR_EMAIL": "guide@example.com", "GIT_COMMITTER_NAME": "guide",
            "GIT_COMMITTER_EMAIL": "guide@example.com"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    clone = reader_clone(tmp_path, env)
+    env["ZERO2ONE_HOME"] = str(clone / ".zero2one")  # the clone's own workspace (git-ignored)
     port = str(free_port())
     outputs = []
     for block in blocks(GUIDES[0]):
         for written, small in SMALL:
             block = block.replace(written, small)
         block = block.replace("8000", port)
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=clone, env=env,
                               capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, f"{block}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         outputs.append(done.stdout)
@@ -108,7 +125,11 @@ def test_every_guide_command_runs(tmp_path: Path) -> None:
     for expected in ("registered: models:/iris-svc/1", "reproduced", "models:/cancer-dask/1"):
         assert expected in everything, expected
     assert '"result":[0],"labels":["setosa"]' in everything.replace(" ", "")  # the /predict
-    assert (tmp_path / "sevens" / "grid.png").is_file()
+    assert (clone / "sevens" / "grid.png").is_file()
     assert "registered: models:/keras-cnn/1" in everything
-    assert (tmp_path / "build" / "iris" / "Dockerfile").is_file()
-    assert sorted(p.name for p in (tmp_path / "scored-parts").glob("*.parquet"))
+    assert (clone / "build" / "iris" / "Dockerfile").is_file()
+    assert sorted(p.name for p in (clone / "scored-parts").glob("*.parquet"))
+    # the data step versioned the file in the clone's git, and left nothing else staged
+    tracked = subprocess.run(["git", "-C", str(clone), "ls-files", "data"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked == ["data/iris/.gitignore", "data/iris/iris.csv.dvc"], tracked

@@ -263,6 +263,41 @@ def test_data_add_refusals(project: Path, tmp_path_factory: pytest.TempPathFacto
     assert not (project / ".dvc").exists()  # nothing initialised by a refused add
 
 
+def test_an_ignored_data_folder_is_refused_up_front(project: Path) -> None:
+    """The zero2one clone ignored /data/: DVC then refuses to write its .dvc file there, and
+    its reason was hidden (``--quiet``) behind "exit code 1", with .dvc/ left staged."""
+    (project / ".gitignore").write_text(".zero2one/\n/data/\n")
+    with pytest.raises(UserError, match=r"^data/iris.csv.dvc would be ignored by git \(rule "
+                                        r"'/data/', .gitignore line 2\).*`/data/\*\*`"):
+        versions.add("data/iris.csv")
+    assert not (project / ".dvc").exists() and not (project / ".dvcignore").exists()
+    assert git(project, "diff", "--cached", "--name-only") == ""
+    # the clone's own rules: the folder's contents ignored, its .dvc files kept
+    (project / ".gitignore").write_text(".zero2one/\n/data/**\n!/data/**/\n!/data/**/*.dvc\n"
+                                        "!/data/**/.gitignore\n")
+    added = versions.add("data/iris.csv", message="iris")
+    assert added.commit and "data/iris.csv.dvc" in git(project, "ls-files")
+
+
+def test_a_failed_add_shows_dvcs_reason_and_undoes_its_set_up(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = versions._dvc
+
+    def failing_add(root: Path, *args: str, check: bool = True) -> Any:
+        if args[0] == "add":  # DVC's own refusal, as it words it
+            args = ("add", "--no-such-option", *args[1:])
+        return real(root, *args, check=check)
+
+    monkeypatch.setattr(versions, "_dvc", failing_add)
+    with pytest.raises(UserError) as raised:
+        versions.add("data/iris.csv")
+    message = str(raised.value)
+    assert message.startswith("dvc add failed in") and "exit code" not in message, message
+    assert "no-such-option" in message and "\n" not in message
+    assert not (project / ".dvc").exists() and not (project / ".dvcignore").exists()
+    assert git(project, "status", "--porcelain", "--untracked-files=no") == ""
+
+
 def test_folders_and_files_inside_them(project: Path) -> None:
     images = project / "images"
     for name in ("a", "b"):

@@ -122,12 +122,19 @@ def add(path: str | Path, *, remote: str | None = None, message: str | None = No
     if _git(root, "ls-files", "--error-unmatch", "--", relative, check=False).returncode == 0:
         raise UserError(f"{relative} is tracked by git; stop tracking it there first "
                         f"(git rm -r --cached {relative}), then add it to DVC")
-    if not (root / ".dvc").is_dir():
-        _dvc(root, "init", "--quiet")
-    name = _set_remote(root, remote)
-    _dvc(root, "add", "--quiet", relative)
     dvc_file = f"{relative}.dvc"
-    pushed = _dvc(root, "push", "--quiet", dvc_file, check=False)
+    _check_not_ignored(root, dvc_file)
+    created = not (root / ".dvc").is_dir()
+    try:
+        if created:
+            _dvc(root, "init")  # not --quiet: that hides DVC's reason when it fails too
+        name = _set_remote(root, remote)
+        _dvc(root, "add", relative)
+    except BaseException:
+        if created:  # what this call set up goes, unstaged: the repository is as it was
+            _undo_init(root)
+        raise
+    pushed = _dvc(root, "push", dvc_file, check=False)
     if pushed.returncode != 0:
         raise UserError(f"{relative} is added to DVC but could not be pushed to remote {name}: "
                         f"{_last_line(pushed)}; fix the remote and run `dvc push {dvc_file}`")
@@ -146,6 +153,32 @@ def add(path: str | Path, *, remote: str | None = None, message: str | None = No
     return Added(path=relative, dvc_file=dvc_file, md5=out["md5"], size=out.get("size"),
                  files=out.get("nfiles"), remote=name, commit=commit, unchanged=unchanged,
                  root=str(root))
+
+
+def _check_not_ignored(root: Path, dvc_file: str) -> None:
+    """DVC keeps ``dvc_file`` in git, so git must not ignore it: say which rule does."""
+    if _git(root, "check-ignore", "-q", "--no-index", "--", dvc_file,
+            check=False).returncode != 0:
+        return
+    done = _git(root, "check-ignore", "--verbose", "--no-index", "--", dvc_file, check=False)
+    # "SOURCE:LINE:PATTERN<TAB>PATH"
+    source, line, pattern = (done.stdout.strip().partition("\t")[0].split(":", 2) + ["", ""])[:3]
+    folder = Path(dvc_file).parts[0]
+    raise UserError(
+        f"{dvc_file} would be ignored by git (rule {pattern!r}, {source} line {line}), and DVC "
+        f"keeps it in git; ignore the folder's contents instead (`/{folder}/**`, "
+        f"`!/{folder}/**/`, `!/{folder}/**/*.dvc`) or keep the data in a folder git does not "
+        "ignore")
+
+
+def _undo_init(root: Path) -> None:
+    """Remove what ``dvc init`` made and staged (and the remote set beside it)."""
+    import shutil
+
+    _git(root, "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", ".dvc",
+         ".dvcignore", check=False)
+    shutil.rmtree(root / ".dvc", ignore_errors=True)
+    (root / ".dvcignore").unlink(missing_ok=True)
 
 
 def _set_remote(root: Path, url: str | None) -> str:
