@@ -132,4 +132,4 @@ def test_every_guide_command_runs(tmp_path: Path) -> None:
     # the data step versioned the file in the clone's git, and left nothing else staged
     tracked = subprocess.run(["git", "-C", str(clone), "ls-files", "data"], capture_output=True,
                              text=True, check=True).stdout.split()
-    assert tracked == ["data/iris/.gitignore", "data/iris/iris.csv.dvc"], tracked
+    assert tracked == ["data/iris/iris.csv.dvc"], tracked

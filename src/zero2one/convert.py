@@ -41,6 +41,8 @@ class CompressOptions:
 
     calibration: int | None = None  # inputs that calibrate activation ranges
     epochs: int | None = None  # quantization-aware fine-tuning
+    # the share of held-out labels the compressed model must agree on (None: the task's own)
+    min_agreement: float | None = None
 
 
 @dataclass
@@ -88,13 +90,16 @@ class ConvertResult:
 
 def export(ref: str | Path, fmt: str = "onnx", *, register: str | None = None,
            overrides: Iterable[str] = (), out: str | Path | None = None,
-           reporter: Reporter | None = None, trust: Iterable[str] = ()) -> ConvertResult:
+           reporter: Reporter | None = None, trust: Iterable[str] = (),
+           accept_loss: bool = False) -> ConvertResult:
     """The model at ``ref`` in another runtime (``onnx``), checked against it on held-out rows,
-    measured, tracked and registered (``register``, else the parent's registered name)."""
-    from zero2one.registry import all_tasks
+    measured, tracked and registered (``register``, else the parent's registered name).
+    ``accept_loss`` keeps an export that loses more quality than the task allows."""
+    from zero2one.refs import resolve
+    from zero2one.registry import all_tasks, get_task
 
-    parent = _parent(ref, trust)
-    own = type(parent).export_formats
+    resolved = resolve(ref)  # format and data are checked before any weights load
+    own = get_task(resolved.task).export_formats
     base, _, quant = fmt.partition("-")
     variants = [f.partition("-")[2] for f in own if f.startswith(f"{base}-")]
     if fmt not in own and quant and variants:  # `--format gguf --quant q3`
@@ -104,10 +109,12 @@ def export(ref: str | Path, fmt: str = "onnx", *, register: str | None = None,
         raise UserError(f"--format {base} takes no --quant")
     if fmt not in own:
         able = [c.name for c in all_tasks() if fmt in c.export_formats]
-        raise UserError(f"{parent.name} models cannot be exported to {fmt}; --format {fmt} "
+        raise UserError(f"{resolved.task} models cannot be exported to {fmt}; --format {fmt} "
                         f"applies to {_names(able)}")
-    return _convert(parent, lambda data, rep: parent.export(fmt, data, reporter=rep),
-                    register=register, overrides=overrides, out=out, reporter=reporter)
+    loss = {"accept_loss": True} if accept_loss else {}  # tasks that gate on quality take it
+    return _convert(resolved, trust, lambda parent, data, rep: parent.export(
+        fmt, data, reporter=rep, **loss), register=register, overrides=overrides, out=out,
+        reporter=reporter)
 
 
 def compress(ref: str | Path, method: str, *, options: CompressOptions | None = None,
@@ -115,45 +122,60 @@ def compress(ref: str | Path, method: str, *, options: CompressOptions | None = 
              out: str | Path | None = None, reporter: Reporter | None = None,
              trust: Iterable[str] = ()) -> ConvertResult:
     """A compressed (INT8) model made from the one at ``ref``; see :func:`export`."""
-    from zero2one.registry import all_tasks
+    from zero2one.refs import resolve
+    from zero2one.registry import all_tasks, get_task
 
-    parent = _parent(ref, trust)
-    if method not in type(parent).compress_methods:
+    resolved = resolve(ref)  # method and data are checked before any weights load
+    own = get_task(resolved.task).compress_methods
+    if method not in own:
         able = [f"{c.name} ({', '.join(c.compress_methods)})" for c in all_tasks()
                 if c.compress_methods]
-        own = type(parent).compress_methods
-        raise UserError(f"--method {method} does not apply to {parent.name} models"
+        raise UserError(f"--method {method} does not apply to {resolved.task} models"
                         + (f" (they take {', '.join(own)})" if own else "")
                         + f"; compress applies to {_names(able)}")
     options = options or CompressOptions()
-    return _convert(parent, lambda data, rep: parent.compress(method, data, options=options,
-                                                              reporter=rep),
-                    register=register, overrides=overrides, out=out, reporter=reporter)
+    if options.min_agreement is not None and not 0 < options.min_agreement <= 1:
+        raise UserError(f"--min-agreement {options.min_agreement}: a share between 0 and 1")
+    return _convert(resolved, trust, lambda parent, data, rep: parent.compress(
+        method, data, options=options, reporter=rep), register=register, overrides=overrides,
+        out=out, reporter=reporter)
 
 
 def _names(names: list[str]) -> str:
     return ", ".join(names) if names else "no installed task"
 
 
-def _parent(ref: str | Path, trust: Iterable[str]) -> Task:
-    from zero2one.api import load
-
-    return load(ref, trust=trust)
-
-
-def _convert(parent: Task, make: Callable[[Any, Reporter], Conversion], *,
-             register: str | None, overrides: Iterable[str], out: str | Path | None,
+def _convert(resolved: Resolved, trust: Iterable[str],
+             make: Callable[[Task, Any, Reporter], Conversion], *, register: str | None,
+             overrides: Iterable[str], out: str | Path | None,
              reporter: Reporter | None) -> ConvertResult:
+    """Load the parent and its data, make the new model, measure, save. A zero2one model's
+    data is read (and refused) before its weights load: the recipe is in the manifest."""
+    from zero2one.api import load
+    from zero2one.artifacts import read_manifest
+    from zero2one.registry import get_task
+
     reporter = reporter or NullReporter()
     if out is not None and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new directory")
     overrides = list(overrides)
+    data = None
+    if resolved.has_manifest and resolved.path is not None:
+        cls = get_task(resolved.task)
+        config = cls.recipe_from(read_manifest(resolved.path), resolved.path)
+        if overrides:
+            config = validate(apply_overrides(config.model_dump(mode="json"), overrides))
+        with reporter.step("reading the data"):
+            data = cls(config).load_data()
+    with reporter.step("loading the model"):
+        parent = load(resolved, trust=trust)
     if overrides:
         parent.config = validate(apply_overrides(parent.config.model_dump(mode="json"),
                                                  overrides))
-    with reporter.step("reading the data"):
-        data = parent.load_data()
-    conversion = make(data, reporter)
+    if data is None:
+        with reporter.step("reading the data"):
+            data = parent.load_data()
+    conversion = make(parent, data, reporter)
     with reporter.step("measuring"):
         rows = measure(parent, conversion, data)
     metrics = rows[-1]["metrics"]

@@ -162,7 +162,7 @@ def _check_not_ignored(root: Path, dvc_file: str) -> None:
         return
     done = _git(root, "check-ignore", "--verbose", "--no-index", "--", dvc_file, check=False)
     # "SOURCE:LINE:PATTERN<TAB>PATH"
-    source, line, pattern = (done.stdout.strip().partition("\t")[0].split(":", 2) + ["", ""])[:3]
+    source, line, pattern = ([*done.stdout.strip().partition("\t")[0].split(":", 2), "", ""])[:3]
     folder = Path(dvc_file).parts[0]
     raise UserError(
         f"{dvc_file} would be ignored by git (rule {pattern!r}, {source} line {line}), and DVC "

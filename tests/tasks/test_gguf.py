@@ -168,3 +168,78 @@ def test_the_cli_maps_quant_to_the_format(tuned: Path, workspace: Path) -> None:
     bad = CliRunner().invoke(app, ["export", str(tuned), "--format", "gguf", "--quant", "q2"])
     assert isinstance(bad.exception, UserError)  # main() prints it as one line
     assert "--quant q2 is not one of" in str(bad.exception)
+
+
+@pytest.mark.parametrize(("tuned_ppl", "exported", "kept"), [
+    (79.1, 80.0, 0.983), (79.1, 100.0, 0.596), (79.1, 126.8, None)])
+def test_an_export_must_keep_most_of_what_fine_tuning_gained(tuned_ppl: float, exported: float,
+                                                             kept: float | None) -> None:
+    """The guide's numbers: q4_1 of the LoRA SmolLM2 went 79.1 -> 126.8 held-out perplexity,
+    the untuned base being 130.8: it passed the logits check, and undid the fine-tune."""
+    from zero2one.tasks.textgen.gguf_export import check_gain
+
+    def ppl(value: float) -> dict[str, float]:
+        return {"val_perplexity": value}
+
+    if kept is None:
+        with pytest.raises(ConversionError, match=r"q4_1 GGUF undoes most of the fine-tuning: "
+                           r"it keeps 8% .*126.8 as q4_1, 130.8 untuned\); --quant q8_0 keeps "
+                           r"it, --accept-loss keeps this one"):
+            check_gain(ppl(130.8), ppl(tuned_ppl), ppl(exported), "q4_1")
+        accepted = check_gain(ppl(130.8), ppl(tuned_ppl), ppl(exported), "q4_1",
+                              accept_loss=True)
+        assert accepted is not None and accepted["gain_kept"] == pytest.approx(0.077, abs=1e-3)
+    else:
+        found = check_gain(ppl(130.8), ppl(tuned_ppl), ppl(exported), "q4_1")
+        assert found is not None and found["gain_kept"] == pytest.approx(kept, abs=1e-3)
+    # nothing to compare with: no base (a pretrained model), or training gained nothing
+    assert check_gain(None, ppl(79.1), ppl(200.0), "q4_1") is None
+    assert check_gain(ppl(70.0), ppl(79.1), ppl(200.0), "q4_1") is None
+
+
+def test_a_tuned_export_records_what_it_kept(tuned: Path, workspace: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one.tasks.textgen import gguf_export
+
+    result = export(tuned, "gguf-q8_0", out=workspace / "kept")
+    details = load(result.model_dir).manifest["conversion"]
+    assert details["perplexity_base"] > details["perplexity_tuned"]  # the tune gained
+    assert details["gain_kept"] > 0.5
+    assert details["perplexity_export"] == pytest.approx(
+        result.report[-1]["metrics"]["val_perplexity"])
+    # a gate that no export passes refuses, with the numbers, and --accept-loss keeps it
+    monkeypatch.setattr(gguf_export, "MIN_GAIN_KEPT", 1.01)
+    with pytest.raises(ConversionError, match="undoes most of the fine-tuning"):
+        export(tuned, "gguf-q8_0")
+    kept = export(tuned, "gguf-q8_0", accept_loss=True, out=workspace / "anyway")
+    assert load(kept.model_dir).manifest["conversion"]["gain_kept"] < 1.01
+
+
+def test_inputs_are_checked_before_the_weights_load(tuned: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one import api
+    from zero2one.errors import DataError
+
+    def no_weights(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the weights were loaded before the inputs were checked")
+
+    monkeypatch.setattr(api, "load", no_weights)
+    with pytest.raises(DataError, match="data not found"):
+        export(tuned, "gguf", overrides=["data.source=absent.jsonl"])
+    with pytest.raises(UserError, match="cannot be exported to onnx"):
+        export(tuned, "onnx")
+    from zero2one.convert import compress
+
+    with pytest.raises(UserError, match="--method static does not apply"):
+        compress(tuned, "static")
+
+
+@pytest.mark.slow
+def test_the_builtin_model_exports_with_the_built_in_check_set(workspace: Path) -> None:
+    """`zero2one export builtin:smollm2-135m-instruct --format gguf` in an empty folder: it has
+    no data of its own, so the export is checked on zero2one's built-in held-out chats."""
+    result = export("builtin:smollm2-135m-instruct", "gguf-q8_0", out=workspace / "smollm2")
+    manifest = load(result.model_dir).manifest
+    assert manifest["quantization"] == "q8_0"
+    assert 1 < result.report[-1]["metrics"]["val_perplexity"] < 1.1 * \
+        result.report[0]["metrics"]["val_perplexity"]

@@ -35,6 +35,9 @@ def export(
     set_: SetOption = None,
     out: Out = None,
     trust: Trust = None,
+    accept_loss: Annotated[bool, typer.Option(
+        "--accept-loss", help="Keep an export that loses more of the model's quality than the "
+        "check allows (a 4-bit GGUF that undoes most of a fine-tune).")] = False,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -45,7 +48,8 @@ def export(
 
     fmt = f"{format_}-{quant}" if quant else format_
     _finish(run_export(model, fmt, register=register, overrides=set_ or [], out=out,
-                       reporter=_reporter(json_, quiet), trust=trust or ()), json_, quiet)
+                       reporter=_reporter(json_, quiet), trust=trust or (),
+                       accept_loss=accept_loss), json_, quiet)
 
 
 def compress(
@@ -58,6 +62,9 @@ def compress(
         help="Inputs that calibrate activation ranges (static, qat) [512].")] = None,
     epochs: Annotated[int | None, typer.Option(
         min=1, help="Epochs of quantization-aware fine-tuning (qat) [3].")] = None,
+    min_agreement: Annotated[float | None, typer.Option(
+        help="Share of held-out labels the INT8 model must agree on with the original "
+        "(images: 0.98); lower it to accept a model that agrees less.")] = None,
     register: Register = None,
     set_: SetOption = None,
     out: Out = None,
@@ -70,7 +77,8 @@ def compress(
     from zero2one.convert import CompressOptions
     from zero2one.convert import compress as run_compress
 
-    result = run_compress(model, method, options=CompressOptions(calibration, epochs),
+    options = CompressOptions(calibration, epochs, min_agreement)
+    result = run_compress(model, method, options=options,
                           register=register, overrides=set_ or [], out=out,
                           reporter=_reporter(json_, quiet), trust=trust or ())
     _finish(result, json_, quiet)

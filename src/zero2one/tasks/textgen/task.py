@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from zero2one.errors import ArtifactError, DataError, IntegrityError, SchemaError, UserError
 from zero2one.progress import Reporter
 from zero2one.task import BuiltinModel, DeployFiles, Task, check_options
+from zero2one.tasks.textgen import checkset
 from zero2one.tasks.textgen.config import TextGenRecipe
 from zero2one.tasks.textgen.models import BUILTIN, builtin_smollm2
 
@@ -102,6 +103,14 @@ class TextGeneration(Task):
     def load_data(self) -> TextData:
         from zero2one.tasks.textgen.data import read_records, split
 
+        if not self.config.data.source:  # a pretrained model: no data of its own
+            from datasets import Dataset
+
+            rows, digest = checkset.records()
+            held_out = Dataset.from_list(rows)
+            return TextData(held_out, held_out, "chat", checkset.SOURCE,
+                            {"sha256": digest, "rows": len(rows), "train": 0,
+                             "validation": len(rows), "format": "chat"})
         records = read_records(self.config.data.source, self.config.data)
         if (records.kind == "preference") != (self.config.model.method == "dpo"):
             raise DataError(
@@ -289,7 +298,8 @@ class TextGeneration(Task):
         new.__dict__.pop("scores_", None)  # evaluate() measures the new weights
         return new
 
-    def export(self, fmt: str, data: TextData, *, reporter: Reporter) -> Any:
+    def export(self, fmt: str, data: TextData, *, reporter: Reporter,
+               accept_loss: bool = False) -> Any:
         from zero2one.tasks.textgen.gguf_export import DEFAULT_QUANT, export_gguf
 
         if self.gguf_ is not None or self.precision_ == "int8":
@@ -298,7 +308,8 @@ class TextGeneration(Task):
             raise ConversionError("export the model this one was made from (its weights are "
                                   "quantized already)")
         _, _, quant = fmt.partition("-")
-        return export_gguf(self, data, quant or DEFAULT_QUANT, reporter=reporter)
+        return export_gguf(self, data, quant or DEFAULT_QUANT, reporter=reporter,
+                           accept_loss=accept_loss)
 
     def compress(self, method: str, data: TextData, *, options: Any,
                  reporter: Reporter) -> Any:

@@ -83,7 +83,7 @@ def export_graph(net: nn.Module, example: torch.Tensor, directory: Path) -> Path
 
 def check_agreement(expected: torch.Tensor, actual: torch.Tensor, *, what: str,
                     atol: float | None = ATOL, min_agreement: float = 1.0,
-                    margin: float = 2 * ATOL) -> dict[str, float]:
+                    margin: float = 2 * ATOL, advice: str = "") -> dict[str, float]:
     """Compare logits (N, K): class probabilities within ``atol`` (None: not checked), and the
     same label on ``min_agreement`` of the images the original is decided about (its top class
     at least ``margin`` ahead: a near tie may go either way without anything being wrong);
@@ -99,8 +99,8 @@ def check_agreement(expected: torch.Tensor, actual: torch.Tensor, *, what: str,
             f"{what} disagrees with the original on the held-out images: class probabilities "
             f"differ by up to {difference:.2g}" + (f" (tolerance {atol:g})" if atol else "")
             + f", labels agree on {agreement:.2%} of the {int(decided.sum())} images the "
-            f"original is decided about (at least {min_agreement:.0%} needed); nothing was "
-            "written")
+            f"original is decided about (at least {min_agreement:.2%} needed); nothing was "
+            f"written{advice}")
     return {"max_probability_difference": difference,
             "label_agreement": float(same.float().mean()),
             "label_agreement_decided": agreement, "checked_images": float(len(expected))}

@@ -279,9 +279,14 @@ class ImageClassification(Task):
         # the INT8 graph against the float32 network it was quantized from (for qat: the
         # fine-tuned one, whose labels may rightly differ from the parent's)
         reference = self._with_net(net)._logits(x_test) if history else fp32._logits(x_test)
+        chosen = options.min_agreement
+        advice = ("; train the network longer, try --method qat"
+                  + (", or accept it with --min-agreement" if chosen is None else "")
+                  if method != "qat" else "; train longer or lower --min-agreement")
         details.update(compress.check_agreement(
-            reference, new._logits(x_test), what=f"the INT8 graph ({method})",
-            atol=None, min_agreement=compress.MIN_AGREEMENT, margin=compress.DECIDED))
+            reference, new._logits(x_test), what=f"the INT8 graph ({method})", atol=None,
+            min_agreement=compress.MIN_AGREEMENT if chosen is None else chosen,
+            margin=compress.DECIDED, advice=advice))
         if calibration is not None:
             details["calibration_images"] = len(calibration)
         return Conversion(new, method, details, baselines=[fp32])
