@@ -358,6 +358,13 @@ def test_an_image_export_that_disagrees_is_refused(
     monkeypatch.setattr(OnnxNet, "__call__", lambda self, x: -real(self, x)
                         if self.precision == "int8" else real(self, x))
     with pytest.raises(ConversionError, match=r"labels agree on 0\.00% of the \d+ images the "
-                       r"original is decided about \(at least 98% needed\)"):
+                       r"original is decided about \(at least 98\.00% needed\); nothing was "
+                       r"written; train the network longer, try --method qat, or accept it "
+                       r"with --min-agreement$"):
         compress(str(digits_model), "static", out=workspace / "onnx")
     assert not (workspace / "onnx").exists()
+    # a threshold the user chose is the one applied (and said)
+    with pytest.raises(ConversionError, match=r"at least 50\.00% needed"):
+        compress(str(digits_model), "static", options=CompressOptions(min_agreement=0.5))
+    with pytest.raises(UserError, match="--min-agreement 1.5: a share between 0 and 1"):
+        compress(str(digits_model), "static", options=CompressOptions(min_agreement=1.5))
