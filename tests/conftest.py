@@ -3,7 +3,9 @@ language model."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +236,25 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     from .cases import make_trained
 
     return make_trained(request, tmp_path_factory)
+
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "reader", "GIT_AUTHOR_EMAIL": "reader@example.com",
+                "GIT_COMMITTER_NAME": "reader", "GIT_COMMITTER_EMAIL": "reader@example.com"}
+
+
+def reader_clone(folder: Path) -> Path:
+    """What a reader has after ``git clone``: this repository's files (as in the working
+    tree, ignored ones left out) committed in a repository of their own, .gitignore included —
+    the guide runs there, as a reader runs it (a fresh folder hid that /data/ was git-ignored)."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, text=True, check=True)
+    clone = folder / "zero2one"
+    for name in filter(None, listed.stdout.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
+        subprocess.run(["git", "-C", str(clone), *command], env={**os.environ, **GIT_IDENTITY},
+                       check=True)
+    return clone

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, free_port
+from .conftest import REPO, free_port, reader_clone
 
 GUIDES = [REPO / "docs/guide.md", REPO / "docs/guide.zh-CN.md"]
 READMES = [REPO / "README.md", REPO / "README.zh-CN.md"]
@@ -84,23 +83,6 @@ def test_the_small_settings_still_match_the_guide() -> None:
         assert written in text, f"{written!r} is no longer in the guide; update SMALL"
 
 
-def reader_clone(folder: Path, env: dict[str, str]) -> Path:
-    """What a reader has after ``git clone``: this repository's files (as in the working
-    tree, ignored ones left out) committed in a repository of their own, .gitignore included —
-    the guide runs there, as a reader runs it (a fresh folder hid that /data/ was git-ignored)."""
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], capture_output=True, text=True, check=True)
-    clone = folder / "zero2one"
-    for name in filter(None, listed.stdout.split("\0")):
-        source = REPO / name
-        if source.is_file():
-            (clone / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, clone / name)
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
-        subprocess.run(["git", "-C", str(clone), *command], env=env, check=True)
-    return clone
-
-
 @pytest.mark.slow
 def test_every_guide_command_runs(tmp_path: Path) -> None:
     bin_dir = Path(sys.executable).parent
@@ -109,7 +91,7 @@ def test_every_guide_command_runs(tmp_path: Path) -> None:
            "GIT_AUTHOR_EMAIL": "guide@example.com", "GIT_COMMITTER_NAME": "guide",
            "GIT_COMMITTER_EMAIL": "guide@example.com"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    clone = reader_clone(tmp_path, env)
+    clone = reader_clone(tmp_path)
     env["ZERO2ONE_HOME"] = str(clone / ".zero2one")  # the clone's own workspace (git-ignored)
     port = str(free_port())
     outputs = []

@@ -3,7 +3,6 @@ the Python API shows itself there — a result as an HTML table with its plots, 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from zero2one.api import train
 from zero2one.progress import NullReporter, default_reporter
 
-from .conftest import REPO, iris_recipe
+from .conftest import REPO, iris_recipe, reader_clone
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 # what the test changes so that every notebook runs in a minute or two: (as written, run as)
@@ -60,19 +59,64 @@ def test_the_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     import nbformat
     from nbclient import NotebookClient
 
-    for folder in ("notebooks", "recipes", "examples"):
-        shutil.copytree(REPO / folder, tmp_path / folder)
-    monkeypatch.setenv("ZERO2ONE_HOME", str(tmp_path / "notebooks" / ".zero2one"))
+    clone = reader_clone(tmp_path)  # run as a reader runs it: in the clone, no settings
+    monkeypatch.delenv("ZERO2ONE_HOME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    notebook = nbformat.read(tmp_path / "notebooks" / path.name, as_version=4)
+    notebook = nbformat.read(clone / "notebooks" / path.name, as_version=4)
     for cell in notebook.cells:
         for written, small in SMALL:
             cell.source = cell.source.replace(written, small)
     NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path / "notebooks")}}).execute()
+                   resources={"metadata": {"path": str(clone / "notebooks")}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    # the CLI's store at the project's root, not one of the notebooks' own
+    assert (clone / ".zero2one" / "mlflow.db").is_file()
+    assert not (clone / "notebooks" / ".zero2one").exists()
+    warnings = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    assert "IProgress not found" not in warnings and "ipywidgets" not in warnings, warnings
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               for o in outputs)  # progress bars, drawn as widgets
     html = [o.data["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any("held-out metric" in page for page in html)  # the train result, as a table
     if path.stem == "image-generation":
         assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # drawn inline
+
+
+def test_the_readme_notebook_step_is_installed() -> None:
+    """`jupyter lab notebooks/` works after the README's set-up: JupyterLab and ipywidgets (for
+    the progress bars) come with the notebook extra, which make setup installs."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    lab = Path(sys.executable).parent / "jupyter-lab"
+    assert lab.is_file(), "jupyter-lab is not installed (the notebook extra)"
+    assert importlib.util.find_spec("ipywidgets") is not None
+    done = subprocess.run([str(lab), "--version"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0 and done.stdout.strip()[0].isdigit(), done.stderr
+
+
+def test_a_notebook_shares_the_projects_workspace(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a git working tree the workspace is the nearest .zero2one up to the top, else the
+    top's: notebooks/ and the project's root use one store."""
+    import subprocess
+
+    from zero2one.tracking import workspace
+
+    monkeypatch.delenv("ZERO2ONE_HOME", raising=False)
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    monkeypatch.chdir(project / "notebooks")
+    assert workspace() == project / ".zero2one"
+    (project / "notebooks" / ".zero2one").mkdir()  # one made there on purpose: kept
+    assert workspace() == project / "notebooks" / ".zero2one"
+    outside = tmp_path / "loose"
+    outside.mkdir()
+    monkeypatch.chdir(outside)  # not in git: the working directory's, as before
+    assert workspace() == outside / ".zero2one"
+    monkeypatch.setenv("ZERO2ONE_HOME", str(tmp_path / "home"))
+    assert workspace() == tmp_path / "home"

@@ -1,7 +1,8 @@
 """Experiment tracking and the model registry, on MLflow (the only module that imports mlflow).
 
 The embedded default is a SQLite store and a file artifact store inside the workspace
-(``.zero2one/`` in the working directory, or ``$ZERO2ONE_HOME``); ``MLFLOW_TRACKING_URI`` points
+(``.zero2one/`` in the project — the working directory, or the top of its git working tree —
+or ``$ZERO2ONE_HOME``); ``MLFLOW_TRACKING_URI`` points
 everything at a real MLflow server instead.
 """
 
@@ -37,8 +38,21 @@ _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 
 
 def workspace() -> Path:
-    """The workspace directory holding the embedded stores."""
-    return Path(os.environ.get("ZERO2ONE_HOME") or Path.cwd() / ".zero2one").absolute()
+    """The workspace directory holding the embedded stores: ``$ZERO2ONE_HOME``; else, inside a
+    git working tree, the nearest ``.zero2one`` from here up to its top, or the top's own (so a
+    notebook in ``notebooks/`` shares the store the CLI uses at the project's root); else
+    ``./.zero2one``."""
+    if home := os.environ.get("ZERO2ONE_HOME"):
+        return Path(home).absolute()
+    here = Path.cwd().absolute()
+    folders = [here, *here.parents]
+    top = next((f for f in folders if (f / ".git").exists()), None)
+    if top is None:
+        return here / ".zero2one"
+    for folder in folders[:folders.index(top) + 1]:
+        if (folder / ".zero2one").is_dir():
+            return folder / ".zero2one"
+    return top / ".zero2one"
 
 
 def tracking_uri() -> str:
