@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +26,75 @@ def figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
 def save(fig: Any, path: Path, **margins: float) -> Path:
     # fixed margins instead of tight_layout(), which draws every figure twice
     fig.subplots_adjust(**{"left": 0.12, "right": 0.97, "bottom": 0.12, "top": 0.9, **margins})
-    fig.savefig(path)
+    fonts = logging.getLogger("matplotlib.font_manager")
+    level = fonts.level
+    with warnings.catch_warnings():
+        if not _use_cjk_font(fig):  # said once; the glyphs draw as boxes
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        # a CJK font's regular weight is often 500: matplotlib logs that it uses it instead
+        fonts.setLevel(logging.ERROR)
+        try:
+            fig.savefig(path)
+        finally:
+            fonts.setLevel(level)
     return path
+
+
+log = logging.getLogger(__name__)
+# Chinese, Japanese and Korean characters (and their punctuation) that DejaVu Sans lacks
+CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+# installed fonts with those glyphs, in order of preference, by family name and by file name
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "Droid Sans Fallback", "AR PL UMing CN", "Microsoft YaHei",
+             "SimHei", "PingFang SC", "Noto Sans CJK JP")
+CJK_FILES = re.compile(r"(NotoSans(Mono)?CJK|NotoSansSC|SourceHanSans|wqy-|DroidSansFallback|"
+                       r"uming|ukai|msyh|simhei|PingFang)", re.I)
+INSTALL_CJK = ("labels with Chinese (or Japanese, Korean) characters need a CJK font, and none "
+               "is installed: they are drawn as boxes; install one (Debian/Ubuntu: apt-get "
+               "install fonts-noto-cjk, or fonts-wqy-zenhei)")
+
+
+def _use_cjk_font(fig: Any) -> bool:
+    """Give the figure's texts with CJK characters an installed CJK font as a fallback after
+    the default (matplotlib draws each glyph from the first font in the list that has it);
+    False when one is needed and none is installed (said once)."""
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(
+        a, "set_fontfamily")) if CJK.search(str(t.get_text()))]
+    if not texts:
+        return True
+    font = cjk_font()
+    if font is None:
+        _say_install()
+        return False
+    for text in texts:
+        families = [f for f in text.get_fontfamily() if f != font]
+        text.set_fontfamily([*families, font])
+    return True
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The family name of an installed CJK font, or None. matplotlib's font cache is made once,
+    so a font installed after it is found here by scanning the system's font files."""
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    found = next((name for name in CJK_FONTS if name in known), None)
+    if found is not None:
+        return found
+    for path in font_manager.findSystemFonts():
+        if CJK_FILES.search(Path(path).name):
+            try:
+                font_manager.fontManager.addfont(path)
+            except (OSError, RuntimeError, ValueError):  # an unreadable font file
+                continue
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in known), None)
+
+
+@functools.cache
+def _say_install() -> None:
+    log.warning(INSTALL_CJK)
 
 
 def plot_confusion_matrix(y_true: Any, y_pred: Any, labels: list[Any], names: list[str],
