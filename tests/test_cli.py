@@ -300,3 +300,46 @@ def test_server_start_refuses_what_cannot_work(capsys: pytest.CaptureFixture[str
                        capsys)
     one_line_error(code, err, "does not answer")
     assert "s3cret" not in err and "team:***@" in err
+
+
+def test_without_a_terminal_progress_is_plain_lines_at_a_sane_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`zero2one train ... > log 2>&1`: bars draw nothing there, so a step says when it starts,
+    how far it is at most every 30 s (with the time left), and when it is done."""
+    import io
+
+    from rich.console import Console
+
+    from zero2one import progress
+
+    clock = iter(range(0, 10_000, 7))  # each look at the clock: 7 s later
+    monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
+    reporter = progress.RichReporter()
+    out = io.StringIO()
+    reporter.console = Console(file=out, force_terminal=False, width=60)
+    with reporter.step("training 500 steps", total=500) as step:
+        for _ in range(500):
+            step.advance()
+    reporter.info("a message longer than the console is wide stays on one line, whatever "
+                  "the width")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "training 500 steps: started (0/500)"
+    assert lines[1].startswith("training 500 steps: 5/500, 1%, 0:00:35 elapsed, about ")
+    assert lines[-2].startswith("training 500 steps: done (500/500, 100%) in 0:58:")
+    assert len(lines) < 130  # every 30 s of 3,500 s, not every step
+    assert lines[-1].endswith("whatever the width")
+
+
+def test_zero2one_notices_reach_the_terminal_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """A long one-off step (the built-in model's first conversion, about a minute) says so:
+    zero2one's INFO lines are shown plainly, once, whatever the root logger does."""
+    import logging
+
+    from zero2one.cli import main as cli
+
+    cli._notices(debug=False)
+    cli._notices(debug=False)  # every command calls it: one handler all the same
+    logging.getLogger("zero2one.tasks.textgen.models").info("converting X, once")
+    logging.getLogger("other.library").info("not ours")
+    err = capsys.readouterr().err
+    assert err.count("converting X, once\n") == 1 and "not ours" not in err

@@ -342,7 +342,8 @@ def _fit_evaluate(task: Task, data: Any, reporter: Reporter) -> tuple[dict[str, 
     except ValueError as exc:  # scikit-learn reports bad parameter values and data this way
         raise UserError(f"training failed: {str(exc).strip().splitlines()[0]}") from exc
     fitted = time.perf_counter()
-    metrics = task.evaluate(data)
+    with reporter.step("evaluating on the held-out data"):  # minutes for image generation
+        metrics = task.evaluate(data)
     return metrics, {"fit": fitted - start, "evaluate": time.perf_counter() - fitted}
 
 

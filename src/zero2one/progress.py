@@ -7,6 +7,7 @@ and ``--quiet`` pass :class:`NullReporter`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -54,8 +55,54 @@ class NullReporter:
         pass
 
 
+# without a terminal (a log file, CI), a step's progress is a plain line at most this often
+PLAIN_EVERY_SECONDS = 30.0
+
+
+class _PlainStep:
+    """A step as plain lines: when it starts, then at most every :data:`PLAIN_EVERY_SECONDS`
+    while it advances, and when it ends — readable in a log file, where bars draw nothing."""
+
+    def __init__(self, say: Callable[[str], None], description: str, total: int | None) -> None:
+        self.say, self.description, self.total = say, description, total
+        self.done, self.start = 0, time.monotonic()
+        self.last = self.start
+        say(f"{description}: started" + (f" (0/{total})" if total else ""))
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= PLAIN_EVERY_SECONDS:
+            self.last = now
+            self.say(f"{self.description}: {self._count()}, {_clock(now - self.start)} elapsed"
+                     + self._left(now))
+
+    def end(self) -> None:
+        if self.total:
+            self.done = max(self.done, self.total)
+        self.say(f"{self.description}: done ({self._count()}) in "
+                 f"{_clock(time.monotonic() - self.start)}")
+
+    def _count(self) -> str:
+        if not self.total:
+            return f"{self.done}"
+        return f"{self.done}/{self.total}, {self.done / self.total:.0%}"
+
+    def _left(self, now: float) -> str:
+        if not self.total or not self.done or self.done >= self.total:
+            return ""
+        rate = (now - self.start) / self.done
+        return f", about {_clock(rate * (self.total - self.done))} left"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class RichReporter:
-    """Progress bars and messages on stderr with rich."""
+    """Progress bars and messages on stderr with rich; plain lines at a sane rate when stderr
+    is not a terminal."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -64,6 +111,11 @@ class RichReporter:
 
     @contextmanager
     def step(self, description: str, total: int | None = None) -> Iterator[Step]:
+        if not self.console.is_terminal:
+            plain = _PlainStep(self.info, description, total)
+            yield plain
+            plain.end()
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -89,7 +141,9 @@ class RichReporter:
                 progress.update(task_id, completed=total)
 
     def info(self, message: str) -> None:
-        self.console.print(message, markup=False, highlight=False)
+        # not wrapped at the console's width: a log file keeps each message on one line
+        self.console.print(message, markup=False, highlight=False,
+                           soft_wrap=not self.console.is_terminal)
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         pass  # the per-epoch line comes through info()

@@ -116,7 +116,34 @@ def _root(
     if tracking_uri:  # what every part reads (and processes this one starts inherit)
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     level = logging.DEBUG if debug else logging.WARNING
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for made in logging.getLogger().handlers:
+        if made not in before:  # the handler made here keeps to the chosen level
+            made.setLevel(level)
+    _notices(debug)
+
+
+class _Notices(logging.StreamHandler):  # type: ignore[type-arg]
+    """zero2one's own INFO lines (a one-off conversion of a built-in model, a cluster starting)
+    shown plainly on stderr, so a long first step is never silent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno == logging.INFO
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # the current one (tests and tools swap it)
+        super().emit(record)
+
+
+def _notices(debug: bool) -> None:
+    own = logging.getLogger("zero2one")
+    if debug or any(isinstance(h, _Notices) for h in own.handlers):
+        return
+    handler = _Notices()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    own.addHandler(handler)
+    own.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -79,7 +79,8 @@ def cached_gguf(gguf: Path) -> Path:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    log.info("converting %s to safetensors (once)", gguf)
+    log.info("converting %s to a safetensors model, once (about a minute on 2 cores; later "
+             "runs read %s)", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     with quiet_gguf():
         quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
