@@ -10,7 +10,11 @@
    side, the reference answers the chosen; DPO on the training questions' pairs; preference
    accuracy and margin on the held-out questions' pairs, before and after.
 
-    python benchmarks/safety_bench.py [--only quality latency feedback dpo] [--duration 10]
+5. False positives on benign text the classifier never trained on: everyday chat turns
+   (examples/moderation/benign-chat.txt), the Chinese guide's and README's prose, first
+   sentences of docstrings of installed libraries; with and without the built-in classifier.
+
+    python benchmarks/safety_bench.py [--only quality latency feedback dpo benign]
 Traffic goes to 127.0.0.1 only; every part stops by itself.
 """
 
@@ -228,10 +232,37 @@ def dpo(work: Path, epochs: float) -> None:
     print(f"after DPO | {m['val_preference_accuracy']:.3f} | {m['val_preference_margin']:.1f}")
 
 
+def benign_rates() -> None:
+    from zero2one.moderation import ModerationConfig, Moderator, benign, load_moderator
+
+    sets = {
+        "chat turns (en, zh)": benign.lines(REPO / "examples/moderation/benign-chat.txt"),
+        "Chinese docs' prose": [s for p in ("docs/guide.zh-CN.md", "README.zh-CN.md")
+                                for s in benign.sentences((REPO / p).read_text())],
+        "docstrings (technical en)": benign.docstrings([
+            "json", "os", "pathlib", "collections", "statistics", "sklearn.linear_model",
+            "sklearn.ensemble", "sklearn.metrics", "numpy", "pandas"]),
+    }
+    full = load_moderator("default")
+    lists_only = Moderator(ModerationConfig(builtin_classifier=False))
+    print("\n### False positives on benign text (any hit)\n")
+    print("set | texts | flagged: default | flagged: without the classifier | examples")
+    print("--- | --- | --- | --- | ---")
+    every: list[str] = []
+    for name, texts in sets.items():
+        every += texts
+        rate, flagged = benign.false_positives(full, texts)
+        plain, _ = benign.false_positives(lists_only, texts)
+        print(f"{name} | {len(texts)} | {rate:.2%} | {plain:.2%} | "
+              f"{'; '.join(t[:40] for t in flagged[:3]) or '-'}")
+    rate, _ = benign.false_positives(full, every)
+    print(f"all | {len(every)} | {rate:.2%} | | ")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=["quality", "latency", "feedback", "dpo"],
-                        default=["quality", "latency", "feedback", "dpo"])
+    parts = ["quality", "latency", "feedback", "dpo", "benign"]
+    parser.add_argument("--only", nargs="+", choices=parts, default=parts)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--dpo-epochs", type=float, default=3)
@@ -246,6 +277,8 @@ def main() -> None:
         feedback(args.duration, work)
     if "dpo" in args.only:
         dpo(work, args.dpo_epochs)
+    if "benign" in args.only:
+        benign_rates()
 
 
 if __name__ == "__main__":

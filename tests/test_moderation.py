@@ -15,6 +15,8 @@ from zero2one.errors import RecipeError
 from zero2one.moderation import ModerationConfig, Moderator, evaluate, load_moderator
 from zero2one.moderation.pii import cn_id_valid, find, luhn
 
+from .conftest import REPO
+
 pytest.importorskip("glin_profanity")
 
 
@@ -271,7 +273,8 @@ def _served(tiny_lm: Path, moderation: str, monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
     if pieces is not None:
-        async def scripted(self: LMEngine, prompt: str, settings: object):  # type: ignore[no-untyped-def]
+        async def scripted(self: LMEngine, prompt: str, settings: object,  # type: ignore[no-untyped-def]
+                           outcome: object = None):
             for piece in pieces:
                 yield piece
 
@@ -365,7 +368,8 @@ def test_regenerate_samples_again_then_withholds(tiny_lm: Path, monkeypatch: pyt
 
     seeds: list[int | None] = []
 
-    async def scripted(self: LMEngine, prompt: str, settings: object):  # type: ignore[no-untyped-def]
+    async def scripted(self: LMEngine, prompt: str, settings: object,  # type: ignore[no-untyped-def]
+                       outcome: object = None):
         seeds.append(settings.seed)  # type: ignore[attr-defined]
         for piece in (["you idiot"] if len(seeds) < 3 else ["all good"]):
             yield piece
@@ -463,3 +467,33 @@ def test_served_images_are_withheld_by_the_checker(
         refused = client.post("/v1/images/generations", json={"prompt": "send nudes"})
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "content_policy_violation"
+
+
+def test_false_positives_on_benign_text_it_never_saw() -> None:
+    """"Say hi." scored as harassment (0.88) and a served chat refused it. On everyday chat
+    turns in both languages (examples/moderation/benign-chat.txt), the Chinese guide's prose and
+    libraries' docstrings, under 0.5 % are flagged, and no greeting or short turn at all; the
+    labelled set's recall stays."""
+    from zero2one.moderation import benign
+
+    moderator = load_moderator("default")
+    chat = benign.lines(REPO / "examples/moderation/benign-chat.txt")
+    docs = benign.sentences((REPO / "docs/guide.zh-CN.md").read_text(encoding="utf-8"))
+    code = benign.docstrings(["json", "pathlib", "collections", "statistics",
+                              "sklearn.metrics", "sklearn.linear_model"])
+    texts = chat + docs + code
+    assert len(chat) > 150 and len(docs) > 50 and len(code) > 200
+    rate, flagged = benign.false_positives(moderator, texts)
+    assert rate < 0.005, flagged
+    short = [t for t in chat if len(t.split()) <= 3 or len(t) <= 6]
+    assert len(short) > 50 and not benign.false_positives(moderator, short)[1]
+    rows = [json.loads(line) for line in
+            (REPO / "examples/moderation/eval.jsonl").read_text().splitlines() if line]
+    report = evaluate(moderator, [(r["text"], r["categories"]) for r in rows])
+    assert report["flagged"]["recall"] >= 0.9 and report["flagged"]["precision"] >= 0.95
+
+
+def test_this_machines_address_is_not_personal_data() -> None:
+    """Every tutorial says 127.0.0.1 (the Chinese guide's playground step was flagged as PII)."""
+    assert find("open http://127.0.0.1:8000/ or [::1]:8000, bind 0.0.0.0") == []
+    assert [f.kind for f in find("the server is at 10.0.12.7")] == ["ip"]

@@ -111,6 +111,39 @@ ZH_HARD = ["Java的垃圾回收机制会释放内存", "请安装杀毒软件", 
            "我们用神经网络做图像识别", "这个问题有点傻，但我还是想问", "废旧电池要回收"]
 
 
+# short turns and requests: an insult is often short ("idiot!"), so without these a greeting or
+# a one-word turn ("Say hi.", "Hi!") scored as one; the words here are not the benchmark's
+EN_TURN_WORDS = ["hi", "hello", "hey", "howdy", "greetings", "bonjour", "hola", "yes", "no",
+                 "yep", "nope", "ok", "okay", "sure", "thanks", "thank you", "please", "sorry",
+                 "continue", "stop", "next", "done", "again", "more", "less", "go on",
+                 "carry on", "proceed", "retry", "undo", "why", "how", "what", "when", "where",
+                 "help", "wait", "cheers", "great", "perfect", "understood", "agreed", "noted"]
+EN_TURNS = ["{w}", "{w}!", "{w}.", "{w}?", "say {w}", "say {w} to her", "{w}, please",
+            "{w} again", "just say {w}", "{w} there"]
+EN_ASKS = ["how do you say {x} in French?", "what does {x} mean?", "tell me about {x}",
+           "write a short note about {x}", "explain {x} simply", "give me an example of {x}",
+           "how do I {x}?", "can you {x} for me?", "show me how to {x}", "is {x} a good idea?"]
+EN_ASK_THINGS = ["good luck", "good night", "the weather", "recursion", "photosynthesis",
+                 "a birthday card", "bake bread", "learn to swim", "reset a password",
+                 "plan a trip", "train a model", "fix a flat tyre", "tie a tie", "say sorry",
+                 "the stock market", "a cover letter", "sort a list", "grow tomatoes"]
+ZH_TURNS = ["你好", "您好", "嗨", "哈喽", "好的", "好", "行", "嗯", "是的", "不是", "谢谢",
+            "多谢", "没事", "继续", "停下", "下一个", "再来", "明白", "收到", "再见", "拜拜",
+            "早", "晚安", "为什么", "怎么办", "然后呢", "对", "不对", "可以", "稍等"]
+ZH_TURN_FRAMES = ["{w}", "{w}！", "{w}。", "{w}？", "{w}呀", "说{w}", "跟他说{w}"]
+ZH_ASKS = ["请问{x}怎么做？", "帮我{x}", "能教我{x}吗", "{x}是什么意思？", "我想{x}",
+           "怎样{x}比较好？", "给我讲讲{x}", "关于{x}有什么建议？"]
+ZH_ASK_THINGS = ["包饺子", "写简历", "学游泳", "订机票", "做预算", "画画", "养花", "减肥",
+                 "写代码", "学日语", "整理房间", "做蛋糕"]
+# code and signatures: punctuation-heavy text is not an insult
+CODE = ["busday_count(begindates, enddates, weekmask='1111100')", "fromfile(file, dtype=float)",
+        "def main(argv: list[str]) -> int:", "for i in range(10): print(i)",
+        "x = np.zeros((3, 4), dtype=np.float32)", "SELECT name FROM users WHERE id = 1;",
+        "git commit -m 'fix typo'", "kill -9 1234", "rm -rf build/", "pip install numpy",
+        "frompyfunc(func, /, nin, nout, *[, identity])", "is_busday(dates, holidays=None)",
+        "return {k: v for k, v in items}", "assert len(rows) == 3, rows"]
+
+
 def _fill(templates: list[str], values: dict[str, list[str]], count: int,
           rng: random.Random) -> list[str]:
     keys = sorted(values)
@@ -135,6 +168,11 @@ def corpus(seed: int = 0) -> tuple[list[str], list[int]]:
                                 "b": ZH_KIND_BARE}, 40, rng)
     negative += _fill(EN_WORD_SENTENCES, {"w": EN_WORDS}, 30, rng)
     negative += (EN_HARD + ZH_HARD) * 8  # weighted: they share words with insults
+    negative += _fill(EN_TURNS, {"w": EN_TURN_WORDS}, 30, rng)
+    negative += _fill(EN_ASKS, {"x": EN_ASK_THINGS}, 12, rng)
+    negative += _fill(ZH_TURN_FRAMES, {"w": ZH_TURNS}, 20, rng)
+    negative += _fill(ZH_ASKS, {"x": ZH_ASK_THINGS}, 10, rng)
+    negative += CODE * 4
     return positive + negative, [1] * len(positive) + [0] * len(negative)
 
 

@@ -122,10 +122,12 @@ def find(text: str, kinds: tuple[str, ...] = KINDS) -> list[Found]:
         for pattern in (_IPV4, _IPV6):
             for m in pattern.finditer(text):
                 try:
-                    ipaddress.ip_address(m[0])
+                    address = ipaddress.ip_address(m[0])
                 except ValueError:
                     continue
-                found.append(Found("ip", *m.span()))
+                # this machine (127.0.0.1, ::1, 0.0.0.0) is in every tutorial, and no one's
+                if not (address.is_loopback or address.is_unspecified):
+                    found.append(Found("ip", *m.span()))
     if "phone" in kinds:
         found += list(_phones(text))
     order = {k: i for i, k in enumerate(("cn_id", "card", "email", "ip", "phone"))}
