@@ -433,6 +433,14 @@ def register_model(name: str, run: Run, *, manifest_sha256: str,
 
 def set_alias(name: str, alias: str, version: str) -> str:
     """Point ``alias`` at ``version`` (a number, or ``latest``); returns the version."""
+    probe = _read_only()  # a store tracking_sql reads: the alias is written without MLflow
+    if probe is not None:
+        probe.close()
+        done = tracking_sql.set_alias(name, alias, version)
+        if done == "":
+            raise ModelRefError(f"model {name!r} has no version {version!r}")
+        if done is not None:
+            return done
     from mlflow.exceptions import MlflowException
 
     c = client()

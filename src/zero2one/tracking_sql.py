@@ -6,7 +6,9 @@ Importing MLflow and opening its store takes about 2.5 s on these machines, most
 ``model_versions``, ``model_version_tags``, ``registered_model_aliases``) these functions read
 directly, in the forms :mod:`zero2one.tracking` returns. Anything else — a tracking server, a
 store that does not exist yet, a schema without these tables or columns — returns None from
-:func:`connect`, and MLflow answers as before. Writes always go through MLflow.
+:func:`connect`, and MLflow answers as before. Writes go through MLflow, with one exception:
+pointing an alias at a version (:func:`set_alias`, ``zero2one models promote``), a single row
+that MLflow's own store merges on its primary key — 3 s through MLflow, 0.3 s here.
 """
 
 from __future__ import annotations
@@ -196,3 +198,50 @@ def model_version(db: sqlite3.Connection, name: str, *, version: str | None = No
     tags = dict(db.execute("SELECT key, value FROM model_version_tags WHERE name = ? AND "
                            "version = ?", (name, int(found[1]))))
     return Version(found[0], str(found[1]), found[2], found[3], found[4], tags)
+
+
+# the alias table as MLflow 3 writes it: one row per (workspace, name, alias)
+_ALIAS_COLUMNS = {"registered_model_aliases": {"workspace", "name", "alias", "version"},
+                  "model_versions": {"workspace", "name", "version", "current_stage"}}
+
+
+def set_alias(name: str, alias: str, version: str) -> str | None:
+    """Point ``alias`` at ``version`` (a number or ``latest``) in the embedded store, as
+    MLflow's ``set_registered_model_alias`` does (an upsert of its row, after checking the
+    version exists), in one transaction; returns the version, ``""`` when the model has no
+    such version, None when MLflow must do it (another store or schema)."""
+    from zero2one.tracking import is_embedded, workspace
+
+    path = workspace() / "mlflow.db"
+    if not is_embedded() or not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=5, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        for table, wanted in _ALIAS_COLUMNS.items():
+            if not wanted <= {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                return None
+        db.execute("BEGIN IMMEDIATE")
+        if version == "latest":
+            row = db.execute(f"SELECT MAX(version) FROM model_versions WHERE name = ? AND "
+                             f"({_LIVE})", (name,)).fetchone()
+            version = "" if row[0] is None else str(row[0])
+        found = db.execute(f"SELECT workspace FROM model_versions WHERE name = ? AND "
+                           f"version = ? AND ({_LIVE})",
+                           (name, int(version) if version.isdigit() else -1)).fetchone()
+        if found is None:
+            db.execute("ROLLBACK")
+            return ""
+        db.execute("INSERT INTO registered_model_aliases (workspace, name, alias, version) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, alias) DO UPDATE SET "
+                   "version = excluded.version", (found[0], name, alias, int(version)))
+        db.execute("COMMIT")
+        return version
+    except sqlite3.Error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        return None
+    finally:
+        db.close()

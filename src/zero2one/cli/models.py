@@ -68,6 +68,9 @@ def promote(
     if not re.fullmatch(r"[A-Za-z][\w-]{0,63}", alias) or re.fullmatch(r"[vV]\d+", alias):
         raise UserError(f"bad alias {alias!r}: use letters, digits, _ and -, starting with a "
                         "letter (v1, v2, ... are reserved for versions)")
+    if alias.lower() == "latest":
+        raise UserError("alias 'latest' is reserved: models:/NAME/latest already loads the "
+                        "highest version; choose another name (champion, staging, ...)")
     if not version.isdigit() and version != "latest":
         raise UserError(f"version must be a number or latest, got {version!r}")
     version = tracking.set_alias(name, alias, version)
