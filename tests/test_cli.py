@@ -343,3 +343,18 @@ def test_zero2one_notices_reach_the_terminal_once(capsys: pytest.CaptureFixture[
     logging.getLogger("other.library").info("not ours")
     err = capsys.readouterr().err
     assert err.count("converting X, once\n") == 1 and "not ours" not in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["runs", "list", "--limit", "-1"], "error: Invalid value for '--limit' / '-n': Input "
+     "should be greater than or equal to 1 (see zero2one runs list --help)"),
+    (["runs", "list", "--limt", "3"], "error: No such option: --limt"),
+    (["train"], "error: Missing argument 'recipe'. (see zero2one train --help)"),
+    (["nosuch"], "error: No such command 'nosuch'."),
+])
+def test_usage_errors_are_one_line(args: list[str], message: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith(message) and err.count("\n") == 1, err

@@ -150,10 +150,31 @@ def main(argv: list[str] | None = None) -> None:
     from zero2one import distributed
     from zero2one.errors import UserError, Zero2OneError
 
+    try:  # typer 0.2x vendors click; before, it used click itself
+        from typer._click import exceptions as click_errors
+    except ImportError:
+        from click import exceptions as click_errors  # type: ignore[no-redef]
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("ZERO2ONE_DEBUG") == "1"
     try:
-        app(args=args, prog_name="zero2one", standalone_mode=True)
+        code = app(args=args, prog_name="zero2one", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(code), --help's 0 included
+            sys.exit(code)
+    except click_errors.UsageError as exc:  # a bad option value, a missing argument, ...
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group called bare: its help
+            typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)
+            sys.exit(2)
+        where = exc.ctx.command_path if exc.ctx is not None else "zero2one"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {message} (see {where} --help)", err=True)
+        sys.exit(2)
+    except click_errors.ClickException as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except UserError as exc:
         if debug:
             raise
