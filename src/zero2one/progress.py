@@ -80,7 +80,8 @@ class _PlainStep:
     def end(self) -> None:
         if self.total:
             self.done = max(self.done, self.total)
-        self.say(f"{self.description}: done ({self._count()}) in "
+        counted = f" ({self._count()})" if self.total or self.done else ""
+        self.say(f"{self.description}: done{counted} in "
                  f"{_clock(time.monotonic() - self.start)}")
 
     def _count(self) -> str:

@@ -342,3 +342,30 @@ def test_predict_empty_input(iris_model: Path) -> None:
 def test_numeric_strings_are_accepted(iris_model: Path) -> None:
     frame = pd.DataFrame([{k: str(v) for k, v in IRIS_ROW.items()}])
     assert load(iris_model).predict(frame)["prediction"].tolist() == [0]
+
+
+def test_duplicate_column_names_are_refused(tmp_path: Path) -> None:
+    """pandas reads a second `a` as `a.1`: a model would train on it silently."""
+    csv = tmp_path / "dup.csv"
+    csv.write_text("a,a,b,label\n" + "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(30)))
+    with pytest.raises(DataError, match=r"dup.csv: the header names column\(s\) 'a' more than "
+                                        r"once; give each column its own name"):
+        run_data(csv_recipe(csv))
+    for name in ("part-0.csv", "part-1.csv"):  # a folder of them (the Dask engine's reader)
+        (tmp_path / "parts").mkdir(exist_ok=True)
+        (tmp_path / "parts" / name).write_text(csv.read_text())
+    with pytest.raises(DataError, match=r"part-0.csv: the header names column\(s\) 'a'"):
+        run_data(csv_recipe(tmp_path / "parts"))
+
+
+def test_a_column_without_values_is_left_out_quietly(workspace: Path) -> None:
+    frame = mixed_frame()
+    frame["empty"] = np.nan
+    csv = workspace / "empty.csv"
+    frame.to_csv(csv, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's imputer warned four times
+        result = train(csv_recipe(csv), out=workspace / "m")
+    model = load(result.model_dir)
+    assert "empty" not in [c.name for c in model.columns_]
+    assert model.predict(frame.drop(columns=["label"]).head(3))["prediction"].notna().all()

@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("ZERO2ONE_DEBUG") == "1"
     try:
         code = app(args=args, prog_name="zero2one", standalone_mode=False)
-        if isinstance(code, int) and code:  # typer.Exit(code), --help's 0 included
-            sys.exit(code)
+        # as in standalone mode, always an exit: typer.Exit's code (--help's 0), else 0
+        sys.exit(code if isinstance(code, int) else 0)
     except click_errors.UsageError as exc:  # a bad option value, a missing argument, ...
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group called bare: its help
             typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)

@@ -59,10 +59,15 @@ def read_frame(path: Path) -> pd.DataFrame:
         )
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    from zero2one.scale.frames import check_unique_columns
+
     try:
         if suffix == ".csv":
+            check_unique_columns(path)
             return pd.read_csv(path)
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
+        check_unique_columns(path, list(frame.columns))
+        return frame
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:

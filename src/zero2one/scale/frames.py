@@ -118,6 +118,22 @@ def _arrow_kind(kind: Any) -> str:
     return str(kind)
 
 
+def check_unique_columns(path: Path, names: list[Any] | None = None) -> None:
+    """Refuse a table whose header names a column twice: pandas would rename the second
+    ``a.1`` and train on it silently. ``names``: the columns as read (Parquet); a CSV's header
+    line is read as written."""
+    if names is None:
+        import csv
+
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            names = next(csv.reader(handle), [])
+    seen: set[str] = set()
+    twice = sorted({str(n) for n in names if str(n) in seen or seen.add(str(n))})
+    if twice:
+        raise DataError(f"{path}: the header names column(s) {', '.join(map(repr, twice))} more "
+                        "than once; give each column its own name")
+
+
 def _check_csv(files: list[Path]) -> dict[str, str]:
     """Column names and kinds (number or text) of each file's first rows; the dtypes to read
     every partition with: float64 for numbers, object for text."""
@@ -125,6 +141,7 @@ def _check_csv(files: list[Path]) -> dict[str, str]:
 
     first: tuple[Path, dict[str, str]] | None = None
     for path in files:
+        check_unique_columns(path)
         try:
             head = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS)
         except pd.errors.EmptyDataError:

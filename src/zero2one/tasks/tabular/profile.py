@@ -40,7 +40,8 @@ class ColumnProfile:
     dtype: str
     missing: float  # share of rows
     unique: int
-    flags: list[str] = field(default_factory=list)  # identifier, constant, high_cardinality, leak
+    # identifier, empty, constant, high_cardinality, leak
+    flags: list[str] = field(default_factory=list)
     note: str = ""
 
 
@@ -81,7 +82,8 @@ def profile_frame(frame: pd.DataFrame, *, target: str | None = None, kind: str |
         _flag(column, series, rows)
         if y is not None and "identifier" not in column.flags:
             _leak(column, series, y, kind)
-        if "identifier" in column.flags and name not in keep and name not in features:
+        if ({"identifier", "empty"} & set(column.flags) and name not in keep
+                and name not in features):
             profile.excluded.append(str(name))
     if y is not None and kind == "classification":
         counts = y.astype(str).value_counts()
@@ -99,6 +101,10 @@ def profile_frame(frame: pd.DataFrame, *, target: str | None = None, kind: str |
                       if column.name in profile.excluded else "kept, as asked")
             profile.warnings.append(f"column {column.name!r} looks like an identifier "
                                     f"({column.note}); {action}")
+        elif "empty" in column.flags:
+            action = ("excluded from the features" if column.name in profile.excluded
+                      else "kept, as asked")
+            profile.warnings.append(f"column {column.name!r} has no values; {action}")
         elif "constant" in column.flags:
             profile.warnings.append(f"column {column.name!r} is constant; it carries nothing")
         elif "high_cardinality" in column.flags:
@@ -115,6 +121,9 @@ def _flag(column: ColumnProfile, series: pd.Series, rows: int) -> None:
     import pandas as pd
 
     values = series.dropna()
+    if values.empty:  # no value at all: nothing to learn, and imputers refuse it
+        column.flags.append("empty")
+        return
     if column.unique <= 1:
         column.flags.append("constant")
         return
