@@ -127,8 +127,9 @@ def check_unique_columns(path: Path, names: list[Any] | None = None) -> None:
 
         with path.open(newline="", encoding="utf-8", errors="replace") as handle:
             names = next(csv.reader(handle), [])
-    seen: set[str] = set()
-    twice = sorted({str(n) for n in names if str(n) in seen or seen.add(str(n))})
+    from collections import Counter
+
+    twice = sorted(name for name, count in Counter(map(str, names)).items() if count > 1)
     if twice:
         raise DataError(f"{path}: the header names column(s) {', '.join(map(repr, twice))} more "
                         "than once; give each column its own name")
