@@ -255,15 +255,17 @@ def render(rows: list[dict[str, Any]], parent: Task, conversion: Conversion) -> 
         "| " + " | ".join(columns) + " |",
         "|" + " --- |" * len(columns),
     ]
-    for row in rows:
+    for i, row in enumerate(rows):
         value = row["value"]
+        # the parent runs in another runtime than the baseline: no same-runtime ratio
+        ratio = "-" if i == 0 else f"{row['speedup_batch1_vs_same_runtime']:.2f}"
+        batch_ratio = "-" if i == 0 else f"{row[f'speedup_batch{batch}_vs_same_runtime']:.2f}"
         cells = [row["model"], f"{row['size_bytes'] / 1e6:.3f}", f"{row['size_vs_parent']:.1%}",
                  "-" if value is None else f"{value:.4g}", f"{row['p50_batch1_ms']:.3f}",
-                 f"{row['speedup_batch1_vs_parent']:.2f}",
-                 *([f"{row['speedup_batch1_vs_same_runtime']:.2f}"] if same else []),
+                 f"{row['speedup_batch1_vs_parent']:.2f}", *([ratio] if same else []),
                  f"{row[f'throughput_batch{batch}_per_s']:.0f}",
                  f"{row[f'speedup_batch{batch}_vs_parent']:.2f}",
-                 *([f"{row[f'speedup_batch{batch}_vs_same_runtime']:.2f}"] if same else [])]
+                 *([batch_ratio] if same else [])]
         lines.append("| " + " | ".join(cells) + " |")
     if conversion.details:
         lines += ["", "Details: " + ", ".join(f"{k} = {_plain(v)}"

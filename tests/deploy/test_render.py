@@ -66,6 +66,9 @@ def test_k8s_manifests_validate(iris_model: Path, tmp_path: Path) -> None:
     objects = load_all(out)
     assert set(objects) == {"deployment.yaml", "service.yaml", "horizontalpodautoscaler.yaml",
                             "secret.yaml"}
+    for path in out.glob("*.yaml"):  # shared dicts (labels) written out, not as &id001 anchors
+        text = path.read_text()
+        assert "&id" not in text and "*id" not in text, path.name
     for obj in objects.values():
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     deployment = objects["deployment.yaml"]

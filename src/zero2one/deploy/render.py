@@ -476,8 +476,17 @@ def render_k8s(ref: str, out: str | Path, *, image: str, name: str | None = None
     files = []
     for obj in objects:
         path = out / f"{obj['kind'].lower()}.yaml"
-        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        path.write_text(yaml.dump(obj, Dumper=_PlainDumper, sort_keys=False))
         files.append(path)
     if key:
         (out / "secret.yaml").chmod(0o600)
     return files
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases (``&id001``/``*id001`` where the manifests share a
+    dict, such as the labels): every manifest reads as written by hand, and kubectl diffs
+    stay plain."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
