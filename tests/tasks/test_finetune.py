@@ -459,3 +459,29 @@ def test_preference_data_is_checked(tiny_lm: Path, workspace: Path) -> None:
         bad = write_jsonl(workspace / "bad.jsonl", [row] * 4)
         with pytest.raises(DataError, match=message):
             train(dpo_recipe(tiny_lm, bad))
+
+
+def test_the_summary_shows_base_and_tuned_answers(tiny_lm: Path, workspace: Path) -> None:
+    """The train said it reports the base's and the tuned model's answers; they were only in
+    plots/samples.json. The first few are in the summary, on one line each."""
+    from zero2one.api import train
+    from zero2one.progress import NullReporter
+
+    class Said(NullReporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def info(self, message: str) -> None:
+            self.lines.append(message)
+
+    said = Said()
+    data = write_jsonl(workspace / "chats.jsonl", chats(24))
+    cfg = recipe(tiny_lm, data, max_steps=2)
+    cfg["eval"] = {"samples": 5, "sample_tokens": 4}
+    train(cfg, out=workspace / "tuned", reporter=said)
+    samples = [line for line in said.lines if line.startswith("[sample] ")]
+    assert len(samples) == 3  # the first three; all five in samples.json
+    for line in samples:
+        question, base, tuned, reference = line.split("\n")
+        assert base.startswith("  base: ") and tuned.startswith("  tuned: ")
+        assert reference.startswith("  reference: ") and len(question) <= 170

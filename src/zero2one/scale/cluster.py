@@ -74,11 +74,21 @@ class _Scope:
         return self.client
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-        self.client = self.cluster = None
+        # while a cluster shuts down, its connections close under the client, the scheduler
+        # and the nannies, and distributed logs each as an ERROR with a CommClosedError
+        # traceback — after a successful run. The work is done: only a failure to close counts.
+        quiet = logging.getLogger("distributed")
+        level = quiet.level
+        if not log.isEnabledFor(logging.DEBUG):
+            quiet.setLevel(logging.CRITICAL)
+        try:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        finally:
+            quiet.setLevel(level)
+            self.client = self.cluster = None
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("zero2one_dask_scope", default=None)

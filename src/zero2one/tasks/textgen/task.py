@@ -167,11 +167,15 @@ class TextGeneration(Task):
             loss = train.validation_loss(wrapped, val_set, pad)
         self.model_, self.tokenizer_, self.kind_ = wrapped.eval(), tokenizer, data.kind
         tuned = self._answers(wrapped, tokenizer, [row["messages"] for row in self.samples_])
-        for row, answer in zip(self.samples_, tuned, strict=True):
+        for number, (row, answer) in enumerate(zip(self.samples_, tuned, strict=True)):
             row["tuned"] = answer
             question = row["messages"][-1]["content"]
             reporter.text("samples", f"**{question}**\n\n*base*: {row['base']}\n\n"
                           f"*tuned*: {answer}", outcome.steps)
+            if number < SHOWN_SAMPLES:  # the rest are in plots/samples.json
+                reporter.info(f"[sample] {_line(question)}\n  base:  {_line(row['base'])}\n"
+                              f"  tuned: {_line(answer)}\n  reference: "
+                              f"{_line(row['reference'])}")
         self.outcome_ = outcome
         self.scores_ = {
             "val_loss": loss, "val_perplexity": train.perplexity(loss),
@@ -589,6 +593,15 @@ class TextGeneration(Task):
         elif resolved.path is not None and resolved.path.suffix == ".gguf":
             self.source_gguf_ = resolved.path
         return self
+
+
+SHOWN_SAMPLES = 3  # held-out answers, base beside tuned, in the train's summary
+
+
+def _line(text: str, most: int = 160) -> str:
+    """A text on one line, cut to ``most`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= most else flat[: most - 1] + "…"
 
 
 BASE_ENV = "ZERO2ONE_TEXTGEN_BASE"  # a deployed image's copy of a LoRA model's base
