@@ -128,3 +128,16 @@ def test_files_the_docs_name_exist() -> None:
     readme = READMES[0].read_text()
     images = re.findall(r"(?:--input |file=@)([\w./-]+\.png)", readme)
     assert images and all((REPO / image).is_file() for image in images), images
+
+
+def test_chinese_docs_use_full_width_punctuation_and_one_term() -> None:
+    """Chinese prose takes ，：；（） beside Chinese characters (code, links and commands keep
+    theirs), and "negative prompt" is translated one way in the docs and the playground."""
+    cjk = r"[\u4e00-\u9fff]"
+    for page in (GUIDES[1], READMES[1]):
+        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+        text = re.sub(r"`[^`\n]*`|\]\([^)\n]*\)|https?://\S+", "", text)
+        half = re.findall(rf"{cjk}[,:;(]|[,;)]{cjk}", text)
+        assert not half, f"{page.name}: {half[:10]}"
+        assert "负面提示词" not in page.read_text()
+    assert "反向提示词" in (REPO / "src/zero2one/serving/static/playground.js").read_text()
