@@ -18,8 +18,8 @@ import pytest
 from zero2one.api import load
 from zero2one.artifacts import read_manifest
 from zero2one.errors import IntegrityError, RecipeError
-from zero2one.recipe import BaseRecipe, load_recipe, read_yaml, validate
-from zero2one.registry import get_task, register_task, task_names
+from zero2one.recipe import BaseRecipe, read_yaml
+from zero2one.registry import get_task, load_recipe, register_task, task_names, validate
 from zero2one.task import Task
 
 from .cases import CASES, REPO, Trained

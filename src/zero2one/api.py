@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from zero2one.errors import DataError, UserError
+from zero2one.paths import workspace
 from zero2one.progress import (
     NullReporter,
     Reporter,
@@ -27,13 +28,15 @@ from zero2one.progress import (
     TensorBoardReporter,
     default_reporter,
 )
-from zero2one.recipe import BaseRecipe, apply_overrides, flatten, load_recipe, validate
+from zero2one.recipe import BaseRecipe, apply_overrides, flatten
+from zero2one.refs import load
+from zero2one.registry import load_recipe, validate
+from zero2one.version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from zero2one.refs import Resolved
-    from zero2one.scale.score import Scored
+    from zero2one.partitions import Scored
     from zero2one.task import Task
 
 log = logging.getLogger(__name__)
@@ -202,8 +205,6 @@ def _tensorboard(task: Task, reporter: Reporter) -> Iterator[Reporter]:
         yield reporter
         return
     from zero2one.errors import require
-    from zero2one.tracking import workspace
-
     if not task.needs_torch:
         raise UserError(f"track.tensorboard: {task.name} training has no curves to show; "
                         "TensorBoard is for the deep-learning tasks")
@@ -271,7 +272,7 @@ def _train_tracked(
     task: Task, data: Any, *, out: str | Path | None, reporter: Reporter, started: float,
     lineage: dict[str, Any], tags: Mapping[str, str],
 ) -> TrainResult:
-    from zero2one import __version__, tracking
+    from zero2one import tracking
     from zero2one.artifacts import manifest_digest
 
     config = task.config
@@ -427,8 +428,6 @@ def _config(recipe: str | Path | BaseRecipe | dict[str, Any],
 
 
 def _default_out(name: str) -> Path:
-    from zero2one.tracking import workspace
-
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = workspace() / "models" / f"{name}-{stamp}"
     n = 1
@@ -442,28 +441,6 @@ def _json(data: Any) -> str:
     import json
 
     return json.dumps(data, indent=2, default=str) + "\n"
-
-
-def load(ref: str | Path | Resolved, *, trust: Iterable[str] = ()) -> Task:
-    """Load a model by reference (see :mod:`zero2one.refs`): a zero2one model directory is
-    verified file by file against its manifest first; ``builtin:`` and the references a task
-    claims (``.gguf``, ...) load through that task. A :class:`~zero2one.refs.Resolved` is loaded
-    without resolving it again."""
-    from zero2one.artifacts import load_model
-    from zero2one.refs import Resolved, check_pinned, resolve
-    from zero2one.registry import get_task
-
-    resolved = ref if isinstance(ref, Resolved) else resolve(ref)
-    if resolved.has_manifest:
-        assert resolved.path is not None
-        check_pinned(resolved)
-        model = load_model(resolved.path, trust=tuple(trust))  # checks the task's requirements
-    else:
-        cls = get_task(resolved.task)
-        cls.check_requirements()
-        model = cls.from_pretrained(resolved)
-    model.ref = resolved
-    return model
 
 
 def predict_file(
@@ -502,9 +479,9 @@ def predict_partitions(
     """Score a table larger than memory (a file, folder or glob of CSV/Parquet) on a Dask
     cluster — ``scheduler``, else DASK_SCHEDULER_ADDRESS, else a local one of ``workers``
     processes — into a new folder of Parquet files, one per partition (see
-    :mod:`zero2one.scale.score`)."""
+    :mod:`zero2one.partitions`)."""
     from zero2one import scale
-    from zero2one.scale.score import score_partitions
+    from zero2one.partitions import score_partitions
     from zero2one.task import Task
 
     reporter = reporter or default_reporter()

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Literal
+
+from zero2one.machine import meminfo, usable_cores
 
 Status = Literal["ok", "warn", "fail"]
 MIN_PYTHON = (3, 11)
@@ -80,13 +81,6 @@ def _libraries(require: tuple[str, ...]) -> list[Check]:
     return checks
 
 
-def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _machine() -> list[Check]:
     cores = os.cpu_count() or 0
     usable = usable_cores()
@@ -100,23 +94,6 @@ def _machine() -> list[Check]:
         checks.append(Check("machine", "memory", status,
                             f"{available / gib:.1f} GiB available of {total / gib:.1f} GiB"))
     return checks
-
-
-def meminfo() -> tuple[int, int] | None:
-    """(total, available) bytes of memory from /proc/meminfo; None where there is none."""
-    try:
-        lines = Path("/proc/meminfo").read_text().splitlines()
-    except OSError:
-        return None
-    values = {}
-    for line in lines:
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            values[key] = int(parts[0]) * 1024
-    if "MemTotal" not in values:
-        return None
-    return values["MemTotal"], values.get("MemAvailable", values["MemTotal"])
 
 
 def _gpu() -> list[Check]:
@@ -181,7 +158,6 @@ def _signs_in(uri: str, timeout: float) -> str | None:
     """None when a tracking server lets this user (MLFLOW_TRACKING_USERNAME/PASSWORD, if
     set) read, else why not: a server with basic auth refuses wrong or missing credentials."""
     import base64
-    import os
     import urllib.error
     import urllib.request
 

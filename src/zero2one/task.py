@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from zero2one.errors import UserError
+from zero2one.paths import workspace
 from zero2one.progress import Reporter
 from zero2one.recipe import BaseRecipe
 
@@ -167,8 +168,6 @@ class Task(ABC):
         never resumes another recipe's checkpoint (tracking and registration do not count)."""
         import hashlib
         import json
-
-        from zero2one.tracking import workspace
 
         recipe = self.config.model_dump(mode="json", exclude={"track", "register_as"})
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
