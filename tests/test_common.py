@@ -74,6 +74,34 @@ def test_predictions_survive_save_and_load(name: str, trained: Callable[[str], T
 
 
 @pytest.mark.parametrize("name", task_names())
+def test_the_model_records_its_data(name: str, trained: Callable[[str], Trained]) -> None:
+    """Every task's data carries its source and fingerprint (zero2one.task.TaskData), and the
+    manifest records them — the plug-in's too (its dict-shaped data used to record nothing)."""
+    from zero2one.task import TaskData
+
+    job = trained(name)
+    assert isinstance(job.data, TaskData)
+    data = load(job.directory).manifest["data"]
+    assert data["source"] == job.data.source
+    assert data["sha256"] == job.data.fingerprint["sha256"] and len(data["sha256"]) == 64
+
+
+def test_data_without_a_fingerprint_is_refused_before_any_work(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero2one.api import train
+    from zero2one.errors import ContractError
+    from zero2one.registry import get_task
+
+    cls = get_task("tabular-classification")
+    monkeypatch.setattr(cls, "load_data", lambda self: {"x": [1, 2, 3]})
+    with pytest.raises(ContractError, match="load_data\\(\\) returned a dict without a source "
+                                            "and a fingerprint"):
+        train({"task": "tabular-classification", "name": "no-prints",
+               "data": {"source": "sklearn:iris"}, "model": {"estimator": "svc"},
+               "track": {"enabled": False}})
+
+
+@pytest.mark.parametrize("name", task_names())
 def test_evaluate_and_report_on_a_loaded_model(name: str, trained: Callable[[str], Trained],
                                                tmp_path: Path) -> None:
     job = trained(name)
