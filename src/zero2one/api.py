@@ -371,6 +371,13 @@ def _timer(timings: dict[str, float], key: str) -> Iterator[None]:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
+def save_model_dir(task: Task, target: Path, metrics: dict[str, float],
+                   data: TaskData) -> Path:
+    """A fitted task's model directory, saved as :func:`train` saves it: the manifest holds
+    the metrics and the data's source and fingerprint (:mod:`zero2one.testing` uses it)."""
+    return _save(task, target, metrics, data)
+
+
 def _save(task: Task, target: Path, metrics: dict[str, float], data: TaskData,
           lineage: dict[str, Any] | None = None,
           add: Callable[[Path], None] | None = None) -> Path:

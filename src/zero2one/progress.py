@@ -112,7 +112,7 @@ class RichReporter:
 
     @contextmanager
     def step(self, description: str, total: int | None = None) -> Iterator[Step]:
-        if not self.console.is_terminal:
+        if not self.console.is_terminal and not self.console.is_jupyter:  # a log file
             plain = _PlainStep(self.info, description, total)
             yield plain
             plain.end()
@@ -144,7 +144,7 @@ class RichReporter:
     def info(self, message: str) -> None:
         # not wrapped at the console's width: a log file keeps each message on one line
         self.console.print(message, markup=False, highlight=False,
-                           soft_wrap=not self.console.is_terminal)
+                           soft_wrap=not (self.console.is_terminal or self.console.is_jupyter))
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         pass  # the per-epoch line comes through info()
