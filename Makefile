@@ -48,10 +48,11 @@ test-llamacpp: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# ruff, and mypy (pydantic plugin) over src/
+# ruff, mypy (pydantic plugin) over src/, and import-linter's layers (pyproject.toml)
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples/plugin-task
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python benchmarks/tabular_overhead.py

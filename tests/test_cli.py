@@ -358,3 +358,24 @@ def test_usage_errors_are_one_line(args: list[str], message: str,
         main(args)
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_doctor_lists_the_extras_pyproject_declares() -> None:
+    """doctor kept its own copy of the extras, which drifted from pyproject.toml: it reads
+    them from the package's metadata now."""
+    import re
+    import tomllib
+
+    from zero2one.doctor import TOOLING_EXTRAS, extras
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> list[str]:
+        return [re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower() for r in requirements
+                if not r.startswith("zero2one")]
+
+    declared = {extra: names(reqs) for extra, reqs in project["optional-dependencies"].items()
+                if extra not in TOOLING_EXTRAS}
+    found = extras()
+    assert [n.lower() for n in found["core"]] == names(project["dependencies"])
+    assert {k: [n.lower() for n in v] for k, v in found.items() if k != "core"} == declared

@@ -198,7 +198,7 @@ def test_cli_export_json_and_errors(workspace: Path, iris_model: Path) -> None:
 def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN on the digits, well enough trained for quantization to be measurable."""
     out = tmp_path_factory.mktemp("digits") / "model"
-    from zero2one.recipe import load_recipe
+    from zero2one.registry import load_recipe
 
     REPO = Path(__file__).resolve().parents[1]
     config = load_recipe(REPO / "recipes/digits-cnn.yaml", [

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from zero2one.version import __version__
 
 __all__ = [
     "ArtifactError",
@@ -51,8 +51,7 @@ from zero2one.errors import (
     UserError,
     Zero2OneError,
 )
-from zero2one.recipe import load_recipe
-from zero2one.registry import register_task
+from zero2one.registry import load_recipe, register_task
 
 if TYPE_CHECKING:
     from zero2one.api import TrainResult, load, predict_file, predict_partitions, train

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from zero2one.errors import DataError, UserError
+from zero2one.errors import ContractError, DataError, UserError
+from zero2one.paths import workspace
 from zero2one.progress import (
     NullReporter,
     Reporter,
@@ -27,13 +28,16 @@ from zero2one.progress import (
     TensorBoardReporter,
     default_reporter,
 )
-from zero2one.recipe import BaseRecipe, apply_overrides, flatten, load_recipe, validate
+from zero2one.recipe import BaseRecipe, apply_overrides, flatten
+from zero2one.refs import load
+from zero2one.registry import load_recipe, validate
+from zero2one.task import TaskData
+from zero2one.version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from zero2one.refs import Resolved
-    from zero2one.scale.score import Scored
+    from zero2one.partitions import Scored
     from zero2one.task import Task
 
 log = logging.getLogger(__name__)
@@ -180,7 +184,7 @@ def _train(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Itera
     started = time.perf_counter()
     task = _data_parallel_task(config)
     task.resume = resume
-    data = task.load_data()
+    data = task_data(task)
     _report_profile(data, reporter)
     if out is not None and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new directory")
@@ -202,8 +206,6 @@ def _tensorboard(task: Task, reporter: Reporter) -> Iterator[Reporter]:
         yield reporter
         return
     from zero2one.errors import require
-    from zero2one.tracking import workspace
-
     if not task.needs_torch:
         raise UserError(f"track.tensorboard: {task.name} training has no curves to show; "
                         "TensorBoard is for the deep-learning tasks")
@@ -235,13 +237,26 @@ def _train_untracked(task: Task, data: Any, *, out: str | Path | None, reporter:
     return _result(task, metrics, model_dir, str(model_dir), timings)
 
 
+def task_data(task: Task) -> TaskData:
+    """``task.load_data()``, checked to carry its source and fingerprint (:class:`TaskData`):
+    every run and model records them, so a task whose data has none is refused before any
+    work (its runs would silently lack their data's fingerprint and versions)."""
+    data = task.load_data()
+    if not isinstance(data, TaskData) or not isinstance(data.fingerprint, dict):
+        raise ContractError(
+            f"{task.name}: load_data() returned a {type(data).__name__} without a source and a "
+            "fingerprint; return an object with both (zero2one.task.TaskData: a dataclass "
+            "with source: str and fingerprint: dict from zero2one.data.fingerprint)")
+    return data
+
+
 def _report_profile(data: Any, reporter: Reporter) -> None:
     """What profiling the data found (a task's data may carry a ``profile``), said before the
     fit: on the reporter's console, or as log warnings for Python callers without one."""
     profile = getattr(data, "profile", None)
     if not profile:
         return
-    source = getattr(data, "source", "data")
+    source = data.source
     for message in profile.get("notes", []):
         _say(reporter, message, logging.INFO, source)
     for message in profile.get("warnings", []):
@@ -271,7 +286,7 @@ def _train_tracked(
     task: Task, data: Any, *, out: str | Path | None, reporter: Reporter, started: float,
     lineage: dict[str, Any], tags: Mapping[str, str],
 ) -> TrainResult:
-    from zero2one import __version__, tracking
+    from zero2one import tracking
     from zero2one.artifacts import manifest_digest
 
     config = task.config
@@ -290,7 +305,8 @@ def _train_tracked(
         reporter = RunReporter(reporter, run.log_metrics)
         metrics, timings = _fit_evaluate(task, data, reporter)
         logged = {f"test_{k}": v for k, v in metrics.items()}
-        cv_score = getattr(getattr(task, "search_", None), "best_score", None)
+        searched = task.searched()
+        cv_score = searched.best_score if searched is not None else None
         if cv_score is not None:
             logged["cv_best_score"] = cv_score
         run.log_metrics(logged)
@@ -304,11 +320,10 @@ def _train_tracked(
             if profile := getattr(data, "profile", None):
                 (tmp_path / "profile.json").write_text(_json(profile))
                 run.log_artifact(tmp_path / "profile.json")
-            fingerprint = getattr(data, "fingerprint", None)
-            if fingerprint is not None:
-                fingerprint = {"source": getattr(data, "source", None), **fingerprint}
-                (tmp_path / "data_fingerprint.json").write_text(_json(fingerprint))
-                run.log_artifact(tmp_path / "data_fingerprint.json")
+            fingerprint = {"source": data.source, **data.fingerprint}
+            (tmp_path / "data_fingerprint.json").write_text(_json(fingerprint))
+            run.log_artifact(tmp_path / "data_fingerprint.json")
+            if "sha256" in fingerprint:
                 run.set_tags({tracking.DATA_TAG: fingerprint["sha256"]})
             (tmp_path / "recipe.yaml").write_text(
                 yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -356,15 +371,21 @@ def _timer(timings: dict[str, float], key: str) -> Iterator[None]:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
-def _save(task: Task, target: Path, metrics: dict[str, float], data: Any,
+def save_model_dir(task: Task, target: Path, metrics: dict[str, float],
+                   data: TaskData) -> Path:
+    """A fitted task's model directory, saved as :func:`train` saves it: the manifest holds
+    the metrics and the data's source and fingerprint (:mod:`zero2one.testing` uses it)."""
+    return _save(task, target, metrics, data)
+
+
+def _save(task: Task, target: Path, metrics: dict[str, float], data: TaskData,
           lineage: dict[str, Any] | None = None,
           add: Callable[[Path], None] | None = None) -> Path:
     from zero2one.artifacts import save_model
 
-    extra: dict[str, Any] = {"metrics": metrics}
-    if (fingerprint := getattr(data, "fingerprint", None)) is not None:
-        extra["data"] = {"source": getattr(data, "source", None), **fingerprint,
-                         **({"versions": lineage} if lineage is not None else {})}
+    extra: dict[str, Any] = {"metrics": metrics, "data": {
+        "source": data.source, **data.fingerprint,
+        **({"versions": lineage} if lineage is not None else {})}}
     return save_model(task, target, extra=extra, add=add)
 
 
@@ -404,14 +425,14 @@ def _with_environment(lineage: dict[str, Any], model_dir: Path) -> dict[str, Any
 def _result(task: Task, metrics: dict[str, float], model_dir: Path, uri: str,
             timings: dict[str, float], *, run_id: str | None = None,
             version: str | None = None) -> TrainResult:
-    search = getattr(task, "search_", None)
+    searched = task.searched()
     return TrainResult(
         name=task.config.name, task=task.config.task, metrics=metrics, model_dir=model_dir,
         model_uri=uri, run_id=run_id, registered_version=version,
         registered_name=task.config.register_as if version else None,
-        best_params=dict(getattr(search, "best_params", {}) or {}),
-        cv_score=getattr(search, "best_score", None),
-        search_results=getattr(search, "results", None), seconds=timings,
+        best_params=dict(searched.best_params) if searched is not None else {},
+        cv_score=searched.best_score if searched is not None else None,
+        search_results=searched.results if searched is not None else None, seconds=timings,
     )
 
 
@@ -427,8 +448,6 @@ def _config(recipe: str | Path | BaseRecipe | dict[str, Any],
 
 
 def _default_out(name: str) -> Path:
-    from zero2one.tracking import workspace
-
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = workspace() / "models" / f"{name}-{stamp}"
     n = 1
@@ -442,28 +461,6 @@ def _json(data: Any) -> str:
     import json
 
     return json.dumps(data, indent=2, default=str) + "\n"
-
-
-def load(ref: str | Path | Resolved, *, trust: Iterable[str] = ()) -> Task:
-    """Load a model by reference (see :mod:`zero2one.refs`): a zero2one model directory is
-    verified file by file against its manifest first; ``builtin:`` and the references a task
-    claims (``.gguf``, ...) load through that task. A :class:`~zero2one.refs.Resolved` is loaded
-    without resolving it again."""
-    from zero2one.artifacts import load_model
-    from zero2one.refs import Resolved, check_pinned, resolve
-    from zero2one.registry import get_task
-
-    resolved = ref if isinstance(ref, Resolved) else resolve(ref)
-    if resolved.has_manifest:
-        assert resolved.path is not None
-        check_pinned(resolved)
-        model = load_model(resolved.path, trust=tuple(trust))  # checks the task's requirements
-    else:
-        cls = get_task(resolved.task)
-        cls.check_requirements()
-        model = cls.from_pretrained(resolved)
-    model.ref = resolved
-    return model
 
 
 def predict_file(
@@ -502,9 +499,9 @@ def predict_partitions(
     """Score a table larger than memory (a file, folder or glob of CSV/Parquet) on a Dask
     cluster — ``scheduler``, else DASK_SCHEDULER_ADDRESS, else a local one of ``workers``
     processes — into a new folder of Parquet files, one per partition (see
-    :mod:`zero2one.scale.score`)."""
+    :mod:`zero2one.partitions`)."""
     from zero2one import scale
-    from zero2one.scale.score import score_partitions
+    from zero2one.partitions import score_partitions
     from zero2one.task import Task
 
     reporter = reporter or default_reporter()

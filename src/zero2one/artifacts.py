@@ -149,19 +149,6 @@ def manifest_digest(path: str | Path) -> str:
     return sha256_file(Path(path) / MANIFEST)
 
 
-def load_model(path: str | Path, *, trust: tuple[str, ...] = ()) -> Task:
-    """Verify and load a model directory through its task's loader."""
-    from zero2one.registry import get_task
-
-    path = Path(path)
-    manifest = verify(path)
-    task_cls = get_task(manifest["task"])
-    task_cls.check_requirements()
-    model = task_cls.load(path, manifest, trust=tuple(trust))
-    model.manifest = manifest
-    return model
-
-
 def _list_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 

@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import UserError
+from zero2one.paths import workspace
 from zero2one.progress import NullReporter, Reporter
-from zero2one.recipe import apply_overrides, validate
+from zero2one.recipe import apply_overrides
+from zero2one.registry import validate
+from zero2one.version import __version__
 
 if TYPE_CHECKING:
     from zero2one.refs import Resolved
@@ -294,7 +297,7 @@ def _threads() -> int:
 def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, float],
           rows: list[dict[str, Any]], markdown: str, *, register: str | None,
           out: str | Path | None) -> ConvertResult:
-    from zero2one import __version__, tracking
+    from zero2one import tracking
     from zero2one.artifacts import manifest_digest, save_model
     from zero2one.recipe import flatten
 
@@ -379,7 +382,5 @@ def _write_report(directory: Path, rows: list[dict[str, Any]], markdown: str) ->
 
 
 def _default_out(name: str, method: str) -> Path:
-    from zero2one.tracking import workspace
-
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return workspace() / "models" / f"{name}-{method}-{stamp}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from zero2one.errors import UserError
+from zero2one.machine import usable_cores
 
 TIMEOUT = timedelta(minutes=10)  # a collective that waits this long on a lost rank fails
 
@@ -67,8 +68,6 @@ def in_rank() -> bool:
 def launch(argv: list[str], plan: Launch) -> int:
     """Run ``zero2one ARGV`` in ``plan.nproc`` processes here (and on every machine that runs
     the same command); returns the launcher's exit code."""
-    from zero2one.doctor import usable_cores
-
     plan.check()
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={plan.nproc}",
                f"--nnodes={plan.nnodes}", "--max-restarts=0"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -9,25 +10,47 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Literal
+
+from zero2one.machine import meminfo, usable_cores
 
 Status = Literal["ok", "warn", "fail"]
 MIN_PYTHON = (3, 11)
 
-# extra -> distributions it installs; "core" is what zero2one itself needs
-EXTRAS: dict[str, list[str]] = {
-    "core": ["pydantic", "PyYAML", "typer", "rich", "numpy", "pandas"],
-    "tabular": ["scikit-learn", "imbalanced-learn", "skops", "optuna", "pyarrow", "matplotlib",
-                "mlflow"],
-    "vision": ["torch", "pillow", "safetensors"],
-    "text": ["torch", "transformers", "tokenizers", "gguf", "peft", "datasets"],
-    "image": ["torch", "diffusers"],
-    "serve": ["fastapi", "uvicorn", "prometheus-client"],
-    "onnx": ["onnx", "onnxruntime", "onnxscript", "skl2onnx"],
-    "safety": ["glin-profanity", "phonenumbers", "zhconv"],
-    "scale": ["dask"],
-}
+# extras that are tooling, not features: doctor does not list their libraries
+TOOLING_EXTRAS = ("dev", "bench", "all")
+
+
+@functools.cache
+def extras() -> dict[str, list[str]]:
+    """extra -> the distributions it installs, read from zero2one's own package metadata (one
+    source of truth: pyproject.toml); ``core`` is what zero2one itself needs. An extra that
+    names others (``image`` includes ``vision``) lists only its own."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    found: dict[str, list[str]] = {"core": []}
+    try:
+        declared = metadata.requires("zero2one") or []
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return found
+    for line in declared:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.name.lower() == "zero2one":
+            continue
+        marker = str(requirement.marker or "")
+        extra = marker.split("extra ==")[1].strip().strip("'\"") if "extra ==" in marker \
+            else "core"
+        if extra in TOOLING_EXTRAS:
+            continue
+        names = found.setdefault(extra, [])
+        if requirement.name not in names:
+            names.append(requirement.name)
+    return found
+
+
 REQUIRED_EXTRAS = ("core", "tabular")  # the main job (tabular training + tracking) needs these
 
 
@@ -64,7 +87,7 @@ def _python() -> Check:
 def _libraries(require: tuple[str, ...]) -> list[Check]:
     checks: list[Check] = []
     seen: set[str] = set()
-    for extra, dists in EXTRAS.items():
+    for extra, dists in extras().items():
         for dist in dists:
             if dist in seen:
                 continue
@@ -80,13 +103,6 @@ def _libraries(require: tuple[str, ...]) -> list[Check]:
     return checks
 
 
-def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _machine() -> list[Check]:
     cores = os.cpu_count() or 0
     usable = usable_cores()
@@ -100,23 +116,6 @@ def _machine() -> list[Check]:
         checks.append(Check("machine", "memory", status,
                             f"{available / gib:.1f} GiB available of {total / gib:.1f} GiB"))
     return checks
-
-
-def meminfo() -> tuple[int, int] | None:
-    """(total, available) bytes of memory from /proc/meminfo; None where there is none."""
-    try:
-        lines = Path("/proc/meminfo").read_text().splitlines()
-    except OSError:
-        return None
-    values = {}
-    for line in lines:
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            values[key] = int(parts[0]) * 1024
-    if "MemTotal" not in values:
-        return None
-    return values["MemTotal"], values.get("MemAvailable", values["MemTotal"])
 
 
 def _gpu() -> list[Check]:
@@ -181,7 +180,6 @@ def _signs_in(uri: str, timeout: float) -> str | None:
     """None when a tracking server lets this user (MLFLOW_TRACKING_USERNAME/PASSWORD, if
     set) read, else why not: a server with basic auth refuses wrong or missing credentials."""
     import base64
-    import os
     import urllib.error
     import urllib.request
 

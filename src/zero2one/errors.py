@@ -13,6 +13,7 @@ them into exit codes (2 for user errors) and only the server turns them into HTT
     │   ├── SchemaError           prediction input that does not match the model's input schema
     │   ├── ConversionError       an export or compression that would change the predictions
     │   └── MissingExtraError     an optional dependency is not installed
+    ├── ContractError             a task (a plug-in's) does not honour zero2one's task contract
     └── TrackingError             the tracking store failed (not the user's input)
 """
 
@@ -65,6 +66,11 @@ class MissingExtraError(UserError):
         )
         self.module = module
         self.extra = extra
+
+
+class ContractError(Zero2OneError):
+    """A task class does not honour the contract (:mod:`zero2one.task`): its author can fix it,
+    not the user running it."""
 
 
 class TrackingError(Zero2OneError):

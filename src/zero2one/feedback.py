@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zero2one.errors import DataError, UserError
+from zero2one.paths import workspace
 
 MAX_FIELD = 64 * 1024  # characters of a stored request or output
 MAX_COMMENT = 2000
@@ -38,8 +39,6 @@ class UnknownId(UserError):
 
 def store_url(spec: str) -> str:
     """``default`` -> SQLite in the workspace; a path -> SQLite there; else a SQLAlchemy URL."""
-    from zero2one.tracking import workspace
-
     if spec == "default":
         path = workspace() / "feedback.db"
         path.parent.mkdir(parents=True, exist_ok=True)

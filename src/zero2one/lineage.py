@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import UserError
+from zero2one.paths import workspace
 
 if TYPE_CHECKING:
     from zero2one.progress import Reporter
@@ -76,8 +77,7 @@ def reproduce(run_id: str, *, tolerance: float | None = None,
     """Train run ``run_id``'s recorded recipe on its recorded data again and compare."""
     from zero2one import tracking, versions
     from zero2one.api import train
-    from zero2one.recipe import validate
-    from zero2one.registry import get_task
+    from zero2one.registry import get_task, validate
 
     run = tracking.get_run(run_id)
     if run["status"] != "FINISHED":
@@ -137,8 +137,6 @@ def _close(a: float, b: float, tolerance: float) -> bool:
 def _inside(folder: Path) -> Iterator[None]:
     """Work in ``folder`` (the recipe's relative paths resolve there) with the workspace —
     stores, caches — still the caller's."""
-    from zero2one.tracking import workspace
-
     home, cwd = os.environ.get("ZERO2ONE_HOME"), Path.cwd()
     os.environ["ZERO2ONE_HOME"] = str(workspace())
     os.chdir(folder)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zero2one.errors import ArtifactError
+from zero2one.machine import usable_cores
 
 
 def threads() -> int:
@@ -23,8 +24,6 @@ def threads() -> int:
 
     if "torch" in sys.modules:
         return int(sys.modules["torch"].get_num_threads())
-    from zero2one.doctor import usable_cores
-
     return usable_cores()
 
 

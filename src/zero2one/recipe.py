@@ -112,35 +112,6 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return result
 
 
-def validate(raw: Mapping[str, Any], *, source: str = "recipe") -> BaseRecipe:
-    """Validate a recipe dict with its task's config model."""
-    from zero2one.registry import get_task, task_names
-
-    task = raw.get("task")
-    if task is None:
-        raise RecipeError(f"{source}: missing 'task'; one of: {', '.join(task_names())}")
-    if not isinstance(task, str):
-        raise RecipeError(f"{source}: task must be a string; one of: {', '.join(task_names())}")
-    model = get_task(task).config_model
-    try:
-        return model.model_validate(dict(raw))
-    except ValidationError as exc:
-        raise RecipeError(f"{source}: {format_validation_error(exc, model)}") from None
-
-
-def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> BaseRecipe:
-    """Read, override and validate a recipe file."""
-    raw = apply_overrides(read_yaml(path), overrides)
-    return validate(raw, source=str(path))
-
-
-def schema(task: str) -> dict[str, Any]:
-    """The JSON Schema of a task's recipe, for editors."""
-    from zero2one.registry import get_task
-
-    return get_task(task).config_model.model_json_schema()
-
-
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists become JSON; used for run params."""
     flat: dict[str, str] = {}

@@ -15,11 +15,18 @@ a model directory swapped or edited in the artifact store is refused (:func:`che
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from zero2one import tracking
+from zero2one.artifacts import manifest_digest, read_manifest, verify
 from zero2one.errors import IntegrityError, ModelRefError
+from zero2one.registry import all_tasks, builtin_models, get_task
+
+if TYPE_CHECKING:
+    from zero2one.task import Task
 
 Kind = Literal["registry", "run", "directory", "builtin", "pretrained"]
 
@@ -78,8 +85,6 @@ def resolve(ref: str | Path) -> Resolved:
     path = Path(text).expanduser()
     if path.is_dir() and (path / "manifest.json").exists():
         return _directory(text, path, "directory")
-    from zero2one.registry import all_tasks
-
     for cls in all_tasks():
         if cls.claims(text):
             local = path if path.exists() else None
@@ -98,8 +103,6 @@ def resolve(ref: str | Path) -> Resolved:
 
 
 def _registry(text: str) -> Resolved:
-    from zero2one import tracking
-
     match = _MODELS.match(text)
     if match is None:
         raise ModelRefError(f"bad model reference {text!r}; use models:/NAME/VERSION, "
@@ -112,8 +115,6 @@ def _registry(text: str) -> Resolved:
 
 
 def _run(text: str) -> Resolved:
-    from zero2one import tracking
-
     match = _RUNS.match(text)
     if match is None:
         raise ModelRefError(f"bad run reference {text!r}; use runs:/RUN_ID/model")
@@ -125,8 +126,6 @@ def _run(text: str) -> Resolved:
 
 
 def _builtin(text: str) -> Resolved:
-    from zero2one.registry import builtin_models
-
     name = text.removeprefix("builtin:")
     known = builtin_models()
     if name not in known:
@@ -140,16 +139,12 @@ def _builtin(text: str) -> Resolved:
 
 def _directory(text: str, path: Path, kind: Kind, *, name: str | None = None,
                version: str | None = None, expected: str | None = None) -> Resolved:
-    from zero2one.artifacts import read_manifest
-
     task = str(read_manifest(path)["task"])
     return Resolved(text, task, kind, path, name, version, expected)
 
 
 def check_pinned(resolved: Resolved) -> None:
     """Refuse a registry or run model whose manifest changed since it was logged."""
-    from zero2one.artifacts import manifest_digest, read_manifest
-
     if resolved.expected_manifest is None or resolved.path is None:
         return
     read_manifest(resolved.path)
@@ -160,3 +155,35 @@ def check_pinned(resolved: Resolved) -> None:
             f"(sha256 {actual[:12]}…, recorded {resolved.expected_manifest[:12]}…); "
             "refusing to load it"
         )
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+
+def load(ref: str | Path | Resolved, *, trust: Iterable[str] = ()) -> Task:
+    """Load a model by reference (see :mod:`zero2one.refs`): a zero2one model directory is
+    verified file by file against its manifest first; ``builtin:`` and the references a task
+    claims (``.gguf``, ...) load through that task. A :class:`~zero2one.refs.Resolved` is loaded
+    without resolving it again."""
+    resolved = ref if isinstance(ref, Resolved) else resolve(ref)
+    if resolved.has_manifest:
+        assert resolved.path is not None
+        check_pinned(resolved)
+        model = load_model(resolved.path, trust=tuple(trust))  # checks the task's requirements
+    else:
+        cls = get_task(resolved.task)
+        cls.check_requirements()
+        model = cls.from_pretrained(resolved)
+    model.ref = resolved
+    return model
+
+
+def load_model(path: str | Path, *, trust: tuple[str, ...] = ()) -> Task:
+    """Verify and load a model directory through its task's loader."""
+    path = Path(path)
+    manifest = verify(path)
+    task_cls = get_task(manifest["task"])
+    task_cls.check_requirements()
+    model = task_cls.load(path, manifest, trust=tuple(trust))
+    model.manifest = manifest
+    return model

@@ -14,11 +14,15 @@ group —, in a light module).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from zero2one.errors import RecipeError, Zero2OneError
+from zero2one.recipe import BaseRecipe, apply_overrides, format_validation_error, read_yaml
 
 if TYPE_CHECKING:
     from zero2one.task import BuiltinModel, Task
@@ -109,3 +113,31 @@ def commands() -> dict[str, Callable[..., Any]]:
             logging.getLogger(__name__).warning("command %r (%s) is unavailable: %s", name,
                                                 point.value, exc)
     return found
+
+
+# ---- recipes: validated by their task's config model -------------------------------------
+
+
+def validate(raw: Mapping[str, Any], *, source: str = "recipe") -> BaseRecipe:
+    """Validate a recipe dict with its task's config model."""
+    task = raw.get("task")
+    if task is None:
+        raise RecipeError(f"{source}: missing 'task'; one of: {', '.join(task_names())}")
+    if not isinstance(task, str):
+        raise RecipeError(f"{source}: task must be a string; one of: {', '.join(task_names())}")
+    model = get_task(task).config_model
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise RecipeError(f"{source}: {format_validation_error(exc, model)}") from None
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> BaseRecipe:
+    """Read, override and validate a recipe file."""
+    raw = apply_overrides(read_yaml(path), overrides)
+    return validate(raw, source=str(path))
+
+
+def schema(task: str) -> dict[str, Any]:
+    """The JSON Schema of a task's recipe, for editors."""
+    return get_task(task).config_model.model_json_schema()

@@ -9,7 +9,9 @@ declaration                used by
 =========================  =================================================================
 ``name``, ``config_model``  recipes (``zero2one train``, ``recipe check|schema``)
 ``extra``, ``requires``     a missing dependency fails with the ``pip install`` line to run
-``load_data`` ... ``save``  training (:func:`zero2one.train`), evaluation, the model directory
+``load_data`` ... ``save``  training (:func:`zero2one.train`), evaluation, the model directory;
+                            ``load_data`` returns :class:`TaskData` (source, fingerprint)
+``searched``                a fit's hyperparameter search, recorded with the run
 ``load``                    every model reference (:func:`zero2one.load`)
 ``from_pretrained``         references to models zero2one did not train (``builtin:``, ...)
 ``claims``                  which such references the task understands (``.gguf``, ...)
@@ -32,9 +34,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 from zero2one.errors import UserError
+from zero2one.paths import workspace
 from zero2one.progress import Reporter
 from zero2one.recipe import BaseRecipe
 
@@ -48,6 +51,27 @@ if TYPE_CHECKING:
 
 # data sources that name a local path after a prefix (image folders, array files)
 PATH_PREFIXES = ("folder:", "npz:")
+
+
+@runtime_checkable
+class TaskData(Protocol):
+    """What every task's :meth:`Task.load_data` returns, as the core reads it: where the data
+    came from and its fingerprint (:func:`zero2one.data.fingerprint`: content hash, rows,
+    schema), recorded with every run and model (the data tag, ``data_fingerprint.json``, the
+    manifest's ``data`` section). A task's own data class (a dataclass) adds what its fit
+    needs; an optional ``profile`` dict (notes and warnings) is said before the fit."""
+
+    source: str
+    fingerprint: dict[str, Any]
+
+
+@dataclass
+class Searched:
+    """What a hyperparameter search found (:meth:`Task.searched`)."""
+
+    best_params: dict[str, Any]
+    best_score: float | None  # the best candidate's mean cross-validated score
+    results: Any = None  # a DataFrame: one row per candidate, best first
 
 
 @dataclass(frozen=True)
@@ -168,8 +192,6 @@ class Task(ABC):
         import hashlib
         import json
 
-        from zero2one.tracking import workspace
-
         recipe = self.config.model_dump(mode="json", exclude={"track", "register_as"})
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
         return workspace() / "checkpoints" / f"{self.config.name}-{digest}"
@@ -229,8 +251,9 @@ class Task(ABC):
         return paths
 
     @abstractmethod
-    def load_data(self) -> Any:
-        """Read, validate and split the recipe's data; user errors raise before any run starts."""
+    def load_data(self) -> TaskData:
+        """Read, validate and split the recipe's data; user errors raise before any run starts.
+        The result carries its ``source`` and ``fingerprint`` (:class:`TaskData`)."""
 
     @abstractmethod
     def fit(self, data: Any, *, reporter: Reporter) -> Self:
@@ -244,6 +267,12 @@ class Task(ABC):
     def report(self, data: Any, out_dir: Path) -> list[Path]:
         """Write plots and tables about the fitted model into ``out_dir``; returns their paths."""
         return []
+
+    def searched(self) -> Searched | None:
+        """After a fit with a hyperparameter search: its best parameters, best cross-validated
+        score and candidates (recorded with the run, shown by ``zero2one train``); None when
+        the fit searched nothing."""
+        return None
 
     # ---- prediction -------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from zero2one import tracking_sql
 from zero2one.errors import ModelRefError, TrackingError, UserError, Zero2OneError
+from zero2one.paths import is_embedded, workspace
+from zero2one.tracking_sql import MODEL_PATH, TASK_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,31 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST_TAG = "zero2one.manifest_sha256"
-TASK_TAG = "zero2one.task"
 DATA_TAG = "zero2one.data.sha256"  # the fingerprint of the data a run read
 # a model made from another by zero2one export / compress: the parent's pinned reference, how
 PARENT_TAG = "zero2one.parent"
 CONVERSION_TAG = "zero2one.conversion"
-MODEL_PATH = "model"  # artifact path of the model directory inside a run
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
-
-
-def workspace() -> Path:
-    """The workspace directory holding the embedded stores: ``$ZERO2ONE_HOME``; else, inside a
-    git working tree, the nearest ``.zero2one`` from here up to its top, or the top's own (so a
-    notebook in ``notebooks/`` shares the store the CLI uses at the project's root); else
-    ``./.zero2one``."""
-    if home := os.environ.get("ZERO2ONE_HOME"):
-        return Path(home).absolute()
-    here = Path.cwd().absolute()
-    folders = [here, *here.parents]
-    top = next((f for f in folders if (f / ".git").exists()), None)
-    if top is None:
-        return here / ".zero2one"
-    for folder in folders[:folders.index(top) + 1]:
-        if (folder / ".zero2one").is_dir():
-            return folder / ".zero2one"
-    return top / ".zero2one"
 
 
 def tracking_uri() -> str:
@@ -60,11 +42,6 @@ def tracking_uri() -> str:
     if uri:
         return uri
     return f"sqlite:///{workspace() / 'mlflow.db'}"
-
-
-def is_embedded() -> bool:
-    """True when the store is the workspace's own SQLite file."""
-    return not os.environ.get("MLFLOW_TRACKING_URI")
 
 
 _clients: dict[str, MlflowClient] = {}

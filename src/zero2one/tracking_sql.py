@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from zero2one.paths import is_embedded, workspace
+
+TASK_TAG = "zero2one.task"  # the run tag naming the task that trained it
+MODEL_PATH = "model"  # artifact path of the model directory inside a run
+
 _COLUMNS = {
     "runs": {"run_uuid", "name", "status", "start_time", "experiment_id", "lifecycle_stage",
              "artifact_uri"},
@@ -40,8 +45,6 @@ _CHECKED: set[Path] = set()  # stores whose schema has the tables and columns re
 
 def connect() -> sqlite3.Connection | None:
     """A read-only connection to the embedded store, or None when MLflow must answer."""
-    from zero2one.tracking import is_embedded, workspace
-
     path = workspace() / "mlflow.db"
     if not is_embedded() or not path.is_file():
         return None
@@ -117,8 +120,6 @@ def run_artifact_root(db: sqlite3.Connection, run_id: str) -> str | None:
 
 def _run(db: sqlite3.Connection, run_id: str, name: str, status: str, start: int | None,
          experiment: str) -> dict[str, Any]:
-    from zero2one.tracking import MODEL_PATH, TASK_TAG
-
     task = db.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = ?",
                       (run_id, TASK_TAG)).fetchone()
     metrics = dict(sorted(db.execute(
@@ -210,8 +211,6 @@ def set_alias(name: str, alias: str, version: str) -> str | None:
     MLflow's ``set_registered_model_alias`` does (an upsert of its row, after checking the
     version exists), in one transaction; returns the version, ``""`` when the model has no
     such version, None when MLflow must do it (another store or schema)."""
-    from zero2one.tracking import is_embedded, workspace
-
     path = workspace() / "mlflow.db"
     if not is_embedded() or not path.is_file():
         return None

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from zero2one.errors import DataError, UserError
+from zero2one.paths import workspace
 
 DEFAULT_REMOTE = "zero2one"  # the name `data add` gives the remote it configures
 _TIMEOUT = 600  # seconds for one git or DVC command (a push of a large data set)
@@ -173,8 +174,6 @@ def _check_not_ignored(root: Path, dvc_file: str) -> None:
 
 def _undo_init(root: Path) -> None:
     """Remove what ``dvc init`` made and staged (and the remote set beside it)."""
-    import shutil
-
     _git(root, "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", ".dvc",
          ".dvcignore", check=False)
     shutil.rmtree(root / ".dvc", ignore_errors=True)
@@ -185,8 +184,6 @@ def _set_remote(root: Path, url: str | None) -> str:
     """The default remote, as ``NAME (URL)``: ``url`` made the default (in the repository's
     shared config), else the one configured, else the workspace's local folder (this
     machine's config only: the path means nothing elsewhere)."""
-    from zero2one.tracking import workspace
-
     if url is not None:  # this machine's local default would still win: it goes
         _dvc(root, "remote", "remove", "--local", DEFAULT_REMOTE, check=False)
         _dvc(root, "remote", "add", "--default", "--force", DEFAULT_REMOTE, url)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from zero2one.api import load, train
 from zero2one.errors import ArtifactError, RecipeError, UserError
-from zero2one.recipe import load_recipe
+from zero2one.registry import load_recipe
 
 from ..conftest import REPO, fit_until_interrupted
 from ..serving.conftest import client_for

@@ -21,14 +21,15 @@ def doctor(
 
     Exits with 1 when something required is missing.
     """
-    from zero2one.doctor import EXTRAS, REQUIRED_EXTRAS, run_checks
+    from zero2one.doctor import REQUIRED_EXTRAS, extras, run_checks
     from zero2one.errors import UserError
 
     required = ("core", *require) if require else REQUIRED_EXTRAS
-    unknown = [r for r in required if r not in EXTRAS]
+    known = extras()
+    unknown = [r for r in required if r not in known]
     if unknown:
         raise UserError(f"unknown extra(s) {', '.join(unknown)}; choose from "
-                        f"{', '.join(e for e in EXTRAS if e != 'core')}")
+                        f"{', '.join(e for e in known if e != 'core')}")
     checks = run_checks(require=required)
     failed = [c for c in checks if c.status == "fail"]
     if json_:

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from zero2one import __version__
 from zero2one.cli import (
     convert,
     data,
@@ -30,6 +29,7 @@ from zero2one.cli import (
     train,
     ui,
 )
+from zero2one.version import __version__
 
 app = typer.Typer(
     name="zero2one",

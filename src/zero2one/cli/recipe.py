@@ -20,7 +20,7 @@ def check(
     json_: Json = False,
 ) -> None:
     """Validate a recipe (fields, values, estimator and its parameters) without training."""
-    from zero2one.recipe import load_recipe
+    from zero2one.registry import load_recipe
 
     config = load_recipe(recipe, set_ or [])
     if json_:
@@ -35,6 +35,6 @@ def schema(
                                         show_default=False)],
 ) -> None:
     """Print the JSON Schema of a task's recipe (for editor completion and validation)."""
-    from zero2one.recipe import schema as task_schema
+    from zero2one.registry import schema as task_schema
 
     print_json(task_schema(task))

@@ -96,8 +96,7 @@ def _launch(recipe: Path, overrides: list[str], *, out: Path | None, resume: boo
 
     from zero2one import distributed
     from zero2one.errors import UserError
-    from zero2one.recipe import load_recipe
-    from zero2one.registry import get_task
+    from zero2one.registry import get_task, load_recipe
 
     plan.check()
     config = load_recipe(recipe, overrides)  # recipe errors fail here, once

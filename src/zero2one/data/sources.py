@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import DataError
+from zero2one.scale.frames import is_glob, read_frame, read_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 @dataclass
@@ -38,43 +38,11 @@ def load_table(source: str) -> Table:
     """Load a source string into a :class:`Table`; a missing or unreadable file is a DataError."""
     if source.startswith("sklearn:"):
         return _load_sklearn(source.removeprefix("sklearn:"))
-    from zero2one.scale.frames import is_glob, read_pandas
-
     path = Path(source)
     if is_glob(source) or path.is_dir():  # several files: checked to agree, then concatenated
         return Table(frame=read_pandas(source), source=source)
     frame = read_frame(path)
     return Table(frame=frame, source=str(path))
-
-
-def read_frame(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, with errors that name the file and the problem."""
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise DataError(
-            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .parquet or .pq, "
-            f"or sklearn:NAME with NAME in {', '.join(SKLEARN_DATASETS)}"
-        )
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    from zero2one.scale.frames import check_unique_columns
-
-    try:
-        if suffix == ".csv":
-            check_unique_columns(path)
-            return pd.read_csv(path)
-        frame = pd.read_parquet(path)
-        check_unique_columns(path, list(frame.columns))
-        return frame
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read {suffix[1:]} data: {first}") from None
-    except ImportError as exc:  # pyarrow missing
-        raise DataError(f"{path}: {exc}") from None
 
 
 def _load_sklearn(name: str) -> Table:

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from zero2one import __version__
 from zero2one.errors import UserError
+from zero2one.version import __version__
 
 PORT = 8000
 # what every image needs to serve a model (no MLflow, no plotting: the model is a directory);

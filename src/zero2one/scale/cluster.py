@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import UserError, require
+from zero2one.machine import usable_cores
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -162,8 +163,6 @@ def local_cluster(workers: int | None = None, memory_limit: str | None = None) -
     """A LocalCluster of single-threaded worker processes (one per core by default) whose
     memory limits add up to what this machine has; the dashboard listens on 127.0.0.1."""
     from distributed import LocalCluster
-
-    from zero2one.doctor import usable_cores
 
     return LocalCluster(n_workers=workers or usable_cores(), threads_per_worker=1, processes=True,
                         memory_limit=memory_limit or "auto", dashboard_address="127.0.0.1:0",

@@ -77,8 +77,6 @@ def read_pandas(source: str) -> pd.DataFrame:
     """Every file of ``source`` in one pandas frame (small multi-file sources)."""
     import pandas as pd
 
-    from zero2one.data import read_frame
-
     files = expand(source)
     if len(files) == 1:
         return read_frame(files[0])
@@ -190,3 +188,34 @@ def _compare(ref: Path, expected: dict[str, str], path: Path, found: dict[str, s
         if kind != other and not (loose and "empty" in (kind, other)):
             raise DataError(f"{path}: column {name!r} is {other} but {kind} in {ref.name}; "
                             "every file of a data source needs the same column types")
+
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file, with errors that name the file and the problem."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .parquet or .pq, "
+            "or sklearn:NAME (iris, wine, breast_cancer, diabetes, digits)"
+        )
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        if suffix == ".csv":
+            check_unique_columns(path)
+            return pd.read_csv(path)
+        frame = pd.read_parquet(path)
+        check_unique_columns(path, list(frame.columns))
+        return frame
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read {suffix[1:]} data: {first}") from None
+    except ImportError as exc:  # pyarrow missing
+        raise DataError(f"{path}: {exc}") from None

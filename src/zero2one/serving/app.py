@@ -20,13 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from zero2one import __version__
 from zero2one.serving import errors
 from zero2one.serving.metrics import Metrics, RequestMiddleware
 from zero2one.serving.routes import admin, health
 from zero2one.serving.security import BodySizeLimit, RateLimiter
 from zero2one.serving.settings import ServeSettings
 from zero2one.serving.state import ModelHolder, Served
+from zero2one.version import __version__
 
 if TYPE_CHECKING:
     from zero2one.refs import Resolved

@@ -4,6 +4,7 @@ nearest mean. Weights are a JSON file (nothing to unpickle)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -15,6 +16,21 @@ from zero2one.recipe import BaseRecipe, Strict
 from zero2one.task import Task
 
 WEIGHTS = "centroids.json"
+
+
+@dataclass
+class Split:
+    """What load_data() returns: the rows split for fit and evaluate, and — as every task's
+    data carries them (zero2one.task.TaskData) — their source and fingerprint, which each run
+    and model records."""
+
+    features: list[str]
+    x: Any
+    y: Any
+    x_test: Any
+    y_test: Any
+    source: str
+    fingerprint: dict[str, Any]
 
 
 class CentroidData(Strict):
@@ -50,7 +66,7 @@ class NearestCentroid(Task):
     requires = ("numpy", "pandas")
     serve_requirements = ("numpy",)
 
-    def load_data(self) -> dict[str, Any]:
+    def load_data(self) -> Split:
         import numpy as np
 
         from zero2one.data import fingerprint, load_table
@@ -66,16 +82,15 @@ class NearestCentroid(Task):
         y = np.asarray([names[int(v)] if names else str(v) for v in frame[target]])
         order = np.random.default_rng(self.config.seed).permutation(len(x))
         cut = int(len(x) * (1 - self.config.data.test_size))
-        return {"features": features, "x": x[order[:cut]], "y": y[order[:cut]],
-                "x_test": x[order[cut:]], "y_test": y[order[cut:]],
-                "fingerprint": fingerprint(frame), "source": table.source}
+        return Split(features, x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]],
+                     table.source, fingerprint(frame))
 
-    def fit(self, data: dict[str, Any], *, reporter: Reporter) -> Self:
+    def fit(self, data: Split, *, reporter: Reporter) -> Self:
         import numpy as np
 
-        self.features_ = list(data["features"])
-        self.classes_ = sorted(set(data["y"].tolist()))
-        self.centroids_ = np.stack([data["x"][data["y"] == c].mean(axis=0)
+        self.features_ = list(data.features)
+        self.classes_ = sorted(set(data.y.tolist()))
+        self.centroids_ = np.stack([data.x[data.y == c].mean(axis=0)
                                     for c in self.classes_])
         return self
 
@@ -87,9 +102,9 @@ class NearestCentroid(Task):
                     else np.sqrt((diff ** 2).sum(-1)))
         return [self.classes_[i] for i in distance.argmin(1)]
 
-    def evaluate(self, data: dict[str, Any]) -> dict[str, float]:
-        predicted = self._nearest(data["x_test"])
-        return {"accuracy": float((data["y_test"] == predicted).mean())}
+    def evaluate(self, data: Split) -> dict[str, float]:
+        predicted = self._nearest(data.x_test)
+        return {"accuracy": float((data.y_test == predicted).mean())}
 
     def predict(self, frame: Any) -> list[str]:
         import numpy as np

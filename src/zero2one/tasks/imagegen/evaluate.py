@@ -40,7 +40,7 @@ class Evaluation:
 def holdout_judge(x: np.ndarray, labels: np.ndarray, prompts: list[str], *, seed: int,
                   epochs: int) -> Judge:
     """zero2one's image classifier (small-cnn) trained on the held-out images."""
-    from zero2one.recipe import validate
+    from zero2one.registry import validate
 
     counts = np.bincount(labels, minlength=len(prompts))
     if counts.min() < 5:

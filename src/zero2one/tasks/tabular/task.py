@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from zero2one.data import Table, fingerprint, load_table
 from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError
 from zero2one.progress import Reporter
-from zero2one.task import Task
+from zero2one.task import Searched, Task
 from zero2one.tasks.tabular import scaled
 from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
 from zero2one.tasks.tabular.config import TabularRecipe
@@ -299,6 +299,12 @@ class TabularTask(Task):
     @property
     def scoring(self) -> str:
         raise NotImplementedError
+
+    def searched(self) -> Searched | None:
+        search = getattr(self, "search_", None)
+        if search is None or (search.results is None and not search.best_params):
+            return None
+        return Searched(search.best_params, search.best_score, search.results)
 
     @property
     def scorer(self) -> Any:

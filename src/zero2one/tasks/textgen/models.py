@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import ModelRefError, UserError, require
+from zero2one.paths import workspace
 
 if TYPE_CHECKING:
     from zero2one.task import BuiltinModel
@@ -63,8 +64,6 @@ def quiet_gguf() -> Iterator[None]:
 
 def cached_gguf(gguf: Path) -> Path:
     """Convert a GGUF file into a safetensors model directory once; returns the directory."""
-    from zero2one.tracking import workspace
-
     _require()
     require("gguf", "text")
     stat = gguf.stat()

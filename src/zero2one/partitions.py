@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zero2one.errors import DataError, UserError
+from zero2one import scale
+from zero2one.artifacts import MANIFEST, manifest_digest
+from zero2one.errors import DataError, IntegrityError, UserError
+from zero2one.refs import load
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,9 +48,6 @@ def score_partitions(model: Task, source: str, output: Path, *, options: dict[st
     the current cluster; write ``output/part-NNNNN.parquet``, one per input partition."""
     import dask
     from distributed import as_completed
-
-    from zero2one import scale
-    from zero2one.artifacts import MANIFEST, manifest_digest
 
     if not model.row_inputs:
         raise UserError(f"--engine dask scores the rows of tables; {model.name} models read "
@@ -116,10 +116,6 @@ def _worker_model(digest: str, files: dict[str, bytes], trust: tuple[str, ...]) 
     shipped files and verified like any model directory."""
     if digest in _models:
         return _models[digest]
-    from zero2one.api import load
-    from zero2one.artifacts import manifest_digest
-    from zero2one.errors import IntegrityError
-
     directory = Path(tempfile.mkdtemp(prefix="zero2one-model-"))
     for name, data in files.items():
         path = directory / name

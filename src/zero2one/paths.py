@@ -1,0 +1,30 @@
+"""Where zero2one keeps things: the workspace of the embedded stores and caches, and whether
+the tracking store is that embedded one. A leaf: it imports nothing of zero2one's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def workspace() -> Path:
+    """The workspace directory holding the embedded stores: ``$ZERO2ONE_HOME``; else, inside a
+    git working tree, the nearest ``.zero2one`` from here up to its top, or the top's own (so a
+    notebook in ``notebooks/`` shares the store the CLI uses at the project's root); else
+    ``./.zero2one``."""
+    if home := os.environ.get("ZERO2ONE_HOME"):
+        return Path(home).absolute()
+    here = Path.cwd().absolute()
+    folders = [here, *here.parents]
+    top = next((f for f in folders if (f / ".git").exists()), None)
+    if top is None:
+        return here / ".zero2one"
+    for folder in folders[:folders.index(top) + 1]:
+        if (folder / ".zero2one").is_dir():
+            return folder / ".zero2one"
+    return top / ".zero2one"
+
+
+def is_embedded() -> bool:
+    """True when the store is the workspace's own SQLite file."""
+    return not os.environ.get("MLFLOW_TRACKING_URI")
