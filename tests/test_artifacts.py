@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from zero2one.api import load, train
-from zero2one.artifacts import MANIFEST, load_model, read_manifest, save_model, verify
+from zero2one.artifacts import MANIFEST, read_manifest, save_model, verify
 from zero2one.errors import ArtifactError, IntegrityError
+from zero2one.refs import load_model
 
 from .conftest import iris_recipe
 

@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zero2one import refs, tracking
+from zero2one.api import registered_uri
+from zero2one.artifacts import manifest_digest, read_manifest, save_model
 from zero2one.errors import UserError
+from zero2one.onnxrt import threads
 from zero2one.paths import workspace
 from zero2one.progress import NullReporter, Reporter
-from zero2one.recipe import apply_overrides
-from zero2one.registry import validate
+from zero2one.recipe import apply_overrides, flatten
+from zero2one.registry import all_tasks, get_task, validate
 from zero2one.version import __version__
 
 if TYPE_CHECKING:
@@ -80,8 +84,6 @@ class ConvertResult:
 
     @property
     def registered_uri(self) -> str | None:
-        from zero2one.api import registered_uri
-
         return registered_uri(self.registered_name, self.registered_version)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,10 +100,7 @@ def export(ref: str | Path, fmt: str = "onnx", *, register: str | None = None,
     """The model at ``ref`` in another runtime (``onnx``), checked against it on held-out rows,
     measured, tracked and registered (``register``, else the parent's registered name).
     ``accept_loss`` keeps an export that loses more quality than the task allows."""
-    from zero2one.refs import resolve
-    from zero2one.registry import all_tasks, get_task
-
-    resolved = resolve(ref)  # format and data are checked before any weights load
+    resolved = refs.resolve(ref)  # format and data are checked before any weights load
     own = get_task(resolved.task).export_formats
     base, _, quant = fmt.partition("-")
     variants = [f.partition("-")[2] for f in own if f.startswith(f"{base}-")]
@@ -125,10 +124,7 @@ def compress(ref: str | Path, method: str, *, options: CompressOptions | None = 
              out: str | Path | None = None, reporter: Reporter | None = None,
              trust: Iterable[str] = ()) -> ConvertResult:
     """A compressed (INT8) model made from the one at ``ref``; see :func:`export`."""
-    from zero2one.refs import resolve
-    from zero2one.registry import all_tasks, get_task
-
-    resolved = resolve(ref)  # method and data are checked before any weights load
+    resolved = refs.resolve(ref)  # method and data are checked before any weights load
     own = get_task(resolved.task).compress_methods
     if method not in own:
         able = [f"{c.name} ({', '.join(c.compress_methods)})" for c in all_tasks()
@@ -154,10 +150,6 @@ def _convert(resolved: Resolved, trust: Iterable[str],
              reporter: Reporter | None) -> ConvertResult:
     """Load the parent and its data, make the new model, measure, save. A zero2one model's
     data is read (and refused) before its weights load: the recipe is in the manifest."""
-    from zero2one.api import load
-    from zero2one.artifacts import read_manifest
-    from zero2one.registry import get_task
-
     reporter = reporter or NullReporter()
     if out is not None and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new directory")
@@ -171,7 +163,7 @@ def _convert(resolved: Resolved, trust: Iterable[str],
         with reporter.step("reading the data"):
             data = cls(config).load_data()
     with reporter.step("loading the model"):
-        parent = load(resolved, trust=trust)
+        parent = refs.load(resolved, trust=trust)
     if overrides:
         parent.config = validate(apply_overrides(parent.config.model_dump(mode="json"),
                                                  overrides))
@@ -287,8 +279,6 @@ def _plain(value: Any) -> str:
 
 
 def _threads() -> int:
-    from zero2one.onnxrt import threads
-
     return threads()
 
 
@@ -297,10 +287,6 @@ def _threads() -> int:
 def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, float],
           rows: list[dict[str, Any]], markdown: str, *, register: str | None,
           out: str | Path | None) -> ConvertResult:
-    from zero2one import tracking
-    from zero2one.artifacts import manifest_digest, save_model
-    from zero2one.recipe import flatten
-
     new, method = conversion.model, conversion.method
     resolved = parent.ref
     lineage = _lineage(resolved, parent)
@@ -355,8 +341,6 @@ def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, fl
 
 def _lineage(resolved: Resolved | None, parent: Task) -> dict[str, Any]:
     """Where the parent came from: the reference, its registered version, its manifest."""
-    from zero2one.artifacts import manifest_digest
-
     if resolved is None:
         return {"ref": parent.config.name}
     lineage: dict[str, Any] = {"ref": resolved.ref}

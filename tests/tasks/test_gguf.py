@@ -217,13 +217,13 @@ def test_a_tuned_export_records_what_it_kept(tuned: Path, workspace: Path,
 
 def test_inputs_are_checked_before_the_weights_load(tuned: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from zero2one import api
+    from zero2one import refs
     from zero2one.errors import DataError
 
     def no_weights(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the weights were loaded before the inputs were checked")
 
-    monkeypatch.setattr(api, "load", no_weights)
+    monkeypatch.setattr(refs, "load", no_weights)
     with pytest.raises(DataError, match="data not found"):
         export(tuned, "gguf", overrides=["data.source=absent.jsonl"])
     with pytest.raises(UserError, match="cannot be exported to onnx"):
