@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from zero2one.doctor import usable_cores
+from zero2one.machine import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 
