@@ -64,8 +64,7 @@ def recipe(name: str, tracked: bool) -> dict[str, Any]:
 
 def zero2one_core(name: str) -> tuple[float, dict[str, Any]]:
     from zero2one.progress import NullReporter
-    from zero2one.registry import validate
-    from zero2one.registry import get_task
+    from zero2one.registry import get_task, validate
 
     config = validate(recipe(name, tracked=False))
     task = get_task(config.task)(config)
