@@ -5,8 +5,8 @@ it ships.
     from zero2one.testing import Case, check_task
 
     def test_my_task(tmp_path):
-        check_task("nearest-centroid", Case(
-            recipe="centroid.yaml", inputs=lambda: [[5.1, 3.5, 1.4, 0.2]],
+        check_task("my-task", Case(
+            recipe="my-task.yaml", inputs=lambda: my_rows(),
             good=("POST", "/predict", {"rows": [[5.1, 3.5, 1.4, 0.2]]}),
             bad=("POST", "/predict", {"rows": [[5.1]]})), tmp_path)
 
