@@ -138,3 +138,13 @@ def test_example_recipes_name_registered_tasks() -> None:
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         assert load_recipe(path).task in task_names(), path
     assert json.loads(json.dumps(task_names())) == task_names()
+
+
+def test_the_contract_table_lists_every_member() -> None:
+    """task.py's table is the contract's one page: every public member of Task is in it."""
+    import zero2one.task as contract
+
+    members = [n for n in vars(contract.Task) if not n.startswith("_")]
+    members += [n for n in contract.Task.__annotations__ if not n.startswith("_")]
+    missing = sorted({n for n in members if f"``{n}``" not in (contract.__doc__ or "")})
+    assert not missing, f"add to the table in zero2one/task.py: {missing}"

@@ -1,31 +1,65 @@
 """The contract every task honours, from recipe to served, deployed model.
 
 A task is one class that declares everything about its family of problems, so that the server,
-the CLI, the Python API and the deployment code never name a task (``tests/test_common.py``
-checks every registered task against this contract, plugins included):
+the CLI, the Python API and the deployment code never name a task. :mod:`zero2one.testing`
+checks a task against this contract (zero2one's own in ``tests/test_common.py``; a plug-in in
+its own tests). Every public member of :class:`Task` is in this table (a test keeps it so); a
+task overrides the core and whichever capabilities it offers:
 
-=========================  =================================================================
-declaration                used by
-=========================  =================================================================
-``name``, ``config_model``  recipes (``zero2one train``, ``recipe check|schema``)
-``extra``, ``requires``     a missing dependency fails with the ``pip install`` line to run
-``load_data`` ... ``save``  training (:func:`zero2one.train`), evaluation, the model directory;
-                            ``load_data`` returns :class:`TaskData` (source, fingerprint)
-``searched``                a fit's hyperparameter search, recorded with the run
-``load``                    every model reference (:func:`zero2one.load`)
-``from_pretrained``         references to models zero2one did not train (``builtin:``, ...)
-``claims``                  which such references the task understands (``.gguf``, ...)
-``builtin_models``          ``builtin:NAME`` references and ``zero2one doctor``
-``predict``                 Python callers: the task family's input and output forms
-``predict_file``            ``zero2one predict MODEL --input FILE`` and :func:`predict_file`
-``serving_adapter``         the object that answers HTTP requests for a loaded model
-``routes``                  the routes the task adds to the server
-``deploy_requirements``     what the deployed image installs
-``deploy_files``            what the build context carries beside the model (a base model)
-``export_formats``,         ``zero2one export`` and ``zero2one compress``: a new model of the
-``compress_methods``        same task, in another runtime or smaller (:mod:`zero2one.convert`)
-``runtime``, ``bench_call`` the conversion report (what runs the model; one timed batch)
-=========================  =================================================================
+=============================  =============================================================
+member                         what it is for
+=============================  =============================================================
+**core**
+``name``, ``config_model``     the task's name in recipes; its recipe model (``recipe check``)
+``extra``, ``requires``        a missing dependency fails with the ``pip install`` line
+``check_requirements``         ... raised before the task trains or loads anything
+``load_data``                  read, check, split the data: a :class:`TaskData`
+``fit``, ``evaluate``          learn (returns ``self``); held-out metrics
+``report``                     plots and tables of the fitted model
+``searched``                   a fit's hyperparameter search (:class:`Searched`), recorded
+``predict``                    Python callers: the task family's inputs and outputs
+``save``, ``load``             the model directory (manifest fields; verified load)
+``recipe_from``                the saved recipe, validated again on load
+``manifest``, ``ref``          set on save and load: the manifest, the reference it came from
+**training runs**
+``resume``, ``run_id``         set by :func:`zero2one.train`: resume from a checkpoint; the run
+``checkpoint_dir``             where a fit of this recipe keeps checkpoints
+``mark_run``                   leave the run id beside them ...
+``interrupted_run``            ... to continue that run after a crash
+``clear_checkpoints``          remove them once the fit is done
+``data_paths``                 the data's files, whose git and DVC versions a run records
+``reproduce_tolerance``        how far a retrain (``zero2one reproduce``) may move a metric
+**data-parallel training** (``--nproc``)
+``data_parallel``              the task trains data-parallel (:mod:`zero2one.distributed`)
+``check_data_parallel``        refuse a ``--nproc`` the recipe cannot make, before any process
+**prediction from files and tables**
+``predict_file``               ``zero2one predict MODEL --input FILE``
+``row_inputs``                 ``predict_rows`` scores a table's rows: ``--engine dask``
+``predict_rows``               ... one partition's rows
+``check_row_options``          ... its options, checked before any partition runs
+**models zero2one did not train**
+``from_pretrained``            ``builtin:``, ``.gguf``, a Hugging Face directory, ...
+``claims``                     which such references the task understands
+``builtin_models``             ``builtin:NAME`` references and ``zero2one doctor``
+**conversion** (:mod:`zero2one.convert`)
+``export_formats``             ``zero2one export --format``: a new model, another runtime
+``export``                     ... made and checked against this one
+``compress_methods``           ``zero2one compress --method``: a smaller model
+``compress``                   ... made and checked against this one
+``runtime``, ``bench_call``    the conversion report: what runs the model; one timed batch
+**serving**
+``serving_adapter``            the object that answers HTTP requests for a loaded model
+``routes``                     the routes the task adds to the server (the models router too)
+``engines``                    the decoding engines ``zero2one serve --engine`` may pick
+``serve_requirements``         what a served model needs beyond the server's own packages
+**deployment**
+``deploy_requirements``        what the deployed image installs
+``deploy_files``               what the build context carries beside the model (a base model)
+``needs_torch``                the image takes torch from the CPU wheel index
+``deploy_resources``           the Kubernetes memory request and limit for a model this size
+``serving_engines``            other servers ``zero2one deploy --engine`` renders (vLLM)
+``engine_deployment``          ... their files for these models
+=============================  =============================================================
 """
 
 from __future__ import annotations
