@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from zero2one.errors import ContractError, DataError, UserError
+from zero2one import distributed, scale, tracking, tracking_sql, versions
+from zero2one.artifacts import manifest_digest, save_model
+from zero2one.errors import ContractError, DataError, UserError, Zero2OneError, require
+from zero2one.partitions import score_partitions
 from zero2one.paths import workspace
 from zero2one.progress import (
     NullReporter,
@@ -30,8 +33,8 @@ from zero2one.progress import (
 )
 from zero2one.recipe import BaseRecipe, apply_overrides, flatten
 from zero2one.refs import load
-from zero2one.registry import load_recipe, validate
-from zero2one.task import TaskData
+from zero2one.registry import get_task, load_recipe, validate
+from zero2one.task import Task, TaskData
 from zero2one.version import __version__
 
 if TYPE_CHECKING:
@@ -92,9 +95,6 @@ class TrainResult:
         """(name, base64 PNG) of the run's plots (a local store) or the model's report."""
         import base64
 
-        from zero2one import tracking, tracking_sql
-        from zero2one.errors import Zero2OneError
-
         folder = self.model_dir / "report"
         if self.run_id is not None:
             try:
@@ -143,8 +143,6 @@ def train(
     the git and DVC versions of the data it read (``lineage.json``; see
     :mod:`zero2one.versions`), so that :func:`reproduce` can train it again.
     """
-    from zero2one import distributed, scale
-
     reporter = reporter or default_reporter()
     # a Dask cluster if the task asks for one; the ranks' process group under --nproc
     with scale.using(say=reporter.info), distributed.process_group():
@@ -167,9 +165,6 @@ def _follow(recipe: str | Path | BaseRecipe | dict[str, Any], *, overrides: Iter
 
 
 def _data_parallel_task(config: BaseRecipe) -> Task:
-    from zero2one import distributed
-    from zero2one.registry import get_task
-
     task_cls = get_task(config.task)
     if distributed.world_size() > 1:
         task_cls.check_data_parallel(config, distributed.world_size())
@@ -205,7 +200,6 @@ def _tensorboard(task: Task, reporter: Reporter) -> Iterator[Reporter]:
     if not task.config.track.tensorboard:
         yield reporter
         return
-    from zero2one.errors import require
     if not task.needs_torch:
         raise UserError(f"track.tensorboard: {task.name} training has no curves to show; "
                         "TensorBoard is for the deep-learning tasks")
@@ -274,8 +268,6 @@ def _say(reporter: Reporter, message: str, level: int, source: str = "data") -> 
 def _lineage(task: Task, reporter: Reporter) -> dict[str, Any]:
     """How the recipe's data is versioned (:func:`zero2one.versions.describe`); a check that
     fails is said and recorded, and never fails the training."""
-    from zero2one import versions
-
     record = versions.describe(task.data_paths())
     if "error" in record:
         _say(reporter, f"versions not recorded: {record['error']}", logging.WARNING)
@@ -286,9 +278,6 @@ def _train_tracked(
     task: Task, data: Any, *, out: str | Path | None, reporter: Reporter, started: float,
     lineage: dict[str, Any], tags: Mapping[str, str],
 ) -> TrainResult:
-    from zero2one import tracking
-    from zero2one.artifacts import manifest_digest
-
     config = task.config
     tags = {**tags, tracking.TASK_TAG: config.task, "zero2one.version": __version__,
             **_lineage_tags(lineage)}
@@ -381,8 +370,6 @@ def save_model_dir(task: Task, target: Path, metrics: dict[str, float],
 def _save(task: Task, target: Path, metrics: dict[str, float], data: TaskData,
           lineage: dict[str, Any] | None = None,
           add: Callable[[Path], None] | None = None) -> Path:
-    from zero2one.artifacts import save_model
-
     extra: dict[str, Any] = {"metrics": metrics, "data": {
         "source": data.source, **data.fingerprint,
         **({"versions": lineage} if lineage is not None else {})}}
@@ -397,8 +384,6 @@ LINEAGE = "lineage.json"
 def _lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
     """The searchable part of the lineage: the data's git commit and DVC hashes, and whether
     the run can be reproduced from them."""
-    from zero2one import versions
-
     tags = {"zero2one.data.reproducible": "false" if versions.unreproducible(lineage)
             else "true"}
     if commit := (lineage.get("git") or {}).get("commit"):
@@ -474,8 +459,6 @@ def predict_file(
     """Score a file (or a folder, for tasks whose inputs are files) with a model: the task
     reads it (:meth:`Task.predict_file`); ``options`` are the task's (``allow_extra``,
     ``top_k``, ``max_new_tokens``, ...). The output, if given, is written atomically."""
-    from zero2one.task import Task
-
     if output_path is not None:
         check_output_path(Path(output_path))  # before any work: a bad path should fail fast
     model = ref if isinstance(ref, Task) else load(ref, trust=trust)
@@ -500,10 +483,6 @@ def predict_partitions(
     cluster — ``scheduler``, else DASK_SCHEDULER_ADDRESS, else a local one of ``workers``
     processes — into a new folder of Parquet files, one per partition (see
     :mod:`zero2one.partitions`)."""
-    from zero2one import scale
-    from zero2one.partitions import score_partitions
-    from zero2one.task import Task
-
     reporter = reporter or default_reporter()
     with scale.using(scheduler, workers=workers, say=reporter.info):
         model = ref if isinstance(ref, Task) else load(ref, trust=trust)

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Literal
 
+from zero2one import tracking
 from zero2one.machine import meminfo, usable_cores
+from zero2one.registry import builtin_models
 
 Status = Literal["ok", "warn", "fail"]
 MIN_PYTHON = (3, 11)
@@ -155,8 +157,6 @@ def _gpu() -> list[Check]:
 
 
 def _tracking() -> Check:
-    from zero2one import tracking
-
     uri = tracking.tracking_uri()
     if not tracking.is_embedded():
         answer = answers(uri)
@@ -241,8 +241,6 @@ def without_password(uri: str) -> str:
 
 def _builtin_models() -> list[Check]:
     """Every built-in model a registered task declares, and whether its package is here."""
-    from zero2one.registry import builtin_models
-
     checks = []
     for name, (task, model) in sorted(builtin_models().items()):
         path = model.file()

@@ -20,8 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zero2one import tracking, versions
+from zero2one.api import train
 from zero2one.errors import UserError
 from zero2one.paths import workspace
+from zero2one.registry import get_task, validate
+from zero2one.tracking import DATA_TAG
 
 if TYPE_CHECKING:
     from zero2one.progress import Reporter
@@ -75,10 +79,6 @@ class Reproduction:
 def reproduce(run_id: str, *, tolerance: float | None = None,
               reporter: Reporter | None = None) -> Reproduction:
     """Train run ``run_id``'s recorded recipe on its recorded data again and compare."""
-    from zero2one import tracking, versions
-    from zero2one.api import train
-    from zero2one.registry import get_task, validate
-
     run = tracking.get_run(run_id)
     if run["status"] != "FINISHED":
         raise UserError(f"run {run_id} did not finish ({run['status']}); only finished runs "
@@ -155,8 +155,6 @@ def _recorded(run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     (or by a version that recorded no lineage)."""
     import yaml
 
-    from zero2one import tracking
-
     recipe = tracking.read_artifact(run_id, _RECIPE)
     lineage = tracking.read_artifact(run_id, _LINEAGE)
     if recipe is None or lineage is None:
@@ -169,8 +167,6 @@ def _recorded(run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def diff(run_a: str, run_b: str) -> list[Difference]:
     """What differs between two runs: the data (paths, git and DVC versions, fingerprints),
     the recipe's values, the libraries and the machine."""
-    from zero2one import tracking
-
     runs = [tracking.get_run(run_a), tracking.get_run(run_b)]
     lineages = []
     for run in runs:
@@ -194,8 +190,6 @@ def diff(run_a: str, run_b: str) -> list[Difference]:
 def _data_facts(run: dict[str, Any], lineage: dict[str, Any]) -> dict[str, Any]:
     """A run's data, flat: the fingerprint of what it read, the git commit, and per path how
     it was versioned."""
-    from zero2one.tracking import DATA_TAG
-
     facts: dict[str, Any] = {"fingerprint": run["tags"].get(DATA_TAG),
                              "commit": (lineage.get("git") or {}).get("commit")}
     for entry in lineage.get("data", []):

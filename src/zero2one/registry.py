@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from zero2one.errors import RecipeError, Zero2OneError
 from zero2one.recipe import BaseRecipe, apply_overrides, format_validation_error, read_yaml
+from zero2one.task import Task
 
 if TYPE_CHECKING:
     from zero2one.task import BuiltinModel, Task
@@ -35,8 +36,6 @@ _TASKS: dict[str, type[Task]] = {}
 
 def register_task(cls: type[Task]) -> type[Task]:
     """Register ``cls`` under ``cls.name``; another class under a taken name raises."""
-    from zero2one.task import Task
-
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise TypeError(f"{cls!r} is not a zero2one Task class")
     taken = _TASKS.get(cls.name)
@@ -68,8 +67,6 @@ def task_names() -> list[str]:
 
 def get_task(name: str) -> type[Task]:
     """The task class registered as ``name``, importing its module on first use."""
-    from zero2one.task import Task
-
     if name not in _TASKS:
         point = _entry_points(TASK_GROUP).get(name)
         if point is None:

@@ -70,10 +70,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
-from zero2one.errors import UserError
+from zero2one import distributed
+from zero2one.data import read_frame
+from zero2one.errors import ArtifactError, UserError, require
 from zero2one.paths import workspace
 from zero2one.progress import Reporter
-from zero2one.recipe import BaseRecipe
+from zero2one.recipe import BaseRecipe, format_validation_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -213,8 +215,6 @@ class Task(ABC):
     def check_requirements(cls) -> None:
         """Raise :class:`MissingExtraError` with the ``pip install`` line if a module is
         missing; called before the task trains or loads anything."""
-        from zero2one.errors import require
-
         for module in cls.requires:
             require(module, cls.extra)
 
@@ -246,8 +246,6 @@ class Task(ABC):
         """Training is over, nothing is left to resume: remove the checkpoints (under
         ``--nproc`` once every rank is done, by rank 0)."""
         import shutil
-
-        from zero2one import distributed
 
         distributed.barrier()
         if distributed.is_main():
@@ -320,8 +318,6 @@ class Task(ABC):
         """``zero2one predict --input PATH``: the file (or folder) scored, one row per input;
         tasks whose predictions take long report progress to ``reporter``. Options a task does
         not take are refused with a one-line error."""
-        from zero2one.data import read_frame
-
         check_options(self, options, allowed=())
         return self.predict(read_frame(Path(path)))  # type: ignore[no-any-return]
 
@@ -348,9 +344,6 @@ class Task(ABC):
     def recipe_from(cls, manifest: dict[str, Any], path: Path) -> Any:
         """The saved recipe, validated again (nested sections are models, not dicts)."""
         from pydantic import ValidationError
-
-        from zero2one.errors import ArtifactError
-        from zero2one.recipe import format_validation_error
 
         try:
             return cls.config_model.model_validate(manifest["recipe"])

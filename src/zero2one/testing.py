@@ -30,6 +30,7 @@ from zero2one.progress import NullReporter
 from zero2one.recipe import BaseRecipe, read_yaml
 from zero2one.refs import load
 from zero2one.registry import get_task, load_recipe, validate
+from zero2one.serving import ServeSettings, create_app
 from zero2one.task import Task, TaskData
 
 
@@ -145,8 +146,6 @@ def check_tampered_file(cls: type[Task], job: Trained, folder: Path) -> None:
 def check_served_route(cls: type[Task], job: Trained, case: Case) -> None:
     """The served model answers the good request, refuses the bad one with a 4xx error."""
     from fastapi.testclient import TestClient
-
-    from zero2one.serving import ServeSettings, create_app
 
     app = create_app(ServeSettings(model=str(job.directory)))  # type: ignore[call-arg]
     with TestClient(app) as client:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from zero2one import tracking_sql
+from zero2one.artifacts import MANIFEST, sha256_file
 from zero2one.errors import ModelRefError, TrackingError, UserError, Zero2OneError
 from zero2one.paths import is_embedded, workspace
 from zero2one.tracking_sql import MODEL_PATH, TASK_TAG
@@ -488,7 +489,6 @@ def download(uri: str, *, expected_manifest: str | None = None) -> Path:
         if not local.exists():
             raise ModelRefError(f"{uri}: the artifact store has no such directory")
         return local
-    from zero2one.artifacts import MANIFEST, sha256_file
 
     cache = workspace() / "cache"
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]

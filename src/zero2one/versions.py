@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zero2one.errors import DataError, UserError
+from zero2one.errors import DataError, UserError, require
 from zero2one.paths import workspace
 
 DEFAULT_REMOTE = "zero2one"  # the name `data add` gives the remote it configures
@@ -52,8 +52,6 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 
 def _dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    from zero2one.errors import require
-
     require("dvc", "dvc")
     done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True,
                           text=True, timeout=_TIMEOUT, env=_env(), check=False)

@@ -18,7 +18,10 @@ from typing import Any
 
 import yaml
 
+from zero2one.artifacts import verify
 from zero2one.errors import UserError
+from zero2one.refs import check_pinned, resolve
+from zero2one.registry import TASK_GROUP, get_task
 from zero2one.version import __version__
 
 PORT = 8000
@@ -113,9 +116,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _model_dir(ref: str) -> tuple[Path, dict[str, Any]]:
-    from zero2one.artifacts import verify
-    from zero2one.refs import check_pinned, resolve
-
     resolved = resolve(ref)
     if not resolved.has_manifest or resolved.path is None:
         raise UserError(f"{ref} is not a zero2one model; deploy a model zero2one trained or "
@@ -125,16 +125,12 @@ def _model_dir(ref: str) -> tuple[Path, dict[str, Any]]:
 
 
 def _task(manifest: dict[str, Any]) -> Any:
-    from zero2one.registry import get_task
-
     return get_task(str(manifest["task"]))
 
 
 def task_distribution(task: str) -> metadata.Distribution | None:
     """The installed distribution that declares ``task`` (None: zero2one's own, or a task
     registered at run time, which an image cannot have)."""
-    from zero2one.registry import TASK_GROUP
-
     for dist in metadata.distributions():
         if any(p.group == TASK_GROUP and p.name == task for p in dist.entry_points):
             name = dist.metadata["Name"]

@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from zero2one.errors import RecipeError
+from zero2one.errors import RecipeError, require
+from zero2one.recipe import format_validation_error
 
 Action = Literal["block", "redact", "flag", "off"]
 CATEGORIES = ("profanity", "harassment", "hate", "violence", "self-harm", "sexual", "illicit",
@@ -297,8 +298,6 @@ class _Classifier:
 
     def __init__(self, config: ClassifierConfig | ImageCheckerConfig,
                  kind: str = "text-classification") -> None:
-        from zero2one.errors import require
-
         require("transformers", "text")
         from transformers import pipeline
 
@@ -333,8 +332,6 @@ class _Classifier:
 def load_moderator(spec: str | Path) -> Moderator:
     """``default`` (the built-in checks) or a YAML file of :class:`ModerationConfig`."""
     import yaml
-
-    from zero2one.recipe import format_validation_error
 
     if str(spec) == "default":
         return Moderator(ModerationConfig())

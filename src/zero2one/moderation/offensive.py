@@ -21,6 +21,8 @@ import random
 from functools import lru_cache
 from typing import Any
 
+from zero2one.moderation.normalize import normalise
+
 EN_NOUNS = ["idiot", "moron", "loser", "jerk", "clown", "fool", "imbecile", "dumbass",
             "bitch", "bastard", "asshole", "dickhead", "scumbag", "piece of trash",
             "waste of space", "nitwit", "creep", "freak", "failure", "pig", "rat", "worm",
@@ -181,8 +183,6 @@ def model() -> tuple[Any, Any]:
     """(vectoriser, classifier), trained once per process."""
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import LogisticRegression
-
-    from zero2one.moderation.normalize import normalise
 
     texts, labels = corpus()
     vectoriser = HashingVectorizer(analyzer="char_wb", ngram_range=(1, 4), n_features=2**18,
