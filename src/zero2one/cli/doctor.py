@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from zero2one.cli.output import Json, console, print_json, table
+from zero2one.doctor import REQUIRED_EXTRAS, extras, run_checks
 
 _STYLE = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red")}
 
@@ -21,7 +22,6 @@ def doctor(
 
     Exits with 1 when something required is missing.
     """
-    from zero2one.doctor import REQUIRED_EXTRAS, extras, run_checks
     from zero2one.errors import UserError
 
     required = ("core", *require) if require else REQUIRED_EXTRAS

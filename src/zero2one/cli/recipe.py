@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from zero2one.cli.output import Json, console, print_json
+from zero2one.registry import load_recipe
+from zero2one.registry import schema as task_schema
 
 app = typer.Typer(help="Check recipes and export their JSON Schema.", no_args_is_help=True)
 
@@ -20,8 +22,6 @@ def check(
     json_: Json = False,
 ) -> None:
     """Validate a recipe (fields, values, estimator and its parameters) without training."""
-    from zero2one.registry import load_recipe
-
     config = load_recipe(recipe, set_ or [])
     if json_:
         print_json(config.model_dump(mode="json"))
@@ -35,6 +35,4 @@ def schema(
                                         show_default=False)],
 ) -> None:
     """Print the JSON Schema of a task's recipe (for editor completion and validation)."""
-    from zero2one.registry import schema as task_schema
-
     print_json(task_schema(task))

@@ -17,6 +17,7 @@ from zero2one.cli.output import (
     print_json,
     table,
 )
+from zero2one.registry import get_task, load_recipe
 
 if TYPE_CHECKING:
     from zero2one.distributed import Launch
@@ -96,7 +97,6 @@ def _launch(recipe: Path, overrides: list[str], *, out: Path | None, resume: boo
 
     from zero2one import distributed
     from zero2one.errors import UserError
-    from zero2one.registry import get_task, load_recipe
 
     plan.check()
     config = load_recipe(recipe, overrides)  # recipe errors fail here, once
