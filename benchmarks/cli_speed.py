@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # run the CLI with the embedded store's read-only fast path disabled (the MLflow baseline)
-BASELINE = ("import sys\nfrom zero2one import tracking\ntracking._read_only = lambda: None\n"
+BASELINE = ("import sys\nfrom zero2one.tracking import store\nstore.read_only = lambda: None\n"
             "from zero2one.cli.main import main\nmain(sys.argv[1:])\n")
 
 

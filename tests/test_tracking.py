@@ -4,10 +4,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from zero2one import tracking, tracking_sql
+from zero2one import tracking
 from zero2one.api import load, train
 from zero2one.errors import DataError, IntegrityError, ModelRefError
 from zero2one.refs import resolve
+from zero2one.tracking import downloads, store
+from zero2one.tracking import sql as tracking_sql
 
 from .conftest import iris_recipe
 
@@ -141,7 +143,7 @@ def test_read_only_queries_match_mlflow(workspace: Path, monkeypatch: pytest.Mon
     fast = (tracking.list_runs(), tracking.get_run(first.run_id), tracking.list_models(),
             tracking.model_versions("iris-test"), tracking.run_tags(first.run_id),
             tracking.model_version("iris-test", alias="champion").source)
-    monkeypatch.setattr(tracking, "_read_only", lambda: None)
+    monkeypatch.setattr(store, "read_only", lambda: None)
     slow = (tracking.list_runs(), tracking.get_run(first.run_id), tracking.list_models(),
             tracking.model_versions("iris-test"), tracking.run_tags(first.run_id),
             tracking.model_version("iris-test", alias="champion").source)
@@ -180,7 +182,7 @@ def test_a_remote_model_is_downloaded_once_per_version(workspace: Path, iris_mod
         return directory / "model"
 
     monkeypatch.setattr(tracking_sql, "local_path", lambda uri: None)
-    monkeypatch.setattr(tracking, "_fetch", fetch)
+    monkeypatch.setattr(downloads, "fetch", fetch)
     digest = manifest_digest(iris_model)
     uri = "mlflow-artifacts:/1/abc/artifacts/model"
     first = tracking.download(uri, expected_manifest=digest)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from zero2one import distributed, scale, tracking, tracking_sql, versions
+from zero2one import distributed, scale, tracking, versions
 from zero2one.artifacts import manifest_digest, save_model
 from zero2one.errors import ContractError, DataError, UserError, Zero2OneError, require
 from zero2one.partitions import score_partitions
@@ -35,6 +35,7 @@ from zero2one.recipe import BaseRecipe, apply_overrides, flatten
 from zero2one.refs import load
 from zero2one.registry import get_task, load_recipe, validate
 from zero2one.task import Task, TaskData
+from zero2one.tracking import sql as tracking_sql
 from zero2one.version import __version__
 
 if TYPE_CHECKING:
