@@ -209,7 +209,7 @@ def compressed(model: Any, tokenizer: Any, args: Any, work: Path, base: float, m
 
 
 def _perplexity(model: Any, tokenizer: Any, qa: Path) -> float:
-    from zero2one.registry import load_recipe
+    from zero2one.catalog import load_recipe
     from zero2one.tasks.textgen import train
     from zero2one.tasks.textgen.data import tokenize
     from zero2one.tasks.textgen.task import TextGeneration

@@ -45,7 +45,7 @@ def main() -> None:
     import torch
 
     from zero2one.api import load, train
-    from zero2one.registry import load_recipe
+    from zero2one.catalog import load_recipe
 
     spec = SETS[args.data]
     threads = torch.get_num_threads()

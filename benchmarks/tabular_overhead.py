@@ -63,8 +63,8 @@ def recipe(name: str, tracked: bool) -> dict[str, Any]:
 
 
 def zero2one_core(name: str) -> tuple[float, dict[str, Any]]:
+    from zero2one.catalog import get_task, validate
     from zero2one.progress import NullReporter
-    from zero2one.registry import get_task, validate
 
     config = validate(recipe(name, tracked=False))
     task = get_task(config.task)(config)

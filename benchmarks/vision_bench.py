@@ -40,7 +40,7 @@ def digits_recipe() -> dict[str, Any]:
 
 def hand_loop(recipe: dict[str, Any], epochs: int) -> list[float]:
     """The minimal loop: same split, normalisation, model, optimizer and batch size."""
-    from zero2one.registry import get_task, validate
+    from zero2one.catalog import get_task, validate
 
     config = validate(recipe)
     data = get_task(config.task)(config).load_data()  # identical tensors to zero2one's
@@ -71,7 +71,7 @@ def hand_loop(recipe: dict[str, Any], epochs: int) -> list[float]:
 def svc_accuracy(recipe: dict[str, Any]) -> float:
     from sklearn.svm import SVC
 
-    from zero2one.registry import get_task, validate
+    from zero2one.catalog import get_task, validate
 
     config = validate(recipe)
     data = get_task(config.task)(config).load_data()

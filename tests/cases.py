@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from zero2one.catalog import get_task, load_recipe
 from zero2one.progress import NullReporter
-from zero2one.registry import get_task, load_recipe
 from zero2one.task import Task
 
 REPO = Path(__file__).resolve().parents[1]

@@ -108,7 +108,7 @@ def tiny_text_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fit_until_interrupted(cfg: dict[str, Any], step: int) -> Any:
     """Fit ``cfg`` in this process and die when training reports ``step`` (:class:`StopAt`),
     as a killed process would; returns the task (its checkpoint directory holds what it left)."""
-    from zero2one.registry import get_task, validate
+    from zero2one.catalog import get_task, validate
 
     config = validate(cfg)
     task = get_task(config.task)(config)
@@ -130,7 +130,7 @@ def train_killed_at_checkpoint(cfg: dict[str, Any], directory: Path,
 
     import yaml
 
-    from zero2one.registry import get_task, validate
+    from zero2one.catalog import get_task, validate
 
     path = directory / "r.yaml"
     path.write_text(yaml.safe_dump(cfg))

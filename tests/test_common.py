@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from zero2one.artifacts import read_manifest
-from zero2one.registry import get_task, load_recipe, register_task, task_names
+from zero2one.catalog import get_task, load_recipe, register_task, task_names
 from zero2one.testing import (
     check_data,
     check_declaration,

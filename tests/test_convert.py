@@ -16,9 +16,9 @@ import pytest
 from zero2one import tracking
 from zero2one.api import load, train
 from zero2one.artifacts import read_manifest
+from zero2one.catalog import all_tasks
 from zero2one.convert import CompressOptions, compress, export
 from zero2one.errors import ConversionError, DataError, IntegrityError, UserError
-from zero2one.registry import all_tasks
 
 from .cases import CASES, Trained
 from .conftest import iris_recipe
@@ -198,7 +198,7 @@ def test_cli_export_json_and_errors(workspace: Path, iris_model: Path) -> None:
 def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN on the digits, well enough trained for quantization to be measurable."""
     out = tmp_path_factory.mktemp("digits") / "model"
-    from zero2one.registry import load_recipe
+    from zero2one.catalog import load_recipe
 
     REPO = Path(__file__).resolve().parents[1]
     config = load_recipe(REPO / "recipes/digits-cnn.yaml", [
@@ -248,7 +248,7 @@ def test_int8_model_is_served(workspace: Path, digits_model: Path) -> None:
 
 
 def test_deployed_image_installs_onnxruntime(workspace: Path, digits_model: Path) -> None:
-    from zero2one.registry import get_task
+    from zero2one.catalog import get_task
 
     result = compress(str(digits_model), "static")
     cls = get_task("image-classification")

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from zero2one.catalog import load_recipe, schema, task_names, validate
 from zero2one.errors import RecipeError
 from zero2one.recipe import apply_overrides, flatten, read_yaml
-from zero2one.registry import load_recipe, schema, task_names, validate
 
 from .conftest import REPO, iris_recipe
 

@@ -198,7 +198,7 @@ def test_training_on_partitions_learns_from_every_row(workspace: Path, cluster: 
     from sklearn.preprocessing import StandardScaler
 
     from zero2one.api import load, train
-    from zero2one.registry import get_task
+    from zero2one.catalog import get_task
 
     write_parts(workspace / "data")
     recipe = dask_recipe("data/*.parquet")

@@ -12,8 +12,8 @@ import pytest
 
 from zero2one import tracking
 from zero2one.api import train
+from zero2one.catalog import load_recipe
 from zero2one.errors import UserError
-from zero2one.registry import load_recipe
 
 from .cases import CASES
 from .conftest import free_port, iris_recipe, wait_healthy

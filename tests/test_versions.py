@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from zero2one import tracking, versions
+from zero2one.catalog import get_task
 from zero2one.errors import DataError, UserError
-from zero2one.registry import get_task
 
 from .conftest import iris_recipe
 from .test_cli import run

@@ -40,6 +40,7 @@ __all__ = [
     "train",
 ]
 
+from zero2one.catalog import load_recipe, register_task
 from zero2one.errors import (
     ArtifactError,
     ConversionError,
@@ -51,7 +52,6 @@ from zero2one.errors import (
     UserError,
     Zero2OneError,
 )
-from zero2one.registry import load_recipe, register_task
 
 if TYPE_CHECKING:
     from zero2one.api import TrainResult, load, predict_file, predict_partitions, train

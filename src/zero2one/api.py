@@ -21,6 +21,7 @@ import yaml
 
 from zero2one import distributed, scale, tracking, versions
 from zero2one.artifacts import manifest_digest, save_model
+from zero2one.catalog import get_task, load_recipe, validate
 from zero2one.errors import ContractError, DataError, UserError, Zero2OneError, require
 from zero2one.partitions import score_partitions
 from zero2one.paths import workspace
@@ -33,7 +34,6 @@ from zero2one.progress import (
 )
 from zero2one.recipe import BaseRecipe, apply_overrides, flatten
 from zero2one.refs import load
-from zero2one.registry import get_task, load_recipe, validate
 from zero2one.task import Task, TaskData
 from zero2one.tracking import sql as tracking_sql
 from zero2one.version import __version__

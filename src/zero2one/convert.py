@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from zero2one import refs, tracking
 from zero2one.api import registered_uri
 from zero2one.artifacts import manifest_digest, read_manifest, save_model
+from zero2one.catalog import all_tasks, get_task, validate
 from zero2one.errors import UserError
 from zero2one.onnxrt import threads
 from zero2one.paths import workspace
 from zero2one.progress import NullReporter, Reporter
 from zero2one.recipe import apply_overrides, flatten
-from zero2one.registry import all_tasks, get_task, validate
 from zero2one.version import __version__
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from importlib import metadata
 from typing import Literal
 
 from zero2one import tracking
+from zero2one.catalog import builtin_models
 from zero2one.machine import meminfo, usable_cores
-from zero2one.registry import builtin_models
 
 Status = Literal["ok", "warn", "fail"]
 MIN_PYTHON = (3, 11)

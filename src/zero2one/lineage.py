@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from zero2one import tracking, versions
 from zero2one.api import train
+from zero2one.catalog import get_task, validate
 from zero2one.errors import UserError
 from zero2one.paths import workspace
-from zero2one.registry import get_task, validate
 from zero2one.tracking import DATA_TAG
 
 if TYPE_CHECKING:

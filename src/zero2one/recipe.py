@@ -46,7 +46,7 @@ class TrackConfig(Strict):
 class BaseRecipe(Strict):
     """Fields every recipe has, whatever its task."""
 
-    task: str = Field(description="The task, e.g. tabular-classification.")
+    task: str = Field(description="The task's name, one of the installed tasks.")
     name: str = Field(pattern=NAME_PATTERN, description="Name of the job and of its model.")
     description: str | None = Field(None, description="Free text, kept with the run.")
     seed: int = Field(42, ge=0, description="Seed for splits, searches and training.")

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from zero2one import tracking
 from zero2one.artifacts import manifest_digest, read_manifest, verify
+from zero2one.catalog import all_tasks, builtin_models, get_task
 from zero2one.errors import IntegrityError, ModelRefError
-from zero2one.registry import all_tasks, builtin_models, get_task
 
 if TYPE_CHECKING:
     from zero2one.task import Task

@@ -25,11 +25,11 @@ from typing import Any
 
 from zero2one.api import save_model_dir
 from zero2one.artifacts import read_manifest
+from zero2one.catalog import get_task, load_recipe, validate
 from zero2one.errors import IntegrityError, RecipeError
 from zero2one.progress import NullReporter
 from zero2one.recipe import BaseRecipe, read_yaml
 from zero2one.refs import load
-from zero2one.registry import get_task, load_recipe, validate
 from zero2one.serving import ServeSettings, create_app
 from zero2one.task import Task, TaskData
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from zero2one.catalog import task_names
 from zero2one.deploy import render_docker
-from zero2one.registry import task_names
 
 from ..cases import CASES
 from ..serving.test_process import Server, call

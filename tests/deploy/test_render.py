@@ -142,7 +142,7 @@ def test_cli(iris_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_k8s_memory_follows_the_model() -> None:
     """A language model gets room for its weights (the server peaked at 1.28 GB serving
     SmolLM2-135M here); a small tabular model keeps the small default."""
-    from zero2one.registry import get_task
+    from zero2one.catalog import get_task
 
     lm = get_task("text-generation").deploy_resources(
         {"training": {"total_parameters": 134_515_008}}, 9_000_000)

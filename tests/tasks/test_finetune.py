@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from zero2one.api import load, train
+from zero2one.catalog import get_task, validate
 from zero2one.errors import DataError, IntegrityError, RecipeError, SchemaError
-from zero2one.registry import get_task, validate
 from zero2one.tasks.textgen.config import TextDataConfig
 from zero2one.tasks.textgen.data import IGNORE, pack, read_records, split, tokenize
 
@@ -303,7 +303,7 @@ def test_resume_after_kill_9(tiny_lm: Path, chat_file: Path, workspace: Path) ->
 
     import yaml
 
-    from zero2one.registry import get_task, validate
+    from zero2one.catalog import get_task, validate
 
     cfg = recipe(tiny_lm, chat_file, epochs=2, save_steps=2)
     full = train(cfg, out=workspace / "full")

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from zero2one.api import load, train
+from zero2one.catalog import get_task, validate
 from zero2one.cli.main import main
 from zero2one.errors import ArtifactError, DataError, SchemaError, UserError
-from zero2one.registry import get_task, validate
 from zero2one.tasks.imagegen.config import CaptionedDataConfig
 from zero2one.tasks.imagegen.data import load_captioned
 from zero2one.tasks.imagegen.evaluate import diversity

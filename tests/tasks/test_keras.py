@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from zero2one.api import load, train
+from zero2one.catalog import load_recipe
 from zero2one.errors import ArtifactError, RecipeError, UserError
-from zero2one.registry import load_recipe
 
 from ..conftest import REPO, fit_until_interrupted
 from ..serving.conftest import client_for
@@ -47,7 +47,7 @@ def test_the_arch_is_checked_with_the_recipe(workspace: Path) -> None:
 
 
 def test_keras_models_train_in_one_process(workspace: Path) -> None:
-    from zero2one.registry import get_task
+    from zero2one.catalog import get_task
 
     write(workspace, GUIDE_CNN)
     task_cls = get_task("image-classification")

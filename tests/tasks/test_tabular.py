@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from zero2one.api import load, train
+from zero2one.catalog import get_task, validate
 from zero2one.data import load_table
 from zero2one.errors import DataError, SchemaError, UserError
 from zero2one.progress import NullReporter
-from zero2one.registry import get_task, validate
 from zero2one.tasks.tabular.estimators import SHORT_NAMES
 
 from ..conftest import iris_recipe

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from zero2one.api import load, train
+from zero2one.catalog import get_task, validate
 from zero2one.errors import DataError, SchemaError
-from zero2one.registry import get_task, validate
 from zero2one.tasks.vision.config import ImageDataConfig
 from zero2one.tasks.vision.data import load_images, read_image
 from zero2one.tasks.vision.predict import predict_images

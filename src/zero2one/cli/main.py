@@ -60,7 +60,7 @@ app.add_typer(data.app, name="data")
 
 def _add_task_commands() -> None:
     """Commands that task packages declare (entry points ``zero2one.commands``)."""
-    from zero2one.registry import commands
+    from zero2one.catalog import commands
 
     groups = {g.name: g.typer_instance for g in app.registered_groups}
     taken = {c.name for c in app.registered_commands} | set(groups)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from zero2one.catalog import load_recipe
+from zero2one.catalog import schema as task_schema
 from zero2one.cli.output import Json, console, print_json
-from zero2one.registry import load_recipe
-from zero2one.registry import schema as task_schema
 
 app = typer.Typer(help="Check recipes and export their JSON Schema.", no_args_is_help=True)
 

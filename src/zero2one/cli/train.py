@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from zero2one.catalog import get_task, load_recipe
 from zero2one.cli.output import (
     Json,
     Quiet,
@@ -17,7 +18,6 @@ from zero2one.cli.output import (
     print_json,
     table,
 )
-from zero2one.registry import get_task, load_recipe
 
 if TYPE_CHECKING:
     from zero2one.distributed import Launch

@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from zero2one.artifacts import verify
+from zero2one.catalog import TASK_GROUP, get_task
 from zero2one.errors import UserError
 from zero2one.refs import check_pinned, resolve
-from zero2one.registry import TASK_GROUP, get_task
 from zero2one.version import __version__
 
 PORT = 8000

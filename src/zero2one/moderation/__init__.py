@@ -43,7 +43,7 @@ class ClassifierConfig(BaseModel):
 
 
 class ImageCheckerConfig(BaseModel):
-    """A transformers image-classification directory (safetensors) that judges generated
+    """A transformers image classifier's directory (safetensors) that judges generated
     images; a label mapped to a category scoring at or above ``threshold`` withholds it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -177,7 +177,7 @@ class Moderator:
 
             offensive.model()  # trained now (about a second), not at the first request
         self.classifier = _Classifier(config.classifier) if config.classifier else None
-        self.image_checker = (_Classifier(config.image_checker, kind="image-classification")
+        self.image_checker = (_Classifier(config.image_checker, reads="image")
                               if config.image_checker else None)
         self.api = config.api
         self._audit_lock = threading.Lock()
@@ -297,18 +297,18 @@ class _Classifier:
     """A transformers pipeline (text or image classification) from a local directory."""
 
     def __init__(self, config: ClassifierConfig | ImageCheckerConfig,
-                 kind: str = "text-classification") -> None:
+                 reads: str = "text") -> None:
         require("transformers", "text")
         from transformers import pipeline
 
         if not (config.path / "config.json").exists():
             raise RecipeError(f"moderation classifier {config.path}: not a transformers "
                               "directory (config.json is missing)")
-        self.config, self.kind = config, kind
-        extra = ({"tokenizer": str(config.path)} if kind == "text-classification"
+        self.config, self.reads = config, reads
+        extra = ({"tokenizer": str(config.path)} if reads == "text"
                  else {"image_processor": str(config.path)})
-        make: Any = pipeline  # typed per task literal; the kind is one of two here
-        self.pipe = make(kind, model=str(config.path), top_k=None, device="cpu",
+        make: Any = pipeline  # typed per task literal; the pipeline is one of two here
+        self.pipe = make(f"{reads}-classification", model=str(config.path), top_k=None, device="cpu",
                          model_kwargs={"use_safetensors": True}, **extra)
         known = {str(v) for v in (self.pipe.model.config.id2label or {}).values()}
         missing = set(config.labels) - known
@@ -318,7 +318,7 @@ class _Classifier:
 
     def scores(self, item: Any) -> list[tuple[str, str, float]]:
         found = []
-        if self.kind == "text-classification":
+        if self.reads == "text":
             results: Any = self.pipe(item[:4000], truncation=True)[0]
         else:
             results = self.pipe(item)

@@ -41,8 +41,8 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
     """The server for ``settings.model``. ``resolved`` skips resolving the reference again;
     ``served`` is a model already loaded in this process (with the ``metrics`` it reported
     its load to)."""
+    from zero2one.catalog import get_task
     from zero2one.refs import resolve
-    from zero2one.registry import get_task
 
     metrics = metrics or Metrics()
     resolved = resolved or resolve(settings.model)

@@ -1,1 +1,1 @@
-"""Task packages; each registers itself with :func:`zero2one.registry.register_task`."""
+"""Task packages; each registers itself with :func:`zero2one.catalog.register_task`."""

@@ -40,7 +40,7 @@ class Evaluation:
 def holdout_judge(x: np.ndarray, labels: np.ndarray, prompts: list[str], *, seed: int,
                   epochs: int) -> Judge:
     """zero2one's image classifier (small-cnn) trained on the held-out images."""
-    from zero2one.registry import validate
+    from zero2one.catalog import validate
 
     counts = np.bincount(labels, minlength=len(prompts))
     if counts.min() < 5:
@@ -58,7 +58,7 @@ def holdout_judge(x: np.ndarray, labels: np.ndarray, prompts: list[str], *, seed
                       "early_stopping": {"patience": 10, "metric": "val_accuracy"},
                       "augment": {"crop_padding": 1}},
             "track": {"enabled": False}})
-        from zero2one.registry import get_task
+        from zero2one.catalog import get_task
 
         task: Any = get_task("image-classification")(config)
         data = task.load_data()

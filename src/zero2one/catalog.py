@@ -1,4 +1,4 @@
-"""The task registry: a plain dict from task name to task class.
+"""The task catalog: a plain dict from task name to task class.
 
 Tasks come from the entry-point group ``zero2one.tasks`` (name: the task name, value:
 ``module:Class``) — zero2one's own tasks are declared there in its ``pyproject.toml``, exactly as
