@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from zero2one.api import save_model_dir
 from zero2one.catalog import get_task, load_recipe
 from zero2one.progress import NullReporter
 from zero2one.task import Task
@@ -125,10 +126,8 @@ def make_trained(request: pytest.FixtureRequest,
             task = cls(config)
             data = task.load_data()
             assert task.fit(data, reporter=NullReporter()) is task  # fit returns the task
-            from zero2one.api import _save
-
             directory = tmp_path_factory.mktemp(name) / "model"
-            _save(task, directory, task.evaluate(data), data)
+            save_model_dir(task, directory, task.evaluate(data), data)
             _TRAINED[name] = Trained(task, directory, data)
         return _TRAINED[name]
 

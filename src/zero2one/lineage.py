@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 REPRODUCES_TAG = "zero2one.reproduces"
 # recipe values that name or file a run and change nothing in it (a reproduction registers none)
 _BOOKKEEPING = frozenset({"register", "description"})
-_LINEAGE = "lineage.json"
 _RECIPE = "recipe.yaml"
 
 
@@ -156,9 +155,10 @@ def _recorded(run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     import yaml
 
     recipe = tracking.read_artifact(run_id, _RECIPE)
-    lineage = tracking.read_artifact(run_id, _LINEAGE)
+    lineage = tracking.read_artifact(run_id, versions.LINEAGE)
     if recipe is None or lineage is None:
-        missing = " and ".join(n for n, t in ((_RECIPE, recipe), (_LINEAGE, lineage)) if t is None)
+        missing = " and ".join(n for n, t in ((_RECIPE, recipe), (versions.LINEAGE, lineage))
+                               if t is None)
         raise UserError(f"run {run_id} has no {missing}: it was not recorded by zero2one train "
                         "(or by a version older than data versioning); train it again")
     return yaml.safe_load(recipe), json.loads(lineage)
@@ -170,7 +170,7 @@ def diff(run_a: str, run_b: str) -> list[Difference]:
     runs = [tracking.get_run(run_a), tracking.get_run(run_b)]
     lineages = []
     for run in runs:
-        text = tracking.read_artifact(run["run_id"], _LINEAGE)
+        text = tracking.read_artifact(run["run_id"], versions.LINEAGE)
         lineages.append(json.loads(text) if text is not None else {})
     out: list[Difference] = []
 

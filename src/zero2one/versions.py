@@ -32,6 +32,9 @@ from typing import Any
 from zero2one.errors import DataError, UserError, require
 from zero2one.paths import workspace
 
+# a run's record of what it was made from: its data's git and DVC versions (describe()), the
+# libraries and the machine; written by training, read by reproduce and data diff
+LINEAGE = "lineage.json"
 DEFAULT_REMOTE = "zero2one"  # the name `data add` gives the remote it configures
 _TIMEOUT = 600  # seconds for one git or DVC command (a push of a large data set)
 

@@ -308,8 +308,8 @@ class _Classifier:
         extra = ({"tokenizer": str(config.path)} if reads == "text"
                  else {"image_processor": str(config.path)})
         make: Any = pipeline  # typed per task literal; the pipeline is one of two here
-        self.pipe = make(f"{reads}-classification", model=str(config.path), top_k=None, device="cpu",
-                         model_kwargs={"use_safetensors": True}, **extra)
+        self.pipe = make(f"{reads}-classification", model=str(config.path), top_k=None,
+                         device="cpu", model_kwargs={"use_safetensors": True}, **extra)
         known = {str(v) for v in (self.pipe.model.config.id2label or {}).values()}
         missing = set(config.labels) - known
         if missing:
