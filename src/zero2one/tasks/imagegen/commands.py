@@ -47,7 +47,6 @@ def generate_image(
     from zero2one.errors import UserError
     from zero2one.progress import NullReporter, RichReporter
     from zero2one.tasks.imagegen.generate import check_options
-    from zero2one.tasks.imagegen.images import tile, to_array, to_pil
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty directory; choose a new one")
@@ -71,10 +70,30 @@ def generate_image(
         images, seeds = task.generate_many([options],  # type: ignore[attr-defined]
                                            callback=progress.advance)[0]
     seconds = time.perf_counter() - drawn
+    files, seeds, withheld = _write_images(out, images, seeds, guard)
+    summary = {"model": model, "prompt": prompt, "negative_prompt": negative_prompt,
+               "seeds": seeds, "withheld_seeds": withheld, "files": files,
+               "grid": str(out / "grid.png"),
+               "seconds": round(seconds, 3), "total_seconds": round(time.perf_counter() -
+                                                                     started, 3)}
+    if json_:
+        print_json(summary)
+    elif not quiet:
+        console().print(f"wrote {len(files)} image(s) and grid.png to {out}/ "
+                        f"(seeds {seeds[0]}..{seeds[-1]}, {seconds:.1f} s)")
+
+
+def _write_images(out: Path, images: list[Any], seeds: list[int],
+                  guard: Any) -> tuple[list[str], list[int], list[int]]:
+    """OUT/image-SEED.png for each image the image checker (where the moderation config names
+    one) lets through, and OUT/grid.png: (files, their seeds, the withheld seeds)."""
     import numpy as np
 
+    from zero2one.errors import UserError
+    from zero2one.tasks.imagegen.images import tile, to_array, to_pil
+
     withheld = []
-    if guard is not None:  # the image checker, where the moderation config names one
+    if guard is not None:
         kept = [(im, s) for im, s in zip(images, seeds, strict=True)
                 if not guard.check_image(im).blocked]
         withheld = [s for s in seeds if s not in {s for _, s in kept}]
@@ -90,13 +109,4 @@ def generate_image(
         files.append(str(path))
     to_pil(tile(np.stack([to_array(im) for im in images]), columns=min(4, len(images)))).save(
         out / "grid.png")
-    summary = {"model": model, "prompt": prompt, "negative_prompt": negative_prompt,
-               "seeds": seeds, "withheld_seeds": withheld, "files": files,
-               "grid": str(out / "grid.png"),
-               "seconds": round(seconds, 3), "total_seconds": round(time.perf_counter() -
-                                                                     started, 3)}
-    if json_:
-        print_json(summary)
-    elif not quiet:
-        console().print(f"wrote {len(files)} image(s) and grid.png to {out}/ "
-                        f"(seeds {seeds[0]}..{seeds[-1]}, {seconds:.1f} s)")
+    return files, seeds, withheld

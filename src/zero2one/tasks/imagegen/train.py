@@ -3,9 +3,9 @@ and captions (a share of captions dropped to the empty prompt), noise them at ra
 timesteps, predict the noise (or velocity) from the caption's token states, take an AdamW step,
 update the EMA weights.
 
-A checkpoint (UNet, EMA weights, optimizer, LR schedule, step, history, RNG states) is written
-atomically every ``checkpoint_every`` steps, so ``--resume`` after a kill continues from the
-last one and ends where an uninterrupted run would.
+A checkpoint (UNet, EMA weights, optimizer, LR schedule, step, history, RNG states; see
+:mod:`zero2one.torchtrain`) is written every ``checkpoint_every`` steps, so ``--resume`` after
+a kill continues from the last one and ends where an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from zero2one.progress import Reporter
 from zero2one.tasks.imagegen.config import SampleConfig, TrainConfig, UNetConfig
 from zero2one.tasks.imagegen.images import tile
-from zero2one.tasks.vision.train import pick_device, save_checkpoint
+from zero2one.torchtrain import Checkpoint, autocast, pick_device, threads
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "last.pt"
 GRID_PROMPTS = 10  # prompts shown in a sample grid (4 images each)
 
 
@@ -86,6 +85,28 @@ def _lr_lambda(cfg: TrainConfig) -> Any:
     return factor
 
 
+@dataclass
+class _Batches:
+    """The training images and every caption's token states (encoded once: the text encoder
+    is frozen), on the device; row 0 of the states is the empty prompt."""
+
+    images: torch.Tensor
+    caption_ids: torch.Tensor
+    states: torch.Tensor
+    masks: torch.Tensor
+    alphas: torch.Tensor
+
+    @classmethod
+    def of(cls, pipe: Any, x: np.ndarray, captions: list[str],
+           device: torch.device) -> _Batches:
+        table = list(dict.fromkeys(["", *captions]))
+        states, masks = pipe.encode(table)
+        index = {c: i for i, c in enumerate(table)}
+        return cls(torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1),
+                   torch.tensor([index[c] for c in captions]), states.to(device),
+                   masks.to(device), pipe.scheduler.alphas_cumprod.to(device))
+
+
 def fit(
     pipe: Any,
     x: np.ndarray,
@@ -102,111 +123,63 @@ def fit(
     """Train ``pipe.unet`` on images ``x`` (N, S, S, C uint8) and their captions; the UNet ends
     with the EMA weights (when ``ema_decay`` is set)."""
     device = pick_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    unet = pipe.unet.to(device).train()
-    scheduler = pipe.scheduler
-    images = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    # every caption encoded once: the text encoder is frozen
-    table = list(dict.fromkeys(["", *captions]))
-    states, masks = pipe.encode(table)
-    states, masks = states.to(device), masks.to(device)
-    index = {c: i for i, c in enumerate(table)}
-    caption_ids = torch.tensor([index[c] for c in captions])
-    alphas = scheduler.alphas_cumprod.to(device)
-
-    params = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-    ema = [p.detach().clone() for p in params] if cfg.ema_decay is not None else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-
-    outcome = Outcome()
-    start = 0
-    ckpt_path = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        unet.load_state_dict(state["unet"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
-        if ema is not None:
-            for e, saved in zip(ema, state["ema"], strict=True):
-                e.copy_(saved)
-        outcome.history = state["history"]
-        outcome.grids = {int(k): v.numpy() for k, v in state["grids"].items()}
-        outcome.train_seconds = state["seconds"]
-        torch.set_rng_state(state["torch_rng"])
-        gen.set_state(state["gen_rng"])
-        start = outcome.resumed_from = state["step"]
-        reporter.info(f"resuming after step {start} from {ckpt_path}")
-    elif resume:
-        reporter.info("no checkpoint to resume from; training from the start")
-
-    n, batch = len(images), cfg.batch_size
-    window: list[float] = []
-    began = time.perf_counter() - outcome.train_seconds
-    with reporter.step(f"training {cfg.steps} steps", total=cfg.steps) as progress:
-        progress.advance(start)
-        for step in range(start + 1, cfg.steps + 1):
-            pick = torch.randint(n, (batch,), generator=gen)
-            x0 = images[pick].to(device)
-            ids = caption_ids[pick]
-            dropped = torch.rand(batch, generator=gen) < cfg.caption_dropout
-            ids = torch.where(dropped, torch.zeros_like(ids), ids).to(device)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
-            t = torch.randint(scheduler.config.num_train_timesteps, (batch,), generator=gen)
-            t = t.to(device)
-            a = alphas[t].sqrt()[:, None, None, None]
-            s = (1 - alphas[t]).sqrt()[:, None, None, None]
-            noisy = a * x0 + s * noise
-            target = noise if scheduler.config.prediction_type == "epsilon" else a * noise - s * x0
-            optimizer.zero_grad(set_to_none=True)
-            if autocast is not None:
-                with autocast:
-                    out = unet(noisy, t, encoder_hidden_states=states[ids],
-                               encoder_attention_mask=masks[ids]).sample
-            else:
-                out = unet(noisy, t, encoder_hidden_states=states[ids],
-                           encoder_attention_mask=masks[ids]).sample
-            loss = F.mse_loss(out.float(), target)
-            if not torch.isfinite(loss):
-                raise ValueError(f"the loss became {loss.item()} at step {step}; lower train.lr")
-            loss.backward()
-            if cfg.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            lr_schedule.step()
-            if ema is not None:
-                decay = min(cfg.ema_decay or 0.0, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
-            window.append(loss.item())
-            progress.advance()
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                row = {"step": float(step), "loss": sum(window) / len(window),
-                       "lr": optimizer.param_groups[0]["lr"],
-                       "seconds": time.perf_counter() - began}
-                window = []
-                outcome.history.append(row)
-                reporter.metrics({"loss": row["loss"], "lr": row["lr"]}, step=step)
-            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-                with swapped(params, ema):
-                    outcome.grids[step] = sample_grid(pipe, grid_prompts, sample, seed)
-                reporter.image("samples", outcome.grids[step], step)
-                unet.train()
-                reporter.info(f"step {step}: loss {loss.item():.4f}, sample grid taken")
-            if ckpt_path is not None and (step % cfg.checkpoint_every == 0):
-                outcome.train_seconds = time.perf_counter() - began
-                save_checkpoint(ckpt_path, {
-                    "step": step, "unet": unet.state_dict(), "optimizer": optimizer.state_dict(),
-                    "lr_schedule": lr_schedule.state_dict(),
-                    "ema": ema if ema is not None else [], "history": outcome.history,
-                    "grids": {str(k): torch.from_numpy(v) for k, v in outcome.grids.items()},
-                    "seconds": outcome.train_seconds,
-                    "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
-                })
+    with threads(cfg.threads):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        unet = pipe.unet.to(device).train()
+        data = _Batches.of(pipe, x, captions, device)
+        params = [p for p in unet.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+        ema = [p.detach().clone() for p in params] if cfg.ema_decay is not None else None
+        outcome, checkpoint = Outcome(), Checkpoint(checkpoint_dir, unit="step")
+        saved = checkpoint.resume(wanted=resume, generator=gen, device=device,
+                                  reporter=reporter)
+        if saved is not None:
+            unet.load_state_dict(saved["unet"])
+            optimizer.load_state_dict(saved["optimizer"])
+            lr_schedule.load_state_dict(saved["lr_schedule"])
+            for e, value in zip(ema or [], saved["ema"], strict=True):
+                e.copy_(value)
+            outcome.history, outcome.train_seconds = saved["history"], saved["seconds"]
+            outcome.grids = {int(k): v.numpy() for k, v in saved["grids"].items()}
+            outcome.resumed_from = saved["step"]
+        start = outcome.resumed_from or 0
+        window: list[float] = []
+        began = time.perf_counter() - outcome.train_seconds
+        with reporter.step(f"training {cfg.steps} steps", total=cfg.steps) as progress:
+            progress.advance(start)
+            for step in range(start + 1, cfg.steps + 1):
+                loss = _step(unet, pipe.scheduler, data, cfg, gen, device, step)
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                lr_schedule.step()
+                _follow_ema(ema, params, cfg.ema_decay, step)
+                window.append(loss)
+                progress.advance()
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    row = {"step": float(step), "loss": sum(window) / len(window),
+                           "lr": optimizer.param_groups[0]["lr"],
+                           "seconds": time.perf_counter() - began}
+                    window = []
+                    outcome.history.append(row)
+                    reporter.metrics({"loss": row["loss"], "lr": row["lr"]}, step=step)
+                if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                    with swapped(params, ema):
+                        outcome.grids[step] = sample_grid(pipe, grid_prompts, sample, seed)
+                    reporter.image("samples", outcome.grids[step], step)
+                    unet.train()
+                    reporter.info(f"step {step}: loss {loss:.4f}, sample grid taken")
+                if step % cfg.checkpoint_every == 0:
+                    outcome.train_seconds = time.perf_counter() - began
+                    checkpoint.save({
+                        "step": step, "unet": unet.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "lr_schedule": lr_schedule.state_dict(), "ema": ema or [],
+                        "history": outcome.history, "seconds": outcome.train_seconds,
+                        "grids": {str(k): torch.from_numpy(v) for k, v in outcome.grids.items()},
+                    }, generator=gen, device=device)
     outcome.train_seconds = time.perf_counter() - began
     outcome.steps = cfg.steps
     if ema is not None:
@@ -214,6 +187,42 @@ def fit(
             torch._foreach_copy_(params, ema)
     unet.eval()
     return outcome
+
+
+def _follow_ema(ema: list[torch.Tensor] | None, params: list[torch.Tensor],
+                decay: float | None, step: int) -> None:
+    """The EMA weights a step closer to the parameters (a shorter memory early on)."""
+    if ema is not None:
+        decay = min(decay or 0.0, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
+
+
+def _step(unet: Any, scheduler: Any, data: _Batches, cfg: TrainConfig, gen: torch.Generator,
+          device: torch.device, step: int) -> float:
+    """One denoising step's gradients: a batch of images and captions (a share dropped to the
+    empty prompt), noised at random timesteps; the loss on the predicted noise or velocity."""
+    batch = cfg.batch_size
+    pick = torch.randint(len(data.images), (batch,), generator=gen)
+    x0 = data.images[pick].to(device)
+    ids = data.caption_ids[pick]
+    dropped = torch.rand(batch, generator=gen) < cfg.caption_dropout
+    ids = torch.where(dropped, torch.zeros_like(ids), ids).to(device)
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    t = torch.randint(scheduler.config.num_train_timesteps, (batch,), generator=gen).to(device)
+    a = data.alphas[t].sqrt()[:, None, None, None]
+    s = (1 - data.alphas[t]).sqrt()[:, None, None, None]
+    noisy = a * x0 + s * noise
+    target = noise if scheduler.config.prediction_type == "epsilon" else a * noise - s * x0
+    unet.zero_grad(set_to_none=True)
+    with autocast(device):
+        out = unet(noisy, t, encoder_hidden_states=data.states[ids],
+                   encoder_attention_mask=data.masks[ids]).sample
+    loss = F.mse_loss(out.float(), target)
+    if not torch.isfinite(loss):
+        raise ValueError(f"the loss became {loss.item()} at step {step}; lower train.lr")
+    loss.backward()
+    return loss.item()
 
 
 class swapped:
