@@ -134,3 +134,13 @@ def test_a_mistyped_path_is_not_a_hub_id(workspace: Path) -> None:
     hub = resolve("hf:HuggingFaceTB/SmolLM2-135M")
     assert (hub.task, hub.kind, hub.path) == ("text-generation", "pretrained", None)
     assert hub.display_name == "SmolLM2-135M"
+
+
+def test_a_home_of_an_unknown_user_is_a_path_not_found(workspace: Path) -> None:
+    """``~USER`` of a user this machine lacks is not a crash of pathlib's ("Could not
+    determine home directory"): the reference is not found, in one line (found by the
+    reference fuzzing in test_properties)."""
+    with pytest.raises(refs.ModelRefError, match="not found"):
+        resolve("~nosuchuser_z21/model")
+    with pytest.raises(refs.ModelRefError, match="not found"):
+        resolve("~0")

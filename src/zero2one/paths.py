@@ -28,3 +28,9 @@ def workspace() -> Path:
 def is_embedded() -> bool:
     """True when the store is the workspace's own SQLite file."""
     return not os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def expand(text: str | Path) -> Path:
+    """``text`` as a path with ``~`` and ``~user`` expanded where they can be; an unknown user
+    (``~nobody``) stays as written, for the caller's "not found" (pathlib raises instead)."""
+    return Path(os.path.expanduser(str(text)))

@@ -24,6 +24,7 @@ from zero2one import tracking
 from zero2one.artifacts import manifest_digest, read_manifest, verify
 from zero2one.catalog import all_tasks, builtin_models, get_task
 from zero2one.errors import IntegrityError, ModelRefError
+from zero2one.paths import expand
 
 if TYPE_CHECKING:
     from zero2one.task import Task
@@ -82,7 +83,7 @@ def resolve(ref: str | Path) -> Resolved:
         return _run(text)
     if text.startswith("builtin:"):
         return _builtin(text)
-    path = Path(text).expanduser()
+    path = expand(text)
     if path.is_dir() and (path / "manifest.json").exists():
         return _directory(text, path, "directory")
     for cls in all_tasks():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import ArtifactError, ModelRefError, UserError
+from zero2one.paths import expand
 
 if TYPE_CHECKING:
     from zero2one.task import BuiltinModel
@@ -54,7 +55,7 @@ def load_text_encoder(ref: str) -> tuple[Any, Any]:
     elif ref.startswith("builtin:"):
         raise ModelRefError(f"{ref}: the built-in text encoder is builtin:{ENCODER}")
     else:
-        path = Path(ref).expanduser()
+        path = expand(ref)
         if not (path / "config.json").is_file():
             raise ModelRefError(f"model.text_encoder {ref}: not a transformers model directory "
                                 "(no config.json); use builtin:all-minilm-l6-v2 or a directory "

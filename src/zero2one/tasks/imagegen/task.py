@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError
+from zero2one.paths import expand
 from zero2one.progress import NullReporter, Reporter
 from zero2one.task import BuiltinModel, Task, check_options
 from zero2one.tasks.imagegen.config import ImageGenRecipe
@@ -351,7 +352,7 @@ class ImageGeneration(Task):
         """A diffusers pipeline directory (``model_index.json``) or ``diffusers:ORG/NAME``."""
         if ref.startswith(HUB_PREFIX):
             return bool(HUB_ID.match(ref.removeprefix(HUB_PREFIX)))
-        path = Path(ref).expanduser()
+        path = expand(ref)
         return path.is_dir() and (path / "model_index.json").exists()
 
     @classmethod

@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING, Any
 from zero2one.errors import DataError, RecipeError
 from zero2one.progress import Reporter
 from zero2one.tasks.tabular.columns import Column, coerce
+from zero2one.tasks.tabular.data import TabularData, plain
+from zero2one.tasks.tabular.pipelines import auc_scores
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import numpy as np
     import pandas as pd
 
-    from zero2one.tasks.tabular.task import TabularData, TabularTask
+    from zero2one.tasks.tabular.task import TabularTask
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,6 @@ def load(task: TabularTask, reporter_note: str | None) -> TabularData:
     import dask
 
     from zero2one import scale
-    from zero2one.tasks.tabular.task import TabularData
 
     cfg, seed = task.config.data, task.config.seed
     scale.client()
@@ -244,10 +245,8 @@ def _stats(done: dict[str, Any], numeric: list[str], strategy: str | None,
         var[name] = max(0.0, (squares + value * value * missing) / n - mean[name] ** 2)
     categories = {name: sorted(str(v) for v in values)
                   for name, values in done["categories"].items()}
-    from zero2one.tasks.tabular.task import _plain
-
     classes = done["classes"]
-    counts = None if classes is None else {_plain(k): int(v) for k, v in classes.items()}
+    counts = None if classes is None else {plain(k): int(v) for k, v in classes.items()}
     return Stats(train_rows, fill, mean, var, categories, counts, float(done["target_mean"]))
 
 
@@ -357,8 +356,6 @@ class _Score:
 
     def __call__(self, part: pd.DataFrame) -> pd.DataFrame:
         import pandas as pd
-
-        from zero2one.tasks.tabular.task import auc_scores
 
         X = part.drop(columns=[self.target])
         out = pd.DataFrame({"y": part[self.target].to_numpy()})

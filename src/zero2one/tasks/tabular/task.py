@@ -1,29 +1,39 @@
-"""The tabular tasks: a scikit-learn Pipeline (preprocessing + estimator), searched and evaluated.
-
-Saved with skops and loaded with a fixed list of trusted types; nothing is unpickled.
+"""What the tabular tasks share: a scikit-learn Pipeline (preprocessing + estimator), searched and
+evaluated, on pandas or Dask; saved with skops and loaded with a fixed list of trusted types,
+nothing is unpickled (:mod:`~zero2one.tasks.tabular.pipelines`). The two tasks are in
+:mod:`~zero2one.tasks.tabular.classification` and :mod:`~zero2one.tasks.tabular.regression`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from zero2one.data import Table, fingerprint, load_table
-from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError
+from zero2one.errors import ArtifactError, DataError, SchemaError
 from zero2one.progress import Reporter
 from zero2one.task import Searched, Task
 from zero2one.tasks.tabular import scaled
 from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
 from zero2one.tasks.tabular.config import TabularRecipe
+from zero2one.tasks.tabular.data import TabularData, as_frame, plain
 from zero2one.tasks.tabular.estimators import Kind, resolve_estimator
+from zero2one.tasks.tabular.pipelines import (
+    WEIGHTS,
+    auc_scores,
+    has_proba,
+    is_graph,
+    load_graph,
+    load_pipeline,
+    resampling,
+    without_sampler,
+)
 from zero2one.tasks.tabular.profile import profile_frame
 from zero2one.tasks.tabular.search import SearchResult, run_search
 from zero2one.tasks.tabular.skops_io import skops_io
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
@@ -31,44 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = "model.skops"
 SEARCH_TABLE = "search_results.csv"
-# Types skops does not trust by default but that the built-in estimators (SHORT_NAMES) contain:
-# scikit-learn's own tree, neighbour-index and optimizer state, restored from arrays and numbers
-# without running user code. Anything else must be trusted by name (``--trust``).
-EXTRA_TRUSTED = (
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    "sklearn.metrics._dist_metrics.EuclideanDistance64",
-    "sklearn.metrics._dist_metrics.ManhattanDistance64",
-    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
-    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
-    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
-)
-
-
-@dataclass
-class TabularData:
-    X_train: pd.DataFrame
-    X_test: pd.DataFrame
-    y_train: pd.Series
-    y_test: pd.Series
-    columns: list[Column]
-    target: str
-    classes: list[Any] | None
-    class_names: list[str] | None
-    fingerprint: dict[str, Any]
-    source: str
-    profile: dict[str, Any] | None = None  # see tasks/tabular/profile.py
-    ignored: list[str] | None = None  # source columns that are not features (dropped, ids)
-    # data.engine dask: every row, in partitions (X_/y_ fields then hold samples); see scaled.py
-    partitions: Any = None
-    # the held-out rows' targets, predictions and scores, kept for evaluate and report
-    held_out: tuple[Any, Any, Any, Any] | None = None
 
 
 class TabularTask(Task):
@@ -225,7 +198,7 @@ class TabularTask(Task):
                                        verbose_feature_names_out=False)
         if self.config.model.class_weight:
             if "class_weight" not in accepted:
-                return _resampling(preprocess, estimator_cls(**params), seed=self.config.seed)
+                return resampling(preprocess, estimator_cls(**params), seed=self.config.seed)
             params.setdefault("class_weight", self.config.model.class_weight)
         return Pipeline([("preprocess", preprocess), ("model", estimator_cls(**params))])
 
@@ -247,7 +220,7 @@ class TabularTask(Task):
                 pipeline, data.X_train, data.y_train, config=self.config.search, cv=self._cv(),
                 scoring=self.scorer, seed=self.config.seed, reporter=reporter,
                 backend=self._search_backend(data, reporter))
-        self.pipeline_ = _without_sampler(self.search_.best_estimator)
+        self.pipeline_ = without_sampler(self.search_.best_estimator)
         if data.partitions is not None:
             self._fit_partitions(data, reporter)
         return self
@@ -379,7 +352,7 @@ class TabularTask(Task):
 
     @property
     def runtime(self) -> str:
-        return "onnxruntime float32" if _is_graph(self.pipeline_) else "scikit-learn"
+        return "onnxruntime float32" if is_graph(self.pipeline_) else "scikit-learn"
 
     def export(self, fmt: str, data: TabularData, *, reporter: Reporter) -> Any:
         import copy
@@ -390,7 +363,7 @@ class TabularTask(Task):
         from zero2one.onnxrt import OnnxModel
         from zero2one.tasks.tabular import onnx
 
-        if _is_graph(self.pipeline_):
+        if is_graph(self.pipeline_):
             raise ConversionError("this model is already an ONNX graph; export the model it "
                                   "was made from")
         with reporter.step("converting to ONNX (skl2onnx)"):
@@ -398,7 +371,7 @@ class TabularTask(Task):
             path = onnx.convert(self.pipeline_, self.columns_, directory)
             graph = onnx.OnnxPipeline(
                 OnnxModel(directory, path.name, owned=True), self.columns_,
-                probabilities=self.kind == "classification" and _has_proba(self.pipeline_),
+                probabilities=self.kind == "classification" and has_proba(self.pipeline_),
                 classification=self.kind == "classification")
         X = self.features(data.X_test)
         details = onnx.check_agreement(self.pipeline_, graph, X, data.y_test,
@@ -417,7 +390,7 @@ class TabularTask(Task):
 
     def save(self, path: Path) -> dict[str, Any]:
         fields: dict[str, Any] = {}
-        if _is_graph(self.pipeline_):
+        if is_graph(self.pipeline_):
             files = self.pipeline_.graph.save(path)
             fields["runtime"] = {"engine": "onnxruntime", "file": files[0],
                                  "precision": "float32", "method": "export",
@@ -436,13 +409,13 @@ class TabularTask(Task):
                              "target": self.target_,
                              # accepted and ignored at prediction time (dropped, identifiers)
                              "ignored": self.ignored_},
-            "baseline": _plain(self.baseline_),
-            "classes": _plain(self.classes_),
+            "baseline": plain(self.baseline_),
+            "classes": plain(self.classes_),
             "class_names": self.class_names_,
-            **({"positive_class": _plain(self.positive_)}
+            **({"positive_class": plain(self.positive_)}
                if getattr(self, "positive_", None) is not None else {}),
             "estimator": estimator,
-            "best_params": _plain(self.search_.best_params),
+            "best_params": plain(self.search_.best_params),
             "cv_score": self.search_.best_score,
             **({"training": self.training_} if getattr(self, "training_", None) else {}),
             "libraries": ["scikit-learn", "skops", "numpy", "pandas", "scipy",
@@ -460,8 +433,8 @@ class TabularTask(Task):
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: the manifest is incomplete ({exc})") from None
         runtime = manifest.get("runtime")
-        pipeline = (_load_graph(path, runtime, self.columns_, cls.kind) if runtime is not None
-                    else _load_pipeline(path, manifest, trust))
+        pipeline = (load_graph(path, runtime, self.columns_, cls.kind) if runtime is not None
+                    else load_pipeline(path, manifest, trust))
         self.classes_ = manifest.get("classes")
         self.class_names_ = manifest.get("class_names")
         classes = self.classes_ or []
@@ -476,410 +449,13 @@ class TabularTask(Task):
         self.manifest = manifest
         return self
 
-
-def probabilities(pipeline: Any, X: Any) -> np.ndarray | None:
-    """Class probabilities (n, n_classes) when the estimator has them, else None."""
-    if hasattr(pipeline, "predict_proba"):
-        try:
-            return pipeline.predict_proba(X)
-        except AttributeError:  # e.g. SVC(probability=False) exposes the name but fails
-            return None
-    return None
-
-
-def auc_scores(pipeline: Any, X: Any, n_classes: int) -> np.ndarray | None:
-    """Probabilities, else decision-function values of shape (n,) or (n, n_classes)."""
-    proba = probabilities(pipeline, X)
-    if proba is not None or not hasattr(pipeline, "decision_function"):
-        return proba
-    values = pipeline.decision_function(X)
-    if values.ndim == 1 and n_classes == 2:
-        return values
-    if values.ndim == 2 and values.shape[1] == n_classes:
-        return values
-    return None  # e.g. SVC(decision_function_shape="ovo"): no per-class score
-
-
-def _is_graph(pipeline: Any) -> bool:
-    return hasattr(pipeline, "graph")
-
-
-def _has_proba(pipeline: Any) -> bool:
-    try:  # SVC(probability=False) has the attribute but refuses the call
-        pipeline.predict_proba  # noqa: B018
-    except AttributeError:
-        return False
-    return True
-
-
-def _load_graph(path: Path, runtime: dict[str, Any], columns: list[Column], kind: str) -> Any:
-    from zero2one.errors import require
-    from zero2one.onnxrt import OnnxModel
-    from zero2one.tasks.tabular.onnx import OnnxPipeline
-
-    if runtime.get("engine") != "onnxruntime":
-        raise ArtifactError(f"{path}: unknown runtime {runtime.get('engine')!r}")
-    require("onnxruntime", "onnx")
-    return OnnxPipeline(OnnxModel(path, str(runtime["file"])), columns,
-                        probabilities=bool(runtime.get("probabilities")),
-                        classification=kind == "classification")
-
-
-def _load_pipeline(path: Path, manifest: dict[str, Any], trust: tuple[str, ...]) -> Any:
-    sio = skops_io()
-    weights = path / WEIGHTS
-    if WEIGHTS not in manifest["files"]:
-        raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS}")
-    try:
-        found = sio.get_untrusted_types(file=weights)
-    except Exception as exc:  # skops raises several types on a malformed archive
-        raise ArtifactError(f"{weights}: not a readable skops file ({exc})") from None
-    untrusted = [t for t in found if t not in EXTRA_TRUSTED and t not in trust]
-    if untrusted:
-        raise ArtifactError(
-            f"{weights} contains types that are not trusted: {', '.join(untrusted)}; "
-            "if you trust where this model came from, pass --trust TYPE for each"
-        )
-    try:
-        return sio.load(weights, trusted=found)
-    except Exception as exc:
-        raise ArtifactError(f"{weights}: cannot load ({exc})") from None
-
-
-class TabularClassification(TabularTask):
-    name = "tabular-classification"
-    kind = "classification"
-
-    def fit(self, data: TabularData, *, reporter: Reporter) -> Self:
-        self.positive_ = self._positive_class(data, reporter)
-        metric = self.config.model.decision_threshold
-        if metric is not None and len(data.classes or []) != 2:
-            raise RecipeError(f"model.decision_threshold applies to two classes; the target has "
-                              f"{len(data.classes or [])}")
-        if metric is not None and data.partitions is not None:
-            raise RecipeError("model.decision_threshold needs the training rows in memory; "
-                              "use data.engine: pandas")
-        super().fit(data, reporter=reporter)
-        if metric is not None:
-            self._tune_threshold(data, metric, reporter)
-        return self
-
-    def _tune_threshold(self, data: TabularData, metric: str, reporter: Reporter) -> None:
-        """scikit-learn's TunedThresholdClassifierCV finds the threshold that maximises
-        ``metric`` on cross-validated training scores and refits the estimator on all training
-        rows; the saved pipeline keeps that fitted estimator (frozen) in a
-        FixedThresholdClassifier with the threshold — the tuner itself holds scorer and
-        splitter objects that a safe load should not trust."""
-        from sklearn.base import clone
-        from sklearn.frozen import FrozenEstimator
-        from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
-        from sklearn.pipeline import Pipeline
-
-        best = self.pipeline_
-        preprocess = clone(best.named_steps["preprocess"])
-        tuner = TunedThresholdClassifierCV(clone(best.named_steps["model"]),
-                                           scoring=binary_scorer(metric, self.positive_),
-                                           cv=self._cv())
-        with reporter.step(f"choosing the decision threshold for {metric}", total=1) as step:
-            try:
-                Pipeline([("preprocess", preprocess), ("model", tuner)]).fit(data.X_train,
-                                                                             data.y_train)
-            except ValueError as exc:
-                raise RecipeError(f"model.decision_threshold: {str(exc).splitlines()[0]}") \
-                    from None
-            fixed = FixedThresholdClassifier(FrozenEstimator(tuner.estimator_),
-                                             threshold=float(tuner.best_threshold_),
-                                             pos_label=self.positive_)
-            fixed.fit(preprocess.transform(data.X_train), data.y_train)  # frozen: no refit
-            step.advance()
-        self.pipeline_ = Pipeline([("preprocess", preprocess), ("model", fixed)])
-
-    @property
-    def scoring(self) -> str:
-        return self.config.search.scoring or "accuracy"
-
-    @property
-    def scorer(self) -> Any:
-        positive = getattr(self, "positive_", None)
-        return self.scoring if positive is None else binary_scorer(self.scoring, positive)
-
-    def _positive_class(self, data: TabularData, reporter: Reporter) -> Any:
-        """The class binary metrics are about: ``data.positive_class``, else the training
-        rows' minority class (the second class on a tie); None for more than two classes."""
-        classes = list(data.classes or [])
-        wanted = self.config.data.positive_class
-        if len(classes) != 2:
-            if wanted is not None:
-                raise RecipeError(f"data.positive_class applies to two classes; the target "
-                                  f"{data.target!r} has {len(classes)}")
-            return None
-        names = data.class_names or [str(c) for c in classes]
-        if wanted is not None:
-            for label, name in zip(classes, names, strict=True):
-                if _same_class(wanted, label, name):
-                    return label
-            raise DataError(f"data.positive_class {wanted!r} is not a class of target "
-                            f"{data.target!r}; its classes: {', '.join(map(str, names))}")
-        if data.partitions is not None and data.partitions.stats.class_counts:
-            counts = {_plain(k): v for k, v in data.partitions.stats.class_counts.items()}
-        else:
-            counts = {_plain(k): int(v) for k, v in data.y_train.value_counts().items()}
-        positive = min(classes, key=lambda c: (counts.get(c, 0), -classes.index(c)))
-        share = counts.get(positive, 0) / max(1, sum(counts.values()))
-        reporter.info(f"[data] positive class: {names[classes.index(positive)]!r}, the "
-                      f"minority ({share:.0%} of training rows); binary metrics, scorers and "
-                      "thresholds are about it (data.positive_class chooses another)")
-        return positive
-
-    def _prepare_target(
-        self, y: pd.Series, target: str, table: Table
-    ) -> tuple[pd.Series, list[Any] | None, list[str] | None]:
-        kind = self.target_kind(y, target)
-        if kind == "int":
-            y = y.astype("int64")
-        elif kind == "str":
-            y = y.astype(str)
-        classes = self.check_classes(y.value_counts().to_dict(), target)
-        assert classes is not None
-        names = table.class_names if table.class_names and len(table.class_names) == len(
-            classes) and classes == list(range(len(classes))) else None
-        return y, classes, names
-
-    def target_kind(self, y: pd.Series, target: str) -> str:
-        import pandas as pd
-
-        if pd.api.types.is_float_dtype(y):
-            values = y.dropna()
-            if not (values == values.round()).all():
-                raise DataError(
-                    f"target {target!r} has fractional values, so it is not a set of classes; "
-                    "use task tabular-regression"
-                )
-            return "int"
-        if pd.api.types.is_integer_dtype(y) or pd.api.types.is_bool_dtype(y):
-            return "keep"
-        return "str"
-
-    def check_classes(self, counts: dict[Any, int], target: str) -> list[Any] | None:
-        classes = sorted(_plain(k) for k in counts)
-        rows = sum(counts.values())
-        if len(classes) < 2:
-            raise DataError(
-                f"target {target!r} has a single class ({classes[0]!r}); classification needs "
-                "at least two"
-            )
-        if len(classes) > max(50, rows // 2):
-            raise DataError(
-                f"target {target!r} has {len(classes)} distinct values in {rows} rows; "
-                "that looks continuous, use task tabular-regression"
-            )
-        return classes
-
-    def _stratify(self, y: pd.Series) -> pd.Series | None:
-        if not self.config.data.stratify:
-            return None
-        counts = y.value_counts()
-        if counts.min() < 2:
-            rare = counts[counts < 2].index.tolist()
-            raise DataError(
-                f"class(es) {', '.join(map(repr, rare))} have a single row, too few for a "
-                "stratified split; add data or set data.stratify: false"
-            )
-        return y
-
-    def _cv(self) -> Any:
-        from sklearn.model_selection import StratifiedKFold
-
-        return StratifiedKFold(n_splits=self.config.search.cv, shuffle=True,
-                               random_state=self.config.seed)
-
-    def _check_folds(self, data: TabularData) -> None:
-        super()._check_folds(data)
-        if self.config.search.method == "none":
-            return
-        counts = data.y_train.value_counts()
-        if counts.min() < self.config.search.cv:
-            label = counts.idxmin()
-            raise DataError(
-                f"class {label!r} has {int(counts.min())} training rows, fewer than "
-                f"search.cv={self.config.search.cv} folds; lower search.cv or add data"
-            )
-
-    def scores(self, X: pd.DataFrame) -> np.ndarray | None:
-        """Class probabilities (n, n_classes) when the estimator has them, else None."""
-        return probabilities(self.pipeline_, X)
-
-    def label_names(self) -> list[str]:
-        return self.class_names_ or [str(c) for c in self.classes_ or []]
-
-    def predict(self, frame: Any, *, allow_extra: bool = False) -> pd.DataFrame:
-        X = self.features(frame, allow_extra=allow_extra)
-        out = as_frame(frame).copy()
-        predicted = self.pipeline_.predict(X)
-        out["prediction"] = predicted
-        if self.class_names_:
-            out["prediction_name"] = [self.class_names_[int(p)] for p in predicted]
-        proba = self.scores(X)
-        if proba is not None:
-            for name, column in zip(self.label_names(), proba.T, strict=True):
-                out[f"proba_{name}"] = column
-        return out
-
-    def evaluate(self, data: TabularData) -> dict[str, float]:
-        from zero2one.metrics import classification_metrics
-
-        y, predicted, scores = self.held_out(data)
-        metrics = classification_metrics(y, predicted, scores, self.classes_ or [],
-                                          names=self.label_names(), baseline=self.baseline_,
-                                          positive=self.positive_)
-        threshold = getattr(self.pipeline_.named_steps["model"], "threshold", None)
-        if isinstance(threshold, int | float):  # a FixedThresholdClassifier
-            metrics["decision_threshold"] = float(threshold)
-        return metrics
-
-    def report(self, data: TabularData, out_dir: Path) -> list[Path]:
-        from zero2one import plots
-
-        y, predicted, scores = self.held_out(data)
-        paths = [plots.plot_confusion_matrix(y, predicted, self.classes_ or [],
-                                             self.label_names(), out_dir / "confusion_matrix.png")]
-        if scores is not None:
-            roc = plots.plot_roc(y, scores, self.classes_ or [], self.label_names(),
-                                  out_dir / "roc.png", positive=self.positive_)
-            if roc is not None:
-                paths.append(roc)
-        return paths + _search_report(self, out_dir)
-
-
-class TabularRegression(TabularTask):
-    name = "tabular-regression"
-    kind = "regression"
-
-    @property
-    def scoring(self) -> str:
-        return self.config.search.scoring or "neg_root_mean_squared_error"
-
-    def _prepare_target(
-        self, y: pd.Series, target: str, table: Table
-    ) -> tuple[pd.Series, None, None]:
-        import pandas as pd
-
-        values = pd.to_numeric(y, errors="coerce")
-        bad = values.isna()
-        if bad.any():
-            row = bad.idxmax()
-            raise DataError(
-                f"target {target!r} must be numeric for regression, but has {y[row]!r} in row "
-                f"{row}; for classes use task tabular-classification"
-            )
-        if values.nunique() < 2:
-            raise DataError(f"target {target!r} is constant; there is nothing to learn")
-        return values.astype("float64"), None, None
-
-    def evaluate(self, data: TabularData) -> dict[str, float]:
-        from zero2one.metrics import regression_metrics
-
-        y, predicted, _ = self.held_out(data)
-        return regression_metrics(y, predicted, baseline=self.baseline_)
-
-    def report(self, data: TabularData, out_dir: Path) -> list[Path]:
-        from zero2one import plots
-
-        y, predicted, _ = self.held_out(data)
-        paths = [plots.plot_residuals(y, predicted, out_dir / "residuals.png")]
-        return paths + _search_report(self, out_dir)
-
-
-def _search_report(task: TabularTask, out_dir: Path) -> list[Path]:
-    from zero2one.tasks.tabular import report
-
-    results = task.search_.results
-    if results is None:
-        return []
-    table = out_dir / SEARCH_TABLE
-    results.to_csv(table, index=False)
-    return [table, report.plot_search(results, task.scoring, out_dir / "search_results.png")]
-
-
-# YAML 1.1 (PyYAML, --set) reads these words as booleans: `positive_class: yes` means "yes"
-_YAML_BOOLS = {True: ("yes", "y", "true", "on"), False: ("no", "n", "false", "off")}
-
-
-def _same_class(wanted: Any, label: Any, name: str) -> bool:
-    if isinstance(wanted, bool) and isinstance(label, str):
-        return label.lower() in _YAML_BOOLS[wanted]
-    return wanted == label or str(wanted) in (str(label), name)
-
-
-def binary_scorer(name: str, positive: Any) -> Any:
-    """scikit-learn's scorer ``name`` about class ``positive``: binary scorers (f1, precision,
-    recall, jaccard, average_precision, neg_brier_score, ...) take ``pos_label=1`` by default,
-    which fails on any other labels; others come back as the name."""
-    import inspect
-
-    from sklearn.metrics import get_scorer, make_scorer
-
-    try:
-        scorer = get_scorer(name)
-    except ValueError:
-        return name  # the search says which names exist
-    func = getattr(scorer, "_score_func", None)
-    kwargs = dict(getattr(scorer, "_kwargs", {}))
-    if (func is None or "pos_label" not in inspect.signature(func).parameters
-            or kwargs.get("average", "binary") != "binary"):
-        return name
-    kwargs["pos_label"] = positive
-    if "zero_division" in inspect.signature(func).parameters:  # no warning for a fold with
-        kwargs.setdefault("zero_division", 0)  # no predicted positives: the score is 0
-    return make_scorer(func, greater_is_better=scorer._sign > 0,
-                       response_method=scorer._response_method, **kwargs)
-
-
-def _resampling(preprocess: Any, estimator: Any, *, seed: int) -> Any:
-    """preprocess -> random oversampling of the minority classes -> estimator, as an
-    imbalanced-learn pipeline: the sampler runs on each training fold only, never on the rows a
-    fold is scored on, nor at prediction time."""
-    from zero2one.errors import require
-
-    require("imblearn", "tabular")
-    from imblearn.over_sampling import RandomOverSampler
-    from imblearn.pipeline import Pipeline as SamplingPipeline
-
-    return SamplingPipeline([("preprocess", preprocess),
-                             ("resample", RandomOverSampler(random_state=seed)),
-                             ("model", estimator)])
-
-
-def _without_sampler(pipeline: Any) -> Any:
-    """The fitted pipeline without its sampler (it acts only while fitting), as a plain
-    scikit-learn Pipeline: saved, loaded and served like any other."""
-    if "resample" not in getattr(pipeline, "named_steps", {}):
-        return pipeline
-    from sklearn.pipeline import Pipeline
-
-    return Pipeline([(name, step) for name, step in pipeline.steps if name != "resample"])
-
-
-def as_frame(rows: Any) -> pd.DataFrame:
-    """A DataFrame from what users pass naturally: a frame, one record (dict) or records."""
-    import pandas as pd
-
-    if isinstance(rows, pd.DataFrame):
-        return rows
-    if isinstance(rows, dict):
-        rows = [rows]
-    if isinstance(rows, list | tuple) and rows and all(isinstance(r, dict) for r in rows):
-        return pd.DataFrame(list(rows))
-    raise SchemaError("a tabular model predicts a DataFrame, a dict (one row) or a list of "
-                      f"dicts (rows); got {type(rows).__name__}")
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and containers -> JSON-ready Python values."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value
+    def search_report(self, out_dir: Path) -> list[Path]:
+        """The search's table and plot, beside the task's own plots."""
+        from zero2one.tasks.tabular import report
+
+        results = self.search_.results
+        if results is None:
+            return []
+        table = out_dir / SEARCH_TABLE
+        results.to_csv(table, index=False)
+        return [table, report.plot_search(results, self.scoring, out_dir / "search_results.png")]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zero2one.errors import DataError
+from zero2one.paths import expand
 from zero2one.tasks.textgen.config import TextDataConfig
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Records:
 
 def read_records(source: str, config: TextDataConfig) -> Records:
     """Every example of ``source``, checked; errors name the file and line."""
-    path = Path(source).expanduser()
+    path = expand(source)
     if not path.exists():
         raise DataError(f"data not found: {path}")
     files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import ModelRefError, UserError, require
-from zero2one.paths import workspace
+from zero2one.paths import expand, workspace
 
 if TYPE_CHECKING:
     from zero2one.task import BuiltinModel
@@ -118,7 +118,7 @@ def resolve_lm(ref: str) -> Path | str:
         if name != BUILTIN:
             raise ModelRefError(f"unknown built-in model {name!r}; built-in: {BUILTIN}")
         return builtin_smollm2()
-    path = Path(ref).expanduser()
+    path = expand(ref)
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelRefError(f"GGUF file not found: {path}")
@@ -134,7 +134,7 @@ def resolve_lm(ref: str) -> Path | str:
 
 def is_tuned_ref(ref: str) -> bool:
     """A zero2one model reference (registry, run, or model directory with a manifest)."""
-    path = Path(ref).expanduser()
+    path = expand(ref)
     return ref.startswith(("models:/", "runs:/")) or (path / "manifest.json").is_file()
 
 

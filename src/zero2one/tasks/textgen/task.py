@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from zero2one.errors import ArtifactError, DataError, IntegrityError, SchemaError, UserError
+from zero2one.paths import expand
 from zero2one.progress import Reporter
 from zero2one.task import BuiltinModel, DeployFiles, Task, check_options
 from zero2one.tasks.textgen import checkset
@@ -569,7 +570,7 @@ class TextGeneration(Task):
         into a minute of network time-outs)."""
         if ref.startswith(HUB_PREFIX):
             return bool(_HUB_ID.match(ref.removeprefix(HUB_PREFIX)))
-        path = Path(ref).expanduser()
+        path = expand(ref)
         return path.suffix == ".gguf" or (path.is_dir() and (path / "config.json").exists())
 
     @classmethod
