@@ -35,8 +35,13 @@ demo: setup
 	$(BIN)/zero2one runs list --limit 5
 	@echo "scored rows: scored.csv; MLflow UI: $(BIN)/zero2one ui"
 
+# the suite over TEST_WORKERS processes (pytest-xdist; tests of one xdist_group share one), the
+# 25 slowest printed; TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: setup
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25
 
 # the llama.cpp engine's tests: installs the llamacpp extra first (it compiles llama.cpp, about
 # 10 to 20 minutes on 2 cores; CI does not)
@@ -46,7 +51,7 @@ test-llamacpp: setup
 
 # while working: the suite without the tests marked slow (servers, real models, processes)
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 # ruff, mypy (pydantic plugin) over src/, and import-linter's layers (pyproject.toml)
 lint: setup

@@ -14,6 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests first (stable otherwise): under ``pytest -n`` the workers start on the
+    long ones and end on short ones, instead of one worker finishing a long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def _template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store, created once (its migrations take seconds) and copied."""
