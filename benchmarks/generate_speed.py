@@ -100,7 +100,8 @@ def main() -> None:
 
     import torch
 
-    from zero2one.tasks.textgen.generate import sampling, stream
+    from zero2one.tasks.textgen.batch import stream
+    from zero2one.tasks.textgen.generate import sampling
     from zero2one.tasks.textgen.models import load_lm
 
     model, tokenizer = load_lm("builtin:smollm2-135m-instruct")

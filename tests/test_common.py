@@ -9,6 +9,7 @@ own task with ``check_task``). A zero2one task without a case in ``tests/cases.p
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,10 +142,26 @@ def test_example_recipes_name_registered_tasks() -> None:
 
 
 def test_the_contract_table_lists_every_member() -> None:
-    """task.py's table is the contract's one page: every public member of Task is in it."""
+    """zero2one.task's table is the contract's one page: every public member of the core and
+    of each capability is in it, under the heading that names its class; Task is made of
+    nothing else."""
     import zero2one.task as contract
 
-    members = [n for n in vars(contract.Task) if not n.startswith("_")]
-    members += [n for n in contract.Task.__annotations__ if not n.startswith("_")]
-    missing = sorted({n for n in members if f"``{n}``" not in (contract.__doc__ or "")})
-    assert not missing, f"add to the table in zero2one/task.py: {missing}"
+    sections: dict[str, str] = {}
+    heading = None
+    for line in (contract.__doc__ or "").splitlines():
+        if line.startswith("**"):
+            heading = re.search(r"\(``(\w+)``", line)[1]  # type: ignore[index]
+            sections[heading] = ""
+        elif heading is not None:
+            sections[heading] += line + "\n"
+    parts = (contract.TaskCore, *contract.CAPABILITIES)
+    assert sorted(sections) == sorted(c.__name__ for c in parts)
+    assert contract.Task.__bases__ == parts
+    assert not [n for n in vars(contract.Task) if not n.startswith("_")], "Task adds nothing"
+    for part in parts:
+        members = [n for n in [*vars(part), *part.__annotations__] if not n.startswith("_")]
+        shared = contract.Capability.__annotations__  # declared for every capability to read
+        members = [n for n in members if n not in shared or n in vars(part)]
+        missing = sorted({n for n in members if f"``{n}``" not in sections[part.__name__]})
+        assert not missing, f"add to {part.__name__}'s part of zero2one.task's table: {missing}"

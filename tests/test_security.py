@@ -27,7 +27,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from zero2one.serving import ServeSettings, create_app
-from zero2one.serving.app import route_table
+from zero2one.serving.routing import route_table
 
 from .cases import CASES
 from .conftest import REPO

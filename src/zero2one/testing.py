@@ -31,6 +31,7 @@ from zero2one.progress import NullReporter
 from zero2one.recipe import BaseRecipe, read_yaml
 from zero2one.refs import load
 from zero2one.serving import ServeSettings, create_app
+from zero2one.serving.routing import route_table
 from zero2one.task import Task, TaskData
 
 
@@ -144,7 +145,8 @@ def check_tampered_file(cls: type[Task], job: Trained, folder: Path) -> None:
 
 
 def check_served_route(cls: type[Task], job: Trained, case: Case) -> None:
-    """The served model answers the good request, refuses the bad one with a 4xx error."""
+    """The served model answers the good request, refuses the bad one with a 4xx error, and
+    ``GET /v1/models`` once (the server's, or the task's own)."""
     from fastapi.testclient import TestClient
 
     app = create_app(ServeSettings(model=str(job.directory)))  # type: ignore[call-arg]
@@ -157,6 +159,8 @@ def check_served_route(cls: type[Task], job: Trained, case: Case) -> None:
         assert 400 <= refused.status_code < 500, refused.text
         assert "error" in refused.json()
         assert client.get("/healthz").status_code == 200
+        assert client.get("/v1/models").status_code == 200
+        assert [p for p, methods in route_table(app) if "GET" in methods].count("/v1/models") == 1
 
 
 CHECKS = ("declaration", "unknown_recipe_keys", "data", "save_and_load", "evaluate_loaded",

@@ -9,7 +9,8 @@ import pytest
 
 from zero2one.cli.main import main
 from zero2one.errors import ModelRefError, UserError
-from zero2one.tasks.textgen.generate import sampling, stream
+from zero2one.tasks.textgen.batch import stream
+from zero2one.tasks.textgen.generate import sampling
 from zero2one.tasks.textgen.models import load_lm, resolve_lm
 
 

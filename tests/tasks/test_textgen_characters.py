@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from zero2one.cli.main import main
 from zero2one.serving import ServeSettings, create_app
 from zero2one.tasks.textgen import batch
-from zero2one.tasks.textgen.generate import Outcome, StopScanner, sampling, stream
+from zero2one.tasks.textgen.batch import stream
+from zero2one.tasks.textgen.generate import Outcome, StopScanner, sampling
 
 # Chinese (3 bytes a character), an emoji (4 bytes), a combining accent (e + U+0301)
 ANSWER = "法国的首都🙂 café"

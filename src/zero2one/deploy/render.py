@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+import zero2one
 from zero2one.artifacts import verify
 from zero2one.catalog import TASK_GROUP, get_task
 from zero2one.errors import UserError
@@ -226,8 +227,6 @@ def render_docker(ref: str, out: str | Path, *, workers: int = 1, overwrite: boo
     served beside ``ref``.
     """
     import platform
-
-    import zero2one
 
     out = Path(out)
     _check_out(out, overwrite)

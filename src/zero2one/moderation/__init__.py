@@ -25,6 +25,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from zero2one.errors import RecipeError, require
+from zero2one.moderation import offensive, pii
+from zero2one.moderation.lists import PhraseLists, builtin_lists, load_file
+from zero2one.moderation.pii import KINDS, LABELS
 from zero2one.recipe import format_validation_error
 
 Action = Literal["block", "redact", "flag", "off"]
@@ -94,8 +97,6 @@ class ModerationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known(self) -> ModerationConfig:
-        from zero2one.moderation.pii import KINDS
-
         extra = set(self.actions) - set(CATEGORIES) - self._list_categories()
         if extra:
             raise ValueError(f"actions: unknown category {', '.join(sorted(extra))}; known: "
@@ -107,8 +108,6 @@ class ModerationConfig(BaseModel):
         return self
 
     def _list_categories(self) -> set[str]:
-        from zero2one.moderation.lists import load_file
-
         return {c for path in self.lists for c in load_file(path)}
 
 
@@ -165,16 +164,12 @@ class Verdict:
 
 class Moderator:
     def __init__(self, config: ModerationConfig) -> None:
-        from zero2one.moderation.lists import PhraseLists, builtin_lists, load_file
-
         self.config = config
         lists = builtin_lists() if config.builtin_lists else {}
         for path in config.lists:
             lists[f"{Path(path).name}"] = load_file(path)
         self.lists = PhraseLists(lists)
         if config.builtin_classifier:
-            from zero2one.moderation import offensive
-
             offensive.model()  # trained now (about a second), not at the first request
         self.classifier = _Classifier(config.classifier) if config.classifier else None
         self.image_checker = (_Classifier(config.image_checker, reads="image")
@@ -188,7 +183,6 @@ class Moderator:
 
     def check(self, text: str, *, where: str = "input") -> Verdict:
         """Every check on ``text``; the decision is written to the audit log."""
-        from zero2one.moderation import pii
 
         verdict = Verdict()
         for hit in self.lists.find(text):
@@ -201,8 +195,6 @@ class Moderator:
                 verdict.hits.append(Hit("pii", found.kind, "pii", action, 1.0, found.start,
                                         found.end))
         if self.config.builtin_classifier and text.strip():
-            from zero2one.moderation import offensive
-
             score = offensive.score(text)
             if score >= self.config.builtin_threshold:
                 verdict.hits.append(Hit("harassment", "offensive language", "classifier:builtin",
@@ -236,7 +228,6 @@ class Moderator:
 
     def redact(self, text: str, verdict: Verdict) -> str:
         """``text`` with every redacted (and blocked) span replaced by its label."""
-        from zero2one.moderation.pii import LABELS
 
         spans = sorted((h for h in verdict.hits if h.start is not None and h.end is not None
                         and h.action in ("redact", "block")), key=lambda h: h.start or 0)

@@ -18,6 +18,9 @@ from starlette.requests import Request
 
 
 class Adapter(Protocol):
+    #: False: the adapter batches concurrent requests itself (no micro-batcher in front)
+    batched: bool
+
     async def parse(self, request: Request) -> tuple[list[Any], dict[str, Any]]:
         """The request's rows and its options; bad input raises ``SchemaError`` or
         ``APIError`` (a 4xx), never anything else."""
@@ -35,3 +38,24 @@ class Adapter(Protocol):
     def schema(self) -> Any:
         """The input the model takes, shown by ``GET /v1/models``."""
         ...
+
+    def close(self) -> None:
+        """Stop background work once the work in flight is done (hot swap, shutdown)."""
+        ...
+
+    def playground(self) -> dict[str, Any] | None:
+        """What the web page at ``/`` shows for the model (None: the generic form)."""
+        ...
+
+
+class BaseAdapter:
+    """The optional members of :class:`Adapter` with their defaults: an adapter subclasses it
+    and writes ``parse``, ``predict``, ``response`` and ``schema``."""
+
+    batched = True
+
+    def close(self) -> None:
+        return None
+
+    def playground(self) -> dict[str, Any] | None:
+        return None

@@ -20,9 +20,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from zero2one.catalog import get_task
+from zero2one.feedback import FeedbackStore
+from zero2one.moderation import load_moderator
+from zero2one.refs import Resolved, resolve
 from zero2one.serving import errors
 from zero2one.serving.metrics import Metrics, RequestMiddleware
-from zero2one.serving.routes import admin, health
+from zero2one.serving.routes import admin, health, models
+from zero2one.serving.routing import route_table
 from zero2one.serving.security import BodySizeLimit, RateLimiter
 from zero2one.serving.settings import ServeSettings
 from zero2one.serving.state import ModelHolder, Served
@@ -41,8 +46,6 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
     """The server for ``settings.model``. ``resolved`` skips resolving the reference again;
     ``served`` is a model already loaded in this process (with the ``metrics`` it reported
     its load to)."""
-    from zero2one.catalog import get_task
-    from zero2one.refs import resolve
 
     metrics = metrics or Metrics()
     resolved = resolved or resolve(settings.model)
@@ -72,14 +75,12 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
     errors.install(app)
     app.state.moderator = None
     if settings.moderation:  # built now: a bad configuration fails before serving
-        from zero2one.moderation import load_moderator
         from zero2one.serving import moderation
 
         app.state.moderator = load_moderator(settings.moderation)
         app.include_router(moderation.router)
     app.state.feedback = None
     if settings.feedback:
-        from zero2one.feedback import FeedbackStore
         from zero2one.serving import feedback
 
         app.state.feedback = FeedbackStore(settings.feedback)
@@ -95,6 +96,8 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
             app.include_router(route)
         else:  # a plain Starlette route: answers before the documented FastAPI one
             app.router.routes.insert(0, route)
+    if not any(path == "/v1/models" and "GET" in methods for path, methods in route_table(app)):
+        app.include_router(models.router)  # every server's, unless the task answers it
     if settings.api_key is not None:  # no unauthenticated admin routes, ever
         app.include_router(admin.router)
 
@@ -112,23 +115,9 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
     return app
 
 
-def route_table(app: FastAPI) -> list[tuple[str, frozenset[str]]]:
-    """Every (path, methods) the app answers, routers included: FastAPI 0.16x keeps an
-    included router as one entry of ``app.routes`` whose routes it lists itself."""
-    table = []
-    for route in app.routes:
-        contexts = getattr(route, "effective_route_contexts", None)
-        for item in contexts() if callable(contexts) else [route]:
-            path = getattr(item, "path", None)
-            if path:
-                table.append((str(path), frozenset(getattr(item, "methods", None) or ())))
-    return table
-
-
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings come from ``ZERO2ONE_SERVE_*``, the resolved
     reference from ``ZERO2ONE_SERVE_RESOLVED``."""
-    from zero2one.refs import Resolved
 
     raw = os.environ.get(RESOLVED_ENV)
     resolved = Resolved.from_json(json.loads(raw)) if raw else None

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from zero2one.errors import DataError
+from zero2one.feedback import UnknownId
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.schemas import ERROR_RESPONSES, ErrorResponse, json_body
 from zero2one.serving.security import Guarded
@@ -55,8 +56,6 @@ async def remember(request: Request, ident: str, *, route: str, body: Any,
              responses={**ERROR_RESPONSES, 404: {"model": ErrorResponse,
                                                  "description": "No answer has this id"}})
 async def feedback(request: Request) -> JSON:
-    from zero2one.feedback import UnknownId
-
     found = store(request)
     body = await read_body(request, FeedbackRequest, status=400,
                            kind="invalid_request_error", malformed="invalid_request_error")

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from zero2one.serving.errors import JSON, APIError
+from zero2one.serving.routing import route_table
 from zero2one.serving.security import Guarded
 
 STATIC = Path(__file__).with_name("static")
@@ -73,15 +74,13 @@ async def asset(name: str) -> Response:
 def widget(adapter: Any, app: Any) -> dict[str, Any]:
     """What the page shows for ``adapter``: its own declaration, else the JSON editor on
     ``/predict`` when there is one."""
-    declare = getattr(adapter, "playground", None)
-    if declare is not None:
-        declared: dict[str, Any] = declare()
+    declare = getattr(adapter, "playground", None)  # an adapter not made from BaseAdapter
+    declared: dict[str, Any] | None = declare() if declare is not None else None
+    if declared is not None:
         if declared.get("kind") not in KINDS:
             raise APIError(500, "server_error", f"the model's playground widget "
                            f"{declared.get('kind')!r} is not one of {', '.join(KINDS)}")
         return declared
-    from zero2one.serving.app import route_table
-
     if any(path == "/predict" and "POST" in methods for path, methods in route_table(app)):
         schema = adapter.schema() if hasattr(adapter, "schema") else None
         return {"kind": "json", "route": "/predict", "schema": schema, "example": {}}

@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from zero2one.api import load
+from zero2one.errors import UserError
+from zero2one.refs import resolve
 from zero2one.serving.batching import MicroBatcher
 from zero2one.serving.metrics import Metrics
 from zero2one.serving.schemas import ModelInfo
@@ -38,8 +41,6 @@ def load_served(settings: ServeSettings, metrics: Metrics,
                 resolved: Resolved | None = None) -> Served:
     """Load and verify the model (resolving ``settings.model`` unless ``resolved`` is given)
     and build its serving adapter: the only place the server loads a model."""
-    from zero2one.api import load
-    from zero2one.refs import resolve
 
     start = time.perf_counter()
     resolved = resolved or resolve(settings.model)
@@ -49,8 +50,6 @@ def load_served(settings: ServeSettings, metrics: Metrics,
     info = ModelInfo(name=resolved.name or manifest.get("name") or resolved.display_name,
                      version=resolved.version, ref=settings.model, task=model.name)
     if settings.engine not in type(model).engines:
-        from zero2one.errors import UserError
-
         raise UserError(f"--engine {settings.engine}: {model.name} models are served by "
                         f"{', '.join(type(model).engines)}")
     adapter = model.serving_adapter(settings, info.name)
@@ -87,8 +86,6 @@ class ModelHolder:
     async def reload(self, resolved: Resolved | None = None) -> tuple[Served | None, Served]:
         """Load the reference again (an alias may point elsewhere now) and swap it in; a model
         of another task is refused (the server's routes are that task's)."""
-        from zero2one.errors import UserError
-        from zero2one.refs import resolve
 
         async with self._lock:
             old = self.current
@@ -114,7 +111,6 @@ class ModelHolder:
 
     async def follow(self, every: float) -> None:
         """Poll the reference; swap when it resolves to another version."""
-        from zero2one.refs import resolve
 
         while True:
             await asyncio.sleep(every)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 
+from zero2one.serving.adapter import BaseAdapter
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.security import Guarded
 from zero2one_centroid.task import NearestCentroid, Rows
@@ -22,7 +23,7 @@ async def centroids(request: Request) -> JSON:
                  "centroids": dict(zip(model.classes_, model.centroids_.tolist(), strict=True))})
 
 
-class CentroidAdapter:
+class CentroidAdapter(BaseAdapter):
     def __init__(self, model: NearestCentroid) -> None:
         self.model = model
 

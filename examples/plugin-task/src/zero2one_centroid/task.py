@@ -145,9 +145,9 @@ class NearestCentroid(Task):
 
     @classmethod
     def routes(cls) -> list[Any]:
-        from zero2one.serving.routes import models, predict
+        from zero2one.serving.routes import predict
         from zero2one_centroid.serving import router
 
-        return [models.router, router, *predict.predict_routes(
+        return [router, *predict.predict_routes(
             content={"application/json": {"schema": Rows.model_json_schema()}},
             summary="The nearest class of each row")]

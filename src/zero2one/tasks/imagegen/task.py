@@ -18,12 +18,26 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
+from zero2one.data import read_frame
 from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError
 from zero2one.paths import expand
 from zero2one.progress import NullReporter, Reporter
+from zero2one.recipe import format_validation_error
 from zero2one.task import BuiltinModel, Task, check_options
 from zero2one.tasks.imagegen.config import ImageGenRecipe
-from zero2one.tasks.imagegen.models import ENCODER, HUB_ID, HUB_PREFIX, builtin_encoder
+from zero2one.tasks.imagegen.data import load_captioned, split
+from zero2one.tasks.imagegen.evaluate import evaluate, holdout_judge, model_judge
+from zero2one.tasks.imagegen.generate import PRETRAINED_DEFAULTS, Defaults, GenerateOptions, run
+from zero2one.tasks.imagegen.images import png_bytes, to_array
+from zero2one.tasks.imagegen.models import (
+    ENCODER,
+    HUB_ID,
+    HUB_PREFIX,
+    builtin_encoder,
+    load_pipeline,
+    load_text_encoder,
+)
+from zero2one.tasks.imagegen.report import write_report
 
 if TYPE_CHECKING:
     from zero2one.refs import Resolved
@@ -85,8 +99,6 @@ class ImageGeneration(Task):
     # ---- data -------------------------------------------------------------------------------
 
     def load_data(self) -> GenData:
-        from zero2one.tasks.imagegen.data import load_captioned, split
-
         data = load_captioned(self.config.data)
         if data.skipped:
             log.warning("skipped %d unreadable file(s)", len(data.skipped))
@@ -105,7 +117,6 @@ class ImageGeneration(Task):
         import torch
 
         from zero2one.tasks.imagegen import train
-        from zero2one.tasks.imagegen.models import load_text_encoder
         from zero2one.tasks.imagegen.pipeline import PixelTextToImagePipeline, make_scheduler
 
         cfg = self.config
@@ -148,8 +159,6 @@ class ImageGeneration(Task):
         return self
 
     def _recipe_defaults(self) -> Defaults:
-        from zero2one.tasks.imagegen.generate import Defaults
-
         s = self.config.sample
         return Defaults(s.guidance_scale, s.steps, s.scheduler)
 
@@ -158,9 +167,6 @@ class ImageGeneration(Task):
     def options(self, **values: Any) -> GenerateOptions:
         """Generation options, checked (a bad value raises a one-line SchemaError)."""
         from pydantic import ValidationError
-
-        from zero2one.recipe import format_validation_error
-        from zero2one.tasks.imagegen.generate import GenerateOptions
 
         try:
             return GenerateOptions(**{k: v for k, v in values.items() if v is not None})
@@ -172,7 +178,6 @@ class ImageGeneration(Task):
                       ) -> list[tuple[list[Any], list[int]]]:
         """Images and the seeds they were drawn with, per request; compatible requests share
         one denoising loop."""
-        from zero2one.tasks.imagegen.generate import run
 
         return run(self.pipe_, requests, self.defaults_, callback=callback)
 
@@ -192,7 +197,6 @@ class ImageGeneration(Task):
         """(N, S, S, C) uint8 images, one per prompt entry (evaluation)."""
         requests = [self.options(prompt=p, guidance_scale=scale, seed=s)
                     for p, s in zip(prompts, seeds, strict=True)]
-        from zero2one.tasks.imagegen.images import to_array
 
         return np.stack([to_array(pair[0][0]) for start in range(0, len(requests), EVAL_BATCH)
                          for pair in self.generate_many(requests[start: start + EVAL_BATCH])])
@@ -200,8 +204,6 @@ class ImageGeneration(Task):
     # ---- evaluation and report --------------------------------------------------------------
 
     def _judge(self, data: GenData) -> Judge | None:
-        from zero2one.tasks.imagegen.evaluate import holdout_judge, model_judge
-
         ref = self.config.eval.judge
         if ref is None or not data.prompts:
             return None
@@ -220,7 +222,6 @@ class ImageGeneration(Task):
     def evaluate(self, data: GenData) -> dict[str, float]:
         """Prompt adherence at each of ``eval.guidance_scales`` (judged by a classifier that
         never saw the training images), the best of them, and diversity beside real images'."""
-        from zero2one.tasks.imagegen.evaluate import evaluate
 
         if not data.prompts:
             log.warning("no caption repeats often enough to be a class: adherence is not "
@@ -234,8 +235,6 @@ class ImageGeneration(Task):
         return dict(self.evaluation_.metrics)
 
     def report(self, data: GenData, out_dir: Path) -> list[Path]:
-        from zero2one.tasks.imagegen.report import write_report
-
         if not hasattr(self, "evaluation_"):
             self.evaluate(data)
         outcome = getattr(self, "outcome_", None)
@@ -286,7 +285,6 @@ class ImageGeneration(Task):
                      **options: Any) -> Any:
         """A CSV or Parquet file's ``prompt`` column (and optional ``negative_prompt``), drawn:
         one base64 PNG per row; options guidance_scale, steps, scheduler, seed."""
-        from zero2one.data import read_frame
 
         check_options(self, options, allowed=("guidance_scale", "steps", "scheduler", "seed"))
         values = {k: _number(k, v) for k, v in options.items()
@@ -304,10 +302,9 @@ class ImageGeneration(Task):
 
     @classmethod
     def routes(cls) -> list[Any]:
-        from zero2one.serving.routes import models
         from zero2one.tasks.imagegen import serving
 
-        return [models.router, serving.router]
+        return [serving.router]
 
     @classmethod
     def deploy_resources(cls, manifest: dict[str, Any], model_bytes: int) -> dict[str, str]:
@@ -334,8 +331,6 @@ class ImageGeneration(Task):
 
     @classmethod
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
-        from zero2one.tasks.imagegen.models import load_pipeline
-
         self = cls(cls.recipe_from(manifest, path))
         try:
             pipeline = path / manifest["pipeline"]
@@ -357,8 +352,6 @@ class ImageGeneration(Task):
 
     @classmethod
     def from_pretrained(cls, resolved: Resolved) -> Self:
-        from zero2one.tasks.imagegen.generate import PRETRAINED_DEFAULTS, Defaults
-        from zero2one.tasks.imagegen.models import load_pipeline
         from zero2one.tasks.imagegen.pipeline import PixelTextToImagePipeline
 
         if resolved.kind == "builtin":
@@ -381,8 +374,6 @@ class ImageGeneration(Task):
 
 
 def _png_b64(image: Any) -> str:
-    from zero2one.tasks.imagegen.images import png_bytes
-
     return base64.b64encode(png_bytes(image)).decode()
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from zero2one import plots
 from zero2one.data import Table
 from zero2one.errors import DataError, RecipeError
+from zero2one.metrics import classification_metrics
 from zero2one.progress import Reporter
 from zero2one.tasks.tabular.data import TabularData, as_frame, plain
 from zero2one.tasks.tabular.pipelines import probabilities
@@ -198,8 +200,6 @@ class TabularClassification(TabularTask):
         return out
 
     def evaluate(self, data: TabularData) -> dict[str, float]:
-        from zero2one.metrics import classification_metrics
-
         y, predicted, scores = self.held_out(data)
         metrics = classification_metrics(y, predicted, scores, self.classes_ or [],
                                           names=self.label_names(), baseline=self.baseline_,
@@ -210,8 +210,6 @@ class TabularClassification(TabularTask):
         return metrics
 
     def report(self, data: TabularData, out_dir: Path) -> list[Path]:
-        from zero2one import plots
-
         y, predicted, scores = self.held_out(data)
         paths = [plots.plot_confusion_matrix(y, predicted, self.classes_ or [],
                                              self.label_names(), out_dir / "confusion_matrix.png")]

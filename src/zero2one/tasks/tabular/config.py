@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from zero2one.recipe import BaseRecipe, Strict
+from zero2one.tasks.tabular.estimators import check_params, resolve_estimator
 
 
 class DataConfig(Strict):
@@ -156,8 +157,6 @@ class TabularRecipe(BaseRecipe):
 
     @model_validator(mode="after")
     def _check_estimator(self) -> TabularRecipe:
-        from zero2one.tasks.tabular.estimators import check_params, resolve_estimator
-
         kind: Literal["classification", "regression"] = (
             "classification" if self.task == "tabular-classification" else "regression")
         cls = resolve_estimator(self.model.estimator, kind)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from zero2one.errors import ArtifactError, require
 from zero2one.onnxrt import OnnxModel
 from zero2one.tasks.tabular.columns import Column
+from zero2one.tasks.tabular.onnx import OnnxPipeline  # skl2onnx: the onnx extra
 from zero2one.tasks.tabular.skops_io import skops_io
 
 if TYPE_CHECKING:
@@ -70,8 +71,6 @@ def has_proba(pipeline: Any) -> bool:
 
 
 def load_graph(path: Path, runtime: dict[str, Any], columns: list[Column], kind: str) -> Any:
-    from zero2one.tasks.tabular.onnx import OnnxPipeline  # skl2onnx: the onnx extra
-
     if runtime.get("engine") != "onnxruntime":
         raise ArtifactError(f"{path}: unknown runtime {runtime.get('engine')!r}")
     require("onnxruntime", "onnx")

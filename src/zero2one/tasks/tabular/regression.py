@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zero2one import plots
 from zero2one.data import Table
 from zero2one.errors import DataError
+from zero2one.metrics import regression_metrics
 from zero2one.tasks.tabular.data import TabularData
 from zero2one.tasks.tabular.task import TabularTask
 
@@ -40,14 +42,10 @@ class TabularRegression(TabularTask):
         return values.astype("float64"), None, None
 
     def evaluate(self, data: TabularData) -> dict[str, float]:
-        from zero2one.metrics import regression_metrics
-
         y, predicted, _ = self.held_out(data)
         return regression_metrics(y, predicted, baseline=self.baseline_)
 
     def report(self, data: TabularData, out_dir: Path) -> list[Path]:
-        from zero2one import plots
-
         y, predicted, _ = self.held_out(data)
         paths = [plots.plot_residuals(y, predicted, out_dir / "residuals.png")]
         return paths + self.search_report(out_dir)

@@ -24,8 +24,10 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zero2one import scale
 from zero2one.errors import DataError, RecipeError
 from zero2one.progress import Reporter
+from zero2one.scale import source_bytes
 from zero2one.tasks.tabular.columns import Column, coerce
 from zero2one.tasks.tabular.data import TabularData, plain
 from zero2one.tasks.tabular.pipelines import auc_scores
@@ -50,8 +52,6 @@ def choose_engine(source: str, engine: str) -> tuple[str, str | None]:
     if source.startswith("sklearn:"):
         return "pandas", None
     import importlib.util
-
-    from zero2one.scale import source_bytes
 
     size = source_bytes(source)
     available = _available_memory()
@@ -105,8 +105,6 @@ def load(task: TabularTask, reporter_note: str | None) -> TabularData:
     (for the search and estimators without partial_fit) and ``X_test``/``y_test`` (export
     checks, benchmarks) are samples and whose ``partitions`` hold everything."""
     import dask
-
-    from zero2one import scale
 
     cfg, seed = task.config.data, task.config.seed
     scale.client()
@@ -293,8 +291,6 @@ def fit_incremental(task: TabularTask, data: TabularData, model: Any, *,
     import numpy as np
     from sklearn.pipeline import Pipeline
 
-    from zero2one import scale
-
     parts = data.partitions
     epochs = task.config.model.epochs
     pre = out_of_core_preprocess(task, data)
@@ -377,8 +373,6 @@ def held_out(task: TabularTask, data: TabularData) -> tuple[Any, Any, Any]:
     import numpy as np
     import pandas as pd
     from distributed import as_completed
-
-    from zero2one import scale
 
     n_classes = len(data.classes or [])
     score = _Score(task.pipeline_, data.target, n_classes)

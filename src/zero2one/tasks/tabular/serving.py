@@ -13,8 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
 from zero2one.errors import SchemaError
+from zero2one.serving.adapter import BaseAdapter
 from zero2one.serving.errors import read_body
 from zero2one.serving.schemas import ModelInfo
+from zero2one.tasks.tabular.columns import categories
+from zero2one.tasks.tabular.fastpath import compile_pipeline, known_values, probe_rows, verified
 
 if TYPE_CHECKING:
     from zero2one.tasks.tabular.task import TabularTask
@@ -55,7 +58,7 @@ class PredictResponse(BaseModel):
     request_id: str | None = None
 
 
-class TabularAdapter:
+class TabularAdapter(BaseAdapter):
     def __init__(self, model: TabularTask, *, max_rows: int) -> None:
         self.model = model
         self.max_rows = max_rows
@@ -79,7 +82,6 @@ class TabularAdapter:
 
     def _compile(self) -> Any:
         """The NumPy fast path for the preprocessing, if it reproduces scikit-learn's."""
-        from zero2one.tasks.tabular.fastpath import compile_pipeline, probe_rows, verified
 
         pipeline = self.model.pipeline_
         transform = compile_pipeline(pipeline, self.names, self.numeric)
@@ -94,7 +96,6 @@ class TabularAdapter:
     def playground(self) -> dict[str, Any]:
         """A form with a field per column, filled with typical values (the imputer's), and the
         categories the model knows offered as choices."""
-        from zero2one.tasks.tabular.fastpath import known_values
 
         known = {} if self.graph is not None else known_values(self.model.pipeline_)
         fields = [{"name": name, "label": readable(name), "type": "number" if numeric else "text",
@@ -183,8 +184,6 @@ class TabularAdapter:
             return [(p, None) for p in predictions.tolist()]
 
         import pandas as pd
-
-        from zero2one.tasks.tabular.columns import categories
 
         frame = pd.DataFrame(rows, columns=self.names)
         for name, numeric in zip(self.names, self.numeric, strict=True):

@@ -10,11 +10,15 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from zero2one import scale
+from zero2one.convert import Conversion
 from zero2one.data import Table, fingerprint, load_table
-from zero2one.errors import ArtifactError, DataError, SchemaError
+from zero2one.errors import ArtifactError, ConversionError, DataError, SchemaError
+from zero2one.onnxrt import OnnxModel
 from zero2one.progress import Reporter
-from zero2one.task import Searched, Task
-from zero2one.tasks.tabular import scaled
+from zero2one.scale.frames import read_pandas
+from zero2one.task import Searched, Task, check_options
+from zero2one.tasks.tabular import onnx, report, scaled
 from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
 from zero2one.tasks.tabular.config import TabularRecipe
 from zero2one.tasks.tabular.data import TabularData, as_frame, plain
@@ -228,7 +232,6 @@ class TabularTask(Task):
     def _search_backend(self, data: TabularData, reporter: Reporter) -> str | None:
         """``dask`` (joblib's Dask backend, folds spread over the cluster) when the data is on
         Dask, a scheduler was named, or the recipe asks; None: this process's joblib."""
-        from zero2one import scale
 
         search = self.config.search
         if search.method == "none" or search.backend == "local":
@@ -318,8 +321,6 @@ class TabularTask(Task):
 
     def predict_file(self, path: Path, **options: Any) -> pd.DataFrame:
         """A CSV or Parquet file's rows, scored (``allow_extra``: ignore unknown columns)."""
-        from zero2one.scale.frames import read_pandas
-        from zero2one.task import check_options
 
         check_options(self, options, allowed=("allow_extra",))
         return self.predict(read_pandas(str(path)), allow_extra=bool(options.get("allow_extra")))
@@ -328,8 +329,6 @@ class TabularTask(Task):
         return self.predict(frame, allow_extra=bool(options.get("allow_extra")))
 
     def check_row_options(self, options: dict[str, Any]) -> None:
-        from zero2one.task import check_options
-
         check_options(self, options, allowed=("allow_extra",))
 
     # ---- serving ----------------------------------------------------------------------------
@@ -341,10 +340,10 @@ class TabularTask(Task):
 
     @classmethod
     def routes(cls) -> list[Any]:
-        from zero2one.serving.routes import models, predict
+        from zero2one.serving.routes import predict
         from zero2one.tasks.tabular.serving import PredictRequest, PredictResponse
 
-        return [models.router, *predict.predict_routes(
+        return [*predict.predict_routes(
             content={"application/json": {"schema": PredictRequest.model_json_schema()}},
             summary="Predict one row, a batch, or named records", response_model=PredictResponse)]
 
@@ -357,11 +356,6 @@ class TabularTask(Task):
     def export(self, fmt: str, data: TabularData, *, reporter: Reporter) -> Any:
         import copy
         import tempfile
-
-        from zero2one.convert import Conversion
-        from zero2one.errors import ConversionError
-        from zero2one.onnxrt import OnnxModel
-        from zero2one.tasks.tabular import onnx
 
         if is_graph(self.pipeline_):
             raise ConversionError("this model is already an ONNX graph; export the model it "
@@ -451,7 +445,6 @@ class TabularTask(Task):
 
     def search_report(self, out_dir: Path) -> list[Path]:
         """The search's table and plot, beside the task's own plots."""
-        from zero2one.tasks.tabular import report
 
         results = self.search_.results
         if results is None:

@@ -15,12 +15,13 @@ from typing import Any
 import torch
 
 from zero2one.tasks.textgen.fast import (
+    KV,
     batch_precision,
     default_precision,
     stepper_for,
     supports,
 )
-from zero2one.tasks.textgen.generate import Sampling
+from zero2one.tasks.textgen.generate import Outcome, Sampling, check_fits, encode
 
 
 @dataclass
@@ -196,8 +197,6 @@ class Decoder:
 
     def _join(self, rows: list[Row], cache: Any, mask: torch.Tensor, last: torch.Tensor,
               logits: torch.Tensor, budget: int) -> None:
-        from zero2one.tasks.textgen.fast import KV
-
         new = self.stepper.adopt(cache, 0)
         filled, width = self.kv.length, new.length
         shift = max(0, width - filled)  # prompts longer than the batch so far: room on the left
@@ -317,3 +316,26 @@ class Decoder:
                 row.finish = "length"
                 _flush(row, self.tokenizer)
         self.rows = []
+
+
+def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
+           chat: bool = False, precision: str | None = None,
+           outcome: Outcome | None = None) -> Iterator[str]:
+    """Generated text, piece by piece, as the model produces it (stop strings excluded; never
+    half a character). ``outcome`` is filled in once the last piece is out.
+
+    One row of the server's decoding loop (:func:`zero2one.tasks.textgen.batch.decode_steps`,
+    with its lean step for Llama-family models), run on the caller's thread; a consumer that
+    stops reading stops the decoding."""
+    ids = encode(tokenizer, prompt, chat=chat)
+    check_fits(model, ids.shape[1], settings.max_new_tokens)
+    pieces: list[str] = []
+    row = Row(ids[0].tolist(), settings, emit=pieces.append)
+    for _ in decode_steps(model, tokenizer, [row], precision=precision):
+        if pieces:
+            yield from (p for p in pieces if p)
+            pieces.clear()
+    yield from (p for p in pieces if p)  # held back until the end
+    if outcome is not None:
+        outcome.finish_reason = row.finish or "stop"
+        outcome.completion_tokens = len(row.generated)

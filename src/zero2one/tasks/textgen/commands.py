@@ -45,7 +45,8 @@ def generate(
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
     import time
 
-    from zero2one.tasks.textgen.generate import Outcome, sampling, stream
+    from zero2one.tasks.textgen.batch import stream
+    from zero2one.tasks.textgen.generate import Outcome, sampling
     from zero2one.tasks.textgen.models import load_lm
 
     settings = sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,

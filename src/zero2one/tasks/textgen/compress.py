@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from zero2one.convert import Conversion
 from zero2one.errors import ArtifactError, ConversionError, DataError
+from zero2one.tasks.textgen.data import tokenize
 from zero2one.tasks.textgen.fast import Int8Weight, release, round_to_int8, stepper_for
+from zero2one.tasks.textgen.models import load_tokenizer
 
 if TYPE_CHECKING:
     from zero2one.progress import Reporter
@@ -56,8 +59,6 @@ def quantized_copy(model: Any) -> Any:
 
 def int8_weights(task: TextGeneration, data: TextData, *, options: Any,
                  reporter: Reporter) -> Any:
-    from zero2one.convert import Conversion
-
     if options.calibration is not None or options.epochs is not None:
         raise DataError("--calibration and --epochs do not apply to --method int8-weights "
                         "(weights are rounded per row; nothing is calibrated or trained)")
@@ -114,8 +115,6 @@ def load_int8(directory: Path) -> tuple[Any, Any]:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from zero2one.tasks.textgen.models import load_tokenizer
-
     try:
         config = AutoConfig.from_pretrained(str(directory))
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -147,7 +146,6 @@ def load_int8(directory: Path) -> tuple[Any, Any]:
 def bench_call(task: TextGeneration, data: TextData, batch_size: int) -> Any:
     """One decoding step for ``batch_size`` rows after a prompt from the held-out data:
     transformers' forward (``runtime_`` None) or zero2one's step at ``runtime_``."""
-    from zero2one.tasks.textgen.data import tokenize
 
     model = task.model_
     encoded = tokenize(data.val.select(range(1)), task.tokenizer_, data.kind, task.config.data)

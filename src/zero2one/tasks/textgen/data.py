@@ -85,8 +85,6 @@ def _jsonl(file: Path, text: str) -> list[dict[str, Any]]:
 
 def _check(row: dict[str, Any], kind: str, field: str, where: str) -> dict[str, Any]:
     if kind == "preference":
-        from zero2one.tasks.textgen.dpo import check_pair
-
         return check_pair(row, where)
     if kind == "text":
         value = row.get(field)
@@ -213,3 +211,25 @@ def pack(dataset: Any, block: int) -> Any:
 def count_tokens(dataset: Any) -> int:
     """Tokens that carry a loss."""
     return sum(sum(1 for t in row[1:] if t != IGNORE) for row in dataset["labels"])
+
+
+def check_pair(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """One preference pair (DPO): a prompt (text or messages), a chosen and a rejected answer."""
+    prompt = row.get("prompt")
+    if isinstance(prompt, list):
+        if not prompt:
+            raise DataError(f"{where}: `prompt` is an empty list of messages")
+        for i, message in enumerate(prompt):
+            if (not isinstance(message, dict) or message.get("role") not in ROLES
+                    or not isinstance(message.get("content"), str)):
+                raise DataError(f"{where}, prompt message {i + 1}: expected {{role, content}} "
+                                f"with a role among {', '.join(ROLES)}")
+        prompt = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    elif not isinstance(prompt, str) or not prompt.strip():
+        raise DataError(f"{where}: `prompt` must be a text or a list of messages")
+    for key in ("chosen", "rejected"):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise DataError(f"{where}: `{key}` must be a non-empty text")
+    if row["chosen"] == row["rejected"]:
+        raise DataError(f"{where}: `chosen` and `rejected` are the same text")
+    return {"prompt": prompt, "chosen": row["chosen"], "rejected": row["rejected"]}

@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from zero2one.errors import DataError
+from zero2one.tasks.textgen.train import (
+    Outcome,
+    count_parameters,
+    last_complete_checkpoint,
+    progress_callback,
+    trainer_arguments,
+    )
 
 
 @dataclass
@@ -29,29 +36,6 @@ class Preference:
     def metrics(self, prefix: str = "") -> dict[str, float]:
         return {f"{prefix}val_preference_accuracy": self.accuracy,
                 f"{prefix}val_preference_margin": self.margin}
-
-
-def check_pair(row: dict[str, Any], where: str) -> dict[str, Any]:
-    from zero2one.tasks.textgen.data import ROLES
-
-    prompt = row.get("prompt")
-    if isinstance(prompt, list):
-        if not prompt:
-            raise DataError(f"{where}: `prompt` is an empty list of messages")
-        for i, message in enumerate(prompt):
-            if (not isinstance(message, dict) or message.get("role") not in ROLES
-                    or not isinstance(message.get("content"), str)):
-                raise DataError(f"{where}, prompt message {i + 1}: expected {{role, content}} "
-                                f"with a role among {', '.join(ROLES)}")
-        prompt = [{"role": m["role"], "content": m["content"]} for m in prompt]
-    elif not isinstance(prompt, str) or not prompt.strip():
-        raise DataError(f"{where}: `prompt` must be a text or a list of messages")
-    for key in ("chosen", "rejected"):
-        if not isinstance(row.get(key), str) or not row[key].strip():
-            raise DataError(f"{where}: `{key}` must be a non-empty text")
-    if row["chosen"] == row["rejected"]:
-        raise DataError(f"{where}: `chosen` and `rejected` are the same text")
-    return {"prompt": prompt, "chosen": row["chosen"], "rejected": row["rejected"]}
 
 
 def _trl_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -120,14 +104,6 @@ def fit(model: Any, tokenizer: Any, train_pairs: list[dict[str, Any]],
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer
-
-    from zero2one.tasks.textgen.train import (
-        Outcome,
-        count_parameters,
-        last_complete_checkpoint,
-        progress_callback,
-        trainer_arguments,
-    )
 
     datasets.disable_progress_bars()  # TRL tokenizes with bars; progress is the reporter's
     use_cuda = next(model.parameters()).device.type == "cuda"

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,28 +112,3 @@ def check_fits(model: Any, prompt_tokens: int, max_new_tokens: int, *,
     if prompt_tokens + max_new_tokens > window:
         raise UserError(f"prompt ({prompt_tokens} tokens) + {budget_name} ({max_new_tokens}) "
                         f"exceeds the context window of {window}")
-
-
-def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
-           chat: bool = False, precision: str | None = None,
-           outcome: Outcome | None = None) -> Iterator[str]:
-    """Generated text, piece by piece, as the model produces it (stop strings excluded; never
-    half a character). ``outcome`` is filled in once the last piece is out.
-
-    One row of the server's decoding loop (:func:`zero2one.tasks.textgen.batch.decode_steps`,
-    with its lean step for Llama-family models), run on the caller's thread; a consumer that
-    stops reading stops the decoding."""
-    from zero2one.tasks.textgen.batch import Row, decode_steps
-
-    ids = encode(tokenizer, prompt, chat=chat)
-    check_fits(model, ids.shape[1], settings.max_new_tokens)
-    pieces: list[str] = []
-    row = Row(ids[0].tolist(), settings, emit=pieces.append)
-    for _ in decode_steps(model, tokenizer, [row], precision=precision):
-        if pieces:
-            yield from (p for p in pieces if p)
-            pieces.clear()
-    yield from (p for p in pieces if p)  # held back until the end
-    if outcome is not None:
-        outcome.finish_reason = row.finish or "stop"
-        outcome.completion_tokens = len(row.generated)

@@ -19,8 +19,10 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zero2one.convert import Conversion
 from zero2one.errors import ConversionError
 from zero2one.refs import resolve
+from zero2one.tasks.textgen.models import quiet_gguf
 
 if TYPE_CHECKING:
     from zero2one.progress import Reporter
@@ -47,7 +49,6 @@ def export_gguf(task: TextGeneration, data: TextData, quant: str, *,
     model computes with the file's weights as transformers reads them. A fine-tuned model's
     export must also keep most of what training gained (:func:`check_gain`) unless
     ``accept_loss``."""
-    from zero2one.convert import Conversion
 
     model = task.model_
     architecture = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
@@ -257,7 +258,6 @@ def read(path: Path) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    from zero2one.tasks.textgen.models import quiet_gguf
 
     with quiet_gguf():
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,

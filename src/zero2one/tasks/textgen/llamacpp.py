@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zero2one.errors import UserError
+from zero2one.serving.adapter import BaseAdapter
 from zero2one.tasks.textgen.generate import Outcome, StopScanner
 
 INSTALL = ("the llama.cpp engine needs llama-cpp-python, which compiles llama.cpp when it is "
@@ -31,7 +32,7 @@ def require() -> None:
         raise UserError(INSTALL) from None
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(BaseAdapter):
     batched = False  # no micro-batcher in front: requests queue for the one decoder
 
     def __init__(self, gguf: Path, name: str, *, threads: int | None = None) -> None:

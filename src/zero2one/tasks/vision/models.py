@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from zero2one.errors import ArtifactError, UserError, require
+
 BUILTIN = ("seed-cnn", "small-cnn")
 
 
@@ -98,8 +100,6 @@ def keras() -> Any:
     """Keras on the torch backend (imported only here: it takes seconds)."""
     import os
 
-    from zero2one.errors import UserError, require
-
     backend = os.environ.setdefault("KERAS_BACKEND", "torch")
     if backend != "torch":
         raise UserError(f"KERAS_BACKEND={backend}: zero2one trains and serves Keras models "
@@ -187,7 +187,6 @@ def build_keras(arch: str, *, in_channels: int, num_classes: int, image_size: in
 
 def load_keras(path: Path) -> KerasNet:
     """A saved Keras model, loaded with safe_mode (no code from the file runs)."""
-    from zero2one.errors import ArtifactError
 
     k = keras()
     try:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import DataError
+from zero2one.progress import NullReporter
+from zero2one.tasks.vision.data import IMAGE_SUFFIXES, read_image
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,7 +25,6 @@ log = logging.getLogger(__name__)
 
 def image_files(path: str | Path) -> list[Path]:
     """An image file, or every image under a folder (sorted)."""
-    from zero2one.tasks.vision.data import IMAGE_SUFFIXES
 
     path = Path(path)
     if path.is_file():
@@ -44,8 +45,6 @@ def predict_images(model: ImageClassification, path: str | Path, *, top_k: int =
     instead of predictions (counted in a warning) and the rest are still scored."""
     import pandas as pd
 
-    from zero2one.progress import NullReporter
-
     rows: list[dict[str, Any]] = []
     files = image_files(path)
     with (reporter or NullReporter()).step(f"classifying {len(files)} image(s)",
@@ -62,8 +61,6 @@ def predict_images(model: ImageClassification, path: str | Path, *, top_k: int =
 def _predict_chunks(model: ImageClassification, files: list[Path], rows: list[dict[str, Any]],
                     *, top_k: int, skip_bad: bool, chunk: int,
                     advance: Callable[[int], None]) -> None:
-    from zero2one.tasks.vision.data import read_image
-
     for start in range(0, len(files), chunk):
         images, names = [], []
         for file in files[start: start + chunk]:

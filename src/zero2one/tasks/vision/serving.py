@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
 from zero2one.errors import DataError, SchemaError
+from zero2one.serving.adapter import BaseAdapter
 from zero2one.serving.errors import APIError, read_body
+from zero2one.tasks.vision.data import read_image
 
 if TYPE_CHECKING:
     from zero2one.tasks.vision.task import ImageClassification
@@ -38,7 +40,7 @@ class ImagePredictRequest(BaseModel):
         return self
 
 
-class ImageAdapter:
+class ImageAdapter(BaseAdapter):
     def __init__(self, model: ImageClassification, *, max_rows: int, max_pixels: int,
                  max_image_bytes: int) -> None:
         self.model = model
@@ -105,8 +107,6 @@ class ImageAdapter:
             raise SchemaError(f"image {i}: not valid base64") from None
 
     def _decode(self, i: int, blob: bytes) -> Any:
-        from zero2one.tasks.vision.data import read_image
-
         if len(blob) > self.max_image_bytes:
             raise SchemaError(f"image {i}: {len(blob)} bytes is over {self.max_image_bytes}")
         try:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zero2one.errors import UserError
+
 CLASSES = ("circle", "square", "triangle", "star")
 COLOURS = {"red": (215, 40, 40), "green": (40, 170, 60), "blue": (45, 80, 220),
            "yellow": (235, 205, 40)}
@@ -70,8 +72,6 @@ def make_shapes(out: Path, *, size: int = 32, per_class: int = 1000, seed: int =
     import tempfile
 
     from PIL import Image
-
-    from zero2one.errors import UserError
 
     if out.exists():
         raise UserError(f"{out} already exists; choose a new directory")

@@ -10,10 +10,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
-from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError
+from zero2one import distributed
+from zero2one.convert import Conversion
+from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError, require
+from zero2one.metrics import classification_metrics
+from zero2one.onnxrt import OnnxModel
+from zero2one.plots import plot_confusion_matrix
 from zero2one.progress import Reporter
-from zero2one.task import Task
+from zero2one.task import Task, check_options
 from zero2one.tasks.vision.config import ImageRecipe
+from zero2one.tasks.vision.data import load_images, read_image, split, to_array
+from zero2one.tasks.vision.predict import predict_images
+from zero2one.tasks.vision.report import plot_learning_curves, plot_misclassified
 
 if TYPE_CHECKING:
     from zero2one.serving.settings import ServeSettings
@@ -69,8 +77,6 @@ class ImageClassification(Task):
     def load_data(self) -> VisionData:
         import torch
 
-        from zero2one.tasks.vision.data import load_images, split
-
         images = load_images(self.config.data)
         if images.skipped:
             log.warning("skipped %d unreadable or unsupported file(s)", len(images.skipped))
@@ -106,7 +112,6 @@ class ImageClassification(Task):
     def fit(self, data: VisionData, *, reporter: Reporter) -> Self:
         import torch
 
-        from zero2one import distributed
         from zero2one.tasks.vision import models, train
 
         torch.manual_seed(self.config.seed)  # the initial weights are part of the seeded run
@@ -158,8 +163,6 @@ class ImageClassification(Task):
         return normalise(data.raw_test, self.mean_, self.std_), data.splits["test"][1]
 
     def evaluate(self, data: VisionData) -> dict[str, float]:
-        from zero2one.metrics import classification_metrics
-
         x, y = self._test_set(data)
         proba = self._logits(x).softmax(1).numpy()
         metrics = classification_metrics(y.numpy(), proba.argmax(1), proba,
@@ -172,9 +175,6 @@ class ImageClassification(Task):
         return metrics
 
     def report(self, data: VisionData, out_dir: Path) -> list[Path]:
-        from zero2one.plots import plot_confusion_matrix
-        from zero2one.tasks.vision.report import plot_learning_curves, plot_misclassified
-
         x, y = self._test_set(data)
         predicted = self._logits(x).argmax(1).numpy()
         labels = list(range(len(self.class_names_)))
@@ -222,8 +222,6 @@ class ImageClassification(Task):
     def export(self, fmt: str, data: VisionData, *, reporter: Reporter) -> Any:
         import tempfile
 
-        from zero2one.convert import Conversion
-        from zero2one.onnxrt import OnnxModel
         from zero2one.tasks.vision.compress import OnnxNet, check_agreement, export_graph
 
         self._check_shape(data)
@@ -240,8 +238,6 @@ class ImageClassification(Task):
                  reporter: Reporter) -> Any:
         import tempfile
 
-        from zero2one.convert import Conversion
-        from zero2one.onnxrt import OnnxModel
         from zero2one.tasks.vision import compress
 
         self._check_shape(data)
@@ -320,7 +316,6 @@ class ImageClassification(Task):
 
     def prepare(self, images: list[Any]) -> Any:
         """PIL images -> normalised tensor (N, C, S, S), resized and converted as in training."""
-        from zero2one.tasks.vision.data import to_array
 
         arrays = np.stack([to_array(im, self.image_size_, self.channels_) for im in images])
         return normalise(arrays, self.mean_, self.std_)
@@ -336,7 +331,6 @@ class ImageClassification(Task):
 
     def predict(self, images: Any, *, top_k: int = 3) -> list[list[dict[str, Any]]]:
         """Top-k classes for each image: paths, bytes or PIL images (one, or a list)."""
-        from zero2one.tasks.vision.data import read_image
 
         if isinstance(images, str | Path | bytes) or hasattr(images, "getbands"):
             images = [images]  # one image
@@ -364,8 +358,6 @@ class ImageClassification(Task):
         """An image, or every image under a folder: one row per file with the top class, its
         probability and the top-k as JSON. Unreadable files get an ``error`` and the rest are
         still scored."""
-        from zero2one.task import check_options
-        from zero2one.tasks.vision.predict import predict_images
 
         check_options(self, options, allowed=("top_k", "skip_bad"))
         return predict_images(self, path, top_k=options.get("top_k") or 3,
@@ -383,7 +375,7 @@ class ImageClassification(Task):
 
     @classmethod
     def routes(cls) -> list[Any]:
-        from zero2one.serving.routes import models, predict
+        from zero2one.serving.routes import predict
         from zero2one.tasks.vision.serving import ImagePredictRequest
 
         content: dict[str, Any] = {
@@ -392,7 +384,7 @@ class ImageClassification(Task):
                 "file": {"type": "string", "format": "binary"},
                 "top_k": {"type": "integer", "minimum": 1}}, "required": ["file"]}},
         }
-        return [models.router, *predict.predict_routes(
+        return [*predict.predict_routes(
             content=content, summary="Top-k classes of one or more images")]
 
     # ---- persistence ------------------------------------------------------------------------
@@ -472,8 +464,6 @@ class ImageClassification(Task):
 
 def _onnx_net(path: Path, runtime: dict[str, Any]) -> Any:
     """The ONNX graph a manifest's ``runtime`` names (its files already verified)."""
-    from zero2one.errors import require
-    from zero2one.onnxrt import OnnxModel
     from zero2one.tasks.vision.compress import OnnxNet
 
     if runtime.get("engine") != "onnxruntime":
