@@ -36,12 +36,14 @@ demo: setup
 	@echo "scored rows: scored.csv; MLflow UI: $(BIN)/zero2one ui"
 
 # the suite over TEST_WORKERS processes (pytest-xdist; tests of one xdist_group share one), the
-# 25 slowest printed; TEST_WORKERS=0 runs it in this process
+# 25 slowest printed; 0 runs it in this process. On 2 cores 3 workers are fastest for the whole
+# suite (servers and processes wait), 2 for the fast set (per-worker session fixtures).
 TEST_WORKERS ?= 3
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+FAST_WORKERS ?= 2
+xdist = $(if $(filter 0,$(1)),,-n $(1) --dist loadgroup)
 
 test: setup
-	$(BIN)/python -m pytest -q $(XDIST) --durations=25
+	$(BIN)/python -m pytest -q $(call xdist,$(TEST_WORKERS)) --durations=25
 
 # the llama.cpp engine's tests: installs the llamacpp extra first (it compiles llama.cpp, about
 # 10 to 20 minutes on 2 cores; CI does not)
@@ -51,7 +53,7 @@ test-llamacpp: setup
 
 # while working: the suite without the tests marked slow (servers, real models, processes)
 test-fast: setup
-	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
+	$(BIN)/python -m pytest -q $(call xdist,$(FAST_WORKERS)) -m "not slow"
 
 # ruff, mypy (pydantic plugin) over src/, and import-linter's layers (pyproject.toml)
 lint: setup
