@@ -207,6 +207,7 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # calibration and quantization-aware training
 @pytest.mark.parametrize("method", ["static", "qat", "dynamic"])
 def test_int8_image_classifier(method: str, workspace: Path, digits_model: Path) -> None:
     options = CompressOptions(epochs=1) if method == "qat" else CompressOptions()

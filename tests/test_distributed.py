@@ -129,6 +129,7 @@ def test_a_killed_rank_stops_the_run_and_resume_finishes_it(workspace: Path) -> 
     assert not list(checkpoints.glob("*/last.pt"))  # done: removed by rank 0
 
 
+@pytest.mark.slow  # a CLI process for each refusal
 def test_nproc_is_refused_where_it_cannot_work(workspace: Path) -> None:
     (workspace / "tab.yaml").write_text(yaml.safe_dump(iris_recipe()))
     done = cli("train", "tab.yaml", "--nproc", "2", cwd=workspace)

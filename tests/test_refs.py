@@ -28,6 +28,7 @@ def test_a_transformers_directory_is_claimed_by_its_task(tiny_lm: Path) -> None:
     assert isinstance(model.predict("Hello", max_new_tokens=2), str)
 
 
+@pytest.mark.slow  # the built-in model, converted from GGUF, several ways
 def test_builtin_models_load_everywhere(workspace: Path) -> None:
     """builtin: resolves through the task that declares it, so zero2one.load (and predict,
     serve) take it like any reference."""

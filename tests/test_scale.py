@@ -182,6 +182,7 @@ def test_the_scheduler_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
         pass
 
 
+@pytest.mark.slow  # waits out the connection timeout
 def test_an_unreachable_scheduler_fails_fast(tmp_path: Path) -> None:
     started = time.monotonic()
     with scale.using(f"tcp://127.0.0.1:{free_port()}"), pytest.raises(

@@ -77,6 +77,7 @@ def train_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]
     return json.loads(out)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # git and DVC processes: seconds
 def test_reproduce_an_old_run_after_the_data_changed(project: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["data", "add", "data/iris.csv", "-m", "iris v1"], capsys)
@@ -123,6 +124,7 @@ def test_reproduce_an_old_run_after_the_data_changed(project: Path,
     assert code == 0 and "same data with the same recipe" in out
 
 
+@pytest.mark.slow  # git and DVC processes: seconds
 def test_a_recipe_change_shows_in_the_diff(project: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     versions.add("data/iris.csv", message="iris")
@@ -157,6 +159,7 @@ def test_unversioned_data_cannot_be_reproduced(project: Path,
     assert code == 2 and "data/iris.csv is versioned by neither git nor DVC" in err
 
 
+@pytest.mark.slow  # git and DVC processes: seconds
 def test_an_absolute_data_path_is_refused(project: Path, capsys: pytest.CaptureFixture[str]
                                           ) -> None:
     versions.add("data/iris.csv", message="iris")
@@ -177,6 +180,7 @@ def test_data_committed_to_git_reproduces(project: Path,
     assert json.loads(out)["reproduced"]
 
 
+@pytest.mark.slow  # git and DVC processes: seconds
 def test_a_clone_reproduces_from_the_shared_remote_and_says_what_the_remote_lacks(
         project: Path, tmp_path_factory: pytest.TempPathFactory,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,6 +223,7 @@ def test_reproduce_needs_the_runs_repository(project: Path, capsys: pytest.Captu
     assert code == 2 and f"commit {commit[:12]} is not in the repository" in err
 
 
+@pytest.mark.slow  # git and DVC processes: seconds
 def test_adding_again_and_choosing_a_team_remote(project: Path, capsys: pytest.CaptureFixture[str],
                                                  tmp_path_factory: pytest.TempPathFactory
                                                  ) -> None:
@@ -298,6 +303,7 @@ def test_a_failed_add_shows_dvcs_reason_and_undoes_its_set_up(
     assert git(project, "status", "--porcelain", "--untracked-files=no") == ""
 
 
+@pytest.mark.slow  # git and DVC processes: seconds
 def test_folders_and_files_inside_them(project: Path) -> None:
     images = project / "images"
     for name in ("a", "b"):
