@@ -129,3 +129,22 @@ def test_stop_scanner(pieces: list[str], stops: list[str], out: str) -> None:
     scanner = StopScanner(stops)
     text = "".join(scanner.feed(p) for p in pieces) + scanner.finish()
     assert text == out
+
+
+def test_the_decoding_loop_cuts_at_the_earliest_stop_string_whatever_their_order() -> None:
+    """Two stop strings completed by one step: the text ends before the earlier one, as the
+    llama.cpp engine's StopScanner ends it (the loop once took the first in the list)."""
+    decoded = {1: "ab", 2: "abXcY"}
+
+    class Tokens:
+        def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+            return decoded[len(ids)]
+
+    pieces: list[str] = []
+    row = batch.Row([0], sampling(stop=["Y", "X"], max_new_tokens=8), emit=pieces.append)
+    for token in (1, 2):
+        row.generated.append(token)
+        batch._advance_text(row, Tokens())
+    batch._flush(row, Tokens())
+    assert "".join(pieces) == "ab" == row.text
+    assert (row.finish, row.cut) == ("stop", True)

@@ -21,7 +21,7 @@ from zero2one.tasks.textgen.fast import (
     stepper_for,
     supports,
 )
-from zero2one.tasks.textgen.generate import Outcome, Sampling, check_fits, encode
+from zero2one.tasks.textgen.generate import Outcome, Sampling, StopScanner, check_fits, encode
 
 
 @dataclass
@@ -30,11 +30,19 @@ class Row:
     settings: Sampling
     emit: Callable[[str], None]  # receives each new piece of text
     generated: list[int] = field(default_factory=list)
-    text: str = ""  # emitted so far
     finish: str | None = None  # "stop" or "length" once done
     cut: bool = False  # ended by a stop string: nothing after it is emitted
     cancelled: bool = False  # set from another thread when the caller went away
     generator: torch.Generator | None = None
+    scanner: StopScanner = field(init=False)  # the decoded text, cut at a stop string
+
+    def __post_init__(self) -> None:
+        self.scanner = StopScanner(self.settings.stop)
+
+    @property
+    def text(self) -> str:
+        """The text emitted so far."""
+        return self.scanner.text[: self.scanner.sent]
 
 
 def _pick(logits: torch.Tensor, row: Row, history: torch.Tensor) -> int:
@@ -61,23 +69,11 @@ def _pick(logits: torch.Tensor, row: Row, history: torch.Tensor) -> int:
 
 def _advance_text(row: Row, tokenizer: Any) -> None:
     """Emit the new part of the decoded text, holding back an incomplete character and any
-    tail that could still become a stop string; a stop string ends the row."""
+    tail that could still become a stop string (:class:`.generate.StopScanner`, as the
+    llama.cpp engine does); a stop string ends the row."""
     text = tokenizer.decode(row.generated, skip_special_tokens=True)
-    if text.endswith("\ufffd"):  # half of a multi-byte character
-        return
-    for stop in row.settings.stop:
-        at = text.find(stop, max(0, len(row.text) - len(stop)))
-        if at >= 0:
-            if at > len(row.text):
-                row.emit(text[len(row.text): at])
-            row.text = text[:at]
-            row.finish, row.cut = "stop", True
-            return
-    hold = max((len(s) - 1 for s in row.settings.stop), default=0)
-    ready = len(text) - hold
-    if ready > len(row.text):
-        row.emit(text[len(row.text): ready])
-        row.text = text[:ready]
+    if not text.endswith("\ufffd"):  # not half of a multi-byte character
+        _feed(row, text)
 
 
 def _flush(row: Row, tokenizer: Any) -> None:
@@ -85,10 +81,17 @@ def _flush(row: Row, tokenizer: Any) -> None:
     bytes of a character the token limit cut in half)."""
     if row.cut:
         return
-    text = tokenizer.decode(row.generated, skip_special_tokens=True).rstrip("\ufffd")
-    if len(text) > len(row.text):
-        row.emit(text[len(row.text):])
-        row.text = text
+    _feed(row, tokenizer.decode(row.generated, skip_special_tokens=True).rstrip("\ufffd"))
+    if not row.cut and (tail := row.scanner.finish()):
+        row.emit(tail)
+
+
+def _feed(row: Row, text: str) -> None:
+    """Hand the scanner what the decoded text grew by; emit what it lets out."""
+    if piece := row.scanner.feed(text[len(row.scanner.text):]):
+        row.emit(piece)
+    if row.scanner.stopped:
+        row.finish, row.cut = "stop", True
 
 
 def generate_rows(model: Any, tokenizer: Any, rows: list[Row], *,
