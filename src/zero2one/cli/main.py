@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from zero2one.catalog import commands
 from zero2one.cli import (
     convert,
     data,
@@ -60,8 +61,6 @@ app.add_typer(data.app, name="data")
 
 def _add_task_commands() -> None:
     """Commands that task packages declare (entry points ``zero2one.commands``)."""
-    from zero2one.catalog import commands
-
     groups = {g.name: g.typer_instance for g in app.registered_groups}
     taken = {c.name for c in app.registered_commands} | set(groups)
     for name, command in commands().items():

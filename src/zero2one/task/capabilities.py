@@ -39,7 +39,10 @@ class Capability:
 
     name: ClassVar[str]
     config: BaseRecipe
+    manifest: dict[str, Any]  # TaskCore's: set on save and load
+    ref: Resolved | None  # ... and the reference the model came from
     serve_requirements: ClassVar[tuple[str, ...]]  # Serving declares it; Deployment reads it
+    builtin_models: ClassVar[Mapping[str, BuiltinModel]]  # Pretrained's; Deployment reads it
 
     if TYPE_CHECKING:  # the task's own (TaskCore's), for a capability that builds a task
         def __init__(self, config: BaseRecipe) -> None: ...

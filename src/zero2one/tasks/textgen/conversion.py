@@ -26,8 +26,6 @@ class TextConversion(Convertible):
     precision_: str | None = None  # "int8": the weights are stored and computed as int8
     gguf_: Path | None = None  # an exported GGUF file, saved as the model
     quant_: str | None = None  # its quantization
-    ref: Any
-    manifest: dict[str, Any]
 
     @property
     def runtime(self) -> str:

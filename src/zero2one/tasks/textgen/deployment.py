@@ -4,7 +4,7 @@ travels with it), its memory, and vLLM as another server."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from zero2one.errors import UserError
 from zero2one.task import DeployFiles, Deployment
@@ -16,8 +16,6 @@ BASE_ENV = "ZERO2ONE_TEXTGEN_BASE"  # a deployed image's copy of a LoRA model's 
 
 class TextDeployment(Deployment):
     """The deployment capability of :class:`~zero2one.tasks.textgen.task.TextGeneration`."""
-
-    builtin_models: ClassVar[Any]
 
     @classmethod
     def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
