@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,24 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_name, str(_share))
+
+
+_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One conversion cache for the session (``$ZERO2ONE_CACHE``; the built-in language model
+    is converted once, not once per workspace), shared by the xdist workers, which inherit it;
+    removed at the end. A cache set before (to keep it between runs) is used as it is."""
+    if "ZERO2ONE_CACHE" not in os.environ:
+        os.environ["ZERO2ONE_CACHE"] = config.stash[_CACHE] = tempfile.mkdtemp(
+            prefix="zero2one-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if cache := config.stash.get(_CACHE, None):
+        shutil.rmtree(cache, ignore_errors=True)
+        os.environ.pop("ZERO2ONE_CACHE", None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

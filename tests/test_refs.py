@@ -145,3 +145,19 @@ def test_a_home_of_an_unknown_user_is_a_path_not_found(workspace: Path) -> None:
         resolve("~nosuchuser_z21/model")
     with pytest.raises(refs.ModelRefError, match="not found"):
         resolve("~0")
+
+
+def test_the_conversion_cache_is_the_users_unless_set(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conversions every workspace shares live in ``$ZERO2ONE_CACHE``, else the XDG cache,
+    else ``~/.cache/zero2one`` — never in one workspace."""
+    from zero2one.paths import cache_home
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("ZERO2ONE_CACHE", raising=False)
+    assert cache_home() == tmp_path / "home" / ".cache" / "zero2one"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_home() == tmp_path / "xdg" / "zero2one"
+    monkeypatch.setenv("ZERO2ONE_CACHE", "~/models-cache")
+    assert cache_home() == tmp_path / "home" / "models-cache"

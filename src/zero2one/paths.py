@@ -1,5 +1,6 @@
-"""Where zero2one keeps things: the workspace of the embedded stores and caches, and whether
-the tracking store is that embedded one. A leaf: it imports nothing of zero2one's."""
+"""Where zero2one keeps things: the workspace of the embedded stores and caches, the user's
+cache of conversions every workspace shares, and whether the tracking store is the embedded
+one. A leaf: it imports nothing of zero2one's."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ def workspace() -> Path:
         if (folder / ".zero2one").is_dir():
             return folder / ".zero2one"
     return top / ".zero2one"
+
+
+def cache_home() -> Path:
+    """What every workspace of this user shares, made once from files that do not change (a GGUF
+    file converted to a safetensors directory): ``$ZERO2ONE_CACHE``; else
+    ``$XDG_CACHE_HOME/zero2one``; else ``~/.cache/zero2one``."""
+    if cache := os.environ.get("ZERO2ONE_CACHE"):
+        return expand(cache).absolute()
+    base = os.environ.get("XDG_CACHE_HOME") or expand("~/.cache")
+    return Path(base).absolute() / "zero2one"
 
 
 def is_embedded() -> bool:

