@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from zero2one.convert import Conversion
 from zero2one.errors import ConversionError
 from zero2one.refs import resolve
-from zero2one.tasks.textgen.models import quiet_gguf
+from zero2one.tasks.textgen.models import gguf_loading
 
 if TYPE_CHECKING:
     from zero2one.progress import Reporter
@@ -255,13 +255,12 @@ def read(path: Path) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-
-    with quiet_gguf():
+    with gguf_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                      dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
