@@ -15,7 +15,9 @@ from .conftest import REPO, iris_recipe, reader_clone
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 # what the test changes so that every notebook runs in a minute or two: (as written, run as)
 SMALL = [('"train.steps=300"', '"train.steps=4", "train.batch_size=8", "train.sample_every=2", '
-          '"train.checkpoint_every=2", "sample.steps=2"')]
+          '"train.checkpoint_every=2", "sample.steps=2"'),
+         ('"train.max_steps=4", "eval.samples=1", "eval.sample_tokens=16"',
+          '"train.max_steps=2", "eval.samples=1", "eval.sample_tokens=4"')]
 
 
 def test_every_task_has_a_notebook() -> None:

@@ -53,7 +53,7 @@ def _pip_lines(dockerfile: str) -> list[str]:
 
 def replay(dockerfile: str, ctx: Path, venv: Path, *,
            local_only: bool = False) -> tuple[list[str], dict[str, str]]:
-    """Run the Dockerfile's ``RUN pip install`` lines with the venv's pip (torch's wheel index
+    """Run the Dockerfile's ``RUN pip install`` lines into the venv (torch's wheel index
     dropped: this machine's disk has the CPU build; no byte-compiling, which changes nothing
     installed); returns the CMD and the ENV values, with /app mapped to the build context.
     ``local_only``: the environment has the requirements; install the context's own
@@ -70,9 +70,10 @@ def replay(dockerfile: str, ctx: Path, venv: Path, *,
             if "--index-url" in args:
                 at = args.index("--index-url")
                 del args[at: at + 2]
-            done = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q",
-                                   "--disable-pip-version-check", "--no-compile", *args], cwd=ctx,
-                                  capture_output=True, text=True, timeout=900)
+            pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin/python")]
+            done = subprocess.run([*pip, "install", "-q", "--disable-pip-version-check",
+                                   "--no-compile", *args], cwd=ctx, capture_output=True,
+                                  text=True, timeout=900)
             assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
         elif word == "ENV":
             for pair in shlex.split(rest):
@@ -93,8 +94,9 @@ def test_build_context_serves_from_a_fresh_environment(
     venv = _ENVIRONMENTS.get(key)
     if venv is None:
         venv = tmp_path_factory.mktemp("venv")
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
-                       timeout=120)
+        # no pip of its own (2-3 s a venv): this pip installs into it, ``pip --python``
+        subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)],
+                       check=True, timeout=120)
         command, image_env = replay(dockerfile, ctx, venv)
         _ENVIRONMENTS[key] = venv
     else:
