@@ -105,13 +105,16 @@ def test_bad_exports_are_refused(tuned: Path, trained: Any, workspace: Path,
 
     from zero2one.tasks.textgen import gguf_export
 
-    before = set(Path(tempfile.gettempdir()).glob("zero2one-gguf-*"))
+    scratch = tmp_path / "tmp"  # this test's own: exports on other pytest -n workers use /tmp
+    scratch.mkdir()
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(scratch))
         patch.setitem(gguf_export.TOLERANCE, "q8_0", 0.0)
         with pytest.raises(ConversionError, match="over the tolerance of 0.0; nothing was "
                                                   "written"):
             export(tuned, "gguf-q8_0")
-    assert set(Path(tempfile.gettempdir()).glob("zero2one-gguf-*")) == before
+        assert tempfile.gettempdir() == str(scratch)
+    assert not list(scratch.iterdir())
     # a GGUF export is not exported again
     done = export(tuned, "gguf-q8_0", out=workspace / "once").model_dir
     with pytest.raises(ConversionError, match="its weights are quantized already"):
