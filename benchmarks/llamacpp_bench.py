@@ -8,11 +8,17 @@ stream, 2 threads, 1 stream and 8 concurrent streams:
       binding decodes one sequence at a time)
   (b) zero2one serve --engine llama.cpp, streamed /v1/completions over HTTP
   (c) zero2one serve (zero2one's engine, bfloat16 decoding step), the same requests
+  (d) llama.cpp's own server engine in-process through xllamacpp (a prebuilt wheel: nothing
+      to compile), 1 slot and 8 parallel slots (continuous batching: 8 sequences per decoding
+      step), on the same file and, with --q8 FILE, on a Q8_0 file of the same model
+      (``zero2one export builtin:smollm2-135m-instruct --format gguf-q8_0``); where xllamacpp
+      is not installed (pip install xllamacpp) these rows are left out
 
 Prints tokens/s and the ratios against (a). Needs the llamacpp extra. 127.0.0.1 only; every
-server is stopped at the end.
+server is stopped at the end; (d) runs in a process of its own (its llama.cpp library is not
+the binding's).
 
-    python benchmarks/llamacpp_bench.py [--gguf FILE] [--tokens 64] [--repeats 3]
+    python benchmarks/llamacpp_bench.py [--gguf FILE] [--q8 FILE] [--tokens 64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -45,6 +51,62 @@ def raw(gguf: Path, tokens: int, streams: int, threads: int) -> float:
     seconds = time.perf_counter() - start
     llm.close()
     return made / seconds
+
+
+def xllamacpp(gguf: str, tokens: int, streams: int, threads: int, slots: int,
+              repeats: int) -> float:
+    """Tokens/s of ``streams`` concurrent greedy completions in llama.cpp's server engine with
+    ``slots`` parallel slots (xllamacpp, in this process), best of ``repeats``."""
+    import xllamacpp as xlc
+
+    params = xlc.CommonParams()
+    params.model.path = gguf
+    params.n_ctx, params.n_parallel = 1024 * slots, slots
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    server = xlc.Server(params)
+
+    def one(made: list[int]) -> None:
+        answer = server.handle_completions({"prompt": PROMPT, "max_tokens": tokens,
+                                            "temperature": 0, "top_k": 1, "ignore_eos": True})
+        made.append(int(answer["usage"]["completion_tokens"]))
+
+    one([])  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        made: list[int] = []
+        threads_ = [threading.Thread(target=one, args=(made,)) for _ in range(streams)]
+        start = time.perf_counter()
+        for thread in threads_:
+            thread.start()
+        for thread in threads_:
+            thread.join()
+        best = max(best, sum(made) / (time.perf_counter() - start))
+    return best
+
+
+def xllamacpp_rows(gguf: Path, label: str, args: argparse.Namespace
+                   ) -> dict[tuple[str, int], float]:
+    """(d): 1 stream on 1 slot, 1 and 8 streams on 8 slots, each in a fresh process."""
+    import importlib.util
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    if importlib.util.find_spec("xllamacpp") is None:
+        print("(xllamacpp is not installed: pip install xllamacpp; its rows are left out)")
+        return {}
+    rows = {}
+    for slots, streams in ((1, 1), (8, 1), (8, 8)):
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn"),
+                                 initializer=_set_prompt, initargs=(PROMPT,)) as pool:
+            rows[(f"llama.cpp server engine (xllamacpp), {label}, {slots} slot(s)", streams)] = \
+                pool.submit(xllamacpp, str(gguf), args.tokens, streams, args.threads, slots,
+                            args.repeats).result()
+    return rows
+
+
+def _set_prompt(prompt: str) -> None:
+    global PROMPT
+    PROMPT = prompt
 
 
 def chat_prompt(gguf: Path, text: str) -> str:
@@ -115,6 +177,7 @@ def served(url: str, tokens: int, streams: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", type=Path)
+    parser.add_argument("--q8", type=Path, help="a Q8_0 GGUF of the same model, for (d)")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -140,13 +203,16 @@ def main() -> None:
                                                 for _ in range(args.repeats))
         finally:
             server.stop()
+    for file in filter(None, (gguf, args.q8)):
+        results.update(xllamacpp_rows(file, file.name, args))
     print("| engine | 1 stream tok/s | × raw | 8 streams tok/s (total) | × raw |")
     print("| --- | --- | --- | --- | --- |")
     base1, base8 = results[("raw llama.cpp (binding)", 1)], results[("raw llama.cpp (binding)", 8)]
     for label in dict.fromkeys(k[0] for k in results):
-        one, eight = results[(label, 1)], results[(label, 8)]
-        print(f"| {label} | {one:.1f} | {one / max(base1, 1e-9):.2f} | {eight:.1f} | "
-              f"{eight / max(base8, 1e-9):.2f} |")
+        one, eight = results.get((label, 1)), results.get((label, 8))
+        cells = [f"{v:.1f} | {v / max(b, 1e-9):.2f}" if v is not None else "– | –"
+                 for v, b in ((one, base1), (eight, base8))]
+        print(f"| {label} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":
