@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 PROMPT = "Write a long story about a robot who learns to paint."  # as a chat turn
@@ -71,17 +72,7 @@ def xllamacpp(gguf: str, tokens: int, streams: int, threads: int, slots: int,
         made.append(int(answer["usage"]["completion_tokens"]))
 
     one([])  # warm-up
-    best = 0.0
-    for _ in range(repeats):
-        made: list[int] = []
-        threads_ = [threading.Thread(target=one, args=(made,)) for _ in range(streams)]
-        start = time.perf_counter()
-        for thread in threads_:
-            thread.start()
-        for thread in threads_:
-            thread.join()
-        best = max(best, sum(made) / (time.perf_counter() - start))
-    return best
+    return max(concurrently(one, streams) for _ in range(repeats))
 
 
 def xllamacpp_rows(gguf: Path, label: str, args: argparse.Namespace
@@ -162,8 +153,12 @@ def served(url: str, tokens: int, streams: int) -> float:
                     if usage:
                         made.append(usage["completion_tokens"])
 
-    warm: list[int] = []
-    one(warm)
+    one([])  # warm-up
+    return concurrently(one, streams)
+
+
+def concurrently(one: Callable[[list[int]], None], streams: int) -> float:
+    """Tokens/s of ``streams`` calls of ``one`` at once (each appends the tokens it made)."""
     made: list[int] = []
     threads = [threading.Thread(target=one, args=(made,)) for _ in range(streams)]
     start = time.perf_counter()
