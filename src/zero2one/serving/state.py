@@ -49,9 +49,12 @@ def load_served(settings: ServeSettings, metrics: Metrics,
                                                     "name": resolved.display_name}
     info = ModelInfo(name=resolved.name or manifest.get("name") or resolved.display_name,
                      version=resolved.version, ref=settings.model, task=model.name)
-    if settings.engine not in type(model).engines:
+    offered = type(model).engines
+    if settings.engine is None:
+        settings = settings.model_copy(update={"engine": offered[0]})
+    elif settings.engine not in offered:
         raise UserError(f"--engine {settings.engine}: {model.name} models are served by "
-                        f"{', '.join(type(model).engines)}")
+                        f"{', '.join(offered)}")
     adapter = model.serving_adapter(settings, info.name)
     batcher = None
     if getattr(adapter, "batched", True):  # adapters that batch themselves say batched = False

