@@ -219,7 +219,7 @@ class LlamaServerEngine(BaseAdapter):
 
     def __init__(self, gguf: Path, tokenizer: Any, name: str, *, context: int,
                  slots: int = SLOTS, threads: int | None = None,
-                 budget: int | None = None) -> None:
+                 batch_threads: int | None = None, budget: int | None = None) -> None:
         try:
             import xllamacpp
         except ImportError:
@@ -229,17 +229,20 @@ class LlamaServerEngine(BaseAdapter):
         if budget is not None:
             context = max(16, min(context, budget // slots))
         self.context, self.slots = context, slots
-        threads = threads or usable_cores()
+        batch_threads = batch_threads or threads or usable_cores()
+        threads = threads or batch_threads
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf)
         params.n_ctx, params.n_parallel = context * slots, slots
         params.kv_unified = False  # each slot its own window: one request cannot starve others
-        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+        # llama.cpp decodes one token with n_threads and several (a prompt, a batch of slots)
+        # with the batch's
+        params.cpuparams.n_threads, params.cpuparams_batch.n_threads = threads, batch_threads
         params.n_gpu_layers = 0
         params.verbosity = -1  # llama.cpp's own log lines stay out of the server's
         params.warmup = True
         params.endpoint_metrics = True  # llama.cpp's counters, for stats()
-        self.threads = threads
+        self.threads, self.batch_threads = threads, batch_threads
         self._server: Any = xllamacpp.Server(params)
         self._closed = threading.Event()
 
@@ -317,38 +320,34 @@ class LlamaServerEngine(BaseAdapter):
     async def stream(self, prompt: str, settings: Any,
                      outcome: Outcome | None = None) -> AsyncIterator[str]:
         """Text pieces as generated; errors (a prompt too long, ...) raise before the first.
-        ``outcome`` is filled in once the last piece is out."""
+        ``outcome`` is filled in once the last piece is out. Pieces that arrive while the
+        caller is busy are handed over joined, as one: fewer wake-ups and events per token when
+        the event loop falls behind the decoder."""
         ids = self.checked(prompt, settings)
-        loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        gone = threading.Event()
+        pipe = _Pipe(asyncio.get_running_loop())
         done = outcome if outcome is not None else Outcome()
         done.finish_reason, done.completion_tokens = "length", 0
 
-        def emit(text: str) -> bool:
-            loop.call_soon_threadsafe(pieces.put_nowait, ("piece", text))
-            return gone.is_set()
-
         def work() -> None:
             try:
-                self.run(ids, settings, emit, done)
+                self.run(ids, settings, pipe.piece, done)
             except BaseException as exc:  # the caller hears of it
-                loop.call_soon_threadsafe(pieces.put_nowait, ("error", exc))
+                pipe.close(exc)
                 return
-            loop.call_soon_threadsafe(pieces.put_nowait, ("end", None))
+            pipe.close(None)
 
         threading.Thread(target=work, daemon=True, name="llama.cpp").start()
         try:
             while True:
-                kind, value = await pieces.get()
-                if kind == "piece":
-                    yield value
-                elif kind == "end":
+                text, ended, error = await pipe.take()
+                if text:
+                    yield text
+                if error is not None:
+                    raise error
+                if ended:
                     return
-                else:
-                    raise value
         finally:
-            gone.set()  # a caller that went away frees its slot at the next token
+            pipe.gone = True  # a caller that went away frees its slot at the next token
 
     def generate(self, prompt: str, settings: Any,
                  outcome: Outcome | None = None) -> Iterator[str]:
@@ -409,6 +408,44 @@ class LlamaServerEngine(BaseAdapter):
         self._closed.set()
         server, self._server = self._server, None
         del server
+
+
+class _Pipe:
+    """Text from the decoding thread to the event loop: the thread appends, and wakes the loop
+    only when the reader is waiting; the reader takes everything there is at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop, self.ready = loop, asyncio.Event()
+        self.lock = threading.Lock()
+        self.parts: list[str] = []
+        self.ended, self.woken, self.gone = False, False, False
+        self.error: BaseException | None = None
+
+    def piece(self, text: str) -> bool:
+        """Called by the decoding thread; True once the reader is gone (stop decoding)."""
+        with self.lock:
+            self.parts.append(text)
+            self._wake()
+        return self.gone
+
+    def close(self, error: BaseException | None) -> None:
+        with self.lock:
+            self.ended, self.error = True, error
+            self._wake()
+
+    def _wake(self) -> None:
+        if not self.woken:
+            self.woken = True
+            self.loop.call_soon_threadsafe(self.ready.set)
+
+    async def take(self) -> tuple[str, bool, BaseException | None]:
+        """(the text since the last take, whether the decoding ended, its error)."""
+        await self.ready.wait()
+        with self.lock:
+            self.ready.clear()
+            self.woken = False
+            text, self.parts = "".join(self.parts), []
+            return text, self.ended, self.error
 
 
 class _Greedy:
