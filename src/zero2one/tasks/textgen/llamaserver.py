@@ -57,7 +57,7 @@ SLOTS = 8  # sequences decoded together; more wait in llama.cpp's queue
 # float32's: q8_0 first (SmolLM2-135M: +0.1 % on the built-in check set), float16 where q8_0
 # costs more than that
 PERPLEXITY_BUDGET = {"q8_0": 0.02, "f16": 0.005}
-CACHE_FORMAT = 2  # bumped when the written file changes, so older copies are made again
+CACHE_FORMAT = 3  # bumped when the written file changes, so older copies are made again
 
 
 def available() -> bool:
@@ -153,8 +153,9 @@ def _held_out(task: Any, count: int = 32) -> tuple[list[str], str]:
     if task.config.data.source:
         try:
             data = task.load_data()
-            rows, source = [data.val[i] for i in range(min(count, len(data.val)))], \
-                str(task.config.data.source)
+            rows = [data.val[i] for i in range(min(count, len(data.val)))]
+            source = str(getattr(task.config.data, "val_source", None)
+                         or f"{task.config.data.source}, its held-out split")
         except (UserError, OSError, ImportError) as exc:
             log.info("held-out set: %s is not readable here (%s); using %s",
                      task.config.data.source, exc, checkset.SOURCE)
@@ -172,7 +173,8 @@ def _render(tokenizer: Any, row: Any) -> str:
 
 
 def perplexity(model: Any, tokenizer: Any, texts: list[str], *, longest: int = 256) -> float:
-    """exp of the mean next-token loss over ``texts`` (each cut to ``longest`` tokens)."""
+    """exp of the mean next-token loss over ``texts`` (each cut to ``longest`` tokens), every
+    token of them — a chat's prompt too, so not the training report's answer-only figure."""
     import math
 
     import torch
