@@ -90,6 +90,7 @@ def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
     strings, streaming, whole characters, exact usage, concurrent slots, cancelled streams."""
     import xllamacpp
 
+    from zero2one.tasks.textgen.generate import sampling
     from zero2one.tasks.textgen.llamaserver import LlamaServerEngine
 
     question = [{"role": "user", "content": "法国的首都是哪里?请用中文回答"}]
@@ -159,6 +160,21 @@ def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
                 break
             __import__("time").sleep(0.1)
         assert engine.stats()["requests_processing"] == 0
+        # closing (a reload, a shutdown) lets a stream in progress end as it would have, and
+        # tells a later request to retry
+        greedy = sampling(max_new_tokens=120, temperature=0)
+        prompt = engine.chat_prompt([{"role": "user", "content": "Tell me a long story."}])
+        whole = "".join(engine.generate(prompt, greedy))
+        pieces = engine.generate(prompt, greedy)
+        text = next(pieces)
+        assert engine._active == 1  # still decoding when close() is called
+        closer = threading.Thread(target=engine.close)
+        closer.start()
+        text += "".join(pieces)
+        closer.join(timeout=120)
+        assert not closer.is_alive() and text == whole
+        with pytest.raises(UserError, match="being replaced or the server is stopping"):
+            "".join(engine.generate(prompt, greedy))
 
 
 @server_engine

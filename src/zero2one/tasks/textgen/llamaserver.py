@@ -246,7 +246,8 @@ class LlamaServerEngine(BaseAdapter):
         params.endpoint_metrics = True  # llama.cpp's counters, for stats()
         self.threads, self.batch_threads = threads, batch_threads
         self._server: Any = xllamacpp.Server(params)
-        self._closed = threading.Event()
+        self._active, self._closing = 0, False  # requests decoding; close() called
+        self._idle = threading.Condition()
 
     def playground(self) -> dict[str, Any]:
         chat = bool(getattr(self.tokenizer, "chat_template", None))
@@ -310,12 +311,19 @@ class LlamaServerEngine(BaseAdapter):
                                              else "stop")
             if usage := data.get("usage"):
                 outcome.completion_tokens = int(usage.get("completion_tokens", 0))
-            return self._closed.is_set()
+            return False
 
-        server = self._server
-        if server is None:
-            raise UserError("the server is shutting down")
-        server.handle_completions(self.request(ids, settings, ignore_eos=ignore_eos), chunk)
+        with self._idle:
+            if self._closing or self._server is None:
+                raise UserError("this model is being replaced or the server is stopping; retry")
+            self._active += 1
+            server = self._server
+        try:
+            server.handle_completions(self.request(ids, settings, ignore_eos=ignore_eos), chunk)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
         if failure:
             raise UserError(f"llama.cpp: {failure[0]}")
 
@@ -405,10 +413,13 @@ class LlamaServerEngine(BaseAdapter):
         self.run(ids, settings, lambda _text: False, outcome, ignore_eos=True)
         return outcome.completion_tokens / (time.perf_counter() - started)
 
-    def close(self) -> None:
-        """Stop: streams in progress end at their next token; the server's threads exit."""
-        self._closed.set()
-        server, self._server = self._server, None
+    def close(self, timeout: float = 600) -> None:
+        """Take no more requests, let those decoding finish (a reload swaps models without
+        cutting a stream), then stop llama.cpp's threads and free the model."""
+        with self._idle:
+            self._closing = True
+            self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
+            server, self._server = self._server, None
         del server
 
 
