@@ -228,9 +228,14 @@ class LlamaServerEngine(BaseAdapter):
             raise UserError(INSTALL) from None
         self.name, self.path, self.tokenizer = name, gguf, tokenizer
         # the KV cache holds slots × context tokens: within the token budget where one is set
+        window = context
         if budget is not None:
             context = max(16, min(context, budget // slots))
         self.context, self.slots = context, slots
+        # what a request over a slot's window is told: the model's limit, or the budget's
+        self.limit = (f"the context window of {context}" if context == window else
+                      f"a slot's share of the token budget, {context} (--max-batch-tokens "
+                      f"{budget} over {slots} slots; the model's window is {window})")
         batch_threads = batch_threads or threads or usable_cores()
         threads = threads or batch_threads
         params = xllamacpp.CommonParams()
@@ -273,8 +278,7 @@ class LlamaServerEngine(BaseAdapter):
             raise UserError("the prompt is empty")
         if len(ids) + settings.max_new_tokens > self.context:
             raise UserError(f"prompt ({len(ids)} tokens) + max_tokens "
-                            f"({settings.max_new_tokens}) exceeds the context window of "
-                            f"{self.context}")
+                            f"({settings.max_new_tokens}) exceeds {self.limit}")
         return ids
 
     def request(self, ids: list[int], settings: Any, *,
