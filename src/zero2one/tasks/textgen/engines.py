@@ -40,24 +40,22 @@ def build(task: Any, settings: Any, name: str) -> Any:
         server = _llama_server(task, settings, name, required=engine == "llama.cpp")
     if server is not None and engine == "llama.cpp":
         return server
+    if server is not None:
+        # best of two, alternating: a busy machine slows one run, rarely both
+        fast = slow = 0.0
+        for _ in range(2):
+            fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
+            slow = max(slow, _own_speed(task, settings))
+        if fast >= slow:
+            log.info("engine: llama.cpp's server (%.1f tokens/s for one stream here, "
+                     "zero2one's own %.1f)", fast, slow)
+            return server
+        log.info("engine: zero2one's own (%.1f tokens/s for one stream here, llama.cpp's "
+                 "server %.1f)", slow, fast)
+        server.close()
     own = LMEngine(task.model_, task.tokenizer_, name, precision=settings.precision,
                    max_batch_tokens=settings.max_batch_tokens, workers=settings.workers)
-    own.warm()
-    if server is None:
-        return own
-    # best of two, alternating: a busy machine slows one run, rarely both
-    fast = slow = 0.0
-    for _ in range(2):
-        fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
-        slow = max(slow, _own_speed(task, settings))
-    if fast >= slow:
-        log.info("engine: llama.cpp's server (%.1f tokens/s for one stream here, zero2one's "
-                 "own %.1f)", fast, slow)
-        own.close()
-        return server
-    log.info("engine: zero2one's own (%.1f tokens/s for one stream here, llama.cpp's server "
-             "%.1f)", slow, fast)
-    server.close()
+    own.warm()  # only for the engine that serves: it times every batch size's precision
     return own
 
 

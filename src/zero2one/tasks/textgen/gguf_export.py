@@ -292,8 +292,12 @@ def check(model: Any, tokenizer: Any, back: Any, back_tokenizer: Any, prompts: l
 
 
 def held_out_prompts(data: TextData, count: int = 4) -> list[str]:
-    """Held-out texts, cut to 64 words (the check is per token; long ones add nothing)."""
-    rows = [data.val[i] for i in range(min(count, len(data.val)))]
+    """The first ``count`` held-out records as prompts (:func:`prompts_of`)."""
+    return prompts_of([data.val[i] for i in range(min(count, len(data.val)))])
+
+
+def prompts_of(rows: list[dict[str, Any]]) -> list[str]:
+    """Records' texts, cut to 64 words (the check is per token; long ones add nothing)."""
     texts = [str(row.get("text") or " ".join(str(m.get("content") or "")
                                              for m in row.get("messages") or []))
              for row in rows]

@@ -32,17 +32,21 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from zero2one.errors import UserError
 from zero2one.machine import usable_cores
 from zero2one.paths import cache_home
 from zero2one.serving.adapter import BaseAdapter
-from zero2one.tasks.textgen import checkset
-from zero2one.tasks.textgen.generate import Outcome
+from zero2one.tasks.textgen import checkset, train
+from zero2one.tasks.textgen.data import IGNORE, tokenize_chat, tokenize_text
+from zero2one.tasks.textgen.generate import Outcome, sampling
 from zero2one.tasks.textgen.gguf_export import (
     GGUF_FILE,
     SUPPORTED,
     check,
     pre_tokenizer,
+    prompts_of,
     read,
     write,
 )
@@ -57,7 +61,7 @@ SLOTS = 8  # sequences decoded together; more wait in llama.cpp's queue
 # float32's: q8_0 first (SmolLM2-135M: +0.1 % on the built-in check set), float16 where q8_0
 # costs more than that
 PERPLEXITY_BUDGET = {"q8_0": 0.02, "f16": 0.005}
-CACHE_FORMAT = 3  # bumped when the written file changes, so older copies are made again
+CACHE_FORMAT = 4  # bumped when the written file changes, so older copies are made again
 
 
 def available() -> bool:
@@ -122,17 +126,18 @@ def _write_checked(task: Any, directory: Path) -> None:
     """Write the model as GGUF into ``directory`` with ``check.json``: each quantization of
     :data:`PERPLEXITY_BUDGET` in turn until one keeps the held-out perplexity within budget
     (a report with ``passed: false`` where none does, so the next start does not redo it)."""
-    texts, source = _held_out(task)
-    base = perplexity(task.model_, task.tokenizer_, texts)
-    report: dict[str, Any] = {"held_out": source, "texts": len(texts),
+    rows, source = _held_out(task)
+    base = perplexity(task.model_, task.tokenizer_, rows)
+    report: dict[str, Any] = {"held_out": source, "records": len(rows),
                               "perplexity_float32": base, "tried": {}}
     path = directory / GGUF_FILE
     for quant, budget in PERPLEXITY_BUDGET.items():
         started = time.perf_counter()
         write(task.model_, task.tokenizer_, path, quant, pre=pre_tokenizer(task))
         back, tokenizer = read(path)
-        error = check(task.model_, task.tokenizer_, back, tokenizer, texts[:4], quant)
-        ppl = perplexity(back, tokenizer, texts)
+        error = check(task.model_, task.tokenizer_, back, tokenizer,
+                      prompts_of(rows[:4]), quant)
+        ppl = perplexity(back, tokenizer, rows)
         report["tried"][quant] = {"perplexity": ppl, "budget": budget,
                                   "logits_relative_rms_error": error,
                                   "seconds": round(time.perf_counter() - started, 1)}
@@ -146,9 +151,9 @@ def _write_checked(task: Any, directory: Path) -> None:
     (directory / "check.json").write_text(json.dumps(report, indent=2))
 
 
-def _held_out(task: Any, count: int = 32) -> tuple[list[str], str]:
-    """Up to ``count`` held-out texts as the model reads them (chats through its template): the
-    model's own validation split where its data is here, else the built-in check set."""
+def _held_out(task: Any, count: int = 32) -> tuple[list[dict[str, Any]], str]:
+    """Up to ``count`` held-out records: the model's own validation split where its data is
+    here, else the built-in check set."""
     rows, source = checkset.records()[0], checkset.SOURCE
     if task.config.data.source:
         try:
@@ -159,37 +164,25 @@ def _held_out(task: Any, count: int = 32) -> tuple[list[str], str]:
         except (UserError, OSError, ImportError) as exc:
             log.info("held-out set: %s is not readable here (%s); using %s",
                      task.config.data.source, exc, checkset.SOURCE)
-    texts = [_render(task.tokenizer_, row) for row in rows[:count]]
-    return [t for t in texts if t.strip()] or ["zero2one serves language models."], source
+    return rows[:count], source
 
 
-def _render(tokenizer: Any, row: Any) -> str:
-    if row.get("text"):
-        return str(row["text"])
-    messages = row.get("messages") or []
-    if getattr(tokenizer, "chat_template", None):
-        return str(tokenizer.apply_chat_template(messages, tokenize=False))
-    return "\n".join(str(m.get("content") or "") for m in messages)
-
-
-def perplexity(model: Any, tokenizer: Any, texts: list[str], *, longest: int = 256) -> float:
-    """exp of the mean next-token loss over ``texts`` (each cut to ``longest`` tokens), every
-    token of them — a chat's prompt too, so not the training report's answer-only figure."""
-    import math
-
-    import torch
-
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for text in texts:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:longest]
-            if len(ids) < 2:
-                continue
-            tensor = torch.tensor([ids])
-            logits = model(tensor).logits[0, :-1].float()
-            loss = torch.nn.functional.cross_entropy(logits, tensor[0, 1:], reduction="sum")
-            total, count = total + float(loss), count + len(ids) - 1
-    return math.exp(total / max(1, count))
+def perplexity(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *,
+               longest: int = 256) -> float:
+    """Held-out perplexity as the training report measures it (the loss of the tokens training
+    learns: a chat's assistant turns, a text's every token), each record cut to ``longest``."""
+    encoded = []
+    for row in rows:
+        if row.get("messages") and getattr(tokenizer, "chat_template", None):
+            item = tokenize_chat(tokenizer, row["messages"], longest)
+        else:
+            item = tokenize_text(tokenizer, str(row.get("text") or "\n".join(
+                str(m.get("content") or "") for m in row.get("messages") or [])), longest)
+        if any(label != IGNORE for label in item["labels"][1:]):
+            encoded.append(item)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
+        tokenizer.eos_token_id
+    return train.perplexity(train.validation_loss(model, encoded, int(pad or 0)))
 
 
 def _ppl_line(report: dict[str, Any]) -> str:
@@ -401,17 +394,14 @@ class LlamaServerEngine(BaseAdapter):
         server = self._server
         if server is None:
             return {}
-        found = {}
-        for line in str(server.handle_metrics()).splitlines():
-            name, _, value = line.partition(" ")
-            if name.startswith("llamacpp:"):
-                found[name.removeprefix("llamacpp:")] = float(value)
-        return found
+        return {sample.name.removeprefix("llamacpp:"): float(sample.value)
+                for family in text_string_to_metric_families(str(server.handle_metrics()))
+                for sample in family.samples}
 
     def tokens_per_second(self, tokens: int = 32) -> float:
         """One stream's greedy decoding speed here (prompt included), for choosing engines."""
         ids = self.tokens("The quick brown fox")
-        settings = _Greedy(tokens)
+        settings = sampling(max_new_tokens=tokens, temperature=0)
         outcome = Outcome()
         started = time.perf_counter()
         self.run(ids, settings, lambda _text: False, outcome, ignore_eos=True)
@@ -464,11 +454,3 @@ class _Pipe:
             text, self.parts = "".join(self.parts), []
             return text, self.ended, self.error
 
-
-class _Greedy:
-    """Sampling settings for a timing run: greedy, no stops, no end token."""
-
-    def __init__(self, tokens: int) -> None:
-        self.max_new_tokens, self.temperature, self.top_p, self.top_k = tokens, 0.0, 1.0, 1
-        self.repetition_penalty, self.seed = 1.0, 0
-        self.stop: list[str] = []
