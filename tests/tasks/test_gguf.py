@@ -8,27 +8,11 @@ from typing import Any
 
 import pytest
 
-from zero2one.api import load, train
+from zero2one.api import load
 from zero2one.convert import export
 from zero2one.errors import ConversionError, UserError
 
-from .test_finetune import chats, recipe, write_jsonl
-
-
-@pytest.fixture(scope="module")
-def tuned(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA fine-tune of the tiny Llama (chat data), saved as zero2one saves it."""
-    import os
-
-    work = tmp_path_factory.mktemp("gguf")
-    old = os.getcwd()
-    os.chdir(work)
-    try:
-        data = write_jsonl(work / "chats.jsonl", chats(24))
-        train(recipe(tiny_lm, data, max_steps=3), out=work / "tuned")
-    finally:
-        os.chdir(old)
-    return work / "tuned"
+from .test_finetune import chats, write_jsonl
 
 
 @pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_1"])

@@ -17,8 +17,6 @@ from fastapi.testclient import TestClient
 from zero2one.errors import UserError
 from zero2one.serving import ServeSettings, create_app
 
-from .test_finetune import chats, recipe, write_jsonl
-
 BUILTIN = "builtin:smollm2-135m-instruct"
 
 
@@ -180,18 +178,16 @@ def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
 @server_engine
 @pytest.mark.slow
 def test_a_fine_tuned_model_is_served_by_the_server_engine_within_its_budget(
-        tiny_lm: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tuned: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A LoRA-tuned model (adapter merged) is written as GGUF once, its held-out perplexity
     checked against the float32 model's; a second start reads the cache; the CLI generates
     with it."""
-    from zero2one.api import train
     from zero2one.cli.main import main
     from zero2one.paths import cache_home
 
-    data = write_jsonl(workspace / "chats.jsonl", chats(24))
-    train(recipe(tiny_lm, data, max_steps=3), out=workspace / "tuned")
+    data = tuned.parent / "chats.jsonl"
     for _ in range(2):
-        with TestClient(app(str(workspace / "tuned"), engine="llama.cpp", feedback=None,
+        with TestClient(app(str(tuned), engine="llama.cpp", feedback=None,
                             max_batch_tokens=512)) as client:
             engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
             answer = client.post("/v1/chat/completions", json={
@@ -209,7 +205,7 @@ def test_a_fine_tuned_model_is_served_by_the_server_engine_within_its_budget(
     assert check["perplexity"] <= check["perplexity_float32"] * 1.02
     assert engine.path.parent.parent == cache_home() / "gguf"
     with pytest.raises(SystemExit):
-        main(["generate", str(workspace / "tuned"), "--engine", "llama.cpp", "-p", "zero2one",
+        main(["generate", str(tuned), "--engine", "llama.cpp", "-p", "zero2one",
               "--max-new-tokens", "4", "--temperature", "0", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert result["tokens"] <= 4 and result["finish_reason"] in ("length", "stop")
@@ -296,17 +292,14 @@ def test_concurrent_requests_are_all_answered() -> None:
 
 @llamacpp
 @needs
-def test_an_exported_model_is_served_and_generated_by_llama_cpp(tiny_lm: Path,
+def test_an_exported_model_is_served_and_generated_by_llama_cpp(tuned: Path,
                                                                  workspace: Path) -> None:
     from typer.testing import CliRunner
 
-    from zero2one.api import train
     from zero2one.cli.main import app as cli
     from zero2one.convert import export
 
-    data = write_jsonl(workspace / "chats.jsonl", chats(24))
-    train(recipe(tiny_lm, data, max_steps=3), out=workspace / "tuned")
-    exported = export(workspace / "tuned", "gguf-f16", out=workspace / "gguf").model_dir
+    exported = export(tuned, "gguf-f16", out=workspace / "gguf").model_dir
     with TestClient(app(str(exported), engine="llama.cpp")) as client:
         answer = client.post("/v1/chat/completions", json={
             "messages": [{"role": "user", "content": "what does zero2one do"}],
