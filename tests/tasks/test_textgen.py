@@ -368,11 +368,15 @@ def test_batched_stop_strings_and_seeds(tiny_lm: Path) -> None:
 def test_concurrent_server_requests_are_batched(lm_client) -> None:  # type: ignore[no-untyped-def]
     import threading
 
+    # sent at once, so that they overlap on a busy machine too (the tiny model decodes
+    # thousands of tokens a second)
     body = {"prompt": "zero2one", "max_tokens": 8, "temperature": 0}
     alone = lm_client.post("/v1/completions", json=body).json()["choices"][0]["text"]
     answers: list[str] = []
+    start = threading.Barrier(6)
 
     def call() -> None:
+        start.wait()
         answers.append(lm_client.post("/v1/completions", json=body).json()["choices"][0]["text"])
 
     threads = [threading.Thread(target=call) for _ in range(6)]
