@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -211,7 +212,9 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("method", ["static", "qat", "dynamic"])
 def test_int8_image_classifier(method: str, workspace: Path, digits_model: Path) -> None:
     options = CompressOptions(epochs=1) if method == "qat" else CompressOptions()
+    root = logging.getLogger().level
     result = compress(str(digits_model), method, options=options)
+    assert logging.getLogger().level == root  # the quantizer's chatter was quieted, then put back
     manifest = read_manifest(result.model_dir)
     assert manifest["runtime"] == {"engine": "onnxruntime", "file": "model.int8.onnx",
                                    "precision": "int8", "method": method}

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zero2one.logs import quieted
 from zero2one.metrics import positive_scores
 
 if TYPE_CHECKING:
@@ -26,17 +27,11 @@ def figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
 def save(fig: Any, path: Path, **margins: float) -> Path:
     # fixed margins instead of tight_layout(), which draws every figure twice
     fig.subplots_adjust(**{"left": 0.12, "right": 0.97, "bottom": 0.12, "top": 0.9, **margins})
-    fonts = logging.getLogger("matplotlib.font_manager")
-    level = fonts.level
-    with warnings.catch_warnings():
+    # a CJK font's regular weight is often 500: matplotlib logs that it uses it instead
+    with warnings.catch_warnings(), quieted("matplotlib.font_manager"):
         if not _use_cjk_font(fig):  # said once; the glyphs draw as boxes
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        # a CJK font's regular weight is often 500: matplotlib logs that it uses it instead
-        fonts.setLevel(logging.ERROR)
-        try:
-            fig.savefig(path)
-        finally:
-            fonts.setLevel(level)
+        fig.savefig(path)
     return path
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zero2one.errors import UserError, require
+from zero2one.logs import quieted
 from zero2one.machine import usable_cores
 
 if TYPE_CHECKING:
@@ -78,17 +79,14 @@ class _Scope:
         # while a cluster shuts down, its connections close under the client, the scheduler
         # and the nannies, and distributed logs each as an ERROR with a CommClosedError
         # traceback — after a successful run. The work is done: only a failure to close counts.
-        quiet = logging.getLogger("distributed")
-        level = quiet.level
-        if not log.isEnabledFor(logging.DEBUG):
-            quiet.setLevel(logging.CRITICAL)
+        debug = log.isEnabledFor(logging.DEBUG)
         try:
-            if self.client is not None:
-                self.client.close()
-            if self.cluster is not None:
-                self.cluster.close()
+            with quieted(*(() if debug else ("distributed",)), level=logging.CRITICAL):
+                if self.client is not None:
+                    self.client.close()
+                if self.cluster is not None:
+                    self.cluster.close()
         finally:
-            quiet.setLevel(level)
             self.client = self.cluster = None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zero2one.errors import ConversionError, DataError
+from zero2one.logs import quieted
 from zero2one.onnxrt import OnnxModel, strip_metadata
 
 if TYPE_CHECKING:
@@ -61,15 +63,11 @@ class OnnxNet:
 
 def export_graph(net: nn.Module, example: torch.Tensor, directory: Path) -> Path:
     """``net`` as ``directory/model.onnx`` (+ ``model.onnx.data``), batch axis dynamic."""
-    import logging
-    import warnings
-
     path = directory / "model.onnx"
     net = net.cpu().eval()
-    for name in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quieted("torch.onnx", "onnxscript", "torch._dynamo",
+                                                "torch.export"):
             warnings.simplefilter("ignore")
             torch.onnx.export(net, (example.cpu(),), path, dynamo=True, input_names=["images"],
                               output_names=["logits"], optimize=True, verbose=False,
@@ -137,8 +135,6 @@ def calibration_images(images: torch.Tensor, wanted: int | None, *, shape: tuple
 def quantize(source: Path, directory: Path, method: str,
              calibration: torch.Tensor | None) -> Path:
     """The INT8 graph of ``source``: ``static`` (QDQ, calibrated) or ``dynamic``."""
-    import logging
-
     import onnx
     from onnxruntime.quantization import (
         QuantFormat,
@@ -148,19 +144,20 @@ def quantize(source: Path, directory: Path, method: str,
         quantize_static,
     )
 
-    logging.getLogger("root").setLevel(logging.ERROR)  # the quantizer logs through root
     single, prepared = directory / "single.onnx", directory / "prepared.onnx"
     target = directory / "model.int8.onnx"
     onnx.save(onnx.load(str(source)), str(single))  # external data inlined: one file in
-    quant_pre_process(str(single), str(prepared), skip_symbolic_shape=True)
-    if method == "dynamic":
-        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8,
-                         per_channel=True)
-    else:
-        assert calibration is not None
-        quantize_static(str(prepared), str(target), _CalibrationReader("images", calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    with quieted(""):  # the quantizer logs through the root logger
+        quant_pre_process(str(single), str(prepared), skip_symbolic_shape=True)
+        if method == "dynamic":
+            quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8,
+                             per_channel=True)
+        else:
+            assert calibration is not None
+            quantize_static(str(prepared), str(target),
+                            _CalibrationReader("images", calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
     single.unlink()
     prepared.unlink()
     return target
