@@ -46,34 +46,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-@pytest.fixture(scope="session")
-def _template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store, created once (its migrations take seconds) and copied."""
-    import os
-
-    from zero2one import tracking
-
-    home = tmp_path_factory.mktemp("template")
-    old = os.environ.get("ZERO2ONE_HOME")
-    os.environ["ZERO2ONE_HOME"] = str(home)
-    try:
-        tracking.client().search_experiments()
-    finally:
-        if old is None:
-            os.environ.pop("ZERO2ONE_HOME", None)
-        else:
-            os.environ["ZERO2ONE_HOME"] = old
-    return home / "mlflow.db"
-
-
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_store: Path) -> Path:
-    """A fresh working directory whose ``.zero2one`` store starts empty."""
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory whose ``.zero2one`` store starts empty (a copy of the empty
+    store zero2one keeps in the session's cache, as for any new workspace)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     home = tmp_path / ".zero2one"
     home.mkdir()
-    shutil.copy(_template_store, home / "mlflow.db")
     monkeypatch.setenv("ZERO2ONE_HOME", str(home))
     return tmp_path
 

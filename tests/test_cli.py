@@ -302,6 +302,23 @@ def test_server_start_refuses_what_cannot_work(capsys: pytest.CaptureFixture[str
     assert "s3cret" not in err and "team:***@" in err
 
 
+def test_server_start_leaves_mlflows_job_runner_off_unless_asked(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """MLflow's job runner (eight processes, about 1.3 GB here) serves jobs zero2one never
+    submits: off by default, on where the user's environment says so."""
+    import subprocess
+
+    seen: list[dict[str, str]] = []
+    monkeypatch.setattr(subprocess, "run", lambda command, check, env: (
+        seen.append(env), subprocess.CompletedProcess(command, 0))[1])
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
+    assert run(["server", "start"], capsys)[0] == 0
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "true")
+    assert run(["server", "start"], capsys)[0] == 0
+    assert [env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] for env in seen] == ["false", "true"]
+
+
 def test_without_a_terminal_progress_is_plain_lines_at_a_sane_rate(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`zero2one train ... > log 2>&1`: bars draw nothing there, so a step says when it starts,

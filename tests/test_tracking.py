@@ -298,3 +298,25 @@ def test_promote_writes_the_alias_mlflow_reads(workspace: Path,
             main(["models", "promote", *args])
         err = capsys.readouterr().err
         assert done.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_a_new_workspace_store_starts_from_the_cached_empty_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's schema migrations run once per MLflow version (into the user's cache), not in
+    every new workspace; a store that exists is never replaced."""
+    import mlflow
+
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(store, "_clients", {})
+    for name in ("one", "two"):
+        monkeypatch.setenv("ZERO2ONE_HOME", str(tmp_path / name))
+        client = tracking.client()
+        client.create_experiment(f"made-in-{name}")
+        assert [e.name for e in client.search_experiments()] == [f"made-in-{name}", "Default"]
+    template = tmp_path / "cache" / "mlflow" / f"empty-store-{mlflow.__version__}.db"
+    assert template.is_file() and sorted(p.name for p in template.parent.iterdir()) == [
+        template.name]  # no temporary file left
+    before = (tmp_path / "one" / "mlflow.db").read_bytes()
+    store._seed(tmp_path / "one" / "mlflow.db")
+    assert (tmp_path / "one" / "mlflow.db").read_bytes() == before

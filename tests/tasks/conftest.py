@@ -26,3 +26,22 @@ def tuned(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         os.chdir(old)
     return work / "tuned"
+
+
+# llama.cpp's server engine (what the default, auto, serves with here) and zero2one's own
+ENGINES = [pytest.param("llama.cpp", id="llama.cpp"), pytest.param("zero2one", id="zero2one")]
+
+
+@pytest.fixture(params=ENGINES)
+def lm_client(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+              request: pytest.FixtureRequest):
+    """The tiny model served by each engine (by name: ``auto`` times them, and a loaded test
+    machine can sway that), as a TestClient."""
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
+    settings = ServeSettings(model=str(tiny_lm), engine=request.param)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as client:
+        yield client

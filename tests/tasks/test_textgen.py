@@ -135,25 +135,6 @@ def test_an_unwritable_conversion_cache_is_said(tmp_path: Path,
 
 # ---- the OpenAI-compatible server ----
 
-# llama.cpp's server engine (what the default, auto, serves with here) and zero2one's own
-ENGINES = [pytest.param("llama.cpp", id="llama.cpp"), pytest.param("zero2one", id="zero2one")]
-
-
-@pytest.fixture(params=ENGINES)
-def lm_client(tiny_lm: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
-              request: pytest.FixtureRequest):
-    """The tiny model served by each engine (by name: ``auto`` times them, and a loaded test
-    machine can sway that)."""
-    from fastapi.testclient import TestClient
-
-    from zero2one.serving import ServeSettings, create_app
-
-    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
-    settings = ServeSettings(model=str(tiny_lm), engine=request.param)  # type: ignore[call-arg]
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
 def test_openai_client_chats_streaming_and_not(lm_client) -> None:  # type: ignore[no-untyped-def]
     import openai
 
@@ -368,9 +349,9 @@ def test_batched_stop_strings_and_seeds(tiny_lm: Path) -> None:
 def test_concurrent_server_requests_are_batched(lm_client) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    # sent at once, so that they overlap on a busy machine too (the tiny model decodes
-    # thousands of tokens a second)
-    body = {"prompt": "zero2one", "max_tokens": 8, "temperature": 0}
+    # sent at once and long enough to overlap on a busy machine too (the tiny model decodes
+    # thousands of tokens a second: 8-token requests could each end before the next came)
+    body = {"prompt": "zero2one", "max_tokens": 64, "temperature": 0}
     alone = lm_client.post("/v1/completions", json=body).json()["choices"][0]["text"]
     answers: list[str] = []
     start = threading.Barrier(6)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from zero2one.cli.server import JOBS
+
 
 def ui_command(host: str, port: int) -> list[str]:
     from zero2one import tracking
@@ -33,6 +35,7 @@ def ui(
         raise UserError(f"no tracking store at {tracking.workspace()} yet; train a recipe first")
     typer.echo(f"MLflow UI for {tracking.tracking_uri()} on http://{host}:{port} (Ctrl-C stops)",
                err=True)
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", JOBS)  # see server.JOBS
     run_until_stopped(ui_command(host, port))
 
 

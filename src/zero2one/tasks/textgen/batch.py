@@ -8,12 +8,16 @@ settings, random generator, stop strings and end, and streams its text as it gro
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from zero2one.errors import UserError
+from zero2one.tasks.textgen.constrained import Matcher
 from zero2one.tasks.textgen.fast import (
     KV,
     batch_precision,
@@ -21,7 +25,16 @@ from zero2one.tasks.textgen.fast import (
     stepper_for,
     supports,
 )
-from zero2one.tasks.textgen.generate import Outcome, Sampling, StopScanner, check_fits, encode
+from zero2one.tasks.textgen.generate import (
+    Outcome,
+    Sampling,
+    StopScanner,
+    check_fits,
+    encode,
+    sampling,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +47,7 @@ class Row:
     cut: bool = False  # ended by a stop string: nothing after it is emitted
     cancelled: bool = False  # set from another thread when the caller went away
     generator: torch.Generator | None = None
+    matcher: Matcher | None = None  # where the answer is in its JSON schema, if it has one
     scanner: StopScanner = field(init=False)  # the decoded text, cut at a stop string
 
     def __post_init__(self) -> None:
@@ -170,6 +184,10 @@ class Decoder:
         for row in rows:
             if row.settings.seed is not None:
                 row.generator = torch.Generator().manual_seed(row.settings.seed)
+            if row.settings.json_schema is not None and row.matcher is None:
+                row.matcher = Matcher(self.tokenizer, row.settings.json_schema,
+                                      vocab=int(self.model.config.vocab_size),
+                                      eos=tuple(sorted(self.eos)))
         width = max(len(r.ids) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -280,12 +298,21 @@ class Decoder:
 
     def _next(self, i: int, row: Row) -> int:
         history = torch.tensor(row.ids + row.generated, dtype=torch.long)
-        token = _pick(self.logits[i], row, history)
+        logits = self.logits[i]
+        if row.matcher is not None:  # only the tokens that keep the answer valid
+            row.matcher.mask(logits)
+        token = _pick(logits, row, history)
         if token in self.eos:
             row.finish = "stop"
             return token
         row.generated.append(token)
         _advance_text(row, self.tokenizer)
+        if row.matcher is not None:
+            row.matcher.advance(token)
+            if row.matcher.error:  # not with the mask applied: said, and the row ends
+                log.error("constrained decoding stopped: %s", row.matcher.error)
+            if row.matcher.done and not row.finish:
+                row.finish = "stop"
         if not row.finish and len(row.generated) >= row.settings.max_new_tokens:
             row.finish = "length"
         return token
@@ -342,3 +369,33 @@ def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
     if outcome is not None:
         outcome.finish_reason = row.finish or "stop"
         outcome.completion_tokens = len(row.generated)
+
+
+def answer(model: Any, tokenizer: Any, prompt: str, *, chat: bool, response_format: Any = None,
+           **options: Any) -> Any:
+    """The whole answer to ``prompt``: text; or, under ``response_format`` (a JSON schema, or a
+    pydantic model class), the parsed JSON (a dict, or an instance of the model). An answer the
+    token budget cut is a :class:`UserError`, never half a document."""
+    from pydantic import BaseModel
+
+    schema: dict[str, Any] | None = None
+    parsed: type[BaseModel] | None = None
+    if isinstance(response_format, type) and issubclass(response_format, BaseModel):
+        parsed, schema = response_format, response_format.model_json_schema()
+    elif isinstance(response_format, dict):
+        schema = response_format
+    elif response_format is not None:
+        raise UserError("response_format: a JSON schema (a dict) or a pydantic model class; "
+                        f"got {type(response_format).__name__}")
+    settings = sampling(**options, json_schema=schema)
+    outcome = Outcome()
+    text = "".join(stream(model, tokenizer, prompt, settings=settings, chat=chat,
+                          outcome=outcome))
+    if schema is None:
+        return text
+    if outcome.finish_reason == "length":
+        raise UserError(f"the answer did not finish within max_new_tokens="
+                        f"{settings.max_new_tokens}; raise it")
+    if parsed is not None:
+        return parsed.model_validate_json(text)
+    return json.loads(text)

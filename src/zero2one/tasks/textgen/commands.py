@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,6 +36,9 @@ def generate(
     repetition_penalty: Annotated[float | None, typer.Option(help="[1.0]")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    json_schema: Annotated[Path | None, typer.Option(
+        "--json-schema", help="A JSON Schema file: the answer is JSON valid under it "
+        "(constrained decoding).", show_default=False)] = None,
     precision: PrecisionOption = None,
     moderation: ModerationOption = None,
     engine: Annotated[str, typer.Option(
@@ -52,7 +56,7 @@ def generate(
 
     settings = sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         top_k=top_k, repetition_penalty=repetition_penalty, stop=stop or None,
-                        seed=seed)
+                        seed=seed, json_schema=_schema(json_schema) if json_schema else None)
     moderator: Any = check_prompt(moderation, prompt)
     start = time.perf_counter()
     pieces = []
@@ -93,6 +97,18 @@ def generate(
                     "seconds": round(time.perf_counter() - start, 3)})
     else:
         sys.stdout.write("\n")
+
+
+def _schema(path: Path) -> Any:
+    """The JSON document in ``path`` (checked as a schema by :func:`.generate.sampling`)."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--json-schema {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"--json-schema {path}: not JSON ({exc})") from None
 
 
 def _guarded(moderator: Any, pieces: Iterator[str]) -> Iterator[str]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from zero2one.errors import UserError
 from zero2one.recipe import Strict, format_validation_error
+from zero2one.tasks.textgen.constrained import check_schema
 
 # OpenAI's range, for the CLI and the server alike
 TEMPERATURE_MAX = 2.0
@@ -29,6 +30,9 @@ class Sampling(Strict):
                                       "repeats.")
     stop: list[str] = Field(default_factory=list, description="Stop at any of these strings.")
     seed: int | None = Field(None, ge=0, description="Seed for sampling (reproducible output).")
+    json_schema: dict[str, Any] | None = Field(
+        None, description="Answer with JSON valid under this JSON Schema ({\"type\": "
+        "\"object\"}: any object); decoding is constrained, so it always is.")
 
     @model_validator(mode="after")
     def _check(self) -> Sampling:
@@ -37,6 +41,13 @@ class Sampling(Strict):
         if len(self.stop) > 16:
             raise ValueError("at most 16 stop strings")
         return self
+
+    @field_validator("json_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_schema(value)
+        return value
 
 
 @dataclass

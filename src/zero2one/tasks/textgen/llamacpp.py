@@ -96,10 +96,18 @@ class LlamaCppEngine(BaseAdapter):
         greedy = settings.temperature == 0
         self.llm.set_seed(settings.seed if settings.seed is not None
                           else random.randrange(2**31))
+        grammar = None
+        if getattr(settings, "json_schema", None) is not None:  # llama.cpp's grammar sampler
+            import json
+
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_json_schema(json.dumps(settings.json_schema),
+                                                    verbose=False)
         tokens = self.llm.generate(
             ids, temp=0.0 if greedy else settings.temperature,
             top_p=1.0 if greedy else settings.top_p, top_k=1 if greedy else settings.top_k or 0,
-            repeat_penalty=settings.repetition_penalty)
+            repeat_penalty=settings.repetition_penalty, grammar=grammar)
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(list(settings.stop or []))
         done, history = Outcome("length", 0), list(ids)

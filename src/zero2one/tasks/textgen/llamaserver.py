@@ -39,6 +39,7 @@ from zero2one.machine import usable_cores
 from zero2one.paths import cache_home
 from zero2one.serving.adapter import BaseAdapter
 from zero2one.tasks.textgen import checkset, train
+from zero2one.tasks.textgen.constrained import lark
 from zero2one.tasks.textgen.data import IGNORE, tokenize_chat, tokenize_text
 from zero2one.tasks.textgen.generate import Outcome, sampling
 from zero2one.tasks.textgen.gguf_export import (
@@ -278,7 +279,11 @@ class LlamaServerEngine(BaseAdapter):
                 ignore_eos: bool = False) -> dict[str, Any]:
         """llama.cpp's completion request for these ids and sampling settings."""
         greedy = settings.temperature == 0
-        return {"prompt": ids, "max_tokens": settings.max_new_tokens, "stream": True,
+        schema = getattr(settings, "json_schema", None)
+        # llguidance is built into xllamacpp's llama.cpp: the same grammar as zero2one's engine
+        constrained = {"grammar": lark(schema)} if schema is not None else {}
+        return {**constrained, "prompt": ids, "max_tokens": settings.max_new_tokens,
+                "stream": True,
                 "stream_options": {"include_usage": True}, "ignore_eos": ignore_eos,
                 "temperature": 0.0 if greedy else settings.temperature,
                 "top_p": 1.0 if greedy else settings.top_p,

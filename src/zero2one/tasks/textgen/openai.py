@@ -21,6 +21,7 @@ from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator, output_policy
 from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
+from zero2one.tasks.textgen.constrained import ANY_OBJECT
 from zero2one.tasks.textgen.generate import TEMPERATURE_MAX, Outcome, sampling
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
@@ -74,6 +75,34 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JSONSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field("response", max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None  # answers always follow the schema: constrained decoding
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: free text, any JSON object, or JSON under a schema."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    def schema_(self) -> dict[str, Any] | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return ANY_OBJECT
+        if self.json_schema is None or self.json_schema.schema_ is None:
+            raise APIError(400, "invalid_request_error", "response_format.json_schema.schema: "
+                           "required for type json_schema", param="response_format")
+        return self.json_schema.schema_
+
+
 class Common(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use
 
@@ -91,12 +120,22 @@ class Common(BaseModel):
     tools: list[Any] | None = None
     functions: list[Any] | None = None
     tool_choice: Any = None
+    response_format: ResponseFormat | None = None
 
     def sampling(self) -> Any:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
-        return sampling(max_new_tokens=self.max_completion_tokens or self.max_tokens or 256,
-                        temperature=self.temperature if self.temperature is not None else 0.7,
-                        top_p=self.top_p, stop=stop, seed=self.seed)
+        schema = self.response_format.schema_() if self.response_format else None
+        try:
+            return sampling(max_new_tokens=self.max_completion_tokens or self.max_tokens or 256,
+                            temperature=self.temperature if self.temperature is not None
+                            else 0.7, top_p=self.top_p, stop=stop, seed=self.seed,
+                            json_schema=schema)
+        except UserError as exc:
+            message, param = str(exc), None
+            if message.startswith("json_schema: "):  # the request's name for it
+                message = "response_format.json_schema.schema: " + message[13:]
+                param = "response_format"
+            raise APIError(400, "invalid_request_error", message, param=param) from None
 
 
 class ChatRequest(Common):

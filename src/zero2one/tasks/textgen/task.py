@@ -95,8 +95,9 @@ class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
     config: TextGenRecipe
     extra = "text"
     requires = ("torch", "transformers", "tokenizers", "safetensors")
+    # gguf, filelock: the served GGUF file; llguidance, jsonschema: structured outputs
     serve_requirements = ("numpy", "safetensors", "tokenizers", "transformers", "jinja2", "gguf",
-                          "filelock", "xllamacpp")  # gguf, filelock: the served GGUF file
+                          "filelock", "xllamacpp", "llguidance", "jsonschema")
     needs_torch = True
     # a same-seed retrain is identical on one machine; float kernels differ between CPUs
     reproduce_tolerance = 0.01
@@ -325,6 +326,19 @@ class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
             return complete(self.model_, self.tokenizer_, encoded,
                             max_new_tokens=max_new_tokens, batch_size=batch_size,
                             on_step=step.advance)
+
+    def generate(self, prompt: str, *, chat: bool | None = None, response_format: Any = None,
+                 **sampling: Any) -> Any:
+        """One answer to ``prompt`` (``sampling``: :class:`.generate.Sampling`'s settings, as
+        ``zero2one generate`` takes them). ``response_format``: a JSON schema (a dict) or a
+        pydantic model class; the answer is constrained to it and returned parsed (a dict, or
+        an instance of the model)."""
+        from zero2one.tasks.textgen.batch import answer
+
+        if chat is None:
+            chat = self.kind_ == "chat" and bool(getattr(self.tokenizer_, "chat_template", None))
+        return answer(self.model_, self.tokenizer_, prompt, chat=chat,
+                      response_format=response_format, **sampling)
 
     def predict_file(self, path: Path, *, reporter: Reporter | None = None,
                      **options: Any) -> Any:

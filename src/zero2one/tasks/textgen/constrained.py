@@ -1,0 +1,120 @@
+"""Constrained decoding: answers that are valid JSON under a JSON Schema (OpenAI's
+``response_format``), whatever the model would have written.
+
+The schema is compiled by llguidance (the structured-generation engine of Microsoft's
+Guidance, which llama.cpp and vLLM also use): a token-level grammar whose matcher says, before
+each step, which tokens keep the answer a prefix of some valid document. zero2one's engine
+sets every other token's logit to minus infinity before sampling, per row of the continuous
+batch, so constrained and free requests decode together; llama.cpp's engine gets the schema as
+its own ``json_schema`` (its grammar sampler). The model's end token is allowed only once the
+document is complete; a document the token budget cuts ends with ``finish_reason: "length"``.
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    check_schema(schema)                # a one-line ValueError for what cannot be used
+    matcher = Matcher(tokenizer, schema, vocab=49152)
+    matcher.mask(logits)                # before picking a token
+    matcher.advance(token)              # after; matcher.done once the document is complete
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import weakref
+from typing import Any
+
+# compact, as json.dumps writes it: no free whitespace, which a small model fills with newlines
+JSON_OPTIONS: Any = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+ANY_OBJECT: dict[str, Any] = {"type": "object"}  # response_format {"type": "json_object"}
+
+_tokenizers: weakref.WeakKeyDictionary[Any, dict[tuple[int, tuple[int, ...]], Any]] = (
+    weakref.WeakKeyDictionary())
+
+
+def check_schema(schema: Any) -> None:
+    """``schema`` is a JSON Schema (draft 2020-12 and earlier, by its ``$schema``) that the
+    grammar compiler can use; else ValueError naming what is wrong."""
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        raise ValueError(f"a JSON schema is an object; got {type(schema).__name__}")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        raise ValueError(f"not a valid JSON Schema{f' at {where}' if where else ''}: "
+                         f"{exc.message}") from None
+    error = _validate(_canonical(schema))
+    if error:
+        raise ValueError(f"this schema cannot be enforced: {error}")
+
+
+def _canonical(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=256)
+def _grammar(canonical: str) -> str:
+    """The grammar of a schema, compiled once per schema (per process)."""
+    from llguidance import LLMatcher
+
+    return str(LLMatcher.grammar_from_json_schema(canonical, defaults=JSON_OPTIONS))
+
+
+@functools.lru_cache(maxsize=256)
+def _validate(canonical: str) -> str:
+    from llguidance import LLMatcher
+
+    return str(LLMatcher.validate_grammar(_grammar(canonical)))
+
+
+def lark(schema: dict[str, Any]) -> str:
+    """The schema as an llguidance grammar with zero2one's JSON options, for a llama.cpp built
+    with llguidance (xllamacpp's is): both engines then write the same compact JSON."""
+    return "%llguidance {}\nstart: %json " + json.dumps({**schema, "x-guidance": JSON_OPTIONS})
+
+
+def _tokenizer(tokenizer: Any, vocab: int, eos: tuple[int, ...]) -> Any:
+    """llguidance's view of a transformers tokenizer (built once per tokenizer: ~1 s for a
+    49k-token vocabulary)."""
+    import llguidance.hf
+
+    made = _tokenizers.setdefault(tokenizer, {})
+    key = (vocab, eos)
+    if key not in made:
+        made[key] = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab,
+                                                 eos_token=list(eos) or None)
+    return made[key]
+
+
+class Matcher:
+    """One answer's place in its schema's grammar."""
+
+    def __init__(self, tokenizer: Any, schema: dict[str, Any], *, vocab: int,
+                 eos: tuple[int, ...] = ()) -> None:
+        import llguidance
+        import llguidance.torch
+
+        self._torch = llguidance.torch
+        self.matcher = llguidance.LLMatcher(_tokenizer(tokenizer, vocab, eos),
+                                            _grammar(_canonical(schema)))
+        if self.matcher.is_error():
+            raise ValueError(f"this schema cannot be enforced: {self.matcher.get_error()}")
+        self.bitmask = self._torch.allocate_token_bitmask(1, vocab)
+
+    def mask(self, logits: Any) -> None:
+        """``logits`` (V,) with the tokens that would break the document at minus infinity."""
+        self._torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        self._torch.apply_token_bitmask_inplace(logits, self.bitmask[0])
+
+    def advance(self, token: int) -> None:
+        self.matcher.consume_token(token)
+
+    @property
+    def done(self) -> bool:
+        """The document is complete: nothing may follow it but the end."""
+        return bool(self.matcher.is_stopped())
+
+    @property
+    def error(self) -> str:
+        return str(self.matcher.get_error()) if self.matcher.is_error() else ""
