@@ -174,11 +174,10 @@ def test_openai_client_chats_streaming_and_not(lm_client) -> None:  # type: igno
          "'image_url' parts are not supported: this model reads text only"),
         ({"messages": [{"role": "user", "content": [{"type": "text"}]}]},
          "a text part needs a string 'text'"),
-        ({"messages": [{"role": "user", "content": "hi"}],
-          "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-         "tools and function calling are not supported"),
         ({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"},
-         "tools and function calling are not supported"),
+         "tool_choice 'required' needs tools"),
+        ({"messages": [{"role": "user", "content": "hi"}], "functions": [{"name": "f"}]},
+         "functions is the deprecated form of tools"),
     ],
 )
 def test_openai_bad_requests_are_400(lm_client, body: dict, message: str  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from zero2one.errors import UserError
-from zero2one.tasks.textgen.constrained import Matcher
+from zero2one.tasks.textgen.constrained import Matcher, grammar_of
 from zero2one.tasks.textgen.fast import (
     KV,
     batch_precision,
@@ -184,8 +184,8 @@ class Decoder:
         for row in rows:
             if row.settings.seed is not None:
                 row.generator = torch.Generator().manual_seed(row.settings.seed)
-            if row.settings.json_schema is not None and row.matcher is None:
-                row.matcher = Matcher(self.tokenizer, row.settings.json_schema,
+            if row.matcher is None and (grammar := grammar_of(row.settings)) is not None:
+                row.matcher = Matcher(self.tokenizer, grammar,
                                       vocab=int(self.model.config.vocab_size),
                                       eos=tuple(sorted(self.eos)))
         width = max(len(r.ids) for r in rows)
@@ -381,7 +381,7 @@ def answer(model: Any, tokenizer: Any, prompt: str, *, chat: bool, response_form
     schema: dict[str, Any] | None = None
     parsed: type[BaseModel] | None = None
     if isinstance(response_format, type) and issubclass(response_format, BaseModel):
-        parsed, schema = response_format, response_format.model_json_schema()
+        parsed, schema = response_format, closed(response_format.model_json_schema())
     elif isinstance(response_format, dict):
         schema = response_format
     elif response_format is not None:
@@ -399,3 +399,16 @@ def answer(model: Any, tokenizer: Any, prompt: str, *, chat: bool, response_form
     if parsed is not None:
         return parsed.model_validate_json(text)
     return json.loads(text)
+
+
+def closed(schema: Any) -> Any:
+    """A pydantic model's JSON schema with every object closed to the fields it declares (as
+    OpenAI's client makes it): keys the model would ignore are not generated."""
+    if isinstance(schema, list):
+        return [closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    made = {key: closed(value) for key, value in schema.items()}
+    if made.get("type") == "object" and "properties" in made:
+        made.setdefault("additionalProperties", False)
+    return made

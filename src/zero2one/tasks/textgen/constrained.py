@@ -71,7 +71,31 @@ def _validate(canonical: str) -> str:
 def lark(schema: dict[str, Any]) -> str:
     """The schema as an llguidance grammar with zero2one's JSON options, for a llama.cpp built
     with llguidance (xllamacpp's is): both engines then write the same compact JSON."""
-    return "%llguidance {}\nstart: %json " + json.dumps({**schema, "x-guidance": JSON_OPTIONS})
+    return "%llguidance {}\nstart: %json " + json_rule(schema)
+
+
+def json_rule(schema: dict[str, Any]) -> str:
+    """``schema`` as the body of an llguidance ``%json`` rule, with zero2one's JSON options."""
+    return json.dumps({**schema, "x-guidance": JSON_OPTIONS})
+
+
+def grammar_of(settings: Any) -> str | None:
+    """The llguidance grammar a request's answer follows: its JSON schema's, or the grammar
+    it carries (tool calls), or None (free text)."""
+    if getattr(settings, "grammar", None) is not None:
+        return str(settings.grammar)
+    if getattr(settings, "json_schema", None) is not None:
+        return lark(settings.json_schema)
+    return None
+
+
+def check_grammar(grammar: str) -> None:
+    """ValueError naming what an llguidance grammar gets wrong."""
+    from llguidance import LLMatcher
+
+    error = LLMatcher.validate_grammar(grammar)
+    if error:
+        raise ValueError(f"this grammar cannot be enforced: {error}")
 
 
 def _tokenizer(tokenizer: Any, vocab: int, eos: tuple[int, ...]) -> Any:
@@ -90,16 +114,17 @@ def _tokenizer(tokenizer: Any, vocab: int, eos: tuple[int, ...]) -> Any:
 class Matcher:
     """One answer's place in its schema's grammar."""
 
-    def __init__(self, tokenizer: Any, schema: dict[str, Any], *, vocab: int,
+    def __init__(self, tokenizer: Any, schema: dict[str, Any] | str, *, vocab: int,
                  eos: tuple[int, ...] = ()) -> None:
+        """``schema``: a JSON schema, or an llguidance grammar's text."""
         import llguidance
         import llguidance.torch
 
         self._torch = llguidance.torch
-        self.matcher = llguidance.LLMatcher(_tokenizer(tokenizer, vocab, eos),
-                                            _grammar(_canonical(schema)))
+        grammar = schema if isinstance(schema, str) else _grammar(_canonical(schema))
+        self.matcher = llguidance.LLMatcher(_tokenizer(tokenizer, vocab, eos), grammar)
         if self.matcher.is_error():
-            raise ValueError(f"this schema cannot be enforced: {self.matcher.get_error()}")
+            raise ValueError(f"this grammar cannot be enforced: {self.matcher.get_error()}")
         self.bitmask = self._torch.allocate_token_bitmask(1, vocab)
 
     def mask(self, logits: Any) -> None:

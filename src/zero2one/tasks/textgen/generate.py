@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from zero2one.errors import UserError
 from zero2one.recipe import Strict, format_validation_error
-from zero2one.tasks.textgen.constrained import check_schema
+from zero2one.tasks.textgen.constrained import check_grammar, check_schema
 
 # OpenAI's range, for the CLI and the server alike
 TEMPERATURE_MAX = 2.0
@@ -40,13 +40,25 @@ class Sampling(Strict):
             raise ValueError("stop strings must not be empty")
         if len(self.stop) > 16:
             raise ValueError("at most 16 stop strings")
+        if self.json_schema is not None and self.grammar is not None:
+            raise ValueError("a JSON schema or a grammar, not both")
         return self
+
+    # an llguidance (Lark) grammar the answer follows: set by the server for tool calls
+    grammar: str | None = Field(None, description="An llguidance grammar for the answer.")
 
     @field_validator("json_schema")
     @classmethod
     def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
             check_schema(value)
+        return value
+
+    @field_validator("grammar")
+    @classmethod
+    def _grammar(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_grammar(value)
         return value
 
 

@@ -39,7 +39,7 @@ from zero2one.machine import usable_cores
 from zero2one.paths import cache_home
 from zero2one.serving.adapter import BaseAdapter
 from zero2one.tasks.textgen import checkset, train
-from zero2one.tasks.textgen.constrained import lark
+from zero2one.tasks.textgen.constrained import grammar_of
 from zero2one.tasks.textgen.data import IGNORE, tokenize_chat, tokenize_text
 from zero2one.tasks.textgen.generate import Outcome, sampling
 from zero2one.tasks.textgen.gguf_export import (
@@ -279,9 +279,9 @@ class LlamaServerEngine(BaseAdapter):
                 ignore_eos: bool = False) -> dict[str, Any]:
         """llama.cpp's completion request for these ids and sampling settings."""
         greedy = settings.temperature == 0
-        schema = getattr(settings, "json_schema", None)
+        grammar = grammar_of(settings)
         # llguidance is built into xllamacpp's llama.cpp: the same grammar as zero2one's engine
-        constrained = {"grammar": lark(schema)} if schema is not None else {}
+        constrained = {"grammar": grammar} if grammar is not None else {}
         return {**constrained, "prompt": ids, "max_tokens": settings.max_new_tokens,
                 "stream": True,
                 "stream_options": {"include_usage": True}, "ignore_eos": ignore_eos,

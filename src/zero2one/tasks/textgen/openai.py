@@ -21,8 +21,10 @@ from zero2one.serving.feedback import remember
 from zero2one.serving.moderation import check_input, moderator, output_policy
 from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
+from zero2one.tasks.textgen import tools
 from zero2one.tasks.textgen.constrained import ANY_OBJECT
 from zero2one.tasks.textgen.generate import TEMPERATURE_MAX, Outcome, sampling
+from zero2one.tasks.textgen.tools import Tool
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
 # a completion is JSON, or with "stream": true server-sent events
@@ -44,10 +46,12 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # the call a tool message answers
 
-    def as_chat(self, index: int) -> dict[str, str]:
+    def as_chat(self, index: int) -> dict[str, Any]:
         content = self.content
         if isinstance(content, list):
             texts = []
@@ -64,11 +68,12 @@ class Message(BaseModel):
                                    f"messages.{index}.content.{number}: a text part needs a "
                                    "string 'text'") from None
             content = "".join(texts)
-        if content is None:
+        if content is None and not (self.role == "assistant" and self.tool_calls):
             raise APIError(400, "invalid_request_error",
                            f"messages.{index}.content: required")
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content}
+        return {"role": role, "content": content or "", "tool_calls": self.tool_calls,
+                "tool_call_id": self.tool_call_id}
 
 
 class StreamOptions(BaseModel):
@@ -116,20 +121,20 @@ class Common(BaseModel):
     n: int = Field(1, ge=1, le=1, description="Only one choice per request.")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    # function calling: refused with a clear 400 (the served models are not tool-tuned)
-    tools: list[Any] | None = None
-    functions: list[Any] | None = None
+    tools: list[Tool] | None = None  # chat completions: tools.py
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    functions: list[Any] | None = None  # the deprecated form of tools: refused
     response_format: ResponseFormat | None = None
 
-    def sampling(self) -> Any:
+    def sampling(self, grammar: str | None = None) -> Any:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         schema = self.response_format.schema_() if self.response_format else None
         try:
             return sampling(max_new_tokens=self.max_completion_tokens or self.max_tokens or 256,
                             temperature=self.temperature if self.temperature is not None
                             else 0.7, top_p=self.top_p, stop=stop, seed=self.seed,
-                            json_schema=schema)
+                            json_schema=schema, grammar=grammar)
         except UserError as exc:
             message, param = str(exc), None
             if message.startswith("json_schema: "):  # the request's name for it
@@ -149,9 +154,12 @@ class CompletionRequest(Common):
 async def _parse(request: Request, model: type[Common]) -> Any:
     body = await read_body(request, model, status=400, kind="invalid_request_error",
                            malformed="invalid_request_error")
-    if body.tools or body.functions or body.tool_choice not in (None, "none"):
-        raise APIError(400, "invalid_request_error", "tools and function calling are not "
-                       "supported by this model; send plain messages")
+    if body.functions:
+        raise APIError(400, "invalid_request_error", "functions is the deprecated form of "
+                       "tools; send tools", param="functions")
+    if model is CompletionRequest and (body.tools or body.tool_choice not in (None, "none")):
+        raise APIError(400, "invalid_request_error", "tools are for /v1/chat/completions",
+                       param="tools")
     return body
 
 
@@ -172,14 +180,35 @@ async def _generate(engine: Any, prompt: str,
 
 
 async def _run(request: Request, body: Any, prompt: str, chat: bool,
-               asked: dict[str, Any]) -> Response:
+               asked: dict[str, Any], plan: tools.Plan | None = None) -> Response:
     engine = _engine(request)
-    settings = body.sampling()
+    settings = body.sampling(tools.grammar(plan) if plan else None)
     first, pieces, outcome = await _generate(engine, prompt, settings)
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     prompt_tokens = engine.count(prompt)
     policy = output_policy(request)
+    if plan is not None and plan.calls:  # calls or text, known once the answer is whole
+        text = (first or "") + "".join([p async for p in pieces])
+        found = tools.calls(text)
+        # a budget that cut a later call is said: "length", as for a cut text
+        finish = ("tool_calls" if outcome.finish_reason != "length" else "length") if found \
+            else outcome.finish_reason
+        if not found and policy != "off":  # a text answer is moderated as any other
+            text, filtered, outcome = await _moderated(request, engine, prompt, settings, text,
+                                                       policy, outcome)
+            finish = "content_filter" if filtered else outcome.finish_reason
+        await remember(request, ident, route=request.url.path, body=asked, output=text)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": outcome.completion_tokens,
+                 "total_tokens": prompt_tokens + outcome.completion_tokens}
+        message = ({"role": "assistant", "content": None, "tool_calls": found} if found
+                   else {"role": "assistant", "content": text})
+        if body.stream:
+            return StreamingResponse(_sse_whole(engine, body, ident, created, message, finish,
+                                                usage), media_type="text/event-stream")
+        return JSON({"id": ident, "object": "chat.completion", "created": created,
+                     "model": engine.name, "usage": usage,
+                     "choices": [{"index": 0, "finish_reason": finish, "message": message}]})
     if body.stream:
         if policy != "off":
             pieces = _guarded(moderator(request), first, pieces, redact=policy == "redact")
@@ -294,16 +323,45 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
     yield b"data: [DONE]\n\n"
 
 
+async def _sse_whole(engine: Any, body: Any, ident: str, created: int, message: dict[str, Any],
+                     finish: str, usage: dict[str, int]) -> AsyncIterator[bytes]:
+    """A whole answer as OpenAI streams one: the role, then the text or each tool call (its id,
+    name and arguments in one delta per call), the finish reason, and usage if asked."""
+
+    def event(delta: dict[str, Any], reason: str | None = None) -> bytes:
+        chunk = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                 "model": engine.name,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    yield event({"role": "assistant", "content": None if message.get("tool_calls") else ""})
+    for index, call in enumerate(message.get("tool_calls") or []):
+        yield event({"tool_calls": [{"index": index, **call}]})
+    if message.get("content"):
+        yield event({"content": message["content"]})
+    yield event({}, finish)
+    if body.stream_options and body.stream_options.include_usage:
+        chunk = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                 "model": engine.name, "choices": [], "usage": usage}
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
 @router.post("/v1/chat/completions", summary="OpenAI-compatible chat completion",
              openapi_extra=json_body(ChatRequest), responses=RESPONSES)
 async def chat_completions(request: Request) -> Response:
     body = await _parse(request, ChatRequest)
     engine = _engine(request)
-    messages = [m.as_chat(i) for i, m in enumerate(body.messages)]
+    try:
+        plan = tools.plan(body.tools, body.tool_choice, body.parallel_tool_calls)
+        messages = tools.messages([m.as_chat(i) for i, m in enumerate(body.messages)], plan)
+    except tools.ToolError as exc:
+        raise APIError(400, "invalid_request_error", str(exc), param=exc.param) from None
     check_input(request, [m["content"] for m in messages if m["role"] != "assistant"],
                 param="messages")
     prompt = engine.chat_prompt(messages)
-    return await _run(request, body, prompt, chat=True, asked={"messages": messages})
+    return await _run(request, body, prompt, chat=True, asked={"messages": messages},
+                      plan=plan)
 
 
 @router.post("/v1/completions", summary="OpenAI-compatible text completion",
