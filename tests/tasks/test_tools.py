@@ -134,3 +134,15 @@ def test_bad_tool_requests_are_400(lm_client: Any, body: dict[str, Any], message
     assert message in error["message"] and error["type"] == "invalid_request_error"
     assert lm_client.post("/v1/completions", json={"prompt": "hi", "tools": TOOLS}
                           ).status_code == 400
+
+
+def test_a_served_gguf_is_cached_per_configuration_too(tiny_lm: Path, long_lm: Path) -> None:
+    """The same weights with another window are another GGUF file (its context length is in
+    the file): the cache key covers the configuration, not the weights alone."""
+    from zero2one.api import load
+    from zero2one.tasks.textgen.llamaserver import _content_key
+
+    assert _content_key(load(str(tiny_lm))) != _content_key(load(str(long_lm)))
+    copy = long_lm.parent / "long-lm-copy"
+    shutil.copytree(long_lm, copy, dirs_exist_ok=True)
+    assert _content_key(load(str(copy))) == _content_key(load(str(long_lm)))  # not the path

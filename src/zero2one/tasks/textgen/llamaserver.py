@@ -105,10 +105,14 @@ def served_gguf(task: Any) -> tuple[Path, dict[str, Any]]:
 
 
 def _content_key(task: Any) -> str:
-    """sha256 of what the file is made of: the weights, the tokenizer, the format."""
+    """sha256 of what the file is made of: the weights, the model's configuration (the file's
+    context length, rope and norm settings come from it), the tokenizer, the format."""
     import torch
 
     digest = hashlib.sha256(f"{CACHE_FORMAT}".encode())
+    config = task.model_.config.to_dict()
+    config.pop("_name_or_path", None)  # where it was read from: not what it is
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     seen: set[int] = set()
     for name, tensor in task.model_.state_dict().items():
         if tensor.data_ptr() in seen:
