@@ -5,13 +5,13 @@ The schema is compiled by llguidance (the structured-generation engine of Micros
 Guidance, which llama.cpp and vLLM also use): a token-level grammar whose matcher says, before
 each step, which tokens keep the answer a prefix of some valid document. zero2one's engine
 sets every other token's logit to minus infinity before sampling, per row of the continuous
-batch, so constrained and free requests decode together; llama.cpp's engine gets the schema as
-its own ``json_schema`` (its grammar sampler). The model's end token is allowed only once the
-document is complete; a document the token budget cuts ends with ``finish_reason: "length"``.
+batch, so constrained and free requests decode together; llama.cpp's server engine gets the
+same grammar (its llama.cpp is built with llguidance). The model's end token is allowed only once
+the document is complete; a document the token budget cuts ends with ``finish_reason: "length"``.
 
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     check_schema(schema)                # a one-line ValueError for what cannot be used
-    matcher = Matcher(tokenizer, schema, vocab=49152)
+    matcher = Matcher(tokenizer, lark(schema), vocab=49152)
     matcher.mask(logits)                # before picking a token
     matcher.advance(token)              # after; matcher.done once the document is complete
 """
@@ -44,28 +44,28 @@ def check_schema(schema: Any) -> None:
         where = "/".join(str(p) for p in exc.absolute_path)
         raise ValueError(f"not a valid JSON Schema{f' at {where}' if where else ''}: "
                          f"{exc.message}") from None
-    error = _validate(_canonical(schema))
+    error = _schema_problem(json.dumps(schema, sort_keys=True))
     if error:
         raise ValueError(f"this schema cannot be enforced: {error}")
 
 
-def _canonical(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+@functools.lru_cache(maxsize=256)
+def _schema_problem(schema: str) -> str:
+    """What llguidance finds wrong with a schema ("" for nothing), once per schema: checked in
+    its JSON-schema form, whose messages name the problem in one line (a ``%json`` rule's
+    quote the whole grammar)."""
+    from llguidance import LLMatcher
+
+    grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+    return str(LLMatcher.validate_grammar(grammar))
 
 
 @functools.lru_cache(maxsize=256)
-def _grammar(canonical: str) -> str:
-    """The grammar of a schema, compiled once per schema (per process)."""
+def _problem(grammar: str) -> str:
+    """What llguidance finds wrong with a grammar ("" for nothing), once per grammar."""
     from llguidance import LLMatcher
 
-    return str(LLMatcher.grammar_from_json_schema(canonical, defaults=JSON_OPTIONS))
-
-
-@functools.lru_cache(maxsize=256)
-def _validate(canonical: str) -> str:
-    from llguidance import LLMatcher
-
-    return str(LLMatcher.validate_grammar(_grammar(canonical)))
+    return str(LLMatcher.validate_grammar(grammar))
 
 
 def lark(schema: dict[str, Any]) -> str:
@@ -91,9 +91,7 @@ def grammar_of(settings: Any) -> str | None:
 
 def check_grammar(grammar: str) -> None:
     """ValueError naming what an llguidance grammar gets wrong."""
-    from llguidance import LLMatcher
-
-    error = LLMatcher.validate_grammar(grammar)
+    error = _problem(grammar)
     if error:
         raise ValueError(f"this grammar cannot be enforced: {error}")
 
@@ -112,16 +110,14 @@ def _tokenizer(tokenizer: Any, vocab: int, eos: tuple[int, ...]) -> Any:
 
 
 class Matcher:
-    """One answer's place in its schema's grammar."""
+    """One answer's place in its grammar (:func:`grammar_of`)."""
 
-    def __init__(self, tokenizer: Any, schema: dict[str, Any] | str, *, vocab: int,
+    def __init__(self, tokenizer: Any, grammar: str, *, vocab: int,
                  eos: tuple[int, ...] = ()) -> None:
-        """``schema``: a JSON schema, or an llguidance grammar's text."""
         import llguidance
         import llguidance.torch
 
         self._torch = llguidance.torch
-        grammar = schema if isinstance(schema, str) else _grammar(_canonical(schema))
         self.matcher = llguidance.LLMatcher(_tokenizer(tokenizer, vocab, eos), grammar)
         if self.matcher.is_error():
             raise ValueError(f"this grammar cannot be enforced: {self.matcher.get_error()}")

@@ -33,6 +33,8 @@ class Sampling(Strict):
     json_schema: dict[str, Any] | None = Field(
         None, description="Answer with JSON valid under this JSON Schema ({\"type\": "
         "\"object\"}: any object); decoding is constrained, so it always is.")
+    # an llguidance (Lark) grammar the answer follows: set by the server for tool calls
+    grammar: str | None = Field(None, description="An llguidance grammar for the answer.")
 
     @model_validator(mode="after")
     def _check(self) -> Sampling:
@@ -43,9 +45,6 @@ class Sampling(Strict):
         if self.json_schema is not None and self.grammar is not None:
             raise ValueError("a JSON schema or a grammar, not both")
         return self
-
-    # an llguidance (Lark) grammar the answer follows: set by the server for tool calls
-    grammar: str | None = Field(None, description="An llguidance grammar for the answer.")
 
     @field_validator("json_schema")
     @classmethod

@@ -96,8 +96,12 @@ class LlamaCppEngine(BaseAdapter):
         greedy = settings.temperature == 0
         self.llm.set_seed(settings.seed if settings.seed is not None
                           else random.randrange(2**31))
+        if settings.grammar is not None:  # llguidance's: not in this binding's llama.cpp
+            raise UserError("tool calls need llama.cpp's server engine (xllamacpp) or "
+                            "zero2one's (--engine zero2one); this compiled binding constrains "
+                            "JSON schemas only")
         grammar = None
-        if getattr(settings, "json_schema", None) is not None:  # llama.cpp's grammar sampler
+        if settings.json_schema is not None:  # llama.cpp's grammar sampler
             import json
 
             from llama_cpp import LlamaGrammar
