@@ -93,6 +93,20 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def long_lm(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with a 2,048-token window (rotary positions: the same weights): its
+    300-token vocabulary spells tools' descriptions out in about 600 tokens."""
+    import json
+
+    out = tmp_path_factory.mktemp("long-lm")
+    for path in tiny_lm.iterdir():
+        shutil.copy2(path, out / path.name)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
+    return out
+
+
 WORDS = ("a", "an", "the", "handwritten", "digit", "number", "zero", "one", "two", "three",
          "four", "five", "six", "seven", "eight", "nine", "red", "green", "blue", "yellow",
          "circle", "square", "triangle", "star", "cat", "dog", "on", "of", "and")

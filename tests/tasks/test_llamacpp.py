@@ -347,3 +347,39 @@ def test_llama_cpp_never_cuts_a_character_and_counts_exactly(capsys: pytest.Capt
     result = json.loads(capsys.readouterr().out)
     assert "\ufffd" not in result["text"] and result["tokens"] == 5
     assert result["finish_reason"] == "length"
+
+
+@llamacpp
+@needs
+def test_the_binding_constrains_json_schemas_and_tool_calls() -> None:
+    """The binding's llama.cpp has no llguidance (and its own JSON-schema grammars let strings
+    hold raw new lines): llguidance's masks run as its logits processor, so answers parse and
+    validate, and tool calls work as on the other engines."""
+    import jsonschema
+
+    schema = {"type": "object", "additionalProperties": False, "required": ["city", "country"],
+              "properties": {"city": {"type": "string", "maxLength": 30},
+                             "country": {"type": "string", "maxLength": 30}}}
+    question = [{"role": "user", "content": "Name a capital city and its country."}]
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {
+        "type": "object", "required": ["a", "b"], "additionalProperties": False,
+        "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}}]
+    with TestClient(app(BUILTIN, engine="llama.cpp", feedback=None)) as client:
+        for seed in range(3):
+            answer = client.post("/v1/chat/completions", json={
+                "messages": question, "max_tokens": 60, "temperature": 0.7, "seed": seed,
+                "response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "city", "schema": schema}}})
+            assert answer.status_code == 200, answer.text
+            jsonschema.validate(json.loads(answer.json()["choices"][0]["message"]["content"]),
+                                schema)
+        called = client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "What is 2 + 3?"}], "tools": tools,
+            "tool_choice": "required", "parallel_tool_calls": False, "max_tokens": 60,
+            "temperature": 0})
+        assert called.status_code == 200, called.text
+        choice = called.json()["choices"][0]
+        (call,) = choice["message"]["tool_calls"]
+        assert choice["finish_reason"] == "tool_calls" and call["function"]["name"] == "add"
+        jsonschema.validate(json.loads(call["function"]["arguments"]),
+                            tools[0]["function"]["parameters"])

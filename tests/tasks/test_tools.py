@@ -27,18 +27,6 @@ TOOLS = [{"type": "function", "function": {"name": "add", "description": "a + b"
 SCHEMAS = {"add": ADD, "search": SEARCH}
 
 
-@pytest.fixture(scope="module")
-def long_lm(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama with a 2,048-token window (rotary positions: the same weights): its
-    300-token vocabulary spells the tools' descriptions out in about 600 tokens."""
-    out = tmp_path_factory.mktemp("long-lm")
-    for path in tiny_lm.iterdir():
-        shutil.copy2(path, out / path.name)
-    config = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
-    return out
-
-
 @pytest.fixture(params=ENGINES)
 def lm_client(long_lm: Path, monkeypatch: pytest.MonkeyPatch,
               request: pytest.FixtureRequest) -> Iterator[Any]:
@@ -82,6 +70,7 @@ def test_a_tool_round_trip(lm_client: Any) -> None:
     final = client.chat.completions.create(model="m", messages=answered, tools=TOOLS,
                                            tool_choice="none", max_tokens=8, temperature=0)
     assert final.choices[0].message.content and not final.choices[0].message.tool_calls
+    assert "<tool_call>" not in final.choices[0].message.content  # no call written as text
     assert final.choices[0].finish_reason in ("stop", "length")
 
 
@@ -110,7 +99,28 @@ def test_auto_answers_text_or_valid_calls(lm_client: Any) -> None:
         if message.tool_calls:
             assert all(valid(call) is not None for call in message.tool_calls)
         else:
-            assert message.content and not message.content.startswith("<")
+            assert message.content and "<tool_call>" not in message.content
+
+
+def test_text_never_writes_a_call_or_a_result_tag(long_lm: Path) -> None:
+    """Under "auto" and "none", text is free but for the tags: a model that saw calls and
+    results earlier in the conversation would write them as text (SmolLM2 did)."""
+    from transformers import AutoTokenizer
+
+    from zero2one.tasks.textgen import tools
+    from zero2one.tasks.textgen.constrained import Matcher
+
+    tokenizer = AutoTokenizer.from_pretrained(long_lm)
+    declared = [tools.Tool.model_validate(t) for t in TOOLS]
+    for mode in ("none", "auto"):
+        grammar = tools.grammar(tools.plan(declared, mode, None))
+        assert grammar is not None
+        for text, allowed in [("plain <b> text", True), ("so <tool_call>{}", False),
+                              ("<tool_response>5", False), ("ok</tool_response>", True)]:
+            matcher = Matcher(tokenizer, grammar, vocab=len(tokenizer))
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            assert all(matcher.matcher.consume_token(i) for i in ids) == allowed, (mode, text)
+    assert tools.grammar(tools.plan([], "none", None)) is None  # no tools: free text
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -146,3 +156,140 @@ def test_a_served_gguf_is_cached_per_configuration_too(tiny_lm: Path, long_lm: P
     copy = long_lm.parent / "long-lm-copy"
     shutil.copytree(long_lm, copy, dirs_exist_ok=True)
     assert _content_key(load(str(copy))) == _content_key(load(str(long_lm)))  # not the path
+
+
+# a Qwen 2.5-style template (shortened): the tools, earlier calls and results in its own format
+HERMES = """{%- if tools %}<|im_start|>system
+{{ messages[0].content if messages[0].role == 'system' else 'You help.' }}
+
+# Tools
+
+<tools>
+{%- for tool in tools %}
+{{ tool | tojson }}
+{%- endfor %}
+</tools><|im_end|>
+{% elif messages[0].role == 'system' %}<|im_start|>system
+{{ messages[0].content }}<|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}\
+<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% elif message.role == 'assistant' %}<|im_start|>assistant
+{%- for call in message.tool_calls %}
+<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>
+{%- endfor %}<|im_end|>
+{% elif message.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+HISTORY = [{"role": "user", "content": "What is 2 + 3?"},
+           {"role": "assistant", "content": None, "tool_calls": [
+               {"id": "call_1", "type": "function",
+                "function": {"name": "add", "arguments": "{\"a\": 2, \"b\": 3}"}}]},
+           {"role": "tool", "tool_call_id": "call_1", "content": "5"}]
+
+
+@pytest.fixture(scope="module")
+def hermes_lm(long_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("hermes-lm")
+    for path in long_lm.iterdir():
+        shutil.copy2(path, out / path.name)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": HERMES}))
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+    return out
+
+
+def test_a_template_with_a_tool_format_renders_the_tools_itself(hermes_lm: Path,
+                                                                long_lm: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from zero2one.tasks.textgen import tools
+
+    plan = tools.plan([tools.Tool.model_validate(t) for t in TOOLS], "auto", None)
+    tokenizer = AutoTokenizer.from_pretrained(hermes_lm)
+    made, described = tools.messages(HISTORY, plan, tokenizer.chat_template)
+    prompt = tokenizer.apply_chat_template(made, tools=described, add_generation_prompt=True,
+                                           tokenize=False)
+    listed = prompt.split("<tools>")[1].split("</tools>")[0]
+    assert '"name": "add"' in listed and '"name": "search"' in listed
+    assert '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>' in prompt
+    assert "<tool_response>\n5\n</tool_response>" in prompt
+    assert "You can call functions" not in prompt
+    # a template without a tool format: zero2one's default description, plain turns
+    plain = AutoTokenizer.from_pretrained(long_lm).chat_template
+    made, described = tools.messages(HISTORY, plan, plain)
+    assert described is None and made[0]["role"] == "system"
+    assert "You can call functions" in made[0]["content"]
+    assert made[-1] == {"role": "user", "content": "<tool_response>\n5\n</tool_response>"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_round_trip_through_the_models_own_tool_format(
+        hermes_lm: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
+    settings = ServeSettings(model=str(hermes_lm), engine=engine)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as http:
+        client = client_of(http)
+        reply = client.chat.completions.create(
+            model="m", messages=HISTORY[:1], tools=TOOLS, tool_choice="required",
+            parallel_tool_calls=False, max_tokens=200, temperature=0.7, seed=0)
+        (call,) = reply.choices[0].message.tool_calls
+        valid(call)
+        final = client.chat.completions.create(
+            model="m", messages=HISTORY, tools=TOOLS, max_tokens=8, temperature=0,
+            tool_choice="none")
+        assert not final.choices[0].message.tool_calls and final.usage.completion_tokens > 0
+        assert final.choices[0].finish_reason in ("stop", "length")
+
+
+def test_generate_tools_from_the_cli(long_lm: Path, hermes_lm: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from zero2one.cli.main import main
+
+    listed = tmp_path / "tools.json"
+    listed.write_text(json.dumps({"tools": TOOLS}))
+    for model in (long_lm, hermes_lm):  # zero2one's tool format, and the template's own
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", str(model), "-p", "What is 2 + 3?", "--tools", str(listed),
+                  "--tool-choice", "add", "--max-new-tokens", "200", "--seed", "3"])
+        assert exc.value.code in (0, None)
+        calls = json.loads(capsys.readouterr().out)
+        assert calls and all(c["function"]["name"] == "add" and valid(_Call(c)) is not None
+                             for c in calls)
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(long_lm), "-p", "hi", "--tools", str(listed), "--json",
+              "--tool-choice", "none", "--max-new-tokens", "4"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["tool_calls"] is None and out["text"] is not None
+    for written, message in [
+            ("{not json", "not JSON"), (json.dumps([{"type": "function"}]), "0.function"),
+            (json.dumps(TOOLS), "--tool-choice: no tool named 'nope'")]:
+        listed.write_text(written)
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", str(long_lm), "-p", "hi", "--tools", str(listed),
+                  "--tool-choice", "nope"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+class _Call:
+    """A call from the CLI's JSON, read as the openai client's objects are."""
+
+    def __init__(self, call: dict[str, Any]) -> None:
+        from types import SimpleNamespace
+
+        self.id, self.type = call["id"], call["type"]
+        self.function = SimpleNamespace(**call["function"])

@@ -348,16 +348,18 @@ class Decoder:
         self.rows = []
 
 
-def stream(model: Any, tokenizer: Any, prompt: str, *, settings: Sampling,
-           chat: bool = False, precision: str | None = None,
-           outcome: Outcome | None = None) -> Iterator[str]:
+def stream(model: Any, tokenizer: Any, prompt: str | list[dict[str, Any]], *,
+           settings: Sampling, chat: bool = False, precision: str | None = None,
+           outcome: Outcome | None = None,
+           tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
     """Generated text, piece by piece, as the model produces it (stop strings excluded; never
-    half a character). ``outcome`` is filled in once the last piece is out.
+    half a character). ``outcome`` is filled in once the last piece is out. A chat's
+    ``prompt`` may be its messages (``tools``: for a template that renders them).
 
     One row of the server's decoding loop (:func:`zero2one.tasks.textgen.batch.decode_steps`,
     with its lean step for Llama-family models), run on the caller's thread; a consumer that
     stops reading stops the decoding."""
-    ids = encode(tokenizer, prompt, chat=chat)
+    ids = encode(tokenizer, prompt, chat=chat, tools=tools)
     check_fits(model, ids.shape[1], settings.max_new_tokens)
     pieces: list[str] = []
     row = Row(ids[0].tolist(), settings, emit=pieces.append)

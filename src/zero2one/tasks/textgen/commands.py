@@ -39,6 +39,12 @@ def generate(
     json_schema: Annotated[Path | None, typer.Option(
         "--json-schema", help="A JSON Schema file: the answer is JSON valid under it "
         "(constrained decoding).", show_default=False)] = None,
+    tools_file: Annotated[Path | None, typer.Option(
+        "--tools", help="A JSON file of OpenAI tools (a list, or {\"tools\": [...]}): the "
+        "answer is tool calls, printed as JSON with arguments valid under each function's "
+        "schema, or text (implies --chat).", show_default=False)] = None,
+    tool_choice: Annotated[str, typer.Option(
+        help="With --tools: auto, required, none, or a tool's name.")] = "auto",
     precision: PrecisionOption = None,
     moderation: ModerationOption = None,
     engine: Annotated[str, typer.Option(
@@ -50,13 +56,20 @@ def generate(
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
     import time
 
+    from zero2one.tasks.textgen import tools
     from zero2one.tasks.textgen.batch import stream
     from zero2one.tasks.textgen.generate import Outcome, sampling
     from zero2one.tasks.textgen.models import load_lm
 
+    plan = _plan(tools_file, tool_choice) if tools_file else None
+    if plan is not None and json_schema:
+        raise UserError("--tools or --json-schema, not both")
     settings = sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         top_k=top_k, repetition_penalty=repetition_penalty, stop=stop or None,
-                        seed=seed, json_schema=_schema(json_schema) if json_schema else None)
+                        seed=seed, json_schema=_schema(json_schema) if json_schema else None,
+                        grammar=tools.grammar(plan) if plan else None)
+    turns: Any = prompt  # a chat with tools: its messages and the tools for its template
+    described = None
     moderator: Any = check_prompt(moderation, prompt)
     start = time.perf_counter()
     pieces = []
@@ -74,29 +87,42 @@ def generate(
         # llama.cpp's server engine with one slot (or the compiled binding, for GGUF files)
         runner = build(task, SimpleNamespace(engine="llama.cpp", precision=None, slots=1,
                                              max_batch_tokens=None, workers=1), model)
-        text_in = (runner.chat_prompt([{"role": "user", "content": prompt}]) if chat
-                   else prompt)
+        if plan is not None:
+            turns, described = tools.messages([{"role": "user", "content": prompt}], plan,
+                                              runner.template)
+        text_in = (runner.chat_prompt(turns if plan else [{"role": "user", "content": prompt}],
+                                      described) if chat or plan else prompt)
         generated = runner.generate(text_in, settings, outcome)
     elif engine == "zero2one":
         lm, tokenizer = load_lm(model)
-        generated = stream(lm, tokenizer, prompt, settings=settings, chat=chat,
-                           precision=precision.value if precision else None, outcome=outcome)
+        if plan is not None:
+            turns, described = tools.messages([{"role": "user", "content": prompt}], plan,
+                                              getattr(tokenizer, "chat_template", None))
+        generated = stream(lm, tokenizer, turns, settings=settings, chat=chat or bool(plan),
+                           precision=precision.value if precision else None, outcome=outcome,
+                           tools=described)
     else:
         raise UserError(f"--engine {engine}: zero2one or llama.cpp")
     if moderator is not None and moderator.config.outputs != "off":
         generated = _guarded(moderator, generated)
+    quiet = json_ or plan is not None  # calls are printed whole, as JSON
     for piece in generated:
         pieces.append(piece)
-        if not json_:
+        if not quiet:
             sys.stdout.write(piece)
             sys.stdout.flush()
     text = "".join(pieces)
+    calls = tools.calls(text) if plan is not None else None
     if json_:
-        print_json({"model": model, "text": text, "tokens": outcome.completion_tokens,
-                    "finish_reason": outcome.finish_reason,
+        print_json({"model": model, "text": None if calls else text, "tool_calls": calls,
+                    "tokens": outcome.completion_tokens, "finish_reason":
+                    "tool_calls" if calls and outcome.finish_reason != "length"
+                    else outcome.finish_reason,
                     "seconds": round(time.perf_counter() - start, 3)})
+    elif calls:
+        print_json(calls)
     else:
-        sys.stdout.write("\n")
+        sys.stdout.write(text + "\n" if plan is not None else "\n")
 
 
 def _schema(path: Path) -> Any:
@@ -109,6 +135,39 @@ def _schema(path: Path) -> Any:
         raise UserError(f"--json-schema {path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"--json-schema {path}: not JSON ({exc})") from None
+
+
+def _plan(path: Path, choice: str) -> Any:
+    """The tools in ``path`` and ``--tool-choice``, checked (one line each)."""
+    import json
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from zero2one.tasks.textgen import tools
+
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--tools {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"--tools {path}: not JSON ({exc})") from None
+    if isinstance(listed, dict) and "tools" in listed:
+        listed = listed["tools"]
+    try:
+        declared = TypeAdapter(list[tools.Tool]).validate_python(listed)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UserError(f"--tools {path}: {where}: {first['msg']} (OpenAI's tool objects: "
+                        "{\"type\": \"function\", \"function\": {\"name\", "
+                        "\"parameters\"}})") from None
+    named = ({"type": "function", "function": {"name": choice}}
+             if choice not in ("auto", "required", "none") else choice)
+    try:
+        return tools.plan(declared, named, None)
+    except tools.ToolError as exc:
+        raise UserError(f"--tools {path}: {exc}".replace("tool_choice:", "--tool-choice:")
+                        ) from None
 
 
 def _guarded(moderator: Any, pieces: Iterator[str]) -> Iterator[str]:

@@ -109,24 +109,15 @@ def _tokenizer(tokenizer: Any, vocab: int, eos: tuple[int, ...]) -> Any:
     return made[key]
 
 
-class Matcher:
-    """One answer's place in its grammar (:func:`grammar_of`)."""
+class _Place:
+    """One answer's place in its grammar (:func:`grammar_of`), over llguidance's tokenizer."""
 
-    def __init__(self, tokenizer: Any, grammar: str, *, vocab: int,
-                 eos: tuple[int, ...] = ()) -> None:
+    def __init__(self, lltokenizer: Any, grammar: str) -> None:
         import llguidance
-        import llguidance.torch
 
-        self._torch = llguidance.torch
-        self.matcher = llguidance.LLMatcher(_tokenizer(tokenizer, vocab, eos), grammar)
+        self.matcher = llguidance.LLMatcher(lltokenizer, grammar)
         if self.matcher.is_error():
             raise ValueError(f"this grammar cannot be enforced: {self.matcher.get_error()}")
-        self.bitmask = self._torch.allocate_token_bitmask(1, vocab)
-
-    def mask(self, logits: Any) -> None:
-        """``logits`` (V,) with the tokens that would break the document at minus infinity."""
-        self._torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
-        self._torch.apply_token_bitmask_inplace(logits, self.bitmask[0])
 
     def advance(self, token: int) -> None:
         self.matcher.consume_token(token)
@@ -139,3 +130,42 @@ class Matcher:
     @property
     def error(self) -> str:
         return str(self.matcher.get_error()) if self.matcher.is_error() else ""
+
+
+class Matcher(_Place):
+    """Masks for torch logits, from a transformers tokenizer (zero2one's engine)."""
+
+    def __init__(self, tokenizer: Any, grammar: str, *, vocab: int,
+                 eos: tuple[int, ...] = ()) -> None:
+        import llguidance.torch
+
+        super().__init__(_tokenizer(tokenizer, vocab, eos), grammar)
+        self._torch = llguidance.torch
+        self.bitmask = self._torch.allocate_token_bitmask(1, vocab)
+
+    def mask(self, logits: Any) -> None:
+        """``logits`` (V,) with the tokens that would break the document at minus infinity."""
+        self._torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        self._torch.apply_token_bitmask_inplace(logits, self.bitmask[0])
+
+
+class ArrayMatcher(_Place):
+    """Masks for numpy logits, from llguidance's tokenizer of a llama.cpp vocabulary
+    (``llguidance.llamacpp``): a logits processor for llama-cpp-python's sampler."""
+
+    def __init__(self, lltokenizer: Any, grammar: str, vocab: int) -> None:
+        import numpy as np
+        from llguidance.numpy import allocate_token_bitmask
+
+        super().__init__(lltokenizer, grammar)
+        self._np = np
+        self.bitmask = allocate_token_bitmask(1, vocab)
+
+    def mask(self, _ids: Any, logits: Any) -> Any:
+        """``logits`` (V,) with the tokens that would break the document at minus infinity."""
+        from llguidance.numpy import fill_next_token_bitmask
+
+        fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        bits = self._np.unpackbits(self.bitmask[0].view(self._np.uint8), bitorder="little")
+        logits[bits[: len(logits)] == 0] = -self._np.inf
+        return logits

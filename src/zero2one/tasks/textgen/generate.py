@@ -110,14 +110,19 @@ def sampling(**values: Any) -> Sampling:
         raise UserError(format_validation_error(exc, Sampling)) from None
 
 
-def encode(tokenizer: Any, prompt: str, *, chat: bool) -> Any:
-    """Token ids (1, T) for a plain prompt, or a one-turn chat through the chat template."""
+def encode(tokenizer: Any, prompt: str | list[dict[str, Any]], *, chat: bool,
+           tools: list[dict[str, Any]] | None = None) -> Any:
+    """Token ids (1, T) for a plain prompt, or a chat through the chat template: one turn, or
+    the messages given (``tools``: for a template that renders them)."""
     if chat:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("this model has no chat template; drop --chat")
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True,
-            return_tensors="pt", return_dict=True)["input_ids"]
+            messages, tools=tools, add_generation_prompt=True, return_tensors="pt",
+            return_dict=True)["input_ids"]
+    if not isinstance(prompt, str):
+        raise TypeError("messages need chat=True")
     return tokenizer(prompt, return_tensors="pt")["input_ids"]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from zero2one.errors import UserError
 from zero2one.serving.adapter import BaseAdapter
+from zero2one.tasks.textgen.constrained import ArrayMatcher, grammar_of
 from zero2one.tasks.textgen.generate import Outcome, StopScanner
 
 INSTALL = ("the llama.cpp engine needs llama-cpp-python, which compiles llama.cpp when it is "
@@ -48,6 +49,7 @@ class LlamaCppEngine(BaseAdapter):
         self.eos = self.llm.detokenize([self.llm.token_eos()]).decode("utf-8", "replace")
         self.bos = self.llm.detokenize([self.llm.token_bos()]).decode("utf-8", "replace")
         self._lock = threading.Lock()
+        self._lltokenizer: Any = None
 
     def playground(self) -> dict[str, Any]:
         return {"kind": "chat", "route": "/v1/chat/completions" if self.template
@@ -60,8 +62,10 @@ class LlamaCppEngine(BaseAdapter):
     def count(self, text: str) -> int:
         return len(self.tokens(text))
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        """The conversation through the GGUF's own chat template."""
+    def chat_prompt(self, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None) -> str:
+        """The conversation through the GGUF's own chat template (``tools``: for a template
+        that renders them)."""
         if not self.template:
             raise UserError("this model has no chat template; use /v1/completions")
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -69,7 +73,8 @@ class LlamaCppEngine(BaseAdapter):
         formatter = Jinja2ChatFormatter(template=self.template, eos_token=self.eos,
                                         bos_token=self.bos)
         said: Any = messages  # the binding's TypedDicts: the same keys
-        return str(formatter(messages=said).prompt)
+        listed: Any = tools
+        return str(formatter(messages=said, tools=listed).prompt)
 
     def checked(self, prompt: str, settings: Any) -> list[int]:
         """The prompt's token ids, if it and ``max_tokens`` fit the context window."""
@@ -96,22 +101,13 @@ class LlamaCppEngine(BaseAdapter):
         greedy = settings.temperature == 0
         self.llm.set_seed(settings.seed if settings.seed is not None
                           else random.randrange(2**31))
-        if settings.grammar is not None:  # llguidance's: not in this binding's llama.cpp
-            raise UserError("tool calls need llama.cpp's server engine (xllamacpp) or "
-                            "zero2one's (--engine zero2one); this compiled binding constrains "
-                            "JSON schemas only")
-        grammar = None
-        if settings.json_schema is not None:  # llama.cpp's grammar sampler
-            import json
-
-            from llama_cpp import LlamaGrammar
-
-            grammar = LlamaGrammar.from_json_schema(json.dumps(settings.json_schema),
-                                                    verbose=False)
+        matcher = self._matcher(settings)
+        processors: Any = None if matcher is None else [matcher.mask]
         tokens = self.llm.generate(
             ids, temp=0.0 if greedy else settings.temperature,
             top_p=1.0 if greedy else settings.top_p, top_k=1 if greedy else settings.top_k or 0,
-            repeat_penalty=settings.repetition_penalty, grammar=grammar)
+            repeat_penalty=settings.repetition_penalty,
+            logits_processor=processors)
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(list(settings.stop or []))
         done, history = Outcome("length", 0), list(ids)
@@ -121,6 +117,8 @@ class LlamaCppEngine(BaseAdapter):
                     done.finish_reason = "stop"
                     break
                 done.completion_tokens += 1
+                if matcher is not None:
+                    matcher.advance(token)
                 text = utf8.decode(self.llm.detokenize([token], prev_tokens=history))
                 history.append(token)
                 if out := scanner.feed(text):
@@ -138,6 +136,24 @@ class LlamaCppEngine(BaseAdapter):
         if outcome is not None:
             outcome.finish_reason, outcome.completion_tokens = (done.finish_reason,
                                                                 done.completion_tokens)
+
+    def _matcher(self, settings: Any) -> Any:
+        """The request's grammar (a JSON schema's, tool calls') as token masks, or None. The
+        binding's llama.cpp has no llguidance: its own JSON-schema grammars let a string hold
+        raw new lines (invalid JSON), so the masks come from llguidance here too."""
+        grammar = grammar_of(settings)
+        if grammar is None:
+            return None
+        if self._lltokenizer is None:  # ~1 s for a 49k-token vocabulary: once per model
+            import warnings
+
+            from llguidance.llamacpp import lltokenizer_from_vocab
+
+            with warnings.catch_warnings():  # it asks the binding's deprecated name per token
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._lltokenizer = lltokenizer_from_vocab(self.llm._model.vocab,
+                                                           n_vocab=self.llm.n_vocab())
+        return ArrayMatcher(self._lltokenizer, grammar, self.llm.n_vocab())
 
     def _ends(self, token: int) -> bool:
         """An end-of-generation token (end of text, end of turn, ...), as llama.cpp says."""

@@ -354,12 +354,13 @@ async def chat_completions(request: Request) -> Response:
     engine = _engine(request)
     try:
         plan = tools.plan(body.tools, body.tool_choice, body.parallel_tool_calls)
-        messages = tools.messages([m.as_chat(i) for i, m in enumerate(body.messages)], plan)
+        messages, described = tools.messages(
+            [m.as_chat(i) for i, m in enumerate(body.messages)], plan, engine.template)
     except tools.ToolError as exc:
         raise APIError(400, "invalid_request_error", str(exc), param=exc.param) from None
     check_input(request, [m["content"] for m in messages if m["role"] != "assistant"],
                 param="messages")
-    prompt = engine.chat_prompt(messages)
+    prompt = engine.chat_prompt(messages, described)
     return await _run(request, body, prompt, chat=True, asked={"messages": messages},
                       plan=plan)
 

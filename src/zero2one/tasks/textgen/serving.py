@@ -66,10 +66,19 @@ class LMEngine(BaseAdapter):
     def count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
+    @property
+    def template(self) -> Any:
+        """The chat template (None: the model has none)."""
+        return getattr(self.tokenizer, "chat_template", None)
+
+    def chat_prompt(self, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None) -> str:
+        """The conversation through the model's chat template (``tools``: for a template
+        that renders them)."""
+        if not self.template:
             raise UserError("this model has no chat template; use /v1/completions")
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+        return self.tokenizer.apply_chat_template(messages, tools=tools,
+                                                  add_generation_prompt=True,
                                                   tokenize=False)
 
     async def stream(self, prompt: str, settings: Any,

@@ -1,13 +1,15 @@
 """Tool calling on ``/v1/chat/completions``: OpenAI's ``tools``, ``tool_choice`` and
 ``parallel_tool_calls``, ``role: "tool"`` messages answered back.
 
-The tools are described to the model in a system message, in the format Hermes and Qwen 2.5
-models are tuned on (zero2one's default where a model's chat template has no tool format): a
-call is ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, a result comes back as
-``<tool_response>...</tool_response>``. What the model writes is constrained by an llguidance
-grammar (:mod:`.constrained`): under ``"required"`` or a named function, only calls; under
-``"auto"``, calls or free text (text may not begin with ``<``); each call's ``arguments`` under
-its function's JSON schema — so they always parse and validate.
+A call is ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` and a result comes back
+as ``<tool_response>...</tool_response>``: the format Hermes, Qwen 2.5 and SmolLM3 models are
+tuned on. A model whose chat template renders tools in that format (it names ``tools`` and
+``<tool_call>``) gets the tools, its earlier calls and their results through its own template;
+any other model gets zero2one's default, the tools described in a system message and the turns
+as plain text. What the model writes is constrained by an llguidance grammar
+(:mod:`.constrained`): under ``"required"`` or a named function, only calls; under ``"auto"``,
+calls or text; under ``"none"``, text; text never holds a call's or a result's tag; each call's
+``arguments`` under its function's JSON schema — so they always parse and validate.
 """
 
 from __future__ import annotations
@@ -95,15 +97,24 @@ def plan(tools: list[Tool] | None, choice: Any, parallel: bool | None) -> Plan:
     return Plan(tools, mode, only, True if parallel is None else parallel)
 
 
-def messages(chat: list[dict[str, Any]], the_plan: Plan) -> list[dict[str, str]]:
-    """OpenAI messages (tool calls and results included) as plain chat turns for the model's
-    template, with the tools described first; a tool result must answer a call made before."""
-    made: list[dict[str, str]] = []
+def native(template: Any) -> bool:
+    """Whether a chat template renders OpenAI's tools itself, in the format the grammar makes."""
+    return isinstance(template, str) and OPEN in template and "tools" in template
+
+
+def messages(chat: list[dict[str, Any]], the_plan: Plan,
+             template: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """OpenAI messages (tool calls and results included) for the model's chat template, and the
+    tools to hand that template: its own tool format where it has one (:func:`native`), else
+    plain turns with the tools described first (and no tools to hand). A tool result must
+    answer a call made before."""
+    own = native(template)
+    made: list[dict[str, Any]] = []
     called: set[str] = set()
     for number, message in enumerate(chat):
         role, content = message["role"], message.get("content") or ""
         if role == "assistant" and message.get("tool_calls"):
-            parts = [content] if content else []
+            said = []
             for call in message["tool_calls"]:
                 function = call.get("function") or {}
                 called.add(str(call.get("id")))
@@ -112,18 +123,27 @@ def messages(chat: list[dict[str, Any]], the_plan: Plan) -> list[dict[str, str]]
                 except (TypeError, json.JSONDecodeError):
                     raise ToolError(f"messages.{number}.tool_calls: arguments are not JSON",
                                     "messages") from None
-                parts.append(OPEN + json.dumps({"name": function.get("name"),
-                                                "arguments": arguments}) + CLOSE)
-            made.append({"role": "assistant", "content": "\n".join(parts)})
+                said.append({"name": function.get("name"), "arguments": arguments})
+            if own:  # transformers' shape: arguments as an object
+                made.append({"role": "assistant", "content": content, "tool_calls": [
+                    {"type": "function", "function": call} for call in said]})
+            else:
+                made.append({"role": "assistant", "content": "\n".join(
+                    ([content] if content else []) +
+                    [OPEN + json.dumps(call) + CLOSE for call in said])})
         elif role == "tool":
             ident = message.get("tool_call_id")
             if ident not in called:
                 raise ToolError(f"messages.{number}: a tool message answers a call; "
                                 f"tool_call_id {ident!r} matches no earlier call", "messages")
-            made.append({"role": "user",
-                         "content": f"<tool_response>\n{content}\n</tool_response>"})
+            made.append({"role": "tool", "content": content, "tool_call_id": ident} if own
+                        else {"role": "user",
+                              "content": f"<tool_response>\n{content}\n</tool_response>"})
         else:
             made.append({"role": role, "content": content})
+    if own:
+        return made, [t.model_dump(exclude_none=True) for t in the_plan.tools] \
+            if the_plan.calls else None
     if the_plan.tools and the_plan.mode != "none":
         described = "\n".join(json.dumps({"name": t.function.name,
                                           "description": t.function.description or "",
@@ -136,13 +156,20 @@ def messages(chat: list[dict[str, Any]], the_plan: Plan) -> list[dict[str, str]]
             made[0] = {"role": "system", "content": made[0]["content"] + "\n\n" + text}
         else:
             made.insert(0, {"role": "system", "content": text})
-    return made
+    return made, None
+
+
+# text that never writes a call's or a result's tag: a model that saw calls and results earlier
+# in the conversation would otherwise write them as text (seen with SmolLM2)
+NO_CALL = r"~/[\s\S]*(" + OPEN + r"|<tool_response>)[\s\S]*/"
 
 
 def grammar(the_plan: Plan) -> str | None:
-    """The llguidance grammar of what the model may write (None: free text)."""
-    if not the_plan.calls:
+    """The llguidance grammar of what the model may write (None: free text, no tools)."""
+    if not the_plan.tools:
         return None
+    if not the_plan.calls:  # "none": text, without a call's tag
+        return "\n".join(["%llguidance {}", "start: TEXT", rf"TEXT: /[\s\S]*/ & {NO_CALL}"])
     chosen = [t for t in the_plan.tools if the_plan.only in (None, t.function.name)]
     schemas = [{"type": "object", "additionalProperties": False,
                 "required": ["name", "arguments"],
@@ -152,9 +179,9 @@ def grammar(the_plan: Plan) -> str | None:
     one = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
     repeat = "+" if the_plan.parallel else ""
     rules = [f'calls: ("{OPEN}" call "{CLOSE}"){repeat}', f"call: %json {json_rule(one)}"]
-    if the_plan.mode == "auto":
-        return "\n".join(["%llguidance {}", "start: calls | text", *rules,
-                          r"text: /[^<\s][\s\S]*/"])
+    if the_plan.mode == "auto":  # calls, or text that starts at once and writes no tag
+        return "\n".join(["%llguidance {}", "start: calls | TEXT", *rules,
+                          rf"TEXT: /[^\s][\s\S]*/ & {NO_CALL}"])
     return "\n".join(["%llguidance {}", "start: calls", *rules])
 
 
