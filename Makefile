@@ -59,7 +59,7 @@ test-fast: setup
 
 # ruff, mypy (pydantic plugin) over src/, and import-linter's layers (pyproject.toml)
 lint: setup
-	$(BIN)/ruff check src tests benchmarks examples/plugin-task
+	$(BIN)/ruff check src tests benchmarks examples/plugin-task examples/agent
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 

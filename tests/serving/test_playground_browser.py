@@ -355,3 +355,69 @@ def test_the_readme_tour_model_in_a_browser(browser: Any, workspace: Path) -> No
         visit.close()
     finally:
         server.stop()
+
+
+def test_json_answers_and_tool_calls_are_shown_readably(browser: Any, long_lm: Path) -> None:
+    """A schema in the chat's settings: the answer is JSON, shown indented. Tools: each call
+    is shown as its function and arguments, a person types each result, and the model answers
+    from them. Settings that are not JSON are said in the reply, before any request."""
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "additionalProperties": False, "required": ["digit"],
+              "properties": {"digit": {"type": "integer", "minimum": 0, "maximum": 9}}}
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {
+        "type": "object", "additionalProperties": False, "required": ["a", "b"],
+        "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
+                       "b": {"type": "integer", "minimum": 0, "maximum": 99}}}}}]
+    server = Server(str(long_lm), "--engine", "zero2one")
+    try:
+        server.wait_ready(timeout=120)
+        visit = Page(browser, server.url)
+        page = visit.page
+        page.wait_for_selector("body[data-ready=chat]")
+        page.click("details summary")
+        page.fill("#schema", json.dumps(schema))
+        reply = chat(page, "A digit, please.", max_tokens=40)
+        shown = reply.locator("pre.json").inner_text()
+        jsonschema.validate(json.loads(shown), schema)
+        assert shown == json.dumps(json.loads(shown), indent=2)  # indented, not one line
+        page.fill("#schema", "")
+        page.fill("#tools", "[{not json")
+        bad = chat_reply(page, "What is 2 + 3?")
+        assert "Tools" in bad.locator(".error").inner_text() and "not valid JSON" in \
+            bad.locator(".error").inner_text()
+        page.fill("#tools", json.dumps(tools))
+        page.select_option("#tool-choice", "required")
+        called = chat(page, "What is 2 + 3?", max_tokens=200)
+        assert called.locator("[data-testid=call]").count() >= 1, called.inner_text()
+        call = called.locator("[data-testid=call]").first
+        assert call.locator(".name").inner_text() == "add()"
+        jsonschema.validate(json.loads(call.locator("pre").inner_text()),
+                            tools[0]["function"]["parameters"])
+        not_blank(keep(page.screenshot(full_page=True), "chat-tools"))
+        page.select_option("#tool-choice", "none")
+        for index in range(called.locator("[data-testid=call]").count()):
+            page.fill(f"#result-{index}", "5")
+        done = page.locator("[data-testid=reply][data-done=true]")
+        before = done.count()
+        called.locator(".results button").click()
+        final = done.nth(before)
+        final.wait_for()
+        assert final.locator(".error").count() == 0, final.inner_text()
+        assert final.locator("[data-testid=call]").count() == 0
+        visit.close()
+    finally:
+        server.stop()
+
+
+def chat_reply(page: Any, message: str) -> Any:
+    """The reply to one message, done, whatever it says."""
+    done = page.locator("[data-testid=reply][data-done=true]")
+    before = done.count()
+    page.fill("#message", message)
+    page.press("#message", "Enter")
+    reply = done.nth(before)
+    reply.wait_for()
+    return reply

@@ -28,6 +28,9 @@ const STRINGS = {
     notJson: "The request body is not valid JSON", response: "Response", nothing:
       "This model has no playground; use its HTTP API.", version: "version", task: "task",
     moderated: "moderated", feedbackOn: "feedback on",
+    schema: "Answer as JSON under this schema (optional)",
+    tools: "Tools: OpenAI's JSON list (optional)", toolChoice: "Tool choice",
+    resultOf: "Result of", sendResults: "Send the results", badSetting: "is not valid JSON",
   },
   zh: {
     forget: "清除 API 密钥", keyLabel: "API 密钥", useKey: "使用此密钥",
@@ -47,6 +50,9 @@ const STRINGS = {
     notJson: "请求体不是有效的 JSON", response: "响应", nothing:
       "此模型没有试用页面，请使用它的 HTTP API。", version: "版本", task: "任务",
     moderated: "已开启审核", feedbackOn: "已开启反馈",
+    schema: "按此 JSON Schema 以 JSON 回答（可选）",
+    tools: "工具：OpenAI 格式的 JSON 列表（可选）", toolChoice: "工具选择",
+    resultOf: "调用结果：", sendResults: "发送结果", badSetting: "不是有效的 JSON",
   },
 };
 const T = (navigator.language || "en").toLowerCase().startsWith("zh") ? STRINGS.zh : STRINGS.en;
@@ -366,7 +372,40 @@ function upload(widget, config) {
   return root;
 }
 
-// a streamed chat (or a completion box for a model without a chat template)
+// an answer that is a JSON document, shown indented; anything else: null
+function asJson(text) {
+  const trimmed = text.trim();
+  if (!/^[[{]/.test(trimmed)) return null;
+  try {
+    return el("pre", { class: "json", text: JSON.stringify(JSON.parse(trimmed), null, 2) });
+  } catch {
+    return null;
+  }
+}
+
+// the model's tool calls: a function's name and its arguments, indented
+function showCalls(calls) {
+  return el("div", { class: "calls" }, ...calls.map((call) => {
+    let args = call.function.arguments;
+    try { args = JSON.stringify(JSON.parse(args), null, 2); } catch { /* shown as sent */ }
+    return el("div", { class: "call", "data-testid": "call" },
+      el("code", { class: "name", text: `${call.function.name}()` }),
+      el("pre", { class: "arguments", text: args }));
+  }));
+}
+
+// a JSON setting of the chat: its value, or undefined when empty
+function jsonSetting(input, label) {
+  if (!input.value.trim()) return undefined;
+  try {
+    return JSON.parse(input.value);
+  } catch {
+    throw new ApiError(400, `${label} ${T.badSetting}`);
+  }
+}
+
+// a streamed chat (or a completion box for a model without a chat template); with a schema the
+// answer is JSON under it, with tools the model may call them and a person answers each call
 function chat(widget, config) {
   const history = [];
   const log = el("div", { class: "log", role: "log", "aria-live": "polite" });
@@ -380,11 +419,20 @@ function chat(widget, config) {
     value: widget.max_tokens });
   const temperature = el("input", { id: "temperature", type: "number", min: 0, max: 2,
     step: 0.1, value: widget.temperature });
+  const schema = el("textarea", { id: "schema", rows: 3, spellcheck: "false",
+    placeholder: '{"type": "object", "properties": {...}}' });
+  const tools = el("textarea", { id: "tools", rows: 3, spellcheck: "false",
+    placeholder: '[{"type": "function", "function": {"name": ..., "parameters": {...}}}]' });
+  const toolChoice = el("select", { id: "tool-choice" },
+    ...["auto", "required", "none"].map((choice) => el("option", { value: choice, text: choice })));
   const settings = el("details", {}, el("summary", { text: T.settings }),
     el("div", { class: "fields" },
       widget.chat ? field("system", T.system, system) : null,
       field("max-tokens", T.maxTokens, maxTokens),
-      field("temperature", T.temperature, temperature)));
+      field("temperature", T.temperature, temperature),
+      field("schema", T.schema, schema),
+      widget.chat ? field("tools", T.tools, tools) : null,
+      widget.chat ? field("tool-choice", T.toolChoice, toolChoice) : null));
   let controller = null;
   const root = el("form", { class: "panel", id: "chat-form" }, log,
     el("div", { class: "row" }, text, sendButton, stopButton),
@@ -402,30 +450,51 @@ function chat(widget, config) {
     history.length = 0;
     fill(log);
   });
-  root.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const message = text.value.trim();
-    if (!message || controller) return;
-    text.value = "";
-    log.append(el("div", { class: "bubble user", text: message }));
+
+  // a person answers the calls; the results go back as role "tool" messages
+  function results(calls, bubble) {
+    const inputs = calls.map((call, index) => el("textarea", { id: `result-${index}`, rows: 1,
+      class: "result-of" }));
+    const send = el("button", { type: "button", text: T.sendResults });
+    const box = el("div", { class: "results" }, ...calls.map((call, index) =>
+      field(`result-${index}`, `${T.resultOf} ${call.function.name}()`, inputs[index])), send);
+    send.addEventListener("click", () => {
+      if (controller) return;
+      inputs.forEach((input) => { input.disabled = true; });
+      send.remove();
+      ask(calls.map((call, index) => ({ role: "tool", tool_call_id: call.id,
+        content: inputs[index].value })));
+    });
+    bubble.append(box);
+  }
+
+  // one turn of the model after the messages ``added`` (a person's message, or tool results)
+  async function ask(added) {
     const words = el("span", { class: "text" });
     const bubble = el("div", { class: "bubble assistant streaming", "data-testid": "reply" }, words);
     log.append(bubble);
-    const settingsBody = {
-      stream: true, max_tokens: Number(maxTokens.value) || widget.max_tokens,
-      temperature: temperature.value === "" ? widget.temperature : Number(temperature.value),
-    };
-    const messages = [...history, { role: "user", content: message }];
-    if (widget.chat && system.value.trim()) {
-      messages.unshift({ role: "system", content: system.value.trim() });
-    }
-    const body = widget.chat ? { messages, ...settingsBody } : { prompt: message, ...settingsBody };
     controller = new AbortController();
     sendButton.disabled = true;
     stopButton.hidden = false;
     let id = null;
     let reply = "";
+    const calls = [];
     try {
+      const body = { stream: true, max_tokens: Number(maxTokens.value) || widget.max_tokens,
+        temperature: temperature.value === "" ? widget.temperature : Number(temperature.value) };
+      const answerSchema = jsonSetting(schema, T.schema);
+      if (answerSchema !== undefined) {
+        body.response_format = { type: "json_schema",
+          json_schema: { name: "answer", schema: answerSchema } };
+      }
+      const declared = widget.chat ? jsonSetting(tools, T.tools) : undefined;
+      if (declared !== undefined) Object.assign(body, { tools: declared, tool_choice: toolChoice.value });
+      if (widget.chat) {
+        body.messages = [...history, ...added];
+        if (system.value.trim()) body.messages.unshift({ role: "system", content: system.value.trim() });
+      } else {
+        body.prompt = added[0].content;
+      }
       const response = await postJson(widget.route, body, { signal: controller.signal });
       for await (const chunk of events(response)) {
         if (chunk.error) throw new ApiError(400, chunk.error.message);
@@ -437,8 +506,23 @@ function chat(widget, config) {
           words.textContent = reply;
           log.scrollTop = log.scrollHeight;
         }
+        for (const part of choice?.delta?.tool_calls || []) {  // OpenAI's deltas per call
+          const call = calls[part.index] ??= { id: "", type: "function",
+            function: { name: "", arguments: "" } };
+          call.id += part.id || "";
+          call.function.name += part.function?.name || "";
+          call.function.arguments += part.function?.arguments || "";
+        }
       }
-      if (widget.chat) history.push({ role: "user", content: message }, { role: "assistant", content: reply });
+      if (calls.length) {
+        words.replaceWith(showCalls(calls));
+        history.push(...added, { role: "assistant", content: null, tool_calls: calls });
+        results(calls, bubble);
+      } else {
+        const shown = asJson(reply);
+        if (shown) words.replaceWith(shown);
+        if (widget.chat) history.push(...added, { role: "assistant", content: reply });
+      }
       const rate = thumbs(id, config);
       if (rate) bubble.append(rate);
     } catch (error) {
@@ -452,6 +536,15 @@ function chat(widget, config) {
       stopButton.hidden = true;
       text.focus();
     }
+  }
+
+  root.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const message = text.value.trim();
+    if (!message || controller) return;
+    text.value = "";
+    log.append(el("div", { class: "bubble user", text: message }));
+    ask([{ role: "user", content: message }]);
   });
   return root;
 }
