@@ -7,7 +7,9 @@ temperature 0.7:
 
   validity   the share of answers that parse and validate (jsonschema), constrained (zero2one's
              engine, llguidance's token masks) against the same requests unconstrained (the
-             schema in the prompt: the baseline)
+             schema in the prompt: the baseline); those that do not, split into answers the
+             token budget cut (finish_reason length: said to be cut) and answers that ended
+             as complete (for constrained decoding: must be 0)
   speed      decoding seconds per token with and without a schema, zero2one's engine (1 row and
              8 rows in one batch) and llama.cpp's server engine (1 and 8 concurrent requests)
   compile    a schema's grammar compiled into a matcher, and one token mask
@@ -58,7 +60,9 @@ def parsed(text: str, schema: dict[str, Any]) -> bool:
     return True
 
 
-def validity(task: Any, framings: int, tokens: int) -> dict[str, tuple[int, int]]:
+def validity(task: Any, framings: int, tokens: int) -> dict[str, tuple[int, int, int]]:
+    """Per way of asking: (answers that parse and validate, answers cut by the token budget
+    (finish_reason length) that do not, answers)."""
     jobs = []
     for number, case in enumerate(SCHEMAS):
         for k, framing in enumerate(FRAMINGS[:framings]):
@@ -67,7 +71,7 @@ def validity(task: Any, framings: int, tokens: int) -> dict[str, tuple[int, int]
     counts = {}
     for label, constrain in (("unconstrained (schema in the prompt)", False),
                              ("constrained (response_format)", True)):
-        good = 0
+        good, cut = 0, 0
         for start in range(0, len(jobs), 8):
             rows = [Row(ids, sampling(max_new_tokens=tokens, temperature=0.7, seed=seed,
                                       json_schema=case["schema"] if constrain else None),
@@ -76,9 +80,10 @@ def validity(task: Any, framings: int, tokens: int) -> dict[str, tuple[int, int]
             decoder.add(rows)
             while decoder.rows:
                 decoder.step()
-            good += sum(parsed(row.text, case["schema"])
-                        for row, (case, _, _) in zip(rows, jobs[start: start + 8], strict=True))
-        counts[label] = (good, len(jobs))
+            for row, (case, _, _) in zip(rows, jobs[start: start + 8], strict=True):
+                good += parsed(row.text, case["schema"])
+                cut += not parsed(row.text, case["schema"]) and row.finish == "length"
+        counts[label] = (good, cut, len(jobs))
     return counts
 
 
@@ -176,9 +181,11 @@ def main() -> None:
     task = load("builtin:smollm2-135m-instruct")
     print(f"# SmolLM2-135M-Instruct, {len(SCHEMAS)} schemas × {args.framings} prompts, "
           f"temperature 0.7, at most {args.tokens} tokens\n")
-    print("| answers | parse and validate |\n| --- | --- |")
-    for label, (good, total) in validity(task, args.framings, args.tokens).items():
-        print(f"| {label} | {good}/{total} ({good / total:.0%}) |")
+    print("| answers | parse and validate | cut by the budget (length) | invalid, said complete |"
+          "\n| --- | --- | --- | --- |")
+    for label, (good, cut, total) in validity(task, args.framings, args.tokens).items():
+        print(f"| {label} | {good}/{total} ({good / total:.0%}) | {cut} | "
+              f"{total - good - cut} |")
 
     from zero2one.tasks.textgen.engines import build
 

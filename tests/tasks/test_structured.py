@@ -164,3 +164,31 @@ def test_python_generate_returns_the_parsed_answer(tiny_lm: Path) -> None:
         model.generate("hi", response_format=Answer, max_new_tokens=2)
     with pytest.raises(UserError, match="response_format: a JSON schema .* got str"):
         model.generate("hi", response_format="json")
+
+
+def test_masks_are_exact_on_any_cpu_and_need_no_compiler(tiny_lm: Path) -> None:
+    """llguidance's torch helper is a torch.compile kernel: it needs a C compiler at run time
+    and, under ATEN_CPU_CAPABILITY=avx2, allowed half the vocabulary. The masks are unpacked
+    with numpy instead: exactly the tokens llguidance allows, on the AVX2 paths too."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, numpy as np, torch
+from transformers import AutoTokenizer
+from zero2one.tasks.textgen import constrained
+tokenizer = AutoTokenizer.from_pretrained({str(tiny_lm)!r})
+vocab = len(tokenizer)
+matcher = constrained.Matcher(tokenizer, constrained.lark({{"type": "object"}}), vocab=vocab)
+logits = torch.zeros(vocab)
+matcher.mask(logits)
+bits = int(sum(bin(w & 0xFFFFFFFF).count("1") for w in matcher.bitmask.tolist()))
+allowed = int(torch.isfinite(logits).sum())
+assert 0 < allowed == bits < vocab // 10, (allowed, bits, vocab)
+assert "llguidance.torch" not in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

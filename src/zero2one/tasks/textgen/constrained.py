@@ -110,14 +110,29 @@ def _tokenizer(tokenizer: Any, vocab: int, eos: tuple[int, ...]) -> Any:
 
 
 class _Place:
-    """One answer's place in its grammar (:func:`grammar_of`), over llguidance's tokenizer."""
+    """One answer's place in its grammar (:func:`grammar_of`), over llguidance's tokenizer.
 
-    def __init__(self, lltokenizer: Any, grammar: str) -> None:
+    The mask is computed into a bit set by llguidance and unpacked with numpy: llguidance's own
+    torch helper is a ``torch.compile`` kernel, which needs a C compiler at run time (a slim
+    image has none) and computed wrong masks here under ``ATEN_CPU_CAPABILITY=avx2`` (half the
+    vocabulary allowed)."""
+
+    def __init__(self, lltokenizer: Any, grammar: str, vocab: int) -> None:
         import llguidance
+        import numpy as np
 
         self.matcher = llguidance.LLMatcher(lltokenizer, grammar)
         if self.matcher.is_error():
             raise ValueError(f"this grammar cannot be enforced: {self.matcher.get_error()}")
+        self._np = np
+        self.bitmask = np.full((vocab + 31) // 32, -1, dtype=np.int32)
+
+    def refused(self, size: int) -> Any:
+        """A numpy bool array over the first ``size`` tokens: True where a token would break
+        the document."""
+        self.matcher.unsafe_compute_mask_ptr(self.bitmask.ctypes.data, self.bitmask.nbytes)
+        bits = self._np.unpackbits(self.bitmask.view(self._np.uint8), bitorder="little")
+        return bits[:size] == 0
 
     def advance(self, token: int) -> None:
         self.matcher.consume_token(token)
@@ -137,35 +152,22 @@ class Matcher(_Place):
 
     def __init__(self, tokenizer: Any, grammar: str, *, vocab: int,
                  eos: tuple[int, ...] = ()) -> None:
-        import llguidance.torch
-
-        super().__init__(_tokenizer(tokenizer, vocab, eos), grammar)
-        self._torch = llguidance.torch
-        self.bitmask = self._torch.allocate_token_bitmask(1, vocab)
+        super().__init__(_tokenizer(tokenizer, vocab, eos), grammar, vocab)
 
     def mask(self, logits: Any) -> None:
         """``logits`` (V,) with the tokens that would break the document at minus infinity."""
-        self._torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
-        self._torch.apply_token_bitmask_inplace(logits, self.bitmask[0])
+        import torch
+
+        refused = torch.from_numpy(self.refused(logits.shape[-1])).to(logits.device)
+        with torch.inference_mode():  # the decoding step's logits are inference tensors
+            logits.masked_fill_(refused, float("-inf"))
 
 
 class ArrayMatcher(_Place):
     """Masks for numpy logits, from llguidance's tokenizer of a llama.cpp vocabulary
     (``llguidance.llamacpp``): a logits processor for llama-cpp-python's sampler."""
 
-    def __init__(self, lltokenizer: Any, grammar: str, vocab: int) -> None:
-        import numpy as np
-        from llguidance.numpy import allocate_token_bitmask
-
-        super().__init__(lltokenizer, grammar)
-        self._np = np
-        self.bitmask = allocate_token_bitmask(1, vocab)
-
     def mask(self, _ids: Any, logits: Any) -> Any:
         """``logits`` (V,) with the tokens that would break the document at minus infinity."""
-        from llguidance.numpy import fill_next_token_bitmask
-
-        fill_next_token_bitmask(self.matcher, self.bitmask, 0)
-        bits = self._np.unpackbits(self.bitmask[0].view(self._np.uint8), bitorder="little")
-        logits[bits[: len(logits)] == 0] = -self._np.inf
+        logits[self.refused(len(logits))] = -self._np.inf
         return logits
