@@ -23,21 +23,38 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 
 _CACHE = pytest.StashKey[str]()
+_HOME = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """One conversion cache for the session (``$ZERO2ONE_CACHE``; the built-in language model
     is converted once, not once per workspace), shared by the xdist workers, which inherit it;
-    removed at the end. A cache set before (to keep it between runs) is used as it is."""
+    removed at the end. A cache set before (to keep it between runs) is used as it is.
+
+    And a workspace per process (``$ZERO2ONE_HOME``) for what runs outside the ``workspace``
+    fixture (models trained once per module or session): never the checkout's own
+    ``.zero2one``, which xdist workers training the same recipe at once raced over (one
+    renamed the other's checkpoint away)."""
     if "ZERO2ONE_CACHE" not in os.environ:
         os.environ["ZERO2ONE_CACHE"] = config.stash[_CACHE] = tempfile.mkdtemp(
             prefix="zero2one-test-cache-")
+    base = os.environ.get("ZERO2ONE_TEST_HOMES")  # made by the xdist controller
+    if base is None and "ZERO2ONE_HOME" not in os.environ:
+        base = os.environ["ZERO2ONE_TEST_HOMES"] = config.stash[_HOME] = tempfile.mkdtemp(
+            prefix="zero2one-test-homes-")
+    if base is not None:
+        home = Path(base) / os.environ.get("PYTEST_XDIST_WORKER", "main") / ".zero2one"
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["ZERO2ONE_HOME"] = str(home)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if cache := config.stash.get(_CACHE, None):
-        shutil.rmtree(cache, ignore_errors=True)
-        os.environ.pop("ZERO2ONE_CACHE", None)
+    for key, names in ((_CACHE, ["ZERO2ONE_CACHE"]),
+                       (_HOME, ["ZERO2ONE_TEST_HOMES", "ZERO2ONE_HOME"])):
+        if folder := config.stash.get(key, None):
+            shutil.rmtree(folder, ignore_errors=True)
+            for name in names:
+                os.environ.pop(name, None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

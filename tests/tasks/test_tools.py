@@ -102,6 +102,31 @@ def test_auto_answers_text_or_valid_calls(lm_client: Any) -> None:
             assert message.content and "<tool_call>" not in message.content
 
 
+def test_a_call_cut_by_the_budget_is_left_out() -> None:
+    """Arguments always parse: a call the budget cut is not handed out (the answer ends with
+    finish_reason length); the calls finished before it are."""
+    from zero2one.tasks.textgen.tools import calls
+
+    whole = '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>'
+    assert calls("plain text") is None
+    (one,) = calls(whole)  # type: ignore[misc]
+    assert one["function"] == {"name": "add", "arguments": '{"a": 2, "b": 3}'}
+    cut = calls(whole + '<tool_call>{"name": "search", "arguments": {"query": "ser')
+    assert [c["function"]["name"] for c in cut or []] == ["add"]
+    assert calls('<tool_call>{"name": "add", "argu') == []  # a call, none finished: no text
+    assert calls("<tool_") == []  # cut inside the tag
+
+
+def test_a_budget_that_cuts_a_call_ends_with_length(lm_client: Any) -> None:
+    reply = client_of(lm_client).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "find serving"}], tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "search"}}, max_tokens=6,
+        temperature=0)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length" and choice.message.content is None
+    assert all(c.function.name == "search" for c in choice.message.tool_calls or [])
+
+
 def test_text_never_writes_a_call_or_a_result_tag(long_lm: Path) -> None:
     """Under "auto" and "none", text is free but for the tags: a model that saw calls and
     results earlier in the conversation would write them as text (SmolLM2 did)."""

@@ -114,12 +114,12 @@ def generate(
     text = "".join(pieces)
     calls = tools.calls(text) if plan is not None else None
     if json_:
-        print_json({"model": model, "text": None if calls else text, "tool_calls": calls,
-                    "tokens": outcome.completion_tokens, "finish_reason":
-                    "tool_calls" if calls and outcome.finish_reason != "length"
+        print_json({"model": model, "text": None if calls is not None else text,
+                    "tool_calls": calls, "tokens": outcome.completion_tokens, "finish_reason":
+                    "tool_calls" if calls is not None and outcome.finish_reason != "length"
                     else outcome.finish_reason,
                     "seconds": round(time.perf_counter() - start, 3)})
-    elif calls:
+    elif calls is not None:  # cut by --max-new-tokens: the last call's arguments are cut too
         print_json(calls)
     else:
         sys.stdout.write(text + "\n" if plan is not None else "\n")

@@ -191,18 +191,18 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
     if plan is not None and plan.calls:  # calls or text, known once the answer is whole
         text = (first or "") + "".join([p async for p in pieces])
         found = tools.calls(text)
-        # a budget that cut a later call is said: "length", as for a cut text
-        finish = ("tool_calls" if outcome.finish_reason != "length" else "length") if found \
-            else outcome.finish_reason
-        if not found and policy != "off":  # a text answer is moderated as any other
+        # a budget that cut a call is said: "length", as for a cut text
+        finish = ("tool_calls" if outcome.finish_reason != "length" else "length") \
+            if found is not None else outcome.finish_reason
+        if found is None and policy != "off":  # a text answer is moderated as any other
             text, filtered, outcome = await _moderated(request, engine, prompt, settings, text,
                                                        policy, outcome)
             finish = "content_filter" if filtered else outcome.finish_reason
         await remember(request, ident, route=request.url.path, body=asked, output=text)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": outcome.completion_tokens,
                  "total_tokens": prompt_tokens + outcome.completion_tokens}
-        message = ({"role": "assistant", "content": None, "tool_calls": found} if found
-                   else {"role": "assistant", "content": text})
+        message = ({"role": "assistant", "content": None, "tool_calls": found or None}
+                   if found is not None else {"role": "assistant", "content": text})
         if body.stream:
             return StreamingResponse(_sse_whole(engine, body, ident, created, message, finish,
                                                 usage), media_type="text/event-stream")

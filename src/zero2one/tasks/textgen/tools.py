@@ -186,14 +186,13 @@ def grammar(the_plan: Plan) -> str | None:
 
 
 def calls(text: str) -> list[dict[str, Any]] | None:
-    """The tool calls in an answer, in OpenAI's shape (None: the answer is text)."""
-    if not text.lstrip().startswith(OPEN):
+    """The tool calls in an answer, in OpenAI's shape (None: the answer is text). A call the
+    token budget cut is left out — its arguments would not parse — and the answer ends with
+    ``finish_reason: "length"``; a list, empty where no call was finished."""
+    begun = text.lstrip()
+    if not (begun.startswith(OPEN) or (begun and OPEN.startswith(begun))):  # cut in the tag
         return None
-    found = []
-    for body in _CALL.findall(text):
-        call = json.loads(body)
-        found.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                      "function": {"name": call["name"],
-                                   "arguments": json.dumps(call["arguments"],
-                                                           ensure_ascii=False)}})
-    return found or None
+    return [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+             "function": {"name": body["name"],
+                          "arguments": json.dumps(body["arguments"], ensure_ascii=False)}}
+            for body in map(json.loads, _CALL.findall(text))]
