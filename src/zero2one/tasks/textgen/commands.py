@@ -17,6 +17,7 @@ from zero2one.cli.output import (
     print_json,
 )
 from zero2one.errors import UserError
+from zero2one.tasks.textgen import tools
 
 
 def generate(
@@ -56,7 +57,6 @@ def generate(
     """Generate text, streaming tokens as they come (--json: one object at the end)."""
     import time
 
-    from zero2one.tasks.textgen import tools
     from zero2one.tasks.textgen.batch import stream
     from zero2one.tasks.textgen.generate import Outcome, sampling
     from zero2one.tasks.textgen.models import load_lm
@@ -142,8 +142,6 @@ def _plan(path: Path, choice: str) -> Any:
     import json
 
     from pydantic import TypeAdapter, ValidationError
-
-    from zero2one.tasks.textgen import tools
 
     try:
         listed = json.loads(path.read_text(encoding="utf-8"))
