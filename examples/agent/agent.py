@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from openai import OpenAI
+from openai import APIConnectionError, APIStatusError, OpenAI
 
 HERE = Path(__file__).resolve().parent
 TOOLS = json.loads((HERE / "tools.json").read_text(encoding="utf-8"))
@@ -169,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 2:
         parser.error("--steps: at least 2 (a call, then the answer)")
     client = OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=300)
-    answer = run(client, args.model, args.question, steps=args.steps, first=args.first,
-                 stream=args.stream)
+    try:
+        answer = run(client, args.model, args.question, steps=args.steps, first=args.first,
+                     stream=args.stream)
+    except APIConnectionError:
+        print(f"error: nothing answers at {args.base_url}: start `zero2one serve MODEL` first "
+              "(or give --base-url)", file=sys.stderr)
+        return 2
+    except APIStatusError as exc:  # the server's one-line reason (a 400, a 401 without a key)
+        print(f"error: {exc.status_code}: {exc.message}", file=sys.stderr)
+        return 2
     if not args.stream:
         print(answer)
     return 0 if answer else 1

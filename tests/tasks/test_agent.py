@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ..conftest import REPO
+from ..conftest import REPO, free_port
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +87,16 @@ def test_the_loop_runs_each_call_and_ends_in_an_answer(agent: ModuleType, served
         assert not written
 
 
-def test_the_command_line_refuses_a_loop_without_an_answer(agent: ModuleType,
-                                                           capsys: pytest.CaptureFixture[str]
-                                                           ) -> None:
+def test_the_command_line_says_what_is_wrong_in_one_line(agent: ModuleType,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
     with pytest.raises(SystemExit) as exc:
         agent.main(["What is 2 + 3?", "--steps", "1"])
     assert exc.value.code == 2 and "--steps: at least 2" in capsys.readouterr().err
     assert json.loads((REPO / "examples/agent/tools.json").read_text()) == agent.TOOLS
+    # no server there: one line saying what to start, not a traceback
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert agent.main(["What is 2 + 3?", "--base-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: nothing answers at {url}: start `zero2one serve MODEL` first "
+                   "(or give --base-url)\n")
