@@ -68,8 +68,13 @@ def generate(
                         top_k=top_k, repetition_penalty=repetition_penalty, stop=stop or None,
                         seed=seed, json_schema=_schema(json_schema) if json_schema else None,
                         grammar=tools.grammar(plan) if plan else None)
-    turns: Any = prompt  # a chat with tools: its messages and the tools for its template
-    described = None
+    chat = chat or plan is not None  # tools are a chat's
+    turn = [{"role": "user", "content": prompt}]
+
+    def conversation(template: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """The turn for the model's chat template, and the tools it renders (with --tools)."""
+        return tools.messages(turn, plan, template) if plan is not None else (turn, None)
+
     moderator: Any = check_prompt(moderation, prompt)
     start = time.perf_counter()
     pieces = []
@@ -87,20 +92,14 @@ def generate(
         # llama.cpp's server engine with one slot (or the compiled binding, for GGUF files)
         runner = build(task, SimpleNamespace(engine="llama.cpp", precision=None, slots=1,
                                              max_batch_tokens=None, workers=1), model)
-        if plan is not None:
-            turns, described = tools.messages([{"role": "user", "content": prompt}], plan,
-                                              runner.template)
-        text_in = (runner.chat_prompt(turns if plan else [{"role": "user", "content": prompt}],
-                                      described) if chat or plan else prompt)
+        text_in = runner.chat_prompt(*conversation(runner.template)) if chat else prompt
         generated = runner.generate(text_in, settings, outcome)
     elif engine == "zero2one":
         lm, tokenizer = load_lm(model)
-        if plan is not None:
-            turns, described = tools.messages([{"role": "user", "content": prompt}], plan,
-                                              getattr(tokenizer, "chat_template", None))
-        generated = stream(lm, tokenizer, turns, settings=settings, chat=chat or bool(plan),
-                           precision=precision.value if precision else None, outcome=outcome,
-                           tools=described)
+        messages, described = conversation(getattr(tokenizer, "chat_template", None))
+        generated = stream(lm, tokenizer, messages if chat else prompt, settings=settings,
+                           chat=chat, precision=precision.value if precision else None,
+                           outcome=outcome, tools=described)
     else:
         raise UserError(f"--engine {engine}: zero2one or llama.cpp")
     if moderator is not None and moderator.config.outputs != "off":
@@ -119,7 +118,7 @@ def generate(
                     "tool_calls" if calls is not None and outcome.finish_reason != "length"
                     else outcome.finish_reason,
                     "seconds": round(time.perf_counter() - start, 3)})
-    elif calls is not None:  # cut by --max-new-tokens: the last call's arguments are cut too
+    elif calls is not None:  # a call --max-new-tokens cut is left out (tools.calls)
         print_json(calls)
     else:
         sys.stdout.write(text + "\n" if plan is not None else "\n")

@@ -102,6 +102,28 @@ class StopScanner:
         return out
 
 
+class TemplateChat:
+    """A conversation through a transformers tokenizer's chat template, for the serving
+    engines that hold one (``self.tokenizer``)."""
+
+    tokenizer: Any
+
+    @property
+    def template(self) -> Any:
+        """The chat template (None: the model has none)."""
+        return getattr(self.tokenizer, "chat_template", None)
+
+    def chat_prompt(self, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None) -> str:
+        """The conversation through the model's chat template (``tools``: for a template
+        that renders them)."""
+        if not self.template:
+            raise UserError("this model has no chat template; use /v1/completions")
+        return str(self.tokenizer.apply_chat_template(messages, tools=tools,
+                                                      add_generation_prompt=True,
+                                                      tokenize=False))
+
+
 def sampling(**values: Any) -> Sampling:
     """Build :class:`Sampling`, turning validation errors into one-line user errors."""
     try:

@@ -41,7 +41,7 @@ from zero2one.serving.adapter import BaseAdapter
 from zero2one.tasks.textgen import checkset, train
 from zero2one.tasks.textgen.constrained import grammar_of
 from zero2one.tasks.textgen.data import IGNORE, tokenize_chat, tokenize_text
-from zero2one.tasks.textgen.generate import Outcome, sampling
+from zero2one.tasks.textgen.generate import Outcome, TemplateChat, sampling
 from zero2one.tasks.textgen.gguf_export import (
     GGUF_FILE,
     SUPPORTED,
@@ -210,7 +210,7 @@ def describe(report: dict[str, Any]) -> str:
 
 # ---- the engine -------------------------------------------------------------------------------
 
-class LlamaServerEngine(BaseAdapter):
+class LlamaServerEngine(TemplateChat, BaseAdapter):
     """Requests decode in llama.cpp's slots (``slots`` at a time, each with its own context of
     ``context`` tokens); the interface is that of zero2one's engine (``stream``, ``count``,
     ``chat_prompt``), so the OpenAI routes serve either."""
@@ -253,7 +253,7 @@ class LlamaServerEngine(BaseAdapter):
         self._idle = threading.Condition()
 
     def playground(self) -> dict[str, Any]:
-        chat = bool(getattr(self.tokenizer, "chat_template", None))
+        chat = bool(self.template)
         return {"kind": "chat", "route": "/v1/chat/completions" if chat else "/v1/completions",
                 "chat": chat, "max_tokens": 256, "temperature": 0.7, "context": self.context}
 
@@ -262,21 +262,6 @@ class LlamaServerEngine(BaseAdapter):
 
     def count(self, text: str) -> int:
         return len(self.tokens(text))
-
-    @property
-    def template(self) -> Any:
-        """The chat template (None: the model has none)."""
-        return getattr(self.tokenizer, "chat_template", None)
-
-    def chat_prompt(self, messages: list[dict[str, Any]],
-                    tools: list[dict[str, Any]] | None = None) -> str:
-        """The conversation through the model's chat template (``tools``: for a template
-        that renders them)."""
-        if not self.template:
-            raise UserError("this model has no chat template; use /v1/completions")
-        return str(self.tokenizer.apply_chat_template(messages, tools=tools,
-                                                      add_generation_prompt=True,
-                                                      tokenize=False))
 
     def checked(self, prompt: str, settings: Any) -> list[int]:
         """The prompt's token ids, if it and ``max_tokens`` fit a slot's context."""

@@ -20,10 +20,15 @@ from typing import Any
 
 from zero2one.errors import UserError
 from zero2one.serving.adapter import BaseAdapter
-from zero2one.tasks.textgen.generate import Outcome, check_fits, context_window
+from zero2one.tasks.textgen.generate import (
+    Outcome,
+    TemplateChat,
+    check_fits,
+    context_window,
+)
 
 
-class LMEngine(BaseAdapter):
+class LMEngine(TemplateChat, BaseAdapter):
     batched = False  # no micro-batcher in front: the engine batches concurrent decodes itself
 
     def __init__(self, model: Any, tokenizer: Any, name: str, *, max_batch: int = 16,
@@ -58,28 +63,13 @@ class LMEngine(BaseAdapter):
 
     def playground(self) -> dict[str, Any]:
         """A chat (a completion box for a model without a chat template), streamed."""
-        chat = bool(getattr(self.tokenizer, "chat_template", None))
+        chat = bool(self.template)
         return {"kind": "chat", "route": "/v1/chat/completions" if chat else "/v1/completions",
                 "chat": chat, "max_tokens": 256, "temperature": 0.7,
                 "context": getattr(self.model.config, "max_position_embeddings", None)}
 
     def count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    @property
-    def template(self) -> Any:
-        """The chat template (None: the model has none)."""
-        return getattr(self.tokenizer, "chat_template", None)
-
-    def chat_prompt(self, messages: list[dict[str, Any]],
-                    tools: list[dict[str, Any]] | None = None) -> str:
-        """The conversation through the model's chat template (``tools``: for a template
-        that renders them)."""
-        if not self.template:
-            raise UserError("this model has no chat template; use /v1/completions")
-        return self.tokenizer.apply_chat_template(messages, tools=tools,
-                                                  add_generation_prompt=True,
-                                                  tokenize=False)
 
     async def stream(self, prompt: str, settings: Any,
                      outcome: Outcome | None = None) -> AsyncIterator[str]:
