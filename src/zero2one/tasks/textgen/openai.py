@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
 import orjson
@@ -199,8 +199,7 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
                                                        policy, outcome)
             finish = "content_filter" if filtered else outcome.finish_reason
         await remember(request, ident, route=request.url.path, body=asked, output=text)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": outcome.completion_tokens,
-                 "total_tokens": prompt_tokens + outcome.completion_tokens}
+        usage = _usage(prompt_tokens, outcome.completion_tokens)
         message = ({"role": "assistant", "content": None, "tool_calls": found or None}
                    if found is not None else {"role": "assistant", "content": text})
         if body.stream:
@@ -236,8 +235,7 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
     return JSON({
         "id": ident, "object": "chat.completion" if chat else "text_completion",
         "created": created, "model": engine.name, "choices": [choice],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                  "total_tokens": prompt_tokens + completion},
+        "usage": _usage(prompt_tokens, completion),
     })
 
 
@@ -314,13 +312,8 @@ async def _sse(engine: Any, body: Any, ident: str, created: int, first: str | No
     completion = outcome.completion_tokens
     await remembered(text)
     yield event({} if chat else "", outcome.finish_reason)
-    if body.stream_options and body.stream_options.include_usage:
-        usage = {"id": ident, "object": kind, "created": created, "model": engine.name,
-                 "choices": [], "usage": {"prompt_tokens": prompt_tokens,
-                                          "completion_tokens": completion,
-                                          "total_tokens": prompt_tokens + completion}}
-        yield b"data: " + orjson.dumps(usage) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+    for end in _closing(engine, body, ident, created, kind, _usage(prompt_tokens, completion)):
+        yield end
 
 
 async def _sse_whole(engine: Any, body: Any, ident: str, created: int, message: dict[str, Any],
@@ -340,9 +333,21 @@ async def _sse_whole(engine: Any, body: Any, ident: str, created: int, message: 
     if message.get("content"):
         yield event({"content": message["content"]})
     yield event({}, finish)
+    for end in _closing(engine, body, ident, created, "chat.completion.chunk", usage):
+        yield end
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def _closing(engine: Any, body: Any, ident: str, created: int, kind: str,
+             usage: dict[str, int]) -> Iterator[bytes]:
+    """A stream's end: the usage chunk where ``stream_options`` asks for it, then [DONE]."""
     if body.stream_options and body.stream_options.include_usage:
-        chunk = {"id": ident, "object": "chat.completion.chunk", "created": created,
-                 "model": engine.name, "choices": [], "usage": usage}
+        chunk = {"id": ident, "object": kind, "created": created, "model": engine.name,
+                 "choices": [], "usage": usage}
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     yield b"data: [DONE]\n\n"
 
