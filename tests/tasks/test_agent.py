@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 
 from ..conftest import REPO, free_port
+from .conftest import client_of, served_lm
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +48,8 @@ def test_the_docs_search_finds_the_passage_that_answers(agent: ModuleType) -> No
 
 @pytest.fixture
 def served(long_lm: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import openai
-    from fastapi.testclient import TestClient
-
-    from zero2one.serving import ServeSettings, create_app
-
-    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
-    settings = ServeSettings(model=str(long_lm), engine="zero2one")  # type: ignore[call-arg]
-    with TestClient(create_app(settings)) as http:
-        yield openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
-                            http_client=http, max_retries=0)
+    with served_lm(long_lm, "zero2one", monkeypatch) as http:
+        yield client_of(http)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])

@@ -16,6 +16,8 @@ from zero2one.tasks.textgen.batch import stream
 from zero2one.tasks.textgen.generate import Outcome, sampling
 from zero2one.tasks.textgen.models import load_lm
 
+from .conftest import client_of
+
 SCHEMA = {"type": "object", "additionalProperties": False,
           "required": ["digit", "colour", "ok"],
           "properties": {"digit": {"type": "integer", "minimum": 0, "maximum": 9},
@@ -29,13 +31,6 @@ class Answer(BaseModel):
     digit: int = Field(ge=0, le=9)
     colour: Literal["red", "green", "blue"]
     word: str = Field(max_length=5)
-
-
-def client_of(lm_client: Any) -> Any:
-    import openai
-
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
-                         http_client=lm_client, max_retries=0)
 
 
 def test_a_random_model_answers_valid_json_under_a_schema(tiny_lm: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from .conftest import ENGINES
+from .conftest import ENGINES, client_of, served_lm
 
 ADD = {"type": "object", "additionalProperties": False, "required": ["a", "b"],
        "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
@@ -30,21 +30,8 @@ SCHEMAS = {"add": ADD, "search": SEARCH}
 @pytest.fixture(params=ENGINES)
 def lm_client(long_lm: Path, monkeypatch: pytest.MonkeyPatch,
               request: pytest.FixtureRequest) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
-
-    from zero2one.serving import ServeSettings, create_app
-
-    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
-    settings = ServeSettings(model=str(long_lm), engine=request.param)  # type: ignore[call-arg]
-    with TestClient(create_app(settings)) as client:
+    with served_lm(long_lm, request.param, monkeypatch) as client:
         yield client
-
-
-def client_of(lm_client: Any) -> Any:
-    import openai
-
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
-                         http_client=lm_client, max_retries=0)
 
 
 def valid(call: Any) -> dict[str, Any]:
@@ -260,13 +247,7 @@ def test_a_template_with_a_tool_format_renders_the_tools_itself(hermes_lm: Path,
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_round_trip_through_the_models_own_tool_format(
         hermes_lm: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi.testclient import TestClient
-
-    from zero2one.serving import ServeSettings, create_app
-
-    monkeypatch.delenv("ZERO2ONE_API_KEY", raising=False)
-    settings = ServeSettings(model=str(hermes_lm), engine=engine)  # type: ignore[call-arg]
-    with TestClient(create_app(settings)) as http:
+    with served_lm(hermes_lm, engine, monkeypatch) as http:
         client = client_of(http)
         reply = client.chat.completions.create(
             model="m", messages=HISTORY[:1], tools=TOOLS, tool_choice="required",
