@@ -4,6 +4,7 @@ nothing of zero2one's."""
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 
@@ -12,6 +13,19 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the architecture: what a speed measured
+    here is true for."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def meminfo() -> tuple[int, int] | None:

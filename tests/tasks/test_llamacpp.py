@@ -80,6 +80,31 @@ def test_without_xllamacpp_auto_serves_with_zero2ones_engine(
 
 
 @server_engine
+def test_auto_times_the_engines_once_per_model_and_machine(
+        tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """--engine auto times both engines at a model's first start here and keeps the figures:
+    later starts read them (the log says from where); a damaged record is measured again."""
+    from zero2one.tasks.textgen import engines
+
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
+    timed: list[int] = []
+    speed = engines._own_speed
+    monkeypatch.setattr(engines, "_own_speed", lambda *a: timed.append(1) or speed(*a))
+    with caplog.at_level("INFO"):
+        for _ in range(2):
+            start(str(tiny_lm), feedback=None)
+    assert len(timed) == 2  # best of two, at the first start only
+    (record,) = (tmp_path / "cache" / "engines").glob("*.json")
+    kept = json.loads(record.read_text())
+    assert kept["llama.cpp"] > 0 and kept["zero2one"] > 0 and kept["key"]["cores"] >= 1
+    assert f"kept in {record}" in caplog.text
+    record.write_text("{not json")
+    start(str(tiny_lm), feedback=None)
+    assert len(timed) == 4 and json.loads(record.read_text())["zero2one"] > 0
+
+
+@server_engine
 @pytest.mark.slow
 def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
         caplog: pytest.LogCaptureFixture) -> None:

@@ -1,9 +1,10 @@
 """Which engine decodes a served language model (``zero2one serve MODEL --engine E``):
 
 - ``auto`` (the default): llama.cpp's server engine (:mod:`.llamaserver`) where it is installed
-  and can run the model, if it is the faster of the two here — both are timed at start-up on one
-  stream, since which wins depends on the CPU (its vector units, its memory) and the model —,
-  else zero2one's own (:class:`~zero2one.tasks.textgen.serving.LMEngine`);
+  and can run the model, if it is the faster of the two here — both are timed on one stream,
+  since which wins depends on the CPU (its vector units, its memory) and the model; measured at
+  the first start of a model on a machine and kept in the user's cache —, else zero2one's own
+  (:class:`~zero2one.tasks.textgen.serving.LMEngine`);
 - ``llama.cpp``: llama.cpp's server engine (xllamacpp), or where that is not installed the
   compiled binding (``llama-cpp-python``, the ``llamacpp`` extra; GGUF models only);
 - ``zero2one``: zero2one's own decoding step, batched by its own loop.
@@ -11,12 +12,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import logging
+import os
 import time
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from zero2one.errors import UserError
-from zero2one.machine import usable_cores
+from zero2one.machine import cpu_name, usable_cores
+from zero2one.paths import cache_home
 from zero2one.tasks.textgen import llamaserver
 from zero2one.tasks.textgen.batch import stream
 from zero2one.tasks.textgen.generate import Outcome, context_window, sampling
@@ -41,17 +49,13 @@ def build(task: Any, settings: Any, name: str) -> Any:
     if server is not None and engine == "llama.cpp":
         return server
     if server is not None:
-        # best of two, alternating: a busy machine slows one run, rarely both
-        fast = slow = 0.0
-        for _ in range(2):
-            fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
-            slow = max(slow, _own_speed(task, settings))
+        fast, slow, measured = _timed(task, settings, server)
         if fast >= slow:
             log.info("engine: llama.cpp's server (%.1f tokens/s for one stream here, "
-                     "zero2one's own %.1f)", fast, slow)
+                     "zero2one's own %.1f%s)", fast, slow, measured)
             return server
         log.info("engine: zero2one's own (%.1f tokens/s for one stream here, llama.cpp's "
-                 "server %.1f)", slow, fast)
+                 "server %.1f%s)", slow, fast, measured)
         server.close()
     own = LMEngine(task.model_, task.tokenizer_, name, precision=settings.precision,
                    max_batch_tokens=settings.max_batch_tokens, workers=settings.workers)
@@ -97,6 +101,48 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
              "stream, %d for batches", llamaserver.describe(report), engine.slots,
              engine.context, one, threads)
     return engine
+
+
+def _timed(task: Any, settings: Any, server: Any) -> tuple[float, float, str]:
+    """(llama.cpp's, zero2one's) greedy tokens/s for one stream of this model here, and where
+    they were measured (for the log). Measured once per model file, CPU, threads and engine
+    versions — best of two, alternating: a busy machine slows one run, rarely both — and kept
+    in ``<cache>/engines/``, so later starts (a restart, another worker, a scaled-out replica on
+    the same kind of machine) skip the seconds it takes; remove the file to measure again."""
+    stat = Path(server.path).stat()
+    key = {"gguf": str(Path(server.path).resolve()), "bytes": stat.st_size,
+           "modified": stat.st_mtime_ns, "cpu": cpu_name(), "cores": usable_cores(),
+           "threads": [server.threads, server.batch_threads], "tokens": TIMED_TOKENS,
+           "versions": {name: _version(name) for name in ("zero2one", "xllamacpp", "torch")}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    file = cache_home() / "engines" / f"{digest}.json"
+    try:
+        kept = json.loads(file.read_text())
+        return (float(kept["llama.cpp"]), float(kept["zero2one"]),
+                f"; measured {kept['measured']}, kept in {file}")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    fast = slow = 0.0
+    for _ in range(2):
+        fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
+        slow = max(slow, _own_speed(task, settings))
+    record = {"llama.cpp": round(fast, 1), "zero2one": round(slow, 1), "key": key,
+              "measured": dt.datetime.now().isoformat(timespec="minutes")}
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, file)
+    except OSError as exc:  # a read-only cache: measured again at the next start
+        log.info("the engines' timing is not kept (%s: %s)", file.parent, exc.strerror or exc)
+    return fast, slow, ""
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 def _own_speed(task: Any, settings: Any) -> float:
