@@ -290,7 +290,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path,
 @pytest.mark.slow
 def test_resume_after_kill_9(workspace: Path, tiny_text_encoder: Path) -> None:
     """A real training process killed with SIGKILL; --resume finishes the job."""
-    cfg = recipe(tiny_text_encoder, steps=400, sample_every=None, checkpoint_every=20)
+    cfg = recipe(tiny_text_encoder, steps=100, sample_every=None, checkpoint_every=20)
     cfg["eval"]["judge"] = None
     path = train_killed_at_checkpoint(cfg, workspace)
     train(path, out=workspace / "resumed", resume=True)
