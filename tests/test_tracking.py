@@ -255,6 +255,10 @@ def test_failures_of_the_store_are_told_from_its_answers(monkeypatch: pytest.Mon
     down = tracking.store_error(ConnectionError("[Errno 111] Connection refused"))
     assert isinstance(down, tracking.Unreachable) and "does not answer (connection refused" in str(
         down)
+    cut = tracking.store_error(MlflowException(  # the server killed while it answered
+        "API request to http://127.0.0.1:1/api/2.0/mlflow/runs/log-batch failed with exception "
+        "('Connection broken: IncompleteRead(0 bytes read, 2 more expected)')"))
+    assert isinstance(cut, tracking.Unreachable) and "stopped answering mid-request" in str(cut)
     assert tracking.store_error(UserError("mine")) is None
 
 

@@ -11,6 +11,7 @@ import pytest
 from zero2one.api import load
 from zero2one.convert import export
 from zero2one.errors import ConversionError, UserError
+from zero2one.tasks.textgen.gguf_export import metadata_value
 
 from .test_finetune import chats, write_jsonl
 
@@ -33,6 +34,12 @@ def test_a_tuned_model_exports_to_gguf_and_reads_back(tuned: Path, workspace: Pa
     assert reader.fields["general.architecture"].contents() == "llama"
     assert "messages" in reader.fields["tokenizer.chat_template"].contents()
     kinds = {t.name: t.tensor_type.name for t in reader.tensors if len(t.shape) == 2}
+    # zero2one's reader of one value agrees with gguf's (which parses every field first)
+    for key in ("general.architecture", "llama.context_length", "general.file_type",
+                "tokenizer.ggml.bos_token_id", "tokenizer.ggml.pre"):
+        assert metadata_value(directory / "gguf" / "model.gguf", key) == \
+            reader.fields[key].contents(), key
+    assert metadata_value(directory / "gguf" / "model.gguf", "no.such.key") is None
     # embeddings and output head 8-bit in a 4-bit file, as in llama.cpp's
     expected = "Q8_0" if quant.startswith("q4") else quant.upper()
     ends = {kinds.pop("token_embd.weight"), kinds.pop("output.weight", expected)}
@@ -53,6 +60,14 @@ def test_a_tuned_model_exports_to_gguf_and_reads_back(tuned: Path, workspace: Pa
     assert result.report[0]["metrics"]["val_perplexity"] > 0
     assert result.report[-1]["metrics"]["val_perplexity"] > 0
     assert exported.predict(["what does zero2one do"], max_new_tokens=3)[0] is not None
+
+
+def test_a_file_that_is_not_gguf_is_said(tmp_path: Path) -> None:
+    for content, message in ((b"PK\x03\x04zip", "is not a GGUF file"),
+                             (b"GGUF\x03\x00\x00\x00\x01", "not a complete GGUF file")):
+        (tmp_path / "x.gguf").write_bytes(content)
+        with pytest.raises(ValueError, match=message):
+            metadata_value(tmp_path / "x.gguf", "general.architecture")
 
 
 def test_quantized_files_are_smaller(tuned: Path, workspace: Path) -> None:

@@ -178,6 +178,11 @@ def store_error(exc: Exception, *, action: str = "do that") -> Zero2OneError | N
         if sign in text:
             return Unreachable(f"the tracking store {uri} does not answer ({what}, "
                                "retried for about 15 s); is the server running?")
+    # the server went away while answering (a request in flight when it was killed)
+    for sign in ("Connection broken", "Connection aborted", "RemoteDisconnected"):
+        if sign in text:
+            return Unreachable(f"the tracking store {uri} stopped answering mid-request "
+                               "(connection broken); is the server running?")
     # SQLAlchemy's text starts with its own notes ("(raised as a result of ... autoflush)");
     # the database's own words are on the line of the DBAPI error
     lines = [line.strip() for line in text.splitlines() if line.strip()]
