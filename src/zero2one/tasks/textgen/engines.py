@@ -18,10 +18,10 @@ import json
 import logging
 import os
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zero2one.artifacts import library_versions
 from zero2one.errors import UserError
 from zero2one.machine import cpu_name, usable_cores
 from zero2one.paths import cache_home
@@ -109,11 +109,12 @@ def _timed(task: Any, settings: Any, server: Any) -> tuple[float, float, str]:
     versions — best of two, alternating: a busy machine slows one run, rarely both — and kept
     in ``<cache>/engines/``, so later starts (a restart, another worker, a scaled-out replica on
     the same kind of machine) skip the seconds it takes; remove the file to measure again."""
-    stat = Path(server.path).stat()
-    key = {"gguf": str(Path(server.path).resolve()), "bytes": stat.st_size,
-           "modified": stat.st_mtime_ns, "cpu": cpu_name(), "cores": usable_cores(),
+    gguf = Path(server.path)
+    stat = gguf.stat()
+    key = {"gguf": str(gguf.resolve()), "bytes": stat.st_size, "modified": stat.st_mtime_ns,
+           "cpu": cpu_name(), "cores": usable_cores(),
            "threads": [server.threads, server.batch_threads], "tokens": TIMED_TOKENS,
-           "versions": {name: _version(name) for name in ("zero2one", "xllamacpp", "torch")}}
+           "versions": library_versions(["xllamacpp", "torch"])}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     file = cache_home() / "engines" / f"{digest}.json"
     try:
@@ -128,21 +129,15 @@ def _timed(task: Any, settings: Any, server: Any) -> tuple[float, float, str]:
         slow = max(slow, _own_speed(task, settings))
     record = {"llama.cpp": round(fast, 1), "zero2one": round(slow, 1), "key": key,
               "measured": dt.datetime.now().isoformat(timespec="minutes")}
+    tmp = file.with_name(f".{file.name}.{os.getpid()}")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, file)
-    except OSError as exc:  # a read-only cache: measured again at the next start
+    except OSError as exc:  # a read-only cache, a full disk: measured again at the next start
+        tmp.unlink(missing_ok=True)
         log.info("the engines' timing is not kept (%s: %s)", file.parent, exc.strerror or exc)
     return fast, slow, ""
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "none"
 
 
 def _own_speed(task: Any, settings: Any) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import tempfile
 import weakref
 from pathlib import Path
@@ -255,8 +256,6 @@ def metadata_value(path: Path, key: str) -> Any:
     """One metadata value of a GGUF file (a number, a string; None where the file has no such
     key), read up to that key: gguf.GGUFReader parses every field first — SmolLM2's 49,152
     tokens took it 4.2 s for one name."""
-    import struct
-
     with path.open("rb") as fh:
         def read(fmt: str) -> Any:
             size = struct.calcsize(fmt)
