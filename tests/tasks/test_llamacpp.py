@@ -6,6 +6,7 @@ elsewhere they skip)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -95,13 +96,47 @@ def test_auto_times_the_engines_once_per_model_and_machine(
         for _ in range(2):
             start(str(tiny_lm), feedback=None)
     assert len(timed) == 2  # best of two, at the first start only
-    (record,) = (tmp_path / "cache" / "engines").glob("*.json")
-    kept = json.loads(record.read_text())
+    records = [json.loads(f.read_text()) for f in (tmp_path / "cache" / "engines").glob("*")]
+    (kept,) = [r for r in records if "zero2one" in r]
     assert kept["llama.cpp"] > 0 and kept["zero2one"] > 0 and kept["key"]["cores"] >= 1
+    record = next(f for f in (tmp_path / "cache" / "engines").glob("*")
+                  if "zero2one" in json.loads(f.read_text()))
     assert f"kept in {record}" in caplog.text
     record.write_text("{not json")
     start(str(tiny_lm), feedback=None)
     assert len(timed) == 4 and json.loads(record.read_text())["zero2one"] > 0
+
+
+@server_engine
+@pytest.mark.parametrize("faster", [1, 2])
+def test_one_streams_threads_are_chosen_by_timing_once(
+        faster: int, tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """On 2 cores one stream decodes on 1 or 2 threads, whichever was the faster here (each
+    timed twice, at the first start only); the log says both figures."""
+    from zero2one.tasks.textgen import engines, llamaserver
+
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(engines, "usable_cores", lambda: 2)
+    timed: list[int] = []
+    speed = llamaserver.LlamaServerEngine.tokens_per_second
+
+    def skewed(self: Any, tokens: int = 32) -> float:  # the timing, not a rule, decides
+        timed.append(self.threads)
+        return speed(self, tokens) * (10 if self.threads == faster else 0.1)
+
+    monkeypatch.setattr(llamaserver.LlamaServerEngine, "tokens_per_second", skewed)
+    with caplog.at_level("INFO"):
+        for _ in range(2):
+            with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
+                engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
+                assert (engine.threads, engine.batch_threads) == (faster, 2)
+    assert sorted(timed) == [1, 1, 2, 2]  # best of two each, at the first start only
+    (record,) = (tmp_path / "cache" / "engines").glob("*.json")
+    speeds = json.loads(record.read_text())["threads"]
+    assert speeds[str(faster)] > speeds[str(3 - faster)] > 0
+    assert re.search(rf"{faster} thread\(s\) for one stream \(1: [\d.]+ tokens/s, 2: [\d.]+ "
+                     r"tokens/s; measured .*kept in", caplog.text)
 
 
 @server_engine

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,47 +88,94 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
         log.info("engine: zero2one's own (%s)", reason)
         return None
     threads = max(1, usable_cores() // max(1, settings.workers))
-    # one stream's steps on one core fewer: the server's own threads (HTTP, the event loop, the
-    # tokenizer) run beside llama.cpp's, and a core they take from a thread of its step stalls
-    # the whole step (2 cores, served over HTTP: 100.0 tokens/s against 84.3 with 2 threads;
-    # 8 streams, whose steps use every core, 212.9 against 212.6)
-    one = max(1, threads - 1)
     budget = settings.max_batch_tokens or token_budget(task.model_, settings.workers)
-    engine = llamaserver.LlamaServerEngine(
-        path, task.tokenizer_, name, threads=one, batch_threads=threads,
-        context=context_window(task.model_), budget=budget,
-        slots=getattr(settings, "slots", None) or llamaserver.SLOTS)
+
+    def make(one: int, **size: Any) -> Any:
+        return llamaserver.LlamaServerEngine(path, task.tokenizer_, name, threads=one,
+                                             batch_threads=threads, **size)
+
+    small = min(256, context_window(task.model_))  # a timing's window: prompt + 32 tokens
+    one, measured = _one_stream_threads(path, threads,
+                                        lambda count: make(count, context=small, slots=1))
+    engine = make(one, context=context_window(task.model_), budget=budget,
+                  slots=getattr(settings, "slots", None) or llamaserver.SLOTS)
     log.info("llama.cpp's server engine: %s; %d slots of %d tokens, %d thread(s) for one "
-             "stream, %d for batches", llamaserver.describe(report), engine.slots,
-             engine.context, one, threads)
+             "stream%s, %d for batches", llamaserver.describe(report), engine.slots,
+             engine.context, one, measured, threads)
     return engine
+
+
+def _one_stream_threads(path: Path, threads: int,
+                        trial: Callable[[int], Any]) -> tuple[int, str]:
+    """How many threads decode one stream: every core, or one fewer — timed, since which wins
+    depends on the CPU. A step waits for its slowest thread, and the server's own threads (the
+    event loop, HTTP, the tokenizer) take a core from one of them now and then: on 2 cores with
+    AVX-512 one thread served 100.0 tokens/s against 84.3 with two; on 2 AVX2 cores, whose
+    kernels do more work per token, two served 96.6 against 61.3 with one. Returns the count
+    and what the log says of it (best of two, alternating; kept like the engines' timing)."""
+    choices = sorted({max(1, threads - 1), threads})
+    if len(choices) == 1:
+        return choices[0], ""
+
+    def measure() -> dict[str, Any]:
+        speeds = dict.fromkeys(map(str, choices), 0.0)
+        for _ in range(2):
+            for count in choices:
+                engine = trial(count)
+                try:
+                    speeds[str(count)] = max(speeds[str(count)],
+                                             round(engine.tokens_per_second(TIMED_TOKENS), 1))
+                finally:
+                    engine.close()
+        return {"threads": speeds}
+
+    kept, where = _kept(_key(path, timed="one stream's threads", threads=choices), measure)
+    speeds = {int(k): float(v) for k, v in kept["threads"].items()}
+    best = max(speeds, key=lambda count: speeds[count])
+    return best, " (" + ", ".join(f"{count}: {speed:.1f} tokens/s" for count, speed in
+                                   sorted(speeds.items())) + where + ")"
 
 
 def _timed(task: Any, settings: Any, server: Any) -> tuple[float, float, str]:
     """(llama.cpp's, zero2one's) greedy tokens/s for one stream of this model here, and where
-    they were measured (for the log). Measured once per model file, CPU, threads and engine
-    versions — best of two, alternating: a busy machine slows one run, rarely both — and kept
-    in ``<cache>/engines/``, so later starts (a restart, another worker, a scaled-out replica on
-    the same kind of machine) skip the seconds it takes; remove the file to measure again."""
-    gguf = Path(server.path)
+    they were measured (for the log). Best of two, alternating: a busy machine slows one run,
+    rarely both; kept like every start-up timing (:func:`_kept`)."""
+    def measure() -> dict[str, Any]:
+        fast = slow = 0.0
+        for _ in range(2):
+            fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
+            slow = max(slow, _own_speed(task, settings))
+        return {"llama.cpp": round(fast, 1), "zero2one": round(slow, 1)}
+
+    key = _key(Path(server.path), timed="engines",
+               threads=[server.threads, server.batch_threads])
+    kept, where = _kept(key, measure)
+    return float(kept["llama.cpp"]), float(kept["zero2one"]), where
+
+
+def _key(gguf: Path, **more: Any) -> dict[str, Any]:
+    """What a start-up timing holds for: the file, the CPU, the cores, the engines' versions."""
     stat = gguf.stat()
-    key = {"gguf": str(gguf.resolve()), "bytes": stat.st_size, "modified": stat.st_mtime_ns,
-           "cpu": cpu_name(), "cores": usable_cores(),
-           "threads": [server.threads, server.batch_threads], "tokens": TIMED_TOKENS,
-           "versions": library_versions(["xllamacpp", "torch"])}
+    return {"gguf": str(gguf.resolve()), "bytes": stat.st_size, "modified": stat.st_mtime_ns,
+            "cpu": cpu_name(), "cores": usable_cores(), "tokens": TIMED_TOKENS,
+            "versions": library_versions(["xllamacpp", "torch"]), **more}
+
+
+def _kept(key: dict[str, Any],
+          measure: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """A start-up timing, measured once per ``key`` and kept in ``<cache>/engines/``, so later
+    starts (a restart, another worker, a scaled-out replica on the same kind of machine) skip
+    the seconds it takes; remove the file to measure again. Returns the record and where it
+    was read from (for the log; empty when measured now)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     file = cache_home() / "engines" / f"{digest}.json"
     try:
         kept = json.loads(file.read_text())
-        return (float(kept["llama.cpp"]), float(kept["zero2one"]),
-                f"; measured {kept['measured']}, kept in {file}")
-    except (OSError, ValueError, KeyError, TypeError):
+        if kept.get("key") == key:
+            return kept, f"; measured {kept['measured']}, kept in {file}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    fast = slow = 0.0
-    for _ in range(2):
-        fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
-        slow = max(slow, _own_speed(task, settings))
-    record = {"llama.cpp": round(fast, 1), "zero2one": round(slow, 1), "key": key,
+    record = {**measure(), "key": key,
               "measured": dt.datetime.now().isoformat(timespec="minutes")}
     tmp = file.with_name(f".{file.name}.{os.getpid()}")
     try:
@@ -137,7 +185,7 @@ def _timed(task: Any, settings: Any, server: Any) -> tuple[float, float, str]:
     except OSError as exc:  # a read-only cache, a full disk: measured again at the next start
         tmp.unlink(missing_ok=True)
         log.info("the engines' timing is not kept (%s: %s)", file.parent, exc.strerror or exc)
-    return fast, slow, ""
+    return record, ""
 
 
 def _own_speed(task: Any, settings: Any) -> float:

@@ -327,8 +327,8 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
         if failure:
             raise UserError(f"llama.cpp: {failure[0]}")
 
-    async def stream(self, prompt: str, settings: Any,
-                     outcome: Outcome | None = None) -> AsyncIterator[str]:
+    async def stream(self, prompt: str, settings: Any, outcome: Outcome | None = None, *,
+                     ignore_eos: bool = False) -> AsyncIterator[str]:
         """Text pieces as generated; errors (a prompt too long, ...) raise before the first.
         ``outcome`` is filled in once the last piece is out. Pieces that arrive while the
         caller is busy are handed over joined, as one: fewer wake-ups and events per token when
@@ -340,7 +340,7 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
 
         def work() -> None:
             try:
-                self.run(ids, settings, pipe.piece, done)
+                self.run(ids, settings, pipe.piece, done, ignore_eos=ignore_eos)
             except BaseException as exc:  # the caller hears of it
                 pipe.close(exc)
                 return
@@ -402,12 +402,19 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
                 for sample in family.samples}
 
     def tokens_per_second(self, tokens: int = 32) -> float:
-        """One stream's greedy decoding speed here (prompt included), for choosing engines."""
-        ids = self.tokens("The quick brown fox")
+        """One stream's greedy decoding speed here (prompt included) on the path a served
+        request takes — the decoding thread, the hand-over to an event loop, a JSON chunk per
+        piece —, for choosing engines and threads. Call it where no event loop runs."""
         settings = sampling(max_new_tokens=tokens, temperature=0)
         outcome = Outcome()
+
+        async def consume() -> None:
+            async for piece in self.stream("The quick brown fox", settings, outcome,
+                                           ignore_eos=True):
+                json.dumps({"choices": [{"text": piece}]})
+
         started = time.perf_counter()
-        self.run(ids, settings, lambda _text: False, outcome, ignore_eos=True)
+        asyncio.run(consume())
         return outcome.completion_tokens / (time.perf_counter() - started)
 
     def close(self, timeout: float = 600) -> None:
