@@ -140,6 +140,20 @@ def test_one_streams_threads_are_chosen_by_timing_once(
 
 
 @server_engine
+def test_the_start_up_timing_runs_inside_an_event_loop_too(tiny_lm: Path) -> None:
+    """A notebook's kernel runs an event loop: the timing decodes on a loop of its own."""
+    import asyncio
+
+    with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
+        engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
+
+        async def inside() -> float:
+            return float(engine.tokens_per_second(8))
+
+        assert asyncio.run(inside()) > 0
+
+
+@server_engine
 @pytest.mark.slow
 def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
         caplog: pytest.LogCaptureFixture) -> None:

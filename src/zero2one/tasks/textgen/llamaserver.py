@@ -29,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -404,7 +405,8 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
     def tokens_per_second(self, tokens: int = 32) -> float:
         """One stream's greedy decoding speed here (prompt included) on the path a served
         request takes — the decoding thread, the hand-over to an event loop, a JSON chunk per
-        piece —, for choosing engines and threads. Call it where no event loop runs."""
+        piece —, for choosing engines and threads (on a loop of its own: a caller may be
+        inside one, a notebook's)."""
         settings = sampling(max_new_tokens=tokens, temperature=0)
         outcome = Outcome()
 
@@ -414,7 +416,8 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
                 json.dumps({"choices": [{"text": piece}]})
 
         started = time.perf_counter()
-        asyncio.run(consume())
+        with ThreadPoolExecutor(1, thread_name_prefix="timing") as pool:
+            pool.submit(asyncio.run, consume()).result()
         return outcome.completion_tokens / (time.perf_counter() - started)
 
     def close(self, timeout: float = 600) -> None:

@@ -10,8 +10,9 @@
 * ``qat``: the guide's ``prepare_qat``/``convert`` flow on a maintained path. ``torch.ao``'s
   eager quantization is deprecated, so the network (BatchNorm folded, as ONNX Runtime will)
   is fine-tuned for a few epochs with ``torch.fake_quantize_*`` on every convolution and linear
-  layer — per-channel symmetric int8 weights, per-tensor int8 activations with moving ranges:
-  the rounding the INT8 graph will do — and then quantized statically like ``static``.
+  layer — per-channel symmetric int8 weights (7-bit range), per-tensor int8 activations with
+  moving ranges: the rounding the INT8 graph will do — and then quantized statically like
+  ``static``.
 """
 
 from __future__ import annotations
