@@ -5,6 +5,7 @@ elsewhere they skip)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -96,11 +97,10 @@ def test_auto_times_the_engines_once_per_model_and_machine(
         for _ in range(2):
             start(str(tiny_lm), feedback=None)
     assert len(timed) == 2  # best of two, at the first start only
-    records = [json.loads(f.read_text()) for f in (tmp_path / "cache" / "engines").glob("*")]
-    (kept,) = [r for r in records if "zero2one" in r]
+    (record,) = [f for f in (tmp_path / "cache" / "engines").glob("*.json")
+                 if "zero2one" in json.loads(f.read_text())]  # beside the threads' timing
+    kept = json.loads(record.read_text())
     assert kept["llama.cpp"] > 0 and kept["zero2one"] > 0 and kept["key"]["cores"] >= 1
-    record = next(f for f in (tmp_path / "cache" / "engines").glob("*")
-                  if "zero2one" in json.loads(f.read_text()))
     assert f"kept in {record}" in caplog.text
     record.write_text("{not json")
     start(str(tiny_lm), feedback=None)
@@ -142,8 +142,6 @@ def test_one_streams_threads_are_chosen_by_timing_once(
 @server_engine
 def test_the_start_up_timing_runs_inside_an_event_loop_too(tiny_lm: Path) -> None:
     """A notebook's kernel runs an event loop: the timing decodes on a loop of its own."""
-    import asyncio
-
     with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
         engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
 
