@@ -93,6 +93,16 @@ CASES: dict[str, Case] = {
          {"prompt": "a handwritten digit one", "n": 2, "steps": 2, "seed": 0}),
         ("POST", "/v1/images/generations", {"prompt": "", "n": 1}),
         fixtures=["tiny_text_encoder"]),
+    "vision-language": Case(
+        REPO / "recipes/digits-vlm.yaml",
+        ["model.vision={tiny_vision}", "model.lm={tiny_lm}", "train.steps=3",
+         "train.batch_size=4", "eval.max_new_tokens=2"],
+        lambda: [{"image": _png(0), "question": "Which digit is this?"},
+                 {"image": _png(200), "question": "Which digit is this?"}],
+        ("POST", "/predict", {"image": base64.b64encode(_png(9)).decode(),
+                              "question": "Which digit is this?", "max_tokens": 2}),
+        ("POST", "/predict", {"image": "not base64!", "question": "Which digit is this?"}),
+        fixtures=["tiny_lm", "tiny_vision"]),
     "nearest-centroid": Case(
         REPO / "examples/plugin-task/centroid.yaml", [], _iris_rows,
         ("POST", "/predict", {"rows": [[5.1, 3.5, 1.4, 0.2]]}),

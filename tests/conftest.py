@@ -269,6 +269,16 @@ def iris_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_vision(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image classifier of the contract's smallest job (a seed CNN on digits, one epoch):
+    the vision encoder of the vision-language tests."""
+    from .cases import make_trained
+
+    return make_trained(request, tmp_path_factory)("image-classification").directory
+
+
 @pytest.fixture
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             workspace: Path) -> Any:

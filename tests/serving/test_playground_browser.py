@@ -146,8 +146,17 @@ def use_upload(page: Any, name: str, tmp: Path) -> str:
 
 
 def use_chat(page: Any, name: str, tmp: Path) -> str:
-    reply = chat(page, "What is zero2one?", max_tokens=8)
-    assert reply.locator(".text").inner_text()
+    if page.locator("#attach").count():  # a model that reads images: one goes with the question
+        assert not page.locator("#schema").count() and not page.locator("#tools").count()
+        digit = tmp / "digit.png"
+        digit.write_bytes(_png(200))
+        page.set_input_files("#attach", str(digit))
+        reply = chat(page, "Which digit is this?", max_tokens=2)
+        assert page.locator(".bubble.user img.attached").count() == 1
+        assert page.evaluate("document.querySelector('img.attached').naturalWidth") == 8
+    else:
+        reply = chat(page, "What is zero2one?", max_tokens=8)
+        assert reply.locator(".text").inner_text()
     # moderation refuses a prompt: the reply says so instead of answering
     page.fill("#message", "你 是 个 废 物")
     page.press("#message", "Enter")

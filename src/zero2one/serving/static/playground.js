@@ -31,6 +31,7 @@ const STRINGS = {
     schema: "Answer as JSON under this schema (optional)",
     tools: "Tools: OpenAI's JSON list (optional)", toolChoice: "Tool choice",
     resultOf: "Result of", sendResults: "Send the results", badSetting: "is not valid JSON",
+    attach: "Attach an image",
   },
   zh: {
     forget: "清除 API 密钥", keyLabel: "API 密钥", useKey: "使用此密钥",
@@ -53,6 +54,7 @@ const STRINGS = {
     schema: "按此 JSON Schema 以 JSON 回答（可选）",
     tools: "工具：OpenAI 格式的 JSON 列表（可选）", toolChoice: "工具选择",
     resultOf: "调用结果：", sendResults: "发送结果", badSetting: "不是有效的 JSON",
+    attach: "附加图片",
   },
 };
 const T = (navigator.language || "en").toLowerCase().startsWith("zh") ? STRINGS.zh : STRINGS.en;
@@ -425,17 +427,25 @@ function chat(widget, config) {
     placeholder: '[{"type": "function", "function": {"name": ..., "parameters": {...}}}]' });
   const toolChoice = el("select", { id: "tool-choice" },
     ...["auto", "required", "none"].map((choice) => el("option", { value: choice, text: choice })));
+  // a model that reads images (widget.images: how many a conversation may hold) takes one with
+  // a message; one that answers in its own way only (widget.structured false) has no schema,
+  // tools or system prompt to set
+  const structured = widget.structured !== false;
+  const attach = widget.images ? el("input", { id: "attach", type: "file",
+    accept: "image/png,image/jpeg,image/gif,image/webp,image/bmp", "aria-label": T.attach })
+    : null;
   const settings = el("details", {}, el("summary", { text: T.settings }),
     el("div", { class: "fields" },
-      widget.chat ? field("system", T.system, system) : null,
+      widget.chat && structured ? field("system", T.system, system) : null,
       field("max-tokens", T.maxTokens, maxTokens),
       field("temperature", T.temperature, temperature),
-      field("schema", T.schema, schema),
-      widget.chat ? field("tools", T.tools, tools) : null,
-      widget.chat ? field("tool-choice", T.toolChoice, toolChoice) : null));
+      structured ? field("schema", T.schema, schema) : null,
+      widget.chat && structured ? field("tools", T.tools, tools) : null,
+      widget.chat && structured ? field("tool-choice", T.toolChoice, toolChoice) : null));
   let controller = null;
   const root = el("form", { class: "panel", id: "chat-form" }, log,
     el("div", { class: "row" }, text, sendButton, stopButton),
+    attach ? field("attach", T.attach, attach) : null,
     el("div", { class: "actions" }, clearButton), settings);
 
   text.addEventListener("keydown", (event) => {
@@ -538,15 +548,35 @@ function chat(widget, config) {
     }
   }
 
-  root.addEventListener("submit", (event) => {
+  root.addEventListener("submit", async (event) => {
     event.preventDefault();
     const message = text.value.trim();
     if (!message || controller) return;
     text.value = "";
-    log.append(el("div", { class: "bubble user", text: message }));
-    ask([{ role: "user", content: message }]);
+    const file = attach?.files?.[0];
+    const bubble = el("div", { class: "bubble user", text: message });
+    log.append(bubble);
+    if (!file) {
+      ask([{ role: "user", content: message }]);
+      return;
+    }
+    attach.value = "";
+    const url = await dataUrl(file);
+    bubble.prepend(el("img", { class: "attached", src: url, alt: file.name }));
+    ask([{ role: "user", content: [{ type: "image_url", image_url: { url } },
+      { type: "text", text: message }] }]);
   });
   return root;
+}
+
+// a file as a data: URL (base64), as OpenAI's image_url parts carry an image
+function dataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
 }
 
 // a prompt with the diffusion options; the images come back as base64 PNGs

@@ -27,6 +27,9 @@ def generate(
         "Face id.", show_default=False)],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt.",
                                         show_default=False)],
+    image: Annotated[Path | None, typer.Option(
+        "--image", help="An image the prompt asks about (vision-language models).",
+        show_default=False)] = None,
     chat: Annotated[bool, typer.Option(help="Wrap the prompt in the model's chat template.")]
     = False,
     max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate [128].")]
@@ -61,6 +64,10 @@ def generate(
     from zero2one.tasks.textgen.generate import Outcome, sampling
     from zero2one.tasks.textgen.models import load_lm
 
+    if image is not None:
+        _about_image(model, image, prompt, json_=json_, max_new_tokens=max_new_tokens,
+                     temperature=temperature, top_p=top_p)
+        return
     plan = _plan(tools_file, tool_choice) if tools_file else None
     if plan is not None and json_schema:
         raise UserError("--tools or --json-schema, not both")
@@ -122,6 +129,28 @@ def generate(
         print_json(calls)
     else:
         sys.stdout.write(text + "\n" if plan is not None else "\n")
+
+
+def _about_image(model: str, image: Path, prompt: str, *, json_: bool,
+                 **sampling: Any) -> None:
+    """``--image``: a vision-language model's answer to ``prompt`` about ``image``."""
+    import time
+
+    from zero2one.api import load
+
+    start = time.perf_counter()
+    task = load(model)
+    if not getattr(task, "reads_images", False):
+        raise UserError(f"--image: {model} is a {task.name} model, which reads text only; "
+                        "give a vision-language model")
+    settings = {k: v for k, v in sampling.items() if v is not None}
+    settings.setdefault("temperature", 0.0)
+    text = task.predict({"image": image, "question": prompt}, **settings)
+    if json_:
+        print_json({"model": model, "image": str(image), "text": text,
+                    "seconds": round(time.perf_counter() - start, 3)})
+    else:
+        sys.stdout.write(text + "\n")
 
 
 def _schema(path: Path) -> Any:

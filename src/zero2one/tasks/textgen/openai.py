@@ -27,6 +27,7 @@ from zero2one.tasks.textgen.generate import TEMPERATURE_MAX, Outcome, sampling
 from zero2one.tasks.textgen.tools import Tool
 
 router = APIRouter(tags=["openai"], dependencies=Guarded)
+IMAGE_MARK = "<image>"  # where an image part stood, in the text of its message
 # a completion is JSON, or with "stream": true server-sent events
 RESPONSES = {**ERROR_RESPONSES, 200: {"description": "The completion", "content": {
     "application/json": {}, "text/event-stream": {}}}}
@@ -41,8 +42,9 @@ class TextPart(BaseModel):
 
 class Message(BaseModel):
     """A chat message in the current OpenAI forms: ``content`` as a string or a list of parts
-    (text parts are joined; other parts are refused: this model reads text only); the
-    ``developer`` role is the newer name of ``system``."""
+    (text parts are joined; ``image_url`` parts are read by an engine that reads images, its
+    ``read_image_url``, and stand as :data:`IMAGE_MARK` in the text; other parts are refused);
+    the ``developer`` role is the newer name of ``system``."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -51,12 +53,28 @@ class Message(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None  # an assistant's earlier calls
     tool_call_id: str | None = None  # the call a tool message answers
 
-    def as_chat(self, index: int) -> dict[str, Any]:
+    def as_chat(self, index: int, images: list[Any] | None = None,
+                reader: Any = None) -> dict[str, Any]:
+        """The message for the chat template; ``images`` collects the image parts, read by
+        ``reader(url, where)`` (None: the model reads text only)."""
         content = self.content
         if isinstance(content, list):
             texts = []
             for number, part in enumerate(content):
                 kind = part.get("type")
+                if kind == "image_url" and reader is not None and images is not None:
+                    where = f"messages.{index}.content.{number}"
+                    url = (part.get("image_url") or {}).get("url") \
+                        if isinstance(part.get("image_url"), dict) else None
+                    if not isinstance(url, str):
+                        raise APIError(400, "invalid_request_error",
+                                       f"{where}: an image_url part needs image_url.url")
+                    try:
+                        images.append(reader(url, where))
+                    except UserError as exc:
+                        raise APIError(400, "invalid_request_error", str(exc)) from None
+                    texts.append(IMAGE_MARK)
+                    continue
                 if kind != "text":
                     raise APIError(400, "invalid_request_error",
                                    f"messages.{index}.content.{number}: {kind!r} parts are not "
@@ -357,15 +375,22 @@ def _closing(engine: Any, body: Any, ident: str, created: int, kind: str,
 async def chat_completions(request: Request) -> Response:
     body = await _parse(request, ChatRequest)
     engine = _engine(request)
+    reader = getattr(engine, "read_image_url", None)  # an engine that reads images
+    images: list[Any] = []
     try:
         plan = tools.plan(body.tools, body.tool_choice, body.parallel_tool_calls)
         messages, described = tools.messages(
-            [m.as_chat(i) for i, m in enumerate(body.messages)], plan, engine.template)
+            [m.as_chat(i, images, reader) for i, m in enumerate(body.messages)], plan,
+            engine.template)
     except tools.ToolError as exc:
         raise APIError(400, "invalid_request_error", str(exc), param=exc.param) from None
     check_input(request, [m["content"] for m in messages if m["role"] != "assistant"],
                 param="messages")
-    prompt = engine.chat_prompt(messages, described)
+    try:
+        prompt = engine.chat_prompt(messages, described, images=images) if reader \
+            else engine.chat_prompt(messages, described)
+    except UserError as exc:
+        raise APIError(400, "invalid_request_error", str(exc), param="messages") from None
     return await _run(request, body, prompt, chat=True, asked={"messages": messages},
                       plan=plan)
 

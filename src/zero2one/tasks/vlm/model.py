@@ -1,0 +1,162 @@
+"""The model: a frozen zero2one image classifier's last feature map, pooled to a grid of
+visual tokens, an MLP projector into the language model's embedding space, and the frozen
+language model reading them where the prompt's image stands (LLaVA's design, with the
+projector the only trained part).
+
+A prompt is the language model's own chat template around one user message,
+``IMAGE + "\\n" + question``; the template's text before and after ``IMAGE`` is tokenized apart
+and the visual tokens' embeddings go between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from zero2one.errors import ArtifactError, UserError
+
+IMAGE = "<image>"
+
+
+def feature_extractor(net: nn.Module) -> nn.Module:
+    """``net``'s layers up to its last 4-D feature map: the ``features`` of zero2one's
+    seed-cnn and small-cnn without their global pooling."""
+    features = getattr(net, "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise UserError("model.vision: the encoder must be a zero2one seed-cnn or small-cnn "
+                        f"image classifier (this one is a {type(net).__name__})")
+    layers = list(features.children())
+    while layers and isinstance(layers[-1], nn.Flatten | nn.AdaptiveAvgPool2d):
+        layers.pop()
+    return nn.Sequential(*layers)
+
+
+class Projector(nn.Module):
+    """(B, C, H, W) feature maps -> (B, tokens, hidden): pooled to a √tokens grid, then an
+    MLP per grid cell (LLaVA-1.5's two layers with GELU)."""
+
+    def __init__(self, channels: int, hidden: int, tokens: int) -> None:
+        super().__init__()
+        side = round(tokens ** 0.5)
+        self.tokens = side * side
+        self.pool = nn.AdaptiveAvgPool2d(side)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(),
+                                 nn.Linear(hidden, hidden))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.pool(maps).flatten(2).transpose(1, 2))  # (B, T, hidden)
+
+
+class VisionLanguageModel(nn.Module):
+    def __init__(self, encoder: nn.Module, projector: Projector, lm: Any, tokenizer: Any,
+                 *, system: str = "") -> None:
+        super().__init__()
+        self.encoder, self.projector, self.lm = encoder.eval(), projector, lm.eval()
+        self.tokenizer, self.system = tokenizer, system
+        for module in (self.encoder, self.lm):
+            for p in module.parameters():
+                p.requires_grad_(False)
+        self._answer_end = self._template_end()
+
+    # ---- prompts ------------------------------------------------------------------------------
+
+    def _messages(self, question: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system},
+                {"role": "user", "content": f"{IMAGE}\n{question}"}]
+
+    def prompt_text(self, question: str) -> tuple[str, str]:
+        """The template's text before and after the image, for one question."""
+        if IMAGE in question:
+            raise UserError(f"a question must not contain {IMAGE}")
+        text = self.tokenizer.apply_chat_template(self._messages(question), tokenize=False,
+                                                  add_generation_prompt=True)
+        before, _, after = text.partition(IMAGE)
+        return before, after
+
+    def _template_end(self) -> str:
+        """What the template writes after an assistant's answer (SmolLM2: <|im_end|>\\n)."""
+        messages = [*self._messages("q"), {"role": "assistant", "content": "ANSWER"}]
+        whole = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return whole[whole.rindex("ANSWER") + len("ANSWER"):].rstrip("\n") or \
+            (self.tokenizer.eos_token or "")
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count(self, question: str) -> int:
+        """Prompt tokens of one question, the visual ones included."""
+        before, after = self.prompt_text(question)
+        return len(self._ids(before)) + self.visual_tokens + len(self._ids(after))
+
+    @property
+    def visual_tokens(self) -> int:
+        return self.projector.tokens
+
+    # ---- embeddings -----------------------------------------------------------------------------
+
+    def visual(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B, C, S, S) -> visual token embeddings (B, T, hidden)."""
+        with torch.no_grad():
+            maps = self.encoder(pixels)
+        return self.projector(maps)
+
+    def sequences(self, pixels: torch.Tensor, questions: Sequence[str],
+                  answers: Sequence[str] | None = None, *, left: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(inputs_embeds, attention_mask, labels): one row per question, padded on the right
+        for training (labels: -100 but on the answer and its end), on the left for
+        generation."""
+        embed = self.lm.get_input_embeddings()
+        device = embed.weight.device
+        visual = self.visual(pixels.to(device))
+        rows, targets = [], []
+        for i, question in enumerate(questions):
+            before, after = self.prompt_text(question)
+            head, tail = self._ids(before), self._ids(after)
+            answer = self._ids(answers[i] + self._answer_end) if answers is not None else []
+            text_ids = torch.tensor(head + tail + answer, device=device)
+            words = embed(text_ids)
+            rows.append(torch.cat([words[:len(head)], visual[i],
+                                   words[len(head):]], 0))
+            prompt_len = len(head) + visual.shape[1] + len(tail)
+            targets.append([-100] * prompt_len + answer)
+        longest = max(r.shape[0] for r in rows)
+        hidden = rows[0].shape[1]
+        embeds = torch.zeros(len(rows), longest, hidden, device=device, dtype=rows[0].dtype)
+        mask = torch.zeros(len(rows), longest, dtype=torch.long, device=device)
+        labels = torch.full((len(rows), longest), -100, dtype=torch.long, device=device)
+        for i, row in enumerate(rows):
+            n = row.shape[0]
+            span = slice(longest - n, longest) if left else slice(0, n)
+            embeds[i, span], mask[i, span] = row, 1
+            labels[i, span] = torch.tensor(targets[i], device=device)
+        return embeds, mask, (labels if answers is not None else None)
+
+    def loss(self, pixels: torch.Tensor, questions: Sequence[str],
+             answers: Sequence[str]) -> torch.Tensor:
+        embeds, mask, labels = self.sequences(pixels, questions, answers)
+        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+
+    @torch.no_grad()
+    def answer(self, pixels: torch.Tensor, questions: Sequence[str], *,
+               max_new_tokens: int = 16, temperature: float = 0.0, top_p: float = 1.0,
+               streamer: Any = None) -> list[str]:
+        """One answer per question (greedy when ``temperature`` is 0)."""
+        embeds, mask, _ = self.sequences(pixels, questions, left=True)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} \
+            if temperature > 0 else {"do_sample": False}
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask,
+                               max_new_tokens=max_new_tokens, pad_token_id=pad,
+                               streamer=streamer, **sampling)
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def check_lm(lm: Any) -> None:
+    if not callable(getattr(lm, "get_input_embeddings", None)):
+        raise ArtifactError("model.lm: not a transformers causal language model")

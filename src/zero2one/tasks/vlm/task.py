@@ -1,0 +1,301 @@
+"""The vision-language task: answer questions about images.
+
+    zero2one train recipes/digits-vlm.yaml      # after recipes/digits-cnn.yaml: its encoder
+    zero2one generate models:/digits-vlm@latest --image 7.png -p "Which digit is this?"
+
+A model directory holds the trained projector (safetensors), a copy of the vision encoder's
+own model directory (``vision/``, verified on load like any model) and the name of the language
+model with a digest of its weights: loading checks the language model found is the one the
+projector was trained against. Held-out evaluation is exact-match answer accuracy per question
+type, beside a text-only baseline that never sees the image: the most frequent training answer
+to each question (the best any model reading the question alone can do on these data).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from zero2one.errors import ArtifactError, IntegrityError, RecipeError, SchemaError, UserError
+from zero2one.progress import Reporter
+from zero2one.refs import load as load_ref
+from zero2one.task import DeployFiles, Task
+from zero2one.tasks.textgen.models import load_lm, resolve_lm
+from zero2one.tasks.textgen.task import TextGeneration, weights_digest
+from zero2one.tasks.vision.data import read_image
+from zero2one.tasks.vlm import serving, train
+from zero2one.tasks.vlm.config import VLRecipe
+from zero2one.tasks.vlm.data import Question, VLData, load_questions
+from zero2one.tasks.vlm.model import Projector, VisionLanguageModel, feature_extractor
+
+if TYPE_CHECKING:
+    from zero2one.serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+PROJECTOR = "projector.safetensors"
+VISION = "vision"
+LM_ENV = "ZERO2ONE_VLM_LM"  # a deployed image's copy of the language model
+
+
+class VisionLanguage(Task):
+    """``predict`` takes ``{"image": ..., "question": ...}`` (or a list of them; the image a
+    path, bytes or a PIL image) and returns the answer (or a list); :meth:`chat` takes OpenAI-
+    style messages whose content parts hold one image."""
+
+    name = "vision-language"
+    config_model: ClassVar[type[VLRecipe]] = VLRecipe
+    config: VLRecipe
+    extra = "text"
+    requires = ("torch", "transformers", "tokenizers", "safetensors", "PIL")
+    serve_requirements = ("numpy", "pillow", "safetensors", "tokenizers", "transformers",
+                          "jinja2", "gguf", "filelock")
+    needs_torch = True
+    reproduce_tolerance = 0.02
+    reads_images = True  # zero2one generate --image
+
+    model_: VisionLanguageModel
+    vision_: Any  # the image-classification task whose features the model reads
+
+    # ---- data and training ----------------------------------------------------------------
+
+    def load_data(self) -> VLData:
+        return load_questions(self.config.data, self.config.seed)
+
+    def data_paths(self) -> list[Path]:
+        source = self.config.data.source
+        for prefix in ("folder:", "jsonl:"):
+            if source.startswith(prefix):
+                return [Path(source.removeprefix(prefix))]
+        return []
+
+    def fit(self, data: VLData, *, reporter: Reporter) -> Self:
+        import torch
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        with reporter.step("loading the vision encoder and the language model"):
+            vision = self._vision(cfg.model.vision)
+            lm, tokenizer = load_lm(cfg.model.lm)
+        encoder = feature_extractor(vision.net_)
+        pixels = vision.prepare(data.images)
+        with torch.no_grad():
+            maps = encoder(pixels[:1])
+        if maps.ndim != 4:
+            raise RecipeError(f"model.vision: the encoder's features are {tuple(maps.shape)}, "
+                              "not a (B, C, H, W) feature map")
+        projector = Projector(int(maps.shape[1]), int(lm.config.hidden_size),
+                              cfg.model.visual_tokens)
+        self.model_ = VisionLanguageModel(encoder, projector, lm, tokenizer,
+                                          system=cfg.model.system)
+        directory = self.checkpoint_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.mark_run(directory)
+        self.outcome_ = train.fit(self.model_, pixels, data.splits["train"], cfg.train,
+                                  seed=cfg.seed, reporter=reporter, checkpoint_dir=directory,
+                                  resume=self.resume)
+        self.vision_ = vision
+        self.lm_digest_ = weights_digest(lm)
+        self.baseline_ = _majority(data.splits["train"])
+        return self
+
+    @staticmethod
+    def _vision(ref: str) -> Any:
+        vision = load_ref(ref)
+        if vision.name != "image-classification" or vision.ref is None \
+                or vision.ref.path is None or not vision.ref.has_manifest:
+            raise RecipeError(f"model.vision: {ref} is a {vision.name} model; give a zero2one "
+                              "image-classification model (models:/NAME@ALIAS, a run or its "
+                              "directory)")
+        if not hasattr(getattr(vision, "net_", None), "features"):
+            raise RecipeError(f"model.vision: {ref} is not a torch seed-cnn or small-cnn "
+                              "(ONNX and Keras classifiers have no feature map to read)")
+        return vision
+
+    # ---- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, data: VLData) -> dict[str, float]:
+        questions = data.splits["test"]
+        answers = self._answer([data.images[q.image] for q in questions], questions)
+        baseline = getattr(self, "baseline_", None) or _majority(data.splits["train"])
+        right: dict[str, list[bool]] = defaultdict(list)
+        guessed: dict[str, list[bool]] = defaultdict(list)
+        for q, answer in zip(questions, answers, strict=True):
+            right[q.kind].append(_same(answer, q.answer))
+            guessed[q.kind].append(_same(baseline.get(q.question, ""), q.answer))
+        metrics = {"accuracy": _mean([x for v in right.values() for x in v]),
+                   "baseline_accuracy": _mean([x for v in guessed.values() for x in v])}
+        if len(right) > 1:
+            for kind in sorted(right):
+                metrics[f"accuracy_{kind}"] = _mean(right[kind])
+                metrics[f"baseline_accuracy_{kind}"] = _mean(guessed[kind])
+        return metrics
+
+    def _answer(self, images: list[Any], questions: list[Question]) -> list[str]:
+        size = self.config.eval.batch_size
+        out: list[str] = []
+        for start in range(0, len(questions), size):
+            chunk = questions[start:start + size]
+            out += self.answer(images[start:start + size], [q.question for q in chunk])
+        return out
+
+    def answer(self, images: list[Any], questions: list[str], **sampling: Any) -> list[str]:
+        """Answers to ``questions``, one image each (PIL images)."""
+        if len(images) != len(questions):
+            raise SchemaError(f"{len(images)} images for {len(questions)} questions")
+        sampling.setdefault("max_new_tokens", self.config.eval.max_new_tokens)
+        pixels = self.vision_.prepare(images)
+        return self.model_.answer(pixels, questions, **sampling)
+
+    # ---- prediction ---------------------------------------------------------------------------
+
+    def predict(self, inputs: Any, /, **sampling: Any) -> Any:
+        one = isinstance(inputs, dict)
+        rows = [inputs] if one else inputs
+        if not isinstance(rows, list | tuple) or not rows:
+            raise SchemaError("a vision-language model predicts {'image': ..., 'question': "
+                              "...} or a list of them")
+        images, questions = [], []
+        for number, row in enumerate(rows):
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str) \
+                    or "image" not in row:
+                raise SchemaError(f"input {number}: needs an image and a question (a string)")
+            images.append(to_image(row["image"]))
+            questions.append(row["question"])
+        answers = self.answer(images, questions, **sampling)
+        return answers[0] if one else answers
+
+    def chat(self, messages: list[dict[str, Any]], **sampling: Any) -> str:
+        """The answer to the last user message, whose content holds one image part
+        (``{"type": "image", "image": PIL image | path | bytes}``) and text parts."""
+        image, text = None, []
+        for message in messages:
+            content = message.get("content")
+            if message.get("role") != "user" or not isinstance(content, list):
+                continue
+            for part in content:
+                if part.get("type") == "image":
+                    if image is not None:
+                        raise SchemaError("this model reads one image per conversation")
+                    image = to_image(part.get("image"))
+                elif part.get("type") == "text":
+                    text.append(str(part.get("text", "")))
+        if image is None:
+            raise SchemaError("no image part in the messages (type: image)")
+        return str(self.answer([image], [" ".join(text).strip()], **sampling)[0])
+
+    # ---- serving ----------------------------------------------------------------------------
+
+    def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
+        return serving.VLAdapter(self, name, max_rows=settings.max_batch,
+                                 max_pixels=settings.max_image_pixels,
+                                 max_image_bytes=settings.image_bytes)
+
+    @classmethod
+    def routes(cls) -> list[Any]:
+        return serving.routes()
+
+    @classmethod
+    def deploy_requirements(cls, manifest: dict[str, Any]) -> list[str]:
+        return list(cls.serve_requirements)
+
+    @classmethod
+    def deploy_files(cls, manifest: dict[str, Any]) -> DeployFiles:
+        """The language model travels with the projector: the built-in one as its package, any
+        other as a copy of its directory (the weights' digest still guards the pairing)."""
+        lm = str(manifest.get("lm", ""))
+        if lm.startswith("builtin:"):
+            return DeployFiles(no_deps=[TextGeneration.builtin_models[
+                lm.removeprefix("builtin:")].distribution])
+        source = resolve_lm(lm)
+        if not isinstance(source, Path):
+            raise UserError(f"the language model {lm!r} is a Hugging Face id; the image would "
+                            "download it at start-up. Save it with save_pretrained and train "
+                            "from that directory to deploy it")
+        return DeployFiles(copy={"lm": source}, env={LM_ENV: "/app/lm"})
+
+    # ---- persistence ------------------------------------------------------------------------
+
+    def save(self, path: Path) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in self.model_.projector.state_dict().items()},
+                  str(path / PROJECTOR))
+        shutil.copytree(self.vision_.ref.path, path / VISION,
+                        ignore=shutil.ignore_patterns("report", "*.html", "*.png"))
+        outcome = getattr(self, "outcome_", None)
+        saved = getattr(self, "manifest", None) or {}
+        training = saved.get("training") or {}
+        if outcome is not None:
+            training = {"history": outcome.history, "steps": outcome.steps,
+                        "resumed_from": outcome.resumed_from,
+                        "trainable_parameters": outcome.trainable,
+                        "seconds": round(outcome.train_seconds, 1)}
+        return {"lm": self.config.model.lm, "lm_weights_sha256": self.lm_digest_,
+                "channels": self.model_.projector.mlp[0].in_features,
+                "baseline": self.baseline_, "training": training,
+                "libraries": ["torch", "transformers", "safetensors", "tokenizers"]}
+
+    @classmethod
+    def load(cls, path: Path, manifest: dict[str, Any], *, trust: tuple[str, ...] = ()) -> Self:
+        from safetensors.torch import load_file
+
+        self = cls(cls.recipe_from(manifest, path))
+        try:
+            lm_ref, digest = manifest["lm"], manifest["lm_weights_sha256"]
+            channels, self.baseline_ = int(manifest["channels"]), dict(manifest["baseline"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}: incomplete vision-language manifest ({exc})") from None
+        self.vision_ = load_ref(path / VISION)
+        lm, tokenizer = load_lm(os.environ.get(LM_ENV) or lm_ref)
+        if weights_digest(lm) != digest:
+            raise IntegrityError(f"{path}: the projector was trained against other weights "
+                                 f"than those of {lm_ref} here; refusing to load it")
+        projector = Projector(channels, int(lm.config.hidden_size),
+                              self.config.model.visual_tokens)
+        projector.load_state_dict(load_file(str(path / PROJECTOR)))
+        self.model_ = VisionLanguageModel(feature_extractor(self.vision_.net_),
+                                          projector.eval(), lm, tokenizer,
+                                          system=self.config.model.system)
+        self.lm_digest_ = digest
+        self.manifest = manifest
+        return self
+
+
+def to_image(value: Any) -> Any:
+    """A PIL image from a PIL image, a path or bytes; anything else is a SchemaError."""
+    if hasattr(value, "getbands"):
+        return value
+    if isinstance(value, bytes):
+        return read_image(value)
+    if isinstance(value, str | Path):
+        try:
+            blob = Path(value).read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read image {value}: {exc.strerror or exc}") from None
+        return read_image(blob, name=str(value))
+    raise SchemaError(f"not an image: {type(value).__name__}")
+
+
+def _majority(questions: list[Question]) -> dict[str, str]:
+    """The most frequent training answer to each question (ties: the first seen)."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for q in questions:
+        counts[q.question][q.answer] += 1
+    return {question: c.most_common(1)[0][0] for question, c in counts.items()}
+
+
+def _same(answer: str, expected: str) -> bool:
+    """Exact match, ignoring case, surrounding space and a final full stop."""
+    def norm(text: str) -> str:
+        return " ".join(text.strip().rstrip(".").lower().split())
+    return norm(answer) == norm(expected)
+
+
+def _mean(values: list[bool]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
