@@ -210,7 +210,8 @@ def test_chat_with_an_image_part_streamed_and_not(client: Any) -> None:
     (_chat("data:image/png;base64,@@@"), "not valid base64"),
     (_chat("data:image/png,rawbytes"), "not a base64 data: URL"),
     (_chat(_data_url(b"<svg/>", "image/svg+xml")), "unsupported image type image/svg+xml"),
-    (_chat("https://example.com/seven.png"), "does not fetch image URLs"),
+    (_chat("https://example.com/seven.png"), "does not fetch image URLs (zero2one serve "
+                                                "--allow-image-urls)"),
     (_chat(_data_url(b"not an image")), "not an image, or a corrupt one"),
     (_chat(_data_url(_png(size=64, mode="RGB") + b"\0" * 5000)), "over 4096 bytes"),
     ({"messages": [{"role": "user", "content": [
@@ -233,3 +234,174 @@ def test_completions_without_an_image_are_refused(client: Any) -> None:
     answer = client.post("/v1/completions", json={"prompt": "Which digit?", "max_tokens": 2})
     assert answer.status_code == 400
     assert "questions about an image" in answer.json()["error"]["message"]
+
+
+# ---- pretrained image-text-to-text models (transformers) ------------------------------------
+
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{% if m['content'] is string %}"
+            "{{ m['content'] }}{% else %}{% for p in m['content'] %}{% if p['type'] == 'image' %}"
+            "<image>{% else %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised LLaVA (a 1-layer CLIP vision tower on 16×16 images in 8×8
+    patches, the tiny Llama) with its processor: what SmolVLM or LLaVA directories hold."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    out = tmp_path_factory.mktemp("tiny-llava")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 16},
+                                              crop_size={"height": 16, "width": 16}),
+        tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="full",
+        chat_template=TEMPLATE, image_token="<image>", num_additional_image_tokens=1)
+    torch.manual_seed(0)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, image_size=16, patch_size=8),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                num_hidden_layers=2, num_attention_heads=2,
+                                num_key_value_heads=2, max_position_embeddings=256),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="full", vision_feature_layer=-1)
+    LlavaForConditionalGeneration(config).save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    return out
+
+
+def test_a_pretrained_model_is_claimed_and_answers(tiny_llava: Path, tiny_lm: Path) -> None:
+    from PIL import Image
+
+    from zero2one.refs import load, resolve
+
+    assert resolve(str(tiny_llava)).task == "vision-language"
+    assert resolve(str(tiny_lm)).task == "text-generation"  # a language model stays one
+    model = load(str(tiny_llava))
+    images = [Image.new("RGB", (20, 20), (200, 0, 0)), Image.new("L", (9, 9), 30)]
+    answers = model.predict([{"image": im, "question": "What colour?"} for im in images],
+                            max_new_tokens=3)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    # batched (left-padded) answers are each question's own
+    assert answers[1] == model.predict({"image": images[1], "question": "What colour?"},
+                                       max_new_tokens=3)
+    with pytest.raises(Exception, match="zero2one saves the models it trains"):
+        model.save(tiny_llava)
+
+
+def test_a_pretrained_model_serves_image_parts(tiny_llava: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    with TestClient(create_app(ServeSettings(model=str(tiny_llava)))) as http:
+        answer = http.post("/v1/chat/completions", json=_chat(_data_url(_png(9))))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["prompt_tokens"] >= 5  # the image's five tokens count
+        streamed = http.post("/v1/chat/completions", json=_chat(_data_url(_png(9)),
+                                                                 stream=True))
+        text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                       for line in streamed.text.splitlines() if line.startswith("data: {"))
+        assert text == answer.json()["choices"][0]["message"]["content"]
+
+
+def test_pickled_weights_are_refused(tiny_llava: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from zero2one.errors import ModelRefError
+    from zero2one.refs import load
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(tiny_llava, copy)
+    (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
+    with pytest.raises(ModelRefError, match="no .safetensors weights"):
+        load(str(copy))
+
+
+def test_generate_with_an_image(tiny_llava: Path, tiny_lm: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zero2one.cli.main import app
+
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(_png(7))
+    runner = CliRunner()
+    said = runner.invoke(app, ["generate", str(tiny_llava), "--image", str(picture), "-p",
+                               DIGIT_QUESTION, "--max-new-tokens", "3", "--json"])
+    assert said.exit_code == 0, said.output
+    answer = json.loads(said.stdout)
+    assert answer["image"] == str(picture) and isinstance(answer["text"], str)
+    text_only = runner.invoke(app, ["generate", str(tiny_lm), "--image", str(picture), "-p",
+                                    "hi"])
+    assert text_only.exit_code != 0
+    assert "text-generation model, which reads text only" in str(text_only.exception)
+    missing = runner.invoke(app, ["generate", str(tiny_llava), "--image",
+                                  str(tmp_path / "gone.png"), "-p", "hi"])
+    assert missing.exit_code != 0 and "cannot read image" in str(missing.exception)
+
+
+@pytest.fixture
+def image_site() -> Any:
+    """A web server on 127.0.0.1: /seven.png, /big.png (over the limit), /moved (a redirect)
+    and /gone (404); stopped after the test."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pages = {"/seven.png": _png(7), "/big.png": _png(7) + b"\0" * 9000}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/seven.png")
+                self.end_headers()
+                return
+            body = pages.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_image_urls_are_fetched_only_when_allowed(vlm: Any, image_site: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from zero2one.serving import ServeSettings, create_app
+
+    settings = ServeSettings(model=str(vlm.directory), max_image_bytes=4096,
+                             allow_image_urls=True)
+    with TestClient(create_app(settings)) as http:
+        fetched = http.post("/v1/chat/completions", json=_chat(f"{image_site}/seven.png"))
+        inline = http.post("/v1/chat/completions", json=_chat(_data_url(_png(7))))
+        assert fetched.status_code == 200, fetched.text
+        assert fetched.json()["choices"][0]["message"] == inline.json()["choices"][0]["message"]
+        for path, message in [("/big.png", "over 4096"), ("/moved", "answered 302"),
+                              ("/gone", "answered 404")]:
+            refused = http.post("/v1/chat/completions", json=_chat(f"{image_site}{path}"))
+            assert refused.status_code == 400, refused.text
+            assert message in refused.json()["error"]["message"]
+        unreachable = http.post("/v1/chat/completions",
+                                json=_chat("http://127.0.0.1:9/none.png"))
+        assert "cannot fetch the image" in unreachable.json()["error"]["message"]

@@ -41,6 +41,10 @@ class ServeSettings(BaseSettings):
         None, ge=1024, description="Largest image file accepted; at most --max-body-bytes, "
         "which every request body meets first (default: the same)."
     )
+    allow_image_urls: bool = Field(
+        False, description="Models that read images: fetch http(s) image_url parts (each at "
+        "most --max-image-bytes, within 10 s, no redirects). Default: base64 data: URLs only."
+    )
     precision: Literal["bfloat16", "float32", "int8"] | None = Field(
         None, description="Language models: weights of the decoding step (float32: exactly "
         "transformers' numbers; bfloat16: about 3× faster on a CPU; int8: a quarter of "

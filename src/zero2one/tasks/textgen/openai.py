@@ -42,8 +42,8 @@ class TextPart(BaseModel):
 
 class Message(BaseModel):
     """A chat message in the current OpenAI forms: ``content`` as a string or a list of parts
-    (text parts are joined; ``image_url`` parts are read by an engine that reads images, its
-    ``read_image_url``, and stand as :data:`IMAGE_MARK` in the text; other parts are refused);
+    (text parts are joined; ``image_url`` parts go to an engine that reads images, its
+    ``read_images``, and stand as :data:`IMAGE_MARK` in the text; other parts are refused);
     the ``developer`` role is the newer name of ``system``."""
 
     model_config = ConfigDict(extra="ignore")
@@ -53,26 +53,23 @@ class Message(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None  # an assistant's earlier calls
     tool_call_id: str | None = None  # the call a tool message answers
 
-    def as_chat(self, index: int, images: list[Any] | None = None,
-                reader: Any = None) -> dict[str, Any]:
-        """The message for the chat template; ``images`` collects the image parts, read by
-        ``reader(url, where)`` (None: the model reads text only)."""
+    def as_chat(self, index: int, images: list[tuple[str, str]] | None = None
+                ) -> dict[str, Any]:
+        """The message for the chat template; ``images`` collects the image parts' (url,
+        where) for an engine that reads images (None: the model reads text only)."""
         content = self.content
         if isinstance(content, list):
             texts = []
             for number, part in enumerate(content):
                 kind = part.get("type")
-                if kind == "image_url" and reader is not None and images is not None:
+                if kind == "image_url" and images is not None:
                     where = f"messages.{index}.content.{number}"
                     url = (part.get("image_url") or {}).get("url") \
                         if isinstance(part.get("image_url"), dict) else None
                     if not isinstance(url, str):
                         raise APIError(400, "invalid_request_error",
                                        f"{where}: an image_url part needs image_url.url")
-                    try:
-                        images.append(reader(url, where))
-                    except UserError as exc:
-                        raise APIError(400, "invalid_request_error", str(exc)) from None
+                    images.append((url, where))
                     texts.append(IMAGE_MARK)
                     continue
                 if kind != "text":
@@ -375,20 +372,22 @@ def _closing(engine: Any, body: Any, ident: str, created: int, kind: str,
 async def chat_completions(request: Request) -> Response:
     body = await _parse(request, ChatRequest)
     engine = _engine(request)
-    reader = getattr(engine, "read_image_url", None)  # an engine that reads images
-    images: list[Any] = []
+    reader = getattr(engine, "read_images", None)  # an engine that reads images
+    parts: list[tuple[str, str]] | None = [] if reader is not None else None
     try:
         plan = tools.plan(body.tools, body.tool_choice, body.parallel_tool_calls)
         messages, described = tools.messages(
-            [m.as_chat(i, images, reader) for i, m in enumerate(body.messages)], plan,
-            engine.template)
+            [m.as_chat(i, parts) for i, m in enumerate(body.messages)], plan, engine.template)
     except tools.ToolError as exc:
         raise APIError(400, "invalid_request_error", str(exc), param=exc.param) from None
     check_input(request, [m["content"] for m in messages if m["role"] != "assistant"],
                 param="messages")
     try:
-        prompt = engine.chat_prompt(messages, described, images=images) if reader \
-            else engine.chat_prompt(messages, described)
+        if reader is not None:  # decoded (or fetched) off the event loop, within the limits
+            images = await reader(parts)
+            prompt = engine.chat_prompt(messages, described, images=images)
+        else:
+            prompt = engine.chat_prompt(messages, described)
     except UserError as exc:
         raise APIError(400, "invalid_request_error", str(exc), param="messages") from None
     return await _run(request, body, prompt, chat=True, asked={"messages": messages},

@@ -3,6 +3,7 @@ directories and Hugging Face ids (``hf:ORG/NAME``)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -34,9 +35,11 @@ class TextPretrained(Pretrained):
         or ``hf:ORG/NAME``, a Hugging Face id (explicit: a mistyped local path must not turn
         into a minute of network time-outs)."""
         if ref.startswith(HUB_PREFIX):
-            return bool(_HUB_ID.match(ref.removeprefix(HUB_PREFIX)))
+            return bool(_HUB_ID.match(ref.removeprefix(HUB_PREFIX))) and \
+                not is_vision_language(ref)
         path = expand(ref)
-        return path.suffix == ".gguf" or (path.is_dir() and (path / "config.json").exists())
+        return path.suffix == ".gguf" or (path.is_dir() and (path / "config.json").exists()
+                                          and not is_vision_language(ref))
 
     @classmethod
     def from_pretrained(cls, resolved: Resolved) -> Self:
@@ -57,3 +60,23 @@ class TextPretrained(Pretrained):
         elif resolved.path is not None and resolved.path.suffix == ".gguf":
             self.source_gguf_ = resolved.path
         return self
+
+
+def is_vision_language(ref: str) -> bool:
+    """A transformers model whose config has a ``vision_config`` (an image-text-to-text model:
+    the vision-language task's), from its directory or, for ``hf:ORG/NAME``, the local Hugging
+    Face cache (an id not cached yet is taken for a language model)."""
+    if ref.startswith(HUB_PREFIX):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ref.removeprefix(HUB_PREFIX), "config.json")
+        path = Path(cached) if isinstance(cached, str) else None
+    else:
+        path = expand(ref) / "config.json"
+    if path is None or not path.is_file():
+        return False
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("vision_config"), dict)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zero2one.errors import ArtifactError, UserError
+from zero2one.errors import UserError
 
 IMAGE = "<image>"
 
@@ -56,6 +56,7 @@ class VisionLanguageModel(nn.Module):
         super().__init__()
         self.encoder, self.projector, self.lm = encoder.eval(), projector, lm.eval()
         self.tokenizer, self.system = tokenizer, system
+        self.prepare_images: Any = None  # PIL images -> the encoder's normalised input
         for module in (self.encoder, self.lm):
             for p in module.parameters():
                 p.requires_grad_(False)
@@ -141,22 +142,29 @@ class VisionLanguageModel(nn.Module):
         return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
 
     @torch.no_grad()
-    def answer(self, pixels: torch.Tensor, questions: Sequence[str], *,
-               max_new_tokens: int = 16, temperature: float = 0.0, top_p: float = 1.0,
-               streamer: Any = None) -> list[str]:
-        """One answer per question (greedy when ``temperature`` is 0)."""
-        embeds, mask, _ = self.sequences(pixels, questions, left=True)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} \
-            if temperature > 0 else {"do_sample": False}
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.eos_token_id
-        out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask,
-                               max_new_tokens=max_new_tokens, pad_token_id=pad,
-                               streamer=streamer, **sampling)
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+    def generate(self, images: Sequence[Any], questions: Sequence[str],
+                 **options: Any) -> list[list[int]]:
+        """The new tokens' ids for each question about its image (PIL images);
+        ``options``: transformers' ``generate`` settings (:func:`generation_options`)."""
+        if self.prepare_images is None:
+            raise UserError("the model has no image preprocessing (its vision encoder)")
+        embeds, mask, _ = self.sequences(self.prepare_images(list(images)), questions,
+                                         left=True)
+        out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, **options)
+        return [row.tolist() for row in out]  # inputs_embeds: only the new tokens come back
 
 
-def check_lm(lm: Any) -> None:
-    if not callable(getattr(lm, "get_input_embeddings", None)):
-        raise ArtifactError("model.lm: not a transformers causal language model")
+def generation_options(tokenizer: Any, *, max_new_tokens: int = 16, temperature: float = 0.0,
+                       top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None,
+                       streamer: Any = None) -> dict[str, Any]:
+    """``generate`` keyword arguments: greedy at temperature 0, else sampled (``seed``: the
+    caller seeds torch), stopping at any of ``stop``."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
+        tokenizer.eos_token_id
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad,
+                               "streamer": streamer}
+    options.update({"do_sample": True, "temperature": temperature, "top_p": top_p}
+                   if temperature > 0 else {"do_sample": False})
+    if stop:
+        options.update(stop_strings=list(stop), tokenizer=tokenizer)
+    return options

@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
 DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(;[^,;]*)*?);base64,")
 MAX_IMAGES = 1  # per conversation: the model was trained on one image per question
+FETCH_SECONDS = 10.0  # --allow-image-urls: the longest an image's download may take
 
 
 class Instance(BaseModel):
@@ -68,8 +70,9 @@ class VLPrompt:
 
 class VLAdapter(BaseAdapter):
     def __init__(self, model: VisionLanguage, name: str, *, max_rows: int = 16,
-                 max_pixels: int = 40_000_000, max_image_bytes: int = 10_000_000) -> None:
-        self.model, self.name = model, name
+                 max_pixels: int = 40_000_000, max_image_bytes: int = 10_000_000,
+                 allow_urls: bool = False) -> None:
+        self.model, self.name, self.allow_urls = model, name, allow_urls
         self.max_rows, self.max_pixels, self.max_image_bytes = max_rows, max_pixels, \
             max_image_bytes
         self.template = None  # no tool calls: the model answers questions about an image
@@ -77,7 +80,7 @@ class VLAdapter(BaseAdapter):
 
     def schema(self) -> dict[str, Any]:
         return {"inputs": {"image": "base64 image", "question": "text"},
-                "image_size": self.model.vision_.image_size_, "max_images": MAX_IMAGES,
+                "max_images": MAX_IMAGES,
                 "formats": ["PNG", "JPEG", "BMP", "GIF", "WEBP"],
                 "max_pixels": self.max_pixels, "max_image_bytes": self.max_image_bytes}
 
@@ -124,11 +127,22 @@ class VLAdapter(BaseAdapter):
 
     # ---- the chat route's engine ------------------------------------------------------------
 
+    async def read_images(self, parts: list[tuple[str, str]]) -> list[Any]:
+        """The ``image_url`` parts' images (url, where), decoded in a worker thread: base64
+        ``data:`` URLs of the usual image types, and http(s) URLs where the server allows
+        fetching them (:func:`fetch`)."""
+        if len(parts) > MAX_IMAGES:
+            raise SchemaError(f"{len(parts)} images: this model reads {MAX_IMAGES} per "
+                              "conversation")
+        return [await asyncio.to_thread(self.read_image_url, url, where) for url, where in parts]
+
     def read_image_url(self, url: str, where: str) -> Any:
-        """An ``image_url`` part's image: base64 ``data:`` URLs of the usual image types."""
         if url.startswith(("http://", "https://")):
-            raise SchemaError(f"{where}: this server does not fetch image URLs; send the "
-                              "image inline as a base64 data: URL")
+            if not self.allow_urls:
+                raise SchemaError(f"{where}: this server does not fetch image URLs (zero2one "
+                                  "serve --allow-image-urls); send the image inline as a "
+                                  "base64 data: URL")
+            return self.image(fetch(url, where, self.max_image_bytes), where)
         found = DATA_URL.match(url)
         if found is None:
             raise SchemaError(f"{where}: not a base64 data: URL (data:image/png;base64,...)")
@@ -144,9 +158,6 @@ class VLAdapter(BaseAdapter):
         if not images:
             raise UserError("this model answers questions about an image: send one image_url "
                             "part")
-        if len(images) > MAX_IMAGES:
-            raise UserError(f"{len(images)} images: this model reads {MAX_IMAGES} per "
-                            "conversation")
         question = next((str(m["content"]) for m in reversed(messages)
                          if m["role"] == "user"), "")
         question = question.replace(openai.IMAGE_MARK, " ").strip()
@@ -155,8 +166,9 @@ class VLAdapter(BaseAdapter):
         return VLPrompt(question, images[0])
 
     def count(self, prompt: Any) -> int:
-        return self.model.model_.count(prompt.question) if isinstance(prompt, VLPrompt) else \
-            len(self.model.model_.tokenizer(str(prompt))["input_ids"])
+        if isinstance(prompt, VLPrompt):
+            return int(self.model.model_.count(prompt.question))
+        return len(self.model.model_.tokenizer(str(prompt))["input_ids"])
 
     async def stream(self, prompt: Any, settings: Any,
                      outcome: Outcome | None = None) -> AsyncIterator[str]:
@@ -169,7 +181,8 @@ class VLAdapter(BaseAdapter):
         if settings.json_schema is not None or settings.grammar is not None:
             raise UserError("this model does not take response_format or tools")
         tokenizer = self.model.model_.tokenizer
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=False, skip_special_tokens=True,
+        # a pretrained model's generate hands the prompt to the streamer first: skipped
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=600)
         loop = asyncio.get_running_loop()
         failure: list[BaseException] = []
@@ -182,20 +195,11 @@ class VLAdapter(BaseAdapter):
                 with self._lock:
                     if settings.seed is not None:
                         torch.manual_seed(settings.seed)
-                    pixels = self.model.vision_.prepare([prompt.image])
-                    embeds, mask, _ = self.model.model_.sequences(pixels, [prompt.question],
-                                                                  left=True)
-                    stop = {"stop_strings": settings.stop, "tokenizer": tokenizer} \
-                        if settings.stop else {}
-                    sample = {"do_sample": True, "temperature": settings.temperature,
-                              "top_p": settings.top_p} if settings.temperature > 0 else \
-                        {"do_sample": False}
-                    out = self.model.model_.lm.generate(
-                        inputs_embeds=embeds, attention_mask=mask,
-                        max_new_tokens=settings.max_new_tokens, streamer=streamer,
-                        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                        **stop, **sample)
-                    generated.extend(out[0].tolist())
+                    generated.extend(self.model.generate_ids(
+                        [prompt.image], [prompt.question], streamer=streamer,
+                        max_new_tokens=settings.max_new_tokens,
+                        temperature=settings.temperature, top_p=settings.top_p,
+                        stop=settings.stop)[0])
             except BaseException as exc:  # handed to the caller, who re-raises it
                 failure.append(exc)
                 streamer.end()
@@ -230,6 +234,44 @@ class VLAdapter(BaseAdapter):
         return {"kind": "chat", "route": "/v1/chat/completions", "chat": True,
                 "max_tokens": 32, "temperature": 0.0, "images": MAX_IMAGES,
                 "structured": False}
+
+
+def fetch(url: str, where: str, most: int, *, seconds: float = FETCH_SECONDS) -> bytes:
+    """An image URL's bytes: at most ``most`` of them, within ``seconds``, no redirects (a
+    redirect could lead anywhere the server can reach); failures are one-line SchemaErrors."""
+    import urllib.error
+    import urllib.request
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirects)
+    deadline = time.monotonic() + seconds
+    try:
+        with opener.open(urllib.request.Request(url, headers={"Accept": "image/*"}),
+                         timeout=seconds) as response:
+            if response.status != 200:
+                raise SchemaError(f"{where}: fetching the image answered {response.status}")
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > most:
+                raise SchemaError(f"{where}: the image is {declared} bytes, over {most}")
+            blob = b""
+            while len(blob) <= most:
+                if time.monotonic() > deadline:
+                    raise SchemaError(f"{where}: fetching the image took over {seconds:g} s")
+                chunk = response.read(65536)
+                if not chunk:
+                    break
+                blob += chunk
+    except urllib.error.HTTPError as exc:
+        raise SchemaError(f"{where}: fetching the image answered {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SchemaError(f"{where}: cannot fetch the image ({reason})") from None
+    if len(blob) > most:
+        raise SchemaError(f"{where}: the image is over {most} bytes")
+    return blob
 
 
 def _cut(text: str, stops: list[str]) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -30,9 +31,18 @@ from zero2one.tasks.vision.data import read_image
 from zero2one.tasks.vlm import serving, train
 from zero2one.tasks.vlm.config import VLRecipe
 from zero2one.tasks.vlm.data import Question, VLData, load_questions
-from zero2one.tasks.vlm.model import Projector, VisionLanguageModel, feature_extractor
+from zero2one.tasks.vlm.model import (
+    Projector,
+    VisionLanguageModel,
+    feature_extractor,
+    generation_options,
+)
+from zero2one.tasks.vlm.pretrained import PretrainedVLM
+from zero2one.tasks.vlm.pretrained import claims as claims_pretrained
+from zero2one.tasks.vlm.pretrained import load as load_pretrained
 
 if TYPE_CHECKING:
+    from zero2one.refs import Resolved
     from zero2one.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -58,8 +68,30 @@ class VisionLanguage(Task):
     reproduce_tolerance = 0.02
     reads_images = True  # zero2one generate --image
 
-    model_: VisionLanguageModel
-    vision_: Any  # the image-classification task whose features the model reads
+    model_: VisionLanguageModel | PretrainedVLM
+    vision_: Any  # the image-classification task whose features the model reads (trained)
+
+    # ---- models zero2one did not train --------------------------------------------------------
+
+    @classmethod
+    def claims(cls, ref: str) -> bool:
+        """A transformers image-text-to-text directory (its config has a ``vision_config``), or
+        ``hf:ORG/NAME`` of one already in the local Hugging Face cache."""
+        return claims_pretrained(ref)
+
+    @classmethod
+    def from_pretrained(cls, resolved: Resolved) -> Self:
+        source = str(resolved.path) if resolved.path is not None \
+            else resolved.ref.removeprefix("hf:")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", resolved.display_name)[:100] or "model"
+        # a pretrained model has no recipe of its own: this one names it, and evaluate()
+        # takes the data it is given
+        self = cls(VLRecipe.model_validate({"task": cls.name, "name": name,
+                                            "data": {"source": ""},
+                                            "model": {"vision": resolved.ref, "lm": ""}}))
+        self.model_ = load_pretrained(source)
+        self.vision_ = None
+        return self
 
     # ---- data and training ----------------------------------------------------------------
 
@@ -92,6 +124,7 @@ class VisionLanguage(Task):
                               cfg.model.visual_tokens)
         self.model_ = VisionLanguageModel(encoder, projector, lm, tokenizer,
                                           system=cfg.model.system)
+        self.model_.prepare_images = vision.prepare
         directory = self.checkpoint_dir()
         directory.mkdir(parents=True, exist_ok=True)
         self.mark_run(directory)
@@ -144,12 +177,23 @@ class VisionLanguage(Task):
         return out
 
     def answer(self, images: list[Any], questions: list[str], **sampling: Any) -> list[str]:
-        """Answers to ``questions``, one image each (PIL images)."""
+        """Answers to ``questions``, one image each (PIL images); ``sampling``:
+        ``max_new_tokens``, ``temperature`` (0, the default: greedy), ``top_p``, ``stop``."""
+        tokenizer = self.model_.tokenizer
+        return [tokenizer.decode(ids, skip_special_tokens=True).strip()
+                for ids in self.generate_ids(images, questions, **sampling)]
+
+    def generate_ids(self, images: list[Any], questions: list[str], *, streamer: Any = None,
+                     **sampling: Any) -> list[list[int]]:
+        """The answers' new token ids (``streamer``: transformers' streamer of the text)."""
         if len(images) != len(questions):
             raise SchemaError(f"{len(images)} images for {len(questions)} questions")
         sampling.setdefault("max_new_tokens", self.config.eval.max_new_tokens)
-        pixels = self.vision_.prepare(images)
-        return self.model_.answer(pixels, questions, **sampling)
+        try:
+            options = generation_options(self.model_.tokenizer, streamer=streamer, **sampling)
+        except TypeError as exc:
+            raise UserError(f"generation settings: {exc}") from None
+        return self.model_.generate(images, questions, **options)
 
     # ---- prediction ---------------------------------------------------------------------------
 
@@ -193,7 +237,8 @@ class VisionLanguage(Task):
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
         return serving.VLAdapter(self, name, max_rows=settings.max_batch,
                                  max_pixels=settings.max_image_pixels,
-                                 max_image_bytes=settings.image_bytes)
+                                 max_image_bytes=settings.image_bytes,
+                                 allow_urls=settings.allow_image_urls)
 
     @classmethod
     def routes(cls) -> list[Any]:
@@ -222,6 +267,10 @@ class VisionLanguage(Task):
 
     def save(self, path: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
+
+        if not isinstance(self.model_, VisionLanguageModel):
+            raise UserError("a pretrained vision-language model is served and evaluated from "
+                            "its own directory; zero2one saves the models it trains")
 
         save_file({k: v.contiguous() for k, v in self.model_.projector.state_dict().items()},
                   str(path / PROJECTOR))
@@ -261,6 +310,7 @@ class VisionLanguage(Task):
         self.model_ = VisionLanguageModel(feature_extractor(self.vision_.net_),
                                           projector.eval(), lm, tokenizer,
                                           system=self.config.model.system)
+        self.model_.prepare_images = self.vision_.prepare
         self.lm_digest_ = digest
         self.manifest = manifest
         return self
