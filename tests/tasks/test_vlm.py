@@ -405,3 +405,74 @@ def test_image_urls_are_fetched_only_when_allowed(vlm: Any, image_site: str) -> 
         unreachable = http.post("/v1/chat/completions",
                                 json=_chat("http://127.0.0.1:9/none.png"))
         assert "cannot fetch the image" in unreachable.json()["error"]["message"]
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path, tiny_lm: Path) -> None:
+    from safetensors.torch import load_file
+
+    from zero2one.api import train
+    from zero2one.refs import load
+
+    from ..conftest import fit_until_interrupted
+
+    # the encoder as `zero2one train` leaves it: its report is in its manifest too
+    vision = train({"task": "image-classification", "name": "cnn", "seed": 0,
+                    "data": {"source": "sklearn:digits"}, "model": {"arch": "seed-cnn"},
+                    "train": {"epochs": 1}, "track": {"enabled": False}},
+                   out=workspace / "cnn").model_dir
+    assert (vision / "report").is_dir()
+    cfg = {"task": "vision-language", "name": "vlm-resume", "seed": 0,
+           "data": {"source": "sklearn:digits"},
+           "model": {"vision": str(vision), "lm": str(tiny_lm)},
+           "train": {"steps": 6, "batch_size": 4, "checkpoint_every": 2, "log_every": 1},
+           "eval": {"max_new_tokens": 1}, "track": {"enabled": False}}
+    full = train(cfg, out=workspace / "full").model_dir
+    task = fit_until_interrupted(cfg, 5)
+    assert (task.checkpoint_dir() / "last.pt").exists()
+    train(cfg, out=workspace / "resumed", resume=True)
+    resumed = json.loads((workspace / "resumed" / "manifest.json").read_text())
+    assert resumed["training"]["resumed_from"] == 4  # the last checkpoint
+    a, b = (load_file(str(d / "projector.safetensors")) for d in (full, workspace / "resumed"))
+    assert all(a[k].equal(b[k]) for k in a)  # the same weights, bit for bit
+    assert load(workspace / "resumed").predict({"image": _png(3), "question": DIGIT_QUESTION},
+                                               max_new_tokens=1) is not None
+    assert not task.checkpoint_dir().exists()
+
+
+@pytest.mark.slow
+def test_a_trained_model_names_held_out_digits_to_the_openai_client(workspace: Path) -> None:
+    """The recipe's model, trained for real (the built-in SmolLM2, a short run: about two
+    minutes on 2 cores), answers the official client's streamed requests with image parts."""
+    import openai
+    from fastapi.testclient import TestClient
+
+    from zero2one.api import train
+    from zero2one.refs import load
+    from zero2one.serving import ServeSettings, create_app
+
+    vision = train(REPO / "recipes/digits-cnn.yaml", overrides=[
+        "train.epochs=6", "track.enabled=false", "register=null"], out=workspace / "cnn")
+    done = train(REPO / "recipes/digits-vlm.yaml", overrides=[
+        f"model.vision={vision.model_dir}", "train.steps=60", "train.lr=0.002",
+        "track.enabled=false", "register=null"], out=workspace / "vlm")
+    assert done.metrics["accuracy"] >= 0.9 and done.metrics["baseline_accuracy"] <= 0.2
+    model = load(done.model_dir)
+    held_out = model.load_data().splits["test"][:5]
+    images = model.load_data().images
+    with TestClient(create_app(ServeSettings(model=str(done.model_dir)))) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
+                               http_client=http, max_retries=0)
+        right = 0
+        for question in held_out:
+            buffer = io.BytesIO()
+            images[question.image].save(buffer, format="PNG")
+            chunks = list(client.chat.completions.create(
+                model="digits-vlm", temperature=0, max_tokens=4, stream=True,
+                messages=[{"role": "user", "content": [
+                    {"type": "text", "text": DIGIT_QUESTION},
+                    {"type": "image_url", "image_url": {"url": _data_url(buffer.getvalue())}}]}]))
+            said = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert said == model.predict({"image": images[question.image],
+                                          "question": DIGIT_QUESTION})
+            right += said.strip() == question.answer
+    assert right >= 4, f"{right} of 5 held-out digits named"

@@ -35,8 +35,11 @@ def feature_extractor(net: nn.Module) -> nn.Module:
 
 
 class Projector(nn.Module):
-    """(B, C, H, W) feature maps -> (B, tokens, hidden): pooled to a √tokens grid, then an
-    MLP per grid cell (LLaVA-1.5's two layers with GELU)."""
+    """(B, C, H, W) feature maps and the (B, c, S, S) images they came from -> (B, tokens,
+    hidden): both pooled to a √tokens grid and joined per cell — the image's own mean colour
+    beside the features, since a classifier trained to name shapes learns to ignore colour
+    (a shapes model answered colour questions at 0.34 without it, chance 0.25) — then an MLP
+    per cell (LLaVA-1.5's two layers with GELU). ``channels``: C + c."""
 
     def __init__(self, channels: int, hidden: int, tokens: int) -> None:
         super().__init__()
@@ -46,8 +49,9 @@ class Projector(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(),
                                  nn.Linear(hidden, hidden))
 
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.pool(maps).flatten(2).transpose(1, 2))  # (B, T, hidden)
+    def forward(self, maps: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        cells = torch.cat([self.pool(maps), self.pool(pixels)], 1)  # (B, C + c, side, side)
+        return self.mlp(cells.flatten(2).transpose(1, 2))  # (B, T, hidden)
 
 
 class VisionLanguageModel(nn.Module):
@@ -102,7 +106,7 @@ class VisionLanguageModel(nn.Module):
         """Normalised images (B, C, S, S) -> visual token embeddings (B, T, hidden)."""
         with torch.no_grad():
             maps = self.encoder(pixels)
-        return self.projector(maps)
+        return self.projector(maps, pixels)
 
     def sequences(self, pixels: torch.Tensor, questions: Sequence[str],
                   answers: Sequence[str] | None = None, *, left: bool = False

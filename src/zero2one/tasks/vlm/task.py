@@ -28,7 +28,7 @@ from zero2one.task import DeployFiles, Task
 from zero2one.tasks.textgen.models import load_lm, resolve_lm
 from zero2one.tasks.textgen.task import TextGeneration, weights_digest
 from zero2one.tasks.vision.data import read_image
-from zero2one.tasks.vlm import serving, train
+from zero2one.tasks.vlm import report, serving, train
 from zero2one.tasks.vlm.config import VLRecipe
 from zero2one.tasks.vlm.data import Question, VLData, load_questions
 from zero2one.tasks.vlm.model import (
@@ -69,6 +69,8 @@ class VisionLanguage(Task):
     reads_images = True  # zero2one generate --image
 
     model_: VisionLanguageModel | PretrainedVLM
+    answers_: list[dict[str, Any]] | None = None  # the last evaluation's, for the report
+    metrics_: dict[str, float]
     vision_: Any  # the image-classification task whose features the model reads (trained)
 
     # ---- models zero2one did not train --------------------------------------------------------
@@ -120,8 +122,8 @@ class VisionLanguage(Task):
         if maps.ndim != 4:
             raise RecipeError(f"model.vision: the encoder's features are {tuple(maps.shape)}, "
                               "not a (B, C, H, W) feature map")
-        projector = Projector(int(maps.shape[1]), int(lm.config.hidden_size),
-                              cfg.model.visual_tokens)
+        projector = Projector(int(maps.shape[1]) + int(pixels.shape[1]),
+                              int(lm.config.hidden_size), cfg.model.visual_tokens)
         self.model_ = VisionLanguageModel(encoder, projector, lm, tokenizer,
                                           system=cfg.model.system)
         self.model_.prepare_images = vision.prepare
@@ -131,6 +133,7 @@ class VisionLanguage(Task):
         self.outcome_ = train.fit(self.model_, pixels, data.splits["train"], cfg.train,
                                   seed=cfg.seed, reporter=reporter, checkpoint_dir=directory,
                                   resume=self.resume)
+        self.clear_checkpoints(directory)  # done: nothing left to resume
         self.vision_ = vision
         self.lm_digest_ = weights_digest(lm)
         self.baseline_ = _majority(data.splits["train"])
@@ -157,16 +160,35 @@ class VisionLanguage(Task):
         baseline = getattr(self, "baseline_", None) or _majority(data.splits["train"])
         right: dict[str, list[bool]] = defaultdict(list)
         guessed: dict[str, list[bool]] = defaultdict(list)
+        self.answers_ = []  # for the report
         for q, answer in zip(questions, answers, strict=True):
             right[q.kind].append(_same(answer, q.answer))
             guessed[q.kind].append(_same(baseline.get(q.question, ""), q.answer))
+            self.answers_.append({"image": q.image, "type": q.kind, "question": q.question,
+                                  "expected": q.answer, "answer": answer,
+                                  "correct": right[q.kind][-1]})
         metrics = {"accuracy": _mean([x for v in right.values() for x in v]),
                    "baseline_accuracy": _mean([x for v in guessed.values() for x in v])}
         if len(right) > 1:
             for kind in sorted(right):
                 metrics[f"accuracy_{kind}"] = _mean(right[kind])
                 metrics[f"baseline_accuracy_{kind}"] = _mean(guessed[kind])
+        self.metrics_ = metrics
         return metrics
+
+    def report(self, data: VLData, out_dir: Path) -> list[Path]:
+        """accuracy.png (per question type, beside the text-only baseline), loss.png, and
+        answers.csv: every held-out question with the expected and the given answer."""
+        if self.answers_ is None:
+            self.evaluate(data)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = [report.plot_accuracy(self.metrics_, out_dir / "accuracy.png"),
+                   report.write_answers(self.answers_ or [], out_dir / "answers.csv")]
+        history = (getattr(self, "manifest", None) or {}).get("training", {}).get("history") \
+            or (self.outcome_.history if getattr(self, "outcome_", None) else [])
+        if history:
+            written.append(report.plot_loss(history, out_dir / "loss.png"))
+        return written
 
     def _answer(self, images: list[Any], questions: list[Question]) -> list[str]:
         size = self.config.eval.batch_size
@@ -274,8 +296,7 @@ class VisionLanguage(Task):
 
         save_file({k: v.contiguous() for k, v in self.model_.projector.state_dict().items()},
                   str(path / PROJECTOR))
-        shutil.copytree(self.vision_.ref.path, path / VISION,
-                        ignore=shutil.ignore_patterns("report", "*.html", "*.png"))
+        shutil.copytree(self.vision_.ref.path, path / VISION)  # whole: its manifest lists all
         outcome = getattr(self, "outcome_", None)
         saved = getattr(self, "manifest", None) or {}
         training = saved.get("training") or {}
