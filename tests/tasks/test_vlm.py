@@ -476,3 +476,58 @@ def test_a_trained_model_names_held_out_digits_to_the_openai_client(workspace: P
                                           "question": DIGIT_QUESTION})
             right += said.strip() == question.answer
     assert right >= 4, f"{right} of 5 held-out digits named"
+
+
+def test_predict_a_file_of_questions(vlm: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zero2one.cli.main import app
+
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.png").write_bytes(_png(3))
+    (tmp_path / "qa.csv").write_text(f"image,question\npics/a.png,{DIGIT_QUESTION}\n"
+                                     f"pics/a.png,{DIGIT_QUESTION}\n")
+    runner = CliRunner()
+    done = runner.invoke(app, ["predict", str(vlm.directory), "--input",
+                               str(tmp_path / "qa.csv"), "--max-new-tokens", "2"])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "image,question,answer" and len(lines) == 3
+    (tmp_path / "bad.csv").write_text("picture,question\na.png,hi\n")
+    bad = runner.invoke(app, ["predict", str(vlm.directory), "--input",
+                              str(tmp_path / "bad.csv")])
+    assert bad.exit_code != 0 and "no image column" in str(bad.exception)
+
+
+def test_lora_on_the_language_model_is_saved_and_merged_on_load(workspace: Path,
+                                                               tiny_vision: Path,
+                                                               tiny_lm: Path) -> None:
+    from safetensors.torch import load_file
+
+    from zero2one.api import train
+    from zero2one.refs import load
+
+    cfg = {"task": "vision-language", "name": "vlm-lora", "seed": 0,
+           "data": {"source": "sklearn:digits"},
+           "model": {"vision": str(tiny_vision), "lm": str(tiny_lm),
+                     "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}},
+           "train": {"steps": 3, "batch_size": 4, "lr": 0.05},
+           "eval": {"max_new_tokens": 2}, "track": {"enabled": False}}
+    done = train(cfg, out=workspace / "lora")
+    adapters = load_file(str(done.model_dir / "lora.safetensors"))
+    assert adapters and all("lora_" in k for k in adapters)
+    assert any(v.abs().sum() > 0 for k, v in adapters.items() if "lora_B" in k)  # trained
+    loaded = load(done.model_dir)
+    assert isinstance(loaded.predict({"image": _png(3), "question": DIGIT_QUESTION}), str)
+    # the adapters merged on load are the trained ones: the same held-out answers
+    assert loaded.evaluate(loaded.load_data()) == done.metrics
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_lm))
+    merged = loaded.model_.lm.model.layers[0].self_attn.q_proj.weight
+    assert not merged.equal(base.model.layers[0].self_attn.q_proj.weight)  # merged in
+    cfg["model"]["lora"]["target_modules"] = ["no_such_layer"]
+    from zero2one.errors import UserError
+
+    with pytest.raises(UserError, match="model.lora.target_modules"):
+        train(cfg, out=workspace / "bad")

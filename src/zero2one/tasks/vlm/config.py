@@ -29,6 +29,9 @@ class VLModelConfig(Strict):
                     "frozen): builtin:NAME, a save_pretrained directory or a .gguf file.")
     visual_tokens: int = Field(4, description="Visual tokens per image: the feature map "
                                "pooled to a square grid (1, 4, 9 or 16).")
+    lora: VLLoraConfig | None = Field(
+        None, description="Also tune the language model with LoRA adapters (peft), trained "
+        "with the projector; null: the language model stays as it is.")
     # empty rather than the template's default (SmolLM2's is ~20 tokens): shorter prompts
     # train and answer faster
     system: str = Field("", max_length=2000, description="The system message of every prompt.")
@@ -39,6 +42,14 @@ class VLModelConfig(Strict):
         if value not in (1, 4, 9, 16):
             raise ValueError("visual_tokens must be 1, 4, 9 or 16 (a square grid)")
         return value
+
+
+class VLLoraConfig(Strict):
+    r: int = Field(8, ge=1, le=256, description="Rank of the update matrices.")
+    alpha: float = Field(16, gt=0, description="Scaling: the update is multiplied by alpha / r.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"], min_length=1,
+        description="The language model's linear layers that get adapters.")
 
 
 class VLTrainConfig(Strict):

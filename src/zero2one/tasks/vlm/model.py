@@ -172,3 +172,20 @@ def generation_options(tokenizer: Any, *, max_new_tokens: int = 16, temperature:
     if stop:
         options.update(stop_strings=list(stop), tokenizer=tokenizer)
     return options
+
+
+def with_lora(lm: Any, r: int, alpha: float, target_modules: list[str]) -> Any:
+    """``lm`` with trainable LoRA adapters (peft) on ``target_modules``; the rest frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    try:
+        return get_peft_model(lm, LoraConfig(r=r, lora_alpha=alpha,  # type: ignore[arg-type]
+                                             lora_dropout=0.0, target_modules=target_modules,
+                                             bias="none"))
+    except ValueError as exc:  # no such module in this model
+        raise UserError(f"model.lora.target_modules: {exc}") from None
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters a fit trains (the projector's, LoRA's), by name: a checkpoint's."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}

@@ -21,12 +21,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from zero2one.data import read_frame
 from zero2one.errors import ArtifactError, IntegrityError, RecipeError, SchemaError, UserError
 from zero2one.progress import Reporter
 from zero2one.refs import load as load_ref
-from zero2one.task import DeployFiles, Task
+from zero2one.task import DeployFiles, Task, check_options
 from zero2one.tasks.textgen.models import load_lm, resolve_lm
 from zero2one.tasks.textgen.task import TextGeneration, weights_digest
+from zero2one.tasks.textgen.train import quiet_peft
 from zero2one.tasks.vision.data import read_image
 from zero2one.tasks.vlm import report, serving, train
 from zero2one.tasks.vlm.config import VLRecipe
@@ -36,6 +38,7 @@ from zero2one.tasks.vlm.model import (
     VisionLanguageModel,
     feature_extractor,
     generation_options,
+    with_lora,
 )
 from zero2one.tasks.vlm.pretrained import PretrainedVLM
 from zero2one.tasks.vlm.pretrained import claims as claims_pretrained
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROJECTOR = "projector.safetensors"
+LORA = "lora.safetensors"  # the language model's adapters, where the recipe tunes it
 VISION = "vision"
 LM_ENV = "ZERO2ONE_VLM_LM"  # a deployed image's copy of the language model
 
@@ -60,7 +64,7 @@ class VisionLanguage(Task):
     name = "vision-language"
     config_model: ClassVar[type[VLRecipe]] = VLRecipe
     config: VLRecipe
-    extra = "text"
+    extra = "multimodal"
     requires = ("torch", "transformers", "tokenizers", "safetensors", "PIL")
     serve_requirements = ("numpy", "pillow", "safetensors", "tokenizers", "transformers",
                           "jinja2", "gguf", "filelock")
@@ -124,9 +128,14 @@ class VisionLanguage(Task):
                               "not a (B, C, H, W) feature map")
         projector = Projector(int(maps.shape[1]) + int(pixels.shape[1]),
                               int(lm.config.hidden_size), cfg.model.visual_tokens)
+        self.lm_digest_ = weights_digest(lm)  # the base's, before any adapter
         self.model_ = VisionLanguageModel(encoder, projector, lm, tokenizer,
                                           system=cfg.model.system)
         self.model_.prepare_images = vision.prepare
+        lora = cfg.model.lora
+        if lora is not None:
+            with quiet_peft():
+                self.model_.lm = with_lora(lm, lora.r, lora.alpha, lora.target_modules)
         directory = self.checkpoint_dir()
         directory.mkdir(parents=True, exist_ok=True)
         self.mark_run(directory)
@@ -134,8 +143,14 @@ class VisionLanguage(Task):
                                   seed=cfg.seed, reporter=reporter, checkpoint_dir=directory,
                                   resume=self.resume)
         self.clear_checkpoints(directory)  # done: nothing left to resume
+        self.lora_ = None
+        if lora is not None:  # kept for saving; merged for fast answers
+            from peft import get_peft_model_state_dict
+
+            self.lora_ = {k: v.detach().clone().contiguous()
+                          for k, v in get_peft_model_state_dict(self.model_.lm).items()}
+            self.model_.lm = self.model_.lm.merge_and_unload().eval()
         self.vision_ = vision
-        self.lm_digest_ = weights_digest(lm)
         self.baseline_ = _majority(data.splits["train"])
         return self
 
@@ -235,6 +250,26 @@ class VisionLanguage(Task):
         answers = self.answer(images, questions, **sampling)
         return answers[0] if one else answers
 
+    def predict_file(self, path: Path, *, reporter: Reporter | None = None,
+                     **options: Any) -> Any:
+        """A CSV or Parquet file with ``image`` (paths, relative to the file) and ``question``
+        columns: the rows come back with an ``answer`` column (``max_new_tokens``)."""
+        check_options(self, options, allowed=("max_new_tokens",))
+        frame = read_frame(Path(path))
+        missing = [c for c in ("image", "question") if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{path}: no {' or '.join(missing)} column (a row is an image "
+                              "path and a question about it)")
+        base = Path(path).parent
+        rows = [{"image": base / str(image), "question": str(question)}
+                for image, question in zip(frame["image"], frame["question"], strict=True)]
+        answers: list[str] = []
+        size = self.config.eval.batch_size
+        for start in range(0, len(rows), size):
+            answers += self.predict(rows[start:start + size],
+                                    max_new_tokens=options.get("max_new_tokens") or 16)
+        return frame.assign(answer=answers)
+
     def chat(self, messages: list[dict[str, Any]], **sampling: Any) -> str:
         """The answer to the last user message, whose content holds one image part
         (``{"type": "image", "image": PIL image | path | bytes}``) and text parts."""
@@ -296,6 +331,8 @@ class VisionLanguage(Task):
 
         save_file({k: v.contiguous() for k, v in self.model_.projector.state_dict().items()},
                   str(path / PROJECTOR))
+        if self.lora_:
+            save_file(self.lora_, str(path / LORA))
         shutil.copytree(self.vision_.ref.path, path / VISION)  # whole: its manifest lists all
         outcome = getattr(self, "outcome_", None)
         saved = getattr(self, "manifest", None) or {}
@@ -328,6 +365,15 @@ class VisionLanguage(Task):
         projector = Projector(channels, int(lm.config.hidden_size),
                               self.config.model.visual_tokens)
         projector.load_state_dict(load_file(str(path / PROJECTOR)))
+        lora, self.lora_ = self.config.model.lora, None
+        if lora is not None:  # the adapters, merged into the language model
+            from peft import set_peft_model_state_dict
+
+            self.lora_ = load_file(str(path / LORA))
+            with quiet_peft():
+                tuned = with_lora(lm, lora.r, lora.alpha, lora.target_modules)
+                set_peft_model_state_dict(tuned, self.lora_)
+            lm = tuned.merge_and_unload().eval()
         self.model_ = VisionLanguageModel(feature_extractor(self.vision_.net_),
                                           projector.eval(), lm, tokenizer,
                                           system=self.config.model.system)

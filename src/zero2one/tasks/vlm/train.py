@@ -1,7 +1,8 @@
-"""The projector's training loop: AdamW, linear warm-up then cosine decay, cross-entropy on
-the answers' tokens only. A checkpoint (projector, optimizer, schedule, step, history, random
-states; :mod:`zero2one.torchtrain`) is written every ``checkpoint_every`` steps, so
-``--resume`` after a kill ends where an uninterrupted run would."""
+"""The projector's training loop (and LoRA's, where the recipe adds it): AdamW, linear
+warm-up then cosine decay, cross-entropy on the answers' tokens only. A checkpoint (the trained
+parameters, optimizer, schedule, step, history, random states; :mod:`zero2one.torchtrain`) is
+written every ``checkpoint_every`` steps, so ``--resume`` after a kill ends where an
+uninterrupted run would."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from zero2one.progress import Reporter
 from zero2one.tasks.vlm.config import VLTrainConfig
 from zero2one.tasks.vlm.data import Question
-from zero2one.tasks.vlm.model import VisionLanguageModel
+from zero2one.tasks.vlm.model import VisionLanguageModel, trainable_state
 from zero2one.torchtrain import Checkpoint, pick_device, threads
 
 
@@ -49,7 +50,7 @@ def fit(model: VisionLanguageModel, pixels: torch.Tensor, questions: list[Questi
         gen = torch.Generator().manual_seed(seed)
         model.to(device)
         model.projector.train()
-        params = list(model.projector.parameters())
+        params = [p for p in model.parameters() if p.requires_grad]  # projector (+ LoRA)
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
         outcome = Outcome(trainable=sum(p.numel() for p in params))
@@ -59,7 +60,7 @@ def fit(model: VisionLanguageModel, pixels: torch.Tensor, questions: list[Questi
         order = torch.randperm(len(questions), generator=gen)
         at = 0
         if saved is not None:
-            model.projector.load_state_dict(saved["projector"])
+            model.load_state_dict(saved["trainable"], strict=False)
             optimizer.load_state_dict(saved["optimizer"])
             schedule.load_state_dict(saved["schedule"])
             outcome.history, outcome.train_seconds = saved["history"], saved["seconds"]
@@ -93,7 +94,7 @@ def fit(model: VisionLanguageModel, pixels: torch.Tensor, questions: list[Questi
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                     outcome.train_seconds = time.perf_counter() - began
                     checkpoint.save({
-                        "step": step, "projector": model.projector.state_dict(),
+                        "step": step, "trainable": trainable_state(model),
                         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "history": outcome.history, "seconds": outcome.train_seconds,
                         "order": order, "at": at}, generator=gen, device=device)
