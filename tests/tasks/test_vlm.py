@@ -346,6 +346,12 @@ def test_generate_with_an_image(tiny_llava: Path, tiny_lm: Path, tmp_path: Path)
                                     "hi"])
     assert text_only.exit_code != 0
     assert "text-generation model, which reads text only" in str(text_only.exception)
+    stopped = runner.invoke(app, ["generate", str(tiny_llava), "--image", str(picture), "-p",
+                                  "hi", "--temperature", "0.9", "--seed", "3", "--stop", "x"])
+    assert stopped.exit_code == 0, stopped.output
+    unsupported = runner.invoke(app, ["generate", str(tiny_llava), "--image", str(picture),
+                                      "-p", "hi", "--top-k", "5", "--chat"])
+    assert "not --top-k, --chat" in str(unsupported.exception)
     missing = runner.invoke(app, ["generate", str(tiny_llava), "--image",
                                   str(tmp_path / "gone.png"), "-p", "hi"])
     assert missing.exit_code != 0 and "cannot read image" in str(missing.exception)

@@ -65,8 +65,15 @@ def generate(
     from zero2one.tasks.textgen.models import load_lm
 
     if image is not None:
+        others = {"--json-schema": json_schema, "--tools": tools_file, "--precision": precision,
+                  "--moderation": moderation, "--top-k": top_k, "--chat": chat or None,
+                  "--repetition-penalty": repetition_penalty,
+                  "--engine": None if engine == "zero2one" else engine}
+        if given := [flag for flag, value in others.items() if value is not None]:
+            raise UserError(f"--image takes --max-new-tokens, --temperature, --top-p, --stop "
+                            f"and --seed; not {', '.join(given)}")
         _about_image(model, image, prompt, json_=json_, max_new_tokens=max_new_tokens,
-                     temperature=temperature, top_p=top_p)
+                     temperature=temperature, top_p=top_p, stop=stop or None, seed=seed)
         return
     plan = _plan(tools_file, tool_choice) if tools_file else None
     if plan is not None and json_schema:
@@ -145,6 +152,11 @@ def _about_image(model: str, image: Path, prompt: str, *, json_: bool,
                         "give a vision-language model")
     settings = {k: v for k, v in sampling.items() if v is not None}
     settings.setdefault("temperature", 0.0)
+    seed = settings.pop("seed", None)
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)
     text = task.predict({"image": image, "question": prompt}, **settings)
     if json_:
         print_json({"model": model, "image": str(image), "text": text,
