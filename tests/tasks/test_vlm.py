@@ -175,7 +175,8 @@ def client(vlm: Any) -> Any:
 
     from zero2one.serving import ServeSettings, create_app
 
-    settings = ServeSettings(model=str(vlm.directory), max_image_bytes=4096)
+    settings = ServeSettings(model=str(vlm.directory), max_image_bytes=4096,
+                             max_image_pixels=1024)
     with TestClient(create_app(settings)) as http:
         yield http
 
@@ -214,6 +215,7 @@ def test_chat_with_an_image_part_streamed_and_not(client: Any) -> None:
                                                 "--allow-image-urls)"),
     (_chat(_data_url(b"not an image")), "not an image, or a corrupt one"),
     (_chat(_data_url(_png(size=64, mode="RGB") + b"\0" * 5000)), "over 4096 bytes"),
+    (_chat(_data_url(_png(size=40))), "40×40 pixels is over the limit of 1024"),
     ({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": _data_url(_png())}},
         {"type": "image_url", "image_url": {"url": _data_url(_png())}},
