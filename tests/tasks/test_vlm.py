@@ -539,3 +539,56 @@ def test_lora_on_the_language_model_is_saved_and_merged_on_load(workspace: Path,
 
     with pytest.raises(UserError, match="model.lora.target_modules"):
         train(cfg, out=workspace / "bad")
+
+
+def test_a_hub_id_is_a_vision_language_model_by_its_config(tiny_llava: Path, tiny_lm: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """hf:ORG/NAME: the config.json alone decides which task loads it (fetched here from a
+    stand-in for the hub: no network on this machine)."""
+    import huggingface_hub
+
+    from zero2one.refs import resolve
+    from zero2one.tasks.textgen import pretrained
+
+    configs = {"org/vlm": tiny_llava / "config.json", "org/lm": tiny_lm / "config.json"}
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(pretrained, "hub_config", lambda repo: json.loads(
+        configs[repo].read_text()) if repo in configs else None)
+    assert resolve("hf:org/vlm").task == "vision-language"
+    assert resolve("hf:org/lm").task == "text-generation"
+    assert resolve("hf:org/unknown").task == "text-generation"  # its load will say why
+
+
+def test_the_hub_config_is_read_from_the_endpoint(tiny_llava: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One request to HF_ENDPOINT (a local server here); HF_HUB_OFFLINE asks nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from zero2one.tasks.textgen.pretrained import hub_config
+
+    asked: list[str] = []
+    body = (tiny_llava / "config.json").read_bytes()
+
+    class Hub(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            found = self.path == "/org/vlm/resolve/main/config.json"
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(body if found else b"")
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        assert hub_config("org/vlm")["vision_config"]["patch_size"] == 8
+        assert hub_config("org/missing") is None and len(asked) == 2  # one try each
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert hub_config("org/vlm") is None and len(asked) == 2
+    finally:
+        server.shutdown()

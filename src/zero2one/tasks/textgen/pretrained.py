@@ -4,6 +4,7 @@ directories and Hugging Face ids (``hf:ORG/NAME``)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -65,18 +66,40 @@ class TextPretrained(Pretrained):
 def is_vision_language(ref: str) -> bool:
     """A transformers model whose config has a ``vision_config`` (an image-text-to-text model:
     the vision-language task's), from its directory or, for ``hf:ORG/NAME``, the local Hugging
-    Face cache (an id not cached yet is taken for a language model)."""
+    Face cache or the hub (its config.json alone; where the hub cannot be reached the id is
+    taken for a language model, whose load then says why)."""
     if ref.startswith(HUB_PREFIX):
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(ref.removeprefix(HUB_PREFIX), "config.json")
-        path = Path(cached) if isinstance(cached, str) else None
+        repo = ref.removeprefix(HUB_PREFIX)
+        cached = try_to_load_from_cache(repo, "config.json")
+        config = _read_json(Path(cached)) if isinstance(cached, str) else hub_config(repo)
     else:
-        path = expand(ref) / "config.json"
-    if path is None or not path.is_file():
-        return False
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
+        config = _read_json(expand(ref) / "config.json")
     return isinstance(config, dict) and isinstance(config.get("vision_config"), dict)
+
+
+def hub_config(repo: str) -> Any:
+    """A hub model's config.json, in one try of at most 5 s (huggingface_hub's own download
+    retries for 23 s where there is no network); None when it cannot be had or with
+    ``HF_HUB_OFFLINE``."""
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return None
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    token = os.environ.get("HF_TOKEN")
+    request = urllib.request.Request(f"{endpoint}/{repo}/resolve/main/config.json",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read(1 << 20))
+    except (OSError, ValueError):  # offline, unknown or gated id, not JSON
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
