@@ -19,8 +19,8 @@ from zero2one.tasks.textgen.pretrained import HUB_PREFIX, is_vision_language
 
 
 def claims(ref: str) -> bool:
-    """A transformers directory (or a Hugging Face id already in the local cache) whose config
-    has a ``vision_config``: an image-text-to-text model."""
+    """A transformers directory (or a Hugging Face id) whose config has a ``vision_config``:
+    an image-text-to-text model."""
     if ref.startswith(HUB_PREFIX) or (expand(ref).is_dir() and not
                                       (expand(ref) / "manifest.json").exists()):
         return is_vision_language(ref)

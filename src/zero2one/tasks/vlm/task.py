@@ -82,7 +82,7 @@ class VisionLanguage(Task):
     @classmethod
     def claims(cls, ref: str) -> bool:
         """A transformers image-text-to-text directory (its config has a ``vision_config``), or
-        ``hf:ORG/NAME`` of one already in the local Hugging Face cache."""
+        ``hf:ORG/NAME`` of one (:func:`~zero2one.tasks.textgen.pretrained.is_vision_language`)."""
         return claims_pretrained(ref)
 
     @classmethod
