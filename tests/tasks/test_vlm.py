@@ -558,6 +558,7 @@ def test_a_hub_id_is_a_vision_language_model_by_its_config(tiny_llava: Path, tin
     assert resolve("hf:org/vlm").task == "vision-language"
     assert resolve("hf:org/lm").task == "text-generation"
     assert resolve("hf:org/unknown").task == "text-generation"  # its load will say why
+    assert resolve("hf:org/name.").task == "text-generation"  # a name the hub refuses
 
 
 def test_the_hub_config_is_read_from_the_endpoint(tiny_llava: Path,

@@ -72,7 +72,12 @@ def is_vision_language(ref: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
 
         repo = ref.removeprefix(HUB_PREFIX)
-        cached = try_to_load_from_cache(repo, "config.json")
+        if not _HUB_ID.match(repo):  # not a hub id: nothing to ask
+            return False
+        try:
+            cached = try_to_load_from_cache(repo, "config.json")
+        except ValueError:  # a name the hub refuses (HFValidationError): the load says so
+            return False
         config = _read_json(Path(cached)) if isinstance(cached, str) else hub_config(repo)
     else:
         config = _read_json(expand(ref) / "config.json")
