@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from zero2one.api import load
 from zero2one.cli.output import (
     Json,
     ModerationOption,
@@ -97,7 +98,6 @@ def generate(
     if engine == "llama.cpp":
         from types import SimpleNamespace
 
-        from zero2one.api import load
         from zero2one.tasks.textgen.engines import build
 
         task = load(model)
@@ -142,8 +142,6 @@ def _about_image(model: str, image: Path, prompt: str, *, json_: bool,
                  **sampling: Any) -> None:
     """``--image``: a vision-language model's answer to ``prompt`` about ``image``."""
     import time
-
-    from zero2one.api import load
 
     start = time.perf_counter()
     task = load(model)
