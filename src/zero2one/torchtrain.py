@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,17 @@ class Checkpoint:
         if self.path is None or not distributed.is_main():
             return
         save_atomically(self.path, {**state, **random_state(generator, device)})
+
+
+def log_loss(history: list[dict[str, float]], window: list[float], *, step: int, lr: float,
+             began: float, reporter: Reporter) -> None:
+    """The mean loss of the steps since the last log (``window``, emptied), with the learning
+    rate and the seconds since ``began``, added to ``history`` and reported."""
+    row = {"step": float(step), "loss": sum(window) / len(window), "lr": lr,
+           "seconds": time.perf_counter() - began}
+    window.clear()
+    history.append(row)
+    reporter.metrics({"loss": row["loss"], "lr": row["lr"]}, step=step)
 
 
 def save_atomically(path: Path, state: dict[str, Any]) -> None:

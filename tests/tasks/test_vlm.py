@@ -465,8 +465,8 @@ def test_a_trained_model_names_held_out_digits_to_the_openai_client(workspace: P
         "track.enabled=false", "register=null"], out=workspace / "vlm")
     assert done.metrics["accuracy"] >= 0.9 and done.metrics["baseline_accuracy"] <= 0.2
     model = load(done.model_dir)
-    held_out = model.load_data().splits["test"][:5]
-    images = model.load_data().images
+    data = model.load_data()
+    held_out, images = data.splits["test"][:5], data.images
     with TestClient(create_app(ServeSettings(model=str(done.model_dir)))) as http:
         client = openai.OpenAI(base_url="http://testserver/v1", api_key="unused",
                                http_client=http, max_retries=0)

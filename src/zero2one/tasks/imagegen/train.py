@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from zero2one.progress import Reporter
 from zero2one.tasks.imagegen.config import SampleConfig, TrainConfig, UNetConfig
 from zero2one.tasks.imagegen.images import tile
-from zero2one.torchtrain import Checkpoint, autocast, pick_device, threads
+from zero2one.torchtrain import Checkpoint, autocast, log_loss, pick_device, threads
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +159,8 @@ def fit(
                 window.append(loss)
                 progress.advance()
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    row = {"step": float(step), "loss": sum(window) / len(window),
-                           "lr": optimizer.param_groups[0]["lr"],
-                           "seconds": time.perf_counter() - began}
-                    window = []
-                    outcome.history.append(row)
-                    reporter.metrics({"loss": row["loss"], "lr": row["lr"]}, step=step)
+                    log_loss(outcome.history, window, step=step,
+                             lr=optimizer.param_groups[0]["lr"], began=began, reporter=reporter)
                 if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
                     with swapped(params, ema):
                         outcome.grids[step] = sample_grid(pipe, grid_prompts, sample, seed)

@@ -3,11 +3,12 @@ travels with it), its memory, and vLLM as another server."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from zero2one.errors import UserError
-from zero2one.task import DeployFiles, Deployment
+from zero2one.task import BuiltinModel, DeployFiles, Deployment
 from zero2one.tasks.textgen import vllm
 from zero2one.tasks.textgen.models import resolve_lm
 
@@ -36,15 +37,8 @@ class TextDeployment(Deployment):
         base = str(manifest.get("base", ""))
         if {"merged", "int8", "gguf"} & set(manifest.get("parts", {})) or not base:
             return DeployFiles()
-        if base.startswith("builtin:"):
-            model = cls.builtin_models.get(base.removeprefix("builtin:"))
-            return DeployFiles(no_deps=[model.distribution] if model else [])
-        source = resolve_lm(base)
-        if not isinstance(source, Path):
-            raise UserError(f"the base model {base!r} is a Hugging Face id; the image would "
-                            "download it at start-up. Save it with save_pretrained and "
-                            "fine-tune from that directory to deploy it")
-        return DeployFiles(copy={"base": source}, env={BASE_ENV: "/app/base"})
+        return travelling_lm(base, folder="base", env=BASE_ENV, role="the base model",
+                             builtins=cls.builtin_models)
 
     @classmethod
     def engine_deployment(cls, engine: str, models: list[tuple[Path, dict[str, Any]]], *,
@@ -60,3 +54,19 @@ class TextDeployment(Deployment):
         weights_mib = max(parameters * 4, model_bytes) / 2**20
         request = int(weights_mib * 2.5 + 512)
         return {"memory_request": f"{request}Mi", "memory_limit": f"{request * 2}Mi"}
+
+
+def travelling_lm(ref: str, *, folder: str, env: str, role: str,
+                  builtins: Mapping[str, BuiltinModel]) -> DeployFiles:
+    """A language model a deployed image needs beside the model directory: a built-in one as
+    its package, any other as a copy of its directory in ``/app/FOLDER`` (named to the server
+    by ``env``); a Hugging Face id is refused, since the image would download it at start-up."""
+    if ref.startswith("builtin:"):
+        model = builtins.get(ref.removeprefix("builtin:"))
+        return DeployFiles(no_deps=[model.distribution] if model else [])
+    source = resolve_lm(ref)
+    if not isinstance(source, Path):
+        raise UserError(f"{role} {ref!r} is a Hugging Face id; the image would download it at "
+                        "start-up. Save it with save_pretrained and train from that directory "
+                        "to deploy it")
+    return DeployFiles(copy={folder: source}, env={env: f"/app/{folder}"})

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from zero2one.errors import DataError
+from zero2one.errors import DataError, SchemaError
 from zero2one.tasks.vision.config import ImageDataConfig
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,22 @@ def read_image(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS
 def _grey_palette(image: Any) -> bool:
     palette = image.getpalette() or []
     return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette), 3))
+
+
+def open_image(value: Any) -> Any:
+    """A PIL image from a PIL image, a path or bytes (decoded by :func:`read_image`); a file
+    that cannot be read is a DataError, anything else a SchemaError."""
+    if hasattr(value, "getbands"):
+        return value
+    if isinstance(value, bytes):
+        return read_image(value)
+    if isinstance(value, str | Path):
+        try:
+            blob = Path(value).read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read image {value}: {exc.strerror or exc}") from None
+        return read_image(blob, name=str(value))
+    raise SchemaError(f"not an image: {type(value).__name__}")
 
 
 def to_array(image: Any, size: int, channels: int) -> np.ndarray:

@@ -97,22 +97,11 @@ class ImageAdapter(BaseAdapter):
         return blobs, top_k
 
     def _b64(self, i: int, text: str) -> bytes:
-        if "," in text[:100] and text.startswith("data:"):
-            text = text.split(",", 1)[1]  # a data: URL
-        if len(text) > self.max_image_bytes * 4 // 3 + 4:
-            raise SchemaError(f"image {i}: over {self.max_image_bytes} bytes")
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise SchemaError(f"image {i}: not valid base64") from None
+        return from_base64(text, f"image {i}", self.max_image_bytes)
 
     def _decode(self, i: int, blob: bytes) -> Any:
-        if len(blob) > self.max_image_bytes:
-            raise SchemaError(f"image {i}: {len(blob)} bytes is over {self.max_image_bytes}")
-        try:
-            image = read_image(blob, name=f"image {i}", max_pixels=self.max_pixels)
-        except DataError as exc:
-            raise SchemaError(str(exc)) from None
+        image = request_image(blob, f"image {i}", max_bytes=self.max_image_bytes,
+                              max_pixels=self.max_pixels)
         return self.model.prepare([image])[0]  # (C, S, S) normalised
 
     def predict(self, rows: list[Any]) -> list[Any]:
@@ -126,3 +115,27 @@ class ImageAdapter(BaseAdapter):
         top = self.model.top_k(np.stack(results), options["top_k"])
         return {"result": [t[0]["index"] for t in top], "labels": [t[0]["label"] for t in top],
                 "top_k": top}
+
+
+def from_base64(text: str, where: str, most: int) -> bytes:
+    """A request's base64 image (or the payload of a ``data:`` URL), at most ``most`` bytes;
+    anything else a one-line SchemaError naming ``where``."""
+    if "," in text[:100] and text.startswith("data:"):
+        text = text.split(",", 1)[1]  # a data: URL
+    if len(text) > most * 4 // 3 + 4:
+        raise SchemaError(f"{where}: over {most} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SchemaError(f"{where}: not valid base64") from None
+
+
+def request_image(blob: bytes, where: str, *, max_bytes: int, max_pixels: int) -> Any:
+    """A request's image bytes decoded (mode L or RGB), within the byte and pixel limits (the
+    pixels read from the header, before decoding); a bad one is a SchemaError (a 4xx)."""
+    if len(blob) > max_bytes:
+        raise SchemaError(f"{where}: {len(blob)} bytes is over {max_bytes}")
+    try:
+        return read_image(blob, name=where, max_pixels=max_pixels)
+    except DataError as exc:
+        raise SchemaError(str(exc)) from None

@@ -19,7 +19,7 @@ from zero2one.plots import plot_confusion_matrix
 from zero2one.progress import Reporter
 from zero2one.task import Task, check_options
 from zero2one.tasks.vision.config import ImageRecipe
-from zero2one.tasks.vision.data import load_images, read_image, split, to_array
+from zero2one.tasks.vision.data import load_images, open_image, split, to_array
 from zero2one.tasks.vision.predict import predict_images
 from zero2one.tasks.vision.report import plot_learning_curves, plot_misclassified
 
@@ -337,19 +337,7 @@ class ImageClassification(Task):
         if not isinstance(images, list | tuple):
             raise SchemaError("an image model predicts a path, bytes or a PIL image, or a list "
                               f"of them; got {type(images).__name__}")
-        decoded = []
-        for item in images:
-            if isinstance(item, str | Path):
-                try:
-                    blob = Path(item).read_bytes()
-                except OSError as exc:
-                    raise DataError(f"cannot read image {item}: {exc.strerror or exc}") from None
-                item = read_image(blob, name=str(item))
-            elif isinstance(item, bytes):
-                item = read_image(item)
-            elif not hasattr(item, "getbands"):
-                raise SchemaError(f"not an image: {type(item).__name__}")
-            decoded.append(item)
+        decoded = [open_image(item) for item in images]
         if not decoded:
             raise SchemaError("no images to predict")
         return self.top_k(self.probabilities(self.prepare(decoded)), top_k)

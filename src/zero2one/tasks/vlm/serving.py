@@ -9,8 +9,6 @@ image; answers are decoded one request at a time (no batching across requests ye
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import re
 import threading
 import time
@@ -21,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
-from zero2one.errors import DataError, SchemaError, UserError
+from zero2one.errors import SchemaError, UserError
 from zero2one.serving.adapter import BaseAdapter
 from zero2one.serving.errors import read_body
 from zero2one.serving.routes.predict import predict_routes
 from zero2one.tasks.textgen import openai
 from zero2one.tasks.textgen.generate import Outcome
-from zero2one.tasks.vision.data import read_image
+from zero2one.tasks.vision.serving import from_base64, request_image
 
 if TYPE_CHECKING:
     from zero2one.tasks.vlm.task import VisionLanguage
@@ -94,7 +92,7 @@ class VLAdapter(BaseAdapter):
             raise SchemaError("no instances: send at least one")
         if len(pairs) > self.max_rows:
             raise SchemaError(f"{len(pairs)} instances is over the maximum of {self.max_rows}")
-        rows = [(self.image(_b64(text, f"instances.{i}.image", self.max_image_bytes),
+        rows = [(self.image(from_base64(text, f"instances.{i}.image", self.max_image_bytes),
                             f"instances.{i}.image"), question, body.max_tokens)
                 for i, (text, question) in enumerate(pairs)]
         return rows, {}
@@ -118,12 +116,8 @@ class VLAdapter(BaseAdapter):
         return {"answers": list(results)}
 
     def image(self, blob: bytes, where: str) -> Any:
-        if len(blob) > self.max_image_bytes:
-            raise SchemaError(f"{where}: {len(blob)} bytes is over {self.max_image_bytes}")
-        try:
-            return read_image(blob, name=where, max_pixels=self.max_pixels)
-        except DataError as exc:
-            raise SchemaError(str(exc)) from None
+        return request_image(blob, where, max_bytes=self.max_image_bytes,
+                             max_pixels=self.max_pixels)
 
     # ---- the chat route's engine ------------------------------------------------------------
 
@@ -149,7 +143,7 @@ class VLAdapter(BaseAdapter):
         if found["type"].lower() not in IMAGE_TYPES:
             raise SchemaError(f"{where}: unsupported image type {found['type']}; send one of "
                               f"{', '.join(IMAGE_TYPES)}")
-        return self.image(_b64(url[found.end():], where, self.max_image_bytes), where)
+        return self.image(from_base64(url[found.end():], where, self.max_image_bytes), where)
 
     def chat_prompt(self, messages: list[dict[str, Any]], tools: Any = None, *,
                     images: list[Any] | None = None) -> VLPrompt:
@@ -278,17 +272,6 @@ def _cut(text: str, stops: list[str]) -> int | None:
     """Where the first stop string starts in ``text`` (None: none is in it)."""
     found = [text.find(s) for s in stops if s in text]
     return min(found) if found else None
-
-
-def _b64(text: str, where: str, most: int) -> bytes:
-    if text.startswith("data:") and "," in text[:200]:
-        text = text.split(",", 1)[1]
-    if len(text) > most * 4 // 3 + 4:
-        raise SchemaError(f"{where}: over {most} bytes")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise SchemaError(f"{where}: not valid base64") from None
 
 
 def routes() -> list[Any]:

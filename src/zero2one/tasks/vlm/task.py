@@ -26,10 +26,11 @@ from zero2one.errors import ArtifactError, IntegrityError, RecipeError, SchemaEr
 from zero2one.progress import Reporter
 from zero2one.refs import load as load_ref
 from zero2one.task import DeployFiles, Task, check_options
-from zero2one.tasks.textgen.models import load_lm, resolve_lm
+from zero2one.tasks.textgen.deployment import travelling_lm
+from zero2one.tasks.textgen.models import load_lm
 from zero2one.tasks.textgen.task import TextGeneration, weights_digest
 from zero2one.tasks.textgen.train import quiet_peft
-from zero2one.tasks.vision.data import read_image
+from zero2one.tasks.vision.data import open_image
 from zero2one.tasks.vlm import report, serving, train
 from zero2one.tasks.vlm.config import VLRecipe
 from zero2one.tasks.vlm.data import Question, VLData, load_questions
@@ -245,7 +246,7 @@ class VisionLanguage(Task):
             if not isinstance(row, dict) or not isinstance(row.get("question"), str) \
                     or "image" not in row:
                 raise SchemaError(f"input {number}: needs an image and a question (a string)")
-            images.append(to_image(row["image"]))
+            images.append(open_image(row["image"]))
             questions.append(row["question"])
         answers = self.answer(images, questions, **sampling)
         return answers[0] if one else answers
@@ -282,7 +283,7 @@ class VisionLanguage(Task):
                 if part.get("type") == "image":
                     if image is not None:
                         raise SchemaError("this model reads one image per conversation")
-                    image = to_image(part.get("image"))
+                    image = open_image(part.get("image"))
                 elif part.get("type") == "text":
                     text.append(str(part.get("text", "")))
         if image is None:
@@ -309,16 +310,9 @@ class VisionLanguage(Task):
     def deploy_files(cls, manifest: dict[str, Any]) -> DeployFiles:
         """The language model travels with the projector: the built-in one as its package, any
         other as a copy of its directory (the weights' digest still guards the pairing)."""
-        lm = str(manifest.get("lm", ""))
-        if lm.startswith("builtin:"):
-            return DeployFiles(no_deps=[TextGeneration.builtin_models[
-                lm.removeprefix("builtin:")].distribution])
-        source = resolve_lm(lm)
-        if not isinstance(source, Path):
-            raise UserError(f"the language model {lm!r} is a Hugging Face id; the image would "
-                            "download it at start-up. Save it with save_pretrained and train "
-                            "from that directory to deploy it")
-        return DeployFiles(copy={"lm": source}, env={LM_ENV: "/app/lm"})
+        return travelling_lm(str(manifest.get("lm", "")), folder="lm", env=LM_ENV,
+                             role="the language model",
+                             builtins=TextGeneration.builtin_models)
 
     # ---- persistence ------------------------------------------------------------------------
 
@@ -381,21 +375,6 @@ class VisionLanguage(Task):
         self.lm_digest_ = digest
         self.manifest = manifest
         return self
-
-
-def to_image(value: Any) -> Any:
-    """A PIL image from a PIL image, a path or bytes; anything else is a SchemaError."""
-    if hasattr(value, "getbands"):
-        return value
-    if isinstance(value, bytes):
-        return read_image(value)
-    if isinstance(value, str | Path):
-        try:
-            blob = Path(value).read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read image {value}: {exc.strerror or exc}") from None
-        return read_image(blob, name=str(value))
-    raise SchemaError(f"not an image: {type(value).__name__}")
 
 
 def _majority(questions: list[Question]) -> dict[str, str]:

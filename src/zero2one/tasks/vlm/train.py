@@ -18,7 +18,7 @@ from zero2one.progress import Reporter
 from zero2one.tasks.vlm.config import VLTrainConfig
 from zero2one.tasks.vlm.data import Question
 from zero2one.tasks.vlm.model import VisionLanguageModel, trainable_state
-from zero2one.torchtrain import Checkpoint, pick_device, threads
+from zero2one.torchtrain import Checkpoint, log_loss, pick_device, threads
 
 
 @dataclass
@@ -85,12 +85,8 @@ def fit(model: VisionLanguageModel, pixels: torch.Tensor, questions: list[Questi
                 window.append(loss.item())
                 progress.advance()
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    row = {"step": float(step), "loss": sum(window) / len(window),
-                           "lr": optimizer.param_groups[0]["lr"],
-                           "seconds": time.perf_counter() - began}
-                    window = []
-                    outcome.history.append(row)
-                    reporter.metrics({"loss": row["loss"], "lr": row["lr"]}, step=step)
+                    log_loss(outcome.history, window, step=step,
+                             lr=optimizer.param_groups[0]["lr"], began=began, reporter=reporter)
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                     outcome.train_seconds = time.perf_counter() - began
                     checkpoint.save({
