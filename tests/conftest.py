@@ -21,6 +21,9 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_name, str(_share))
 
+# no test asks the Hugging Face hub (this machine has no network, and where a name lookup hangs
+# rather than fails each question costs seconds); the tests of the hub path serve a stand-in
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 _CACHE = pytest.StashKey[str]()
 _HOME = pytest.StashKey[str]()

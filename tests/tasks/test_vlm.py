@@ -563,7 +563,8 @@ def test_a_hub_id_is_a_vision_language_model_by_its_config(tiny_llava: Path, tin
 
 def test_the_hub_config_is_read_from_the_endpoint(tiny_llava: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """One request to HF_ENDPOINT (a local server here); HF_HUB_OFFLINE asks nothing."""
+    """One request to HF_ENDPOINT (a local server here), given up after its time-out however
+    the hub hangs; HF_HUB_OFFLINE asks nothing."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -571,11 +572,14 @@ def test_the_hub_config_is_read_from_the_endpoint(tiny_llava: Path,
 
     asked: list[str] = []
     body = (tiny_llava / "config.json").read_bytes()
+    release = threading.Event()
 
     class Hub(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             asked.append(self.path)
-            found = self.path == "/org/vlm/resolve/main/config.json"
+            if self.path.startswith("/org/hanging/"):  # answers only once the test is done
+                release.wait(30)
+            found = self.path.startswith(("/org/vlm/", "/org/hanging/"))
             self.send_response(200 if found else 404)
             self.end_headers()
             self.wfile.write(body if found else b"")
@@ -586,10 +590,13 @@ def test_the_hub_config_is_read_from_the_endpoint(tiny_llava: Path,
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
         assert hub_config("org/vlm")["vision_config"]["patch_size"] == 8
         assert hub_config("org/missing") is None and len(asked) == 2  # one try each
+        assert hub_config("org/hanging", timeout=0.2) is None and len(asked) == 3
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        assert hub_config("org/vlm") is None and len(asked) == 2
+        assert hub_config("org/vlm") is None and len(asked) == 3
     finally:
+        release.set()
         server.shutdown()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -84,23 +86,31 @@ def is_vision_language(ref: str) -> bool:
     return isinstance(config, dict) and isinstance(config.get("vision_config"), dict)
 
 
-def hub_config(repo: str) -> Any:
-    """A hub model's config.json, in one try of at most 5 s (huggingface_hub's own download
-    retries for 23 s where there is no network); None when it cannot be had or with
-    ``HF_HUB_OFFLINE``."""
-    import urllib.request
-
+def hub_config(repo: str, timeout: float = 5.0) -> Any:
+    """A hub model's config.json, in one try of at most ``timeout`` seconds all told — the
+    name lookup included, which a socket's time-out does not bound (huggingface_hub's own
+    download retries for 23 s where there is no network); None when it cannot be had in that
+    time or with ``HF_HUB_OFFLINE``."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return None
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     token = os.environ.get("HF_TOKEN")
     request = urllib.request.Request(f"{endpoint}/{repo}/resolve/main/config.json",
                                      headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read(1 << 20))
-    except (OSError, ValueError):  # offline, unknown or gated id, not JSON
-        return None
+    found: list[Any] = []
+
+    def ask() -> None:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                found.append(json.loads(response.read(1 << 20)))
+        except (OSError, ValueError):  # offline, unknown or gated id, not JSON
+            pass
+
+    # a daemon thread: one that hangs in the name lookup is left behind, not waited for
+    asking = threading.Thread(target=ask, name="zero2one-hub-config", daemon=True)
+    asking.start()
+    asking.join(timeout)
+    return found[0] if found else None
 
 
 def _read_json(path: Path) -> Any:
