@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zero2one import refs, tracking
+from zero2one import portable, refs, tracking
 from zero2one.api import registered_uri
 from zero2one.artifacts import manifest_digest, read_manifest, save_model
 from zero2one.catalog import all_tasks, get_task, validate
@@ -303,6 +303,7 @@ def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, fl
     if not config.track.enabled:
         target = Path(out) if out is not None else _default_out(config.name, method)
         model_dir = save_model(new, target, extra=extra, add=add_report)
+        portable.describe(model_dir, new)
         return ConvertResult(model_dir, str(model_dir), method, lineage["ref"], metrics, rows,
                              markdown)
     tags = {tracking.TASK_TAG: new.name, "zero2one.version": __version__,
@@ -325,6 +326,7 @@ def _save(parent: Task, conversion: Conversion, data: Any, metrics: dict[str, fl
             _write_report(report, rows, markdown)
             run.log_artifacts(report, "report")
             model_dir = save_model(new, Path(out) if out else tmp_path / "model", extra=extra)
+            portable.describe(model_dir, new)
             run.log_artifacts(model_dir, tracking.MODEL_PATH)
         digest = manifest_digest(tracking.download(run.model_artifact_uri))
         run.set_tags({tracking.MANIFEST_TAG: digest})

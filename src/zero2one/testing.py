@@ -27,6 +27,7 @@ from zero2one.api import save_model_dir
 from zero2one.artifacts import read_manifest
 from zero2one.catalog import get_task, load_recipe, validate
 from zero2one.errors import IntegrityError, RecipeError
+from zero2one.portable import MLMODEL
 from zero2one.progress import NullReporter
 from zero2one.recipe import BaseRecipe, read_yaml
 from zero2one.refs import load
@@ -163,8 +164,26 @@ def check_served_route(cls: type[Task], job: Trained, case: Case) -> None:
         assert [p for p, methods in route_table(app) if "GET" in methods].count("/v1/models") == 1
 
 
+def check_mlflow_model(cls: type[Task], job: Trained) -> None:
+    """MLflow's own loader takes the saved directory (python_function flavor) and predicts its
+    logged input example as the task's ``pyfunc_predict`` does; MLflow's serving validation
+    passes on the example."""
+    import mlflow
+
+    assert (job.directory / MLMODEL).is_file(), "the saved model has an MLmodel"
+    model = mlflow.pyfunc.load_model(str(job.directory))
+    example = model.input_example
+    if example is None:  # pyfunc_schema() gave none: nothing more MLflow can check
+        return
+    params = {p.name: p.default for p in (model.metadata.signature.params or [])}
+    same(model.predict(example), load(job.directory).pyfunc_predict(example, params))
+    served = job.directory / "serving_input_example.json"
+    same(mlflow.models.validate_serving_input(str(job.directory), served.read_text()),
+         model.predict(example))
+
+
 CHECKS = ("declaration", "unknown_recipe_keys", "data", "save_and_load", "evaluate_loaded",
-          "tampered_file", "served_route")
+          "tampered_file", "served_route", "mlflow_model")
 
 
 def check_task(task: str | type[Task], case: Case, folder: Path, *,
@@ -193,6 +212,7 @@ def check_task(task: str | type[Task], case: Case, folder: Path, *,
     run("evaluate_loaded", lambda: check_evaluate_loaded(cls, job, folder))
     run("tampered_file", lambda: check_tampered_file(cls, job, folder))
     run("served_route", lambda: check_served_route(cls, job, case))
+    run("mlflow_model", lambda: check_mlflow_model(cls, job))
     return ran
 
 

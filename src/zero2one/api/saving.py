@@ -1,5 +1,6 @@
 """A fitted task's model directory as training saves it (metrics, the data's source, fingerprint
-and versions in the manifest), and the run's lineage record."""
+and versions in the manifest; the MLflow files and the model card beside it), and the run's
+lineage record."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zero2one import versions
+from zero2one import portable, versions
 from zero2one.artifacts import save_model
 from zero2one.paths import workspace
 from zero2one.task import Task, TaskData
@@ -29,7 +30,10 @@ def save(task: Task, target: Path, metrics: dict[str, float], data: TaskData,
     extra: dict[str, Any] = {"metrics": metrics, "data": {
         "source": data.source, **data.fingerprint,
         **({"versions": lineage} if lineage is not None else {})}}
-    return save_model(task, target, extra=extra, add=add)
+    directory = save_model(task, target, extra=extra, add=add)
+    profile = getattr(data, "profile", None) or {}
+    portable.describe(directory, task, notes=profile.get("warnings", []))
+    return directory
 
 
 def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""``zero2one models list|show|promote``: the model registry."""
+"""``zero2one models list|show|promote|upgrade``: the model registry."""
 
 from __future__ import annotations
 
@@ -33,11 +33,19 @@ def list_(json_: Json = False) -> None:
 @app.command("show")
 def show(
     name: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
+    card: Annotated[bool, typer.Option(
+        "--card", help="Print the model card (README.md) of --version instead.")] = False,
+    version: Annotated[str, typer.Option(
+        "--version", help="The version whose card --card prints (a number, an alias "
+        "as @NAME, or latest).")] = "latest",
     json_: Json = False,
 ) -> None:
-    """A registered model's versions, newest first."""
+    """A registered model's versions, newest first; or one version's model card."""
     from zero2one import tracking
 
+    if card:
+        _print_card(name, version)
+        return
     versions = tracking.model_versions(name)
     if json_:
         print_json(versions)
@@ -79,3 +87,41 @@ def promote(
                     "model_uri": f"models:/{name}@{alias}"})
     else:
         console().print(f"models:/{name}@{alias} -> version {version}")
+
+
+def _print_card(name: str, version: str) -> None:
+    from zero2one.errors import ModelRefError
+    from zero2one.portable import CARD
+    from zero2one.refs import resolve
+
+    ref = f"models:/{name}{version}" if version.startswith("@") else f"models:/{name}/{version}"
+    resolved = resolve(ref)
+    assert resolved.path is not None
+    card = resolved.path / CARD
+    if not card.is_file():
+        raise ModelRefError(f"{ref} has no model card (saved before zero2one wrote them): "
+                            f"`zero2one models upgrade {name}` adds one")
+    typer.echo(card.read_text(encoding="utf-8"), nl=False)
+
+
+@app.command("upgrade")
+def upgrade(
+    target: Annotated[str, typer.Argument(help="Registered model name (every version, or "
+                                          "--version) or a model directory.",
+                                          show_default=False)],
+    version: Annotated[str | None, typer.Option(
+        "--version", help="Only this version (a number, or latest).")] = None,
+    json_: Json = False,
+) -> None:
+    """Give models saved before they existed the MLflow files (MLmodel, python_function flavor,
+    signature, input example, requirements) and the model card. Each model is verified first;
+    its manifest and weights are not changed."""
+    from zero2one.portable.upgrade import upgrade as run_upgrade
+
+    done = run_upgrade(target, version)
+    if json_:
+        print_json([{"ref": u.ref, "directory": str(u.directory), "files": u.files}
+                    for u in done])
+        return
+    for u in done:
+        console().print(f"{u.ref}: wrote {', '.join(u.files)}")

@@ -61,6 +61,10 @@ member                         what it is for
 ``deploy_resources``           the Kubernetes memory request and limit for a model this size
 ``serving_engines``            other servers ``zero2one deploy --engine`` renders (vLLM)
 ``engine_deployment``          ... their files for these models
+**MLflow's flavor** (``MLflowModel``: :mod:`zero2one.portable`)
+``pyfunc_schema``              the MLmodel's signature and input example
+``pyfunc_predict``             ``mlflow.pyfunc``'s predict: a table in, a table out
+``pipeline_tag``               the Hugging Face pipeline tag in the model card
 =============================  =============================================================
 """
 
@@ -72,6 +76,7 @@ from zero2one.task.capabilities import (
     Convertible,
     DataParallel,
     Deployment,
+    MLflowModel,
     Pretrained,
     RowPrediction,
     Serving,
@@ -83,23 +88,25 @@ from zero2one.task.types import (
     BuiltinModel,
     DeployFiles,
     EngineDeployment,
+    PyfuncSchema,
     Searched,
     TaskData,
     check_options,
+    pyfunc_columns,
 )
 
 
 class Task(TaskCore, TrainingRuns, DataParallel, RowPrediction, Pretrained, Convertible,
-           Serving, Deployment):
+           Serving, Deployment, MLflowModel):
     """Base class of all tasks: the core and every capability (see the table above)."""
 
 
 CAPABILITIES = (TrainingRuns, DataParallel, RowPrediction, Pretrained, Convertible, Serving,
-                Deployment)
+                Deployment, MLflowModel)
 
 __all__ = [
     "CAPABILITIES", "PATH_PREFIXES", "BuiltinModel", "Capability", "Convertible",
-    "DataParallel", "DeployFiles", "Deployment", "EngineDeployment", "Pretrained",
-    "RowPrediction", "Searched", "Serving", "Task", "TaskCore", "TaskData", "TrainingRuns",
-    "check_options",
+    "DataParallel", "DeployFiles", "Deployment", "EngineDeployment", "MLflowModel", "Pretrained",
+    "PyfuncSchema", "RowPrediction", "Searched", "Serving", "Task", "TaskCore", "TaskData",
+    "TrainingRuns", "check_options", "pyfunc_columns",
 ]

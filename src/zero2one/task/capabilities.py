@@ -23,6 +23,7 @@ from zero2one.task.types import (
     BuiltinModel,
     DeployFiles,
     EngineDeployment,
+    PyfuncSchema,
     check_options,
 )
 
@@ -246,3 +247,29 @@ class Deployment(Capability):
         mib = model_bytes / 2**20
         request = max(256, int(mib * 3 + 200))
         return {"memory_request": f"{request}Mi", "memory_limit": f"{max(1024, request * 2)}Mi"}
+
+
+class MLflowModel(Capability):
+    """Every zero2one model is also an MLflow model (``python_function`` flavor: a table in, a
+    table out), so ``mlflow.pyfunc.load_model``, ``mlflow models serve`` and MLflow's
+    deployment plug-ins can use it, and carries a model card; :mod:`zero2one.portable` writes
+    the files."""
+
+    # the Hugging Face hub's pipeline tag for what the models do (their cards' front matter)
+    pipeline_tag: ClassVar[str | None] = None
+
+    def pyfunc_schema(self) -> PyfuncSchema | None:
+        """The signature and input example of this fitted or loaded model; None: the MLmodel
+        has neither, and ``pyfunc_predict`` takes what it is given."""
+        return None
+
+    def pyfunc_predict(self, frame: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+        """A table of inputs (the schema's columns), predicted: a table, one row per input
+        row. The default hands the table to :meth:`predict` (tasks whose inputs are rows)."""
+        import pandas as pd
+
+        if params:
+            raise UserError(f"{self.name} models take no MLflow params; got "
+                            f"{', '.join(sorted(params))}")
+        out = self.predict(frame)  # type: ignore[attr-defined]
+        return out if isinstance(out, pd.DataFrame) else pd.DataFrame({"prediction": list(out)})

@@ -1,5 +1,5 @@
 """The contract's data types: what tasks hand the core (their data, a search's result) and what
-they declare (built-in models, what a deployment carries)."""
+they declare (built-in models, what a deployment carries, what MLflow's flavor takes)."""
 
 from __future__ import annotations
 
@@ -97,6 +97,49 @@ class EngineDeployment:
     # the autoscaler's per-pod metric (served by a Prometheus adapter) and its target
     scale_metric: tuple[str, str] | None = None
     notes: list[str] = field(default_factory=list)  # said after rendering
+
+
+# MLflow's column types (mlflow.types.DataType) a PyfuncSchema may name
+PYFUNC_TYPES = ("double", "float", "long", "integer", "boolean", "string", "binary")
+
+
+@dataclass
+class PyfuncSchema:
+    """What a model takes and gives as an MLflow model (``mlflow.pyfunc``): a table in, a
+    table out. ``inputs`` and ``outputs`` are (column, MLflow type) pairs; ``example`` is one
+    or a few input rows (column -> values; ``binary`` columns hold bytes); ``params`` are the
+    prediction options MLflow passes through, with their defaults (whose Python type is the
+    parameter's)."""
+
+    inputs: list[tuple[str, str]]
+    outputs: list[tuple[str, str]]
+    example: dict[str, list[Any]]
+    params: dict[str, int | float | str | bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for column, kind in [*self.inputs, *self.outputs]:
+            if kind not in PYFUNC_TYPES:
+                raise UserError(f"pyfunc column {column!r}: type {kind!r} is not one of "
+                                f"{', '.join(PYFUNC_TYPES)}")
+        names = [c for c, _ in self.inputs]
+        if sorted(self.example) != sorted(names) or len({len(v) for v in
+                                                          self.example.values()}) != 1:
+            raise UserError(f"pyfunc example: needs the same number of values for each of "
+                            f"{', '.join(names)}; has {', '.join(self.example) or 'none'}")
+
+
+def pyfunc_columns(frame: Any) -> list[tuple[str, str]]:
+    """A frame's columns as (name, MLflow type) pairs, from their dtypes (an object column of
+    bytes is ``binary``; any other object column ``string``)."""
+    kinds = {"b": "boolean", "i": "long", "u": "long", "f": "double"}
+    pairs = []
+    for name, dtype in frame.dtypes.items():
+        kind = kinds.get(dtype.kind)
+        if kind is None:
+            first = frame[name].dropna().head(1).tolist()
+            kind = "binary" if first and isinstance(first[0], bytes) else "string"
+        pairs.append((str(name), kind))
+    return pairs
 
 
 def check_options(task: Named, options: dict[str, Any], *, allowed: tuple[str, ...]) -> None:

@@ -24,6 +24,7 @@ from zero2one.tracking.registry import (
 from zero2one.tracking.runs import (
     OPEN_RUNS,
     Run,
+    add_artifacts,
     read_artifact,
     run_artifact_uri,
     run_tags,
@@ -44,8 +45,8 @@ from zero2one.tracking.store import (
 
 __all__ = [
     "CONVERSION_TAG", "DATA_TAG", "MANIFEST_TAG", "MODEL_PATH", "OPEN_RUNS", "PARENT_TAG",
-    "TASK_TAG", "Run", "Unreachable", "client", "download", "experiment_id", "get_run",
-    "is_embedded", "list_models", "list_runs", "model_version", "model_versions",
+    "TASK_TAG", "Run", "Unreachable", "add_artifacts", "client", "download", "experiment_id",
+    "get_run", "is_embedded", "list_models", "list_runs", "model_version", "model_versions",
     "read_artifact", "register_model", "run_artifact_uri", "run_tags", "set_alias",
     "start_run", "store_error", "tracking_uri", "workspace",
 ]

@@ -256,3 +256,15 @@ def read_artifact(run_id: str, path: str) -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         return downloads.fetch(uri, Path(tmp)).read_text(encoding="utf-8")
 
+
+
+def add_artifacts(run_id: str, files: list[Path], artifact_path: str) -> None:
+    """Upload ``files`` beside a (finished) run's artifacts at ``artifact_path``: for a
+    remote artifact store, where a local copy was changed (a local store is the copy)."""
+    c = store.client()
+    for file in files:
+        try:
+            c.log_artifact(run_id, str(file), artifact_path)
+        except Exception as exc:
+            raise TrackingError(f"cannot add {file.name} to run {run_id} in "
+                                f"{store.tracking_uri()}: {str(exc).splitlines()[0]}") from exc

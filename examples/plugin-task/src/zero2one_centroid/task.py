@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zero2one.errors import DataError, SchemaError
 from zero2one.progress import Reporter
 from zero2one.recipe import BaseRecipe, Strict
-from zero2one.task import Task
+from zero2one.task import PyfuncSchema, Task, pyfunc_columns
 
 WEIGHTS = "centroids.json"
 
@@ -113,6 +113,17 @@ class NearestCentroid(Task):
         if missing:
             raise SchemaError(f"missing column(s) {', '.join(missing)}")
         return self._nearest(np.asarray(frame[self.features_], dtype=float))
+
+    def pyfunc_schema(self) -> PyfuncSchema:
+        """As an MLflow model (every zero2one model is one): the feature columns in, the
+        nearest class out; the example row is the first class's centroid."""
+        import pandas as pd
+
+        example = {name: [float(v)] for name, v in zip(self.features_, self.centroids_[0],
+                                                        strict=True)}
+        predicted = self.pyfunc_predict(pd.DataFrame(example), {})
+        return PyfuncSchema(inputs=[(name, "double") for name in self.features_],
+                            outputs=pyfunc_columns(predicted), example=example)
 
     def predict_file(self, path: Path, **options: Any) -> Any:
         from zero2one.data import read_frame

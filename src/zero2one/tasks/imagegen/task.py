@@ -27,6 +27,7 @@ from zero2one.task import BuiltinModel, Task, check_options
 from zero2one.tasks.imagegen.config import ImageGenRecipe
 from zero2one.tasks.imagegen.data import load_captioned, split
 from zero2one.tasks.imagegen.evaluate import evaluate, holdout_judge, model_judge
+from zero2one.tasks.imagegen.flavor import ImageFlavor
 from zero2one.tasks.imagegen.generate import PRETRAINED_DEFAULTS, Defaults, GenerateOptions, run
 from zero2one.tasks.imagegen.images import png_bytes, to_array
 from zero2one.tasks.imagegen.models import (
@@ -71,13 +72,14 @@ class GenData:
         return self.prompts or list(dict.fromkeys(self.captions))[:10]
 
 
-class ImageGeneration(Task):
+class ImageGeneration(ImageFlavor, Task):
     """``predict`` takes prompts — a string or a list of strings — and returns one PIL image per
     prompt, drawn with the model's defaults and the recipe's seed (the same prompt, the same
     image); :meth:`generate` takes every option (negative prompt, guidance, steps, sampler,
     seed, count). A data frame with a ``prompt`` column comes back with base64 PNGs."""
 
     name = "image-generation"
+    pipeline_tag = "text-to-image"
     config_model: ClassVar[type[ImageGenRecipe]] = ImageGenRecipe
     config: ImageGenRecipe
     extra = "image"

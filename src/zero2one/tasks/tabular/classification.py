@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 class TabularClassification(TabularTask):
     name = "tabular-classification"
+    pipeline_tag = "tabular-classification"
     kind = "classification"
 
     def fit(self, data: TabularData, *, reporter: Reporter) -> Self:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 class TabularRegression(TabularTask):
     name = "tabular-regression"
+    pipeline_tag = "tabular-regression"
     kind = "regression"
 
     @property

@@ -17,8 +17,8 @@ from zero2one.errors import ArtifactError, ConversionError, DataError, SchemaErr
 from zero2one.onnxrt import OnnxModel
 from zero2one.progress import Reporter
 from zero2one.scale.frames import read_pandas
-from zero2one.task import Searched, Task, check_options
-from zero2one.tasks.tabular import onnx, report, scaled
+from zero2one.task import PyfuncSchema, Searched, Task, check_options
+from zero2one.tasks.tabular import flavor, onnx, report, scaled
 from zero2one.tasks.tabular.columns import Column, coerce, infer_columns
 from zero2one.tasks.tabular.config import TabularRecipe
 from zero2one.tasks.tabular.data import TabularData, as_frame, plain
@@ -330,6 +330,12 @@ class TabularTask(Task):
 
     def check_row_options(self, options: dict[str, Any]) -> None:
         check_options(self, options, allowed=("allow_extra",))
+
+    def pyfunc_schema(self) -> PyfuncSchema:
+        return flavor.schema(self)
+
+    def pyfunc_predict(self, frame: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+        return flavor.predict(self, frame, params)
 
     # ---- serving ----------------------------------------------------------------------------
 

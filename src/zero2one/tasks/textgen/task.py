@@ -35,6 +35,7 @@ from zero2one.tasks.textgen.deployment import BASE_ENV, TextDeployment
 from zero2one.tasks.textgen.dpo import preference
 from zero2one.tasks.textgen.engines import ENGINES
 from zero2one.tasks.textgen.engines import build as build_engine
+from zero2one.tasks.textgen.flavor import TextFlavor
 from zero2one.tasks.textgen.generate import check_fits, encode
 from zero2one.tasks.textgen.gguf_export import GGUF_FILE, read
 from zero2one.tasks.textgen.models import (
@@ -83,7 +84,7 @@ def weights_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
+class TextGeneration(TextPretrained, TextConversion, TextDeployment, TextFlavor, Task):
     """``predict`` takes prompts — a string or a list of strings — and returns greedy
     completions (a string or a list); a DataFrame with a ``prompt`` column comes back with a
     ``completion`` column. Besides the models it fine-tunes, the task loads pretrained causal
@@ -91,6 +92,7 @@ class TextGeneration(TextPretrained, TextConversion, TextDeployment, Task):
     ``save_pretrained`` directories and Hugging Face ids (``hf:ORG/NAME``)."""
 
     name = "text-generation"
+    pipeline_tag = "text-generation"
     config_model: ClassVar[type[TextGenRecipe]] = TextGenRecipe
     config: TextGenRecipe
     extra = "text"

@@ -17,13 +17,16 @@ from zero2one.metrics import classification_metrics
 from zero2one.onnxrt import OnnxModel
 from zero2one.plots import plot_confusion_matrix
 from zero2one.progress import Reporter
-from zero2one.task import Task, check_options
+from zero2one.task import PyfuncSchema, Task, check_options
+from zero2one.tasks.vision import flavor
 from zero2one.tasks.vision.config import ImageRecipe
 from zero2one.tasks.vision.data import load_images, open_image, split, to_array
 from zero2one.tasks.vision.predict import predict_images
 from zero2one.tasks.vision.report import plot_learning_curves, plot_misclassified
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from zero2one.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class ImageClassification(Task):
     the top-k classes of each (``[{"label", "index", "probability"}, ...]`` per image)."""
 
     name = "image-classification"
+    pipeline_tag = "image-classification"
     config_model: ClassVar[type[ImageRecipe]] = ImageRecipe
     config: ImageRecipe
     extra = "vision"
@@ -353,6 +357,12 @@ class ImageClassification(Task):
                               reporter=options.get("reporter"))
 
     # ---- serving ----------------------------------------------------------------------------
+
+    def pyfunc_schema(self) -> PyfuncSchema:
+        return flavor.schema(self)
+
+    def pyfunc_predict(self, frame: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+        return flavor.predict(self, frame, params)
 
     def serving_adapter(self, settings: ServeSettings, name: str) -> Any:
         from zero2one.tasks.vision.serving import ImageAdapter

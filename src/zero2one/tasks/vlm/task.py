@@ -34,6 +34,7 @@ from zero2one.tasks.vision.data import open_image
 from zero2one.tasks.vlm import report, serving, train
 from zero2one.tasks.vlm.config import VLRecipe
 from zero2one.tasks.vlm.data import Question, VLData, load_questions
+from zero2one.tasks.vlm.flavor import VisionLanguageFlavor
 from zero2one.tasks.vlm.model import (
     Projector,
     VisionLanguageModel,
@@ -57,12 +58,13 @@ VISION = "vision"
 LM_ENV = "ZERO2ONE_VLM_LM"  # a deployed image's copy of the language model
 
 
-class VisionLanguage(Task):
+class VisionLanguage(VisionLanguageFlavor, Task):
     """``predict`` takes ``{"image": ..., "question": ...}`` (or a list of them; the image a
     path, bytes or a PIL image) and returns the answer (or a list); :meth:`chat` takes OpenAI-
     style messages whose content parts hold one image."""
 
     name = "vision-language"
+    pipeline_tag = "image-text-to-text"
     config_model: ClassVar[type[VLRecipe]] = VLRecipe
     config: VLRecipe
     extra = "multimodal"
