@@ -267,3 +267,18 @@ def test_a_failing_schema_hook_still_saves_the_model(tmp_path: Path,
     rows.columns = features
     assert mlflow.pyfunc.load_model(str(directory)).predict(rows)["prediction"].tolist() == \
         load(directory).predict(rows)
+
+
+def test_a_converted_models_card_names_its_parent(trained: Any) -> None:
+    """An export's card says what it was converted from, and does not send readers to the
+    parent's registered name."""
+    from zero2one.portable.card import card_text
+
+    manifest = json.loads((trained("tabular-classification").directory / "manifest.json")
+                          .read_text())
+    plain = card_text(manifest)
+    assert "models:/iris-svc/latest" in plain and "Converted from" not in plain
+    converted = card_text({**manifest, "parent": {"ref": "models:/iris-svc/3"},
+                           "conversion": {"method": "onnx"}})
+    assert "- Converted from `models:/iris-svc/3` by `onnx`" in converted
+    assert "models:/iris-svc/latest" not in converted

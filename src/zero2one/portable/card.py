@@ -90,7 +90,12 @@ def _what(manifest: dict[str, Any], recipe: dict[str, Any]) -> str:
 
 def _training(manifest: dict[str, Any], recipe: dict[str, Any],
               data: dict[str, Any]) -> list[str]:
-    lines = [f"- Data: `{data.get('source', 'unknown')}`"
+    lines = []
+    if conversion := manifest.get("conversion"):  # an export or compression of another model
+        parent = (manifest.get("parent") or {}).get("ref", "another model")
+        lines.append(f"- Converted from `{parent}` by `{conversion.get('method', '?')}`; the "
+                     "parent's training follows")
+    lines += [f"- Data: `{data.get('source', 'unknown')}`"
              + (f", {data['rows']} rows" if "rows" in data else "")
              + (f", sha256 `{data['sha256']}`" if "sha256" in data else "")]
     versions = data.get("versions") or {}
@@ -155,7 +160,7 @@ def _no_better(metric: str, value: float, base: float) -> bool:
 
 
 def _usage(manifest: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
-    registered = recipe.get("register")
+    registered = None if manifest.get("conversion") else recipe.get("register")  # the parent's
     ref = f"models:/{registered}/latest" if registered else "path/to/this/directory"
     return [
         "With zero2one (every file is checked against `manifest.json` first):", "",
