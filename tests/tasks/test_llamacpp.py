@@ -140,6 +140,29 @@ def test_one_streams_threads_are_chosen_by_timing_once(
 
 
 @server_engine
+def test_a_closed_engines_llama_cpp_server_is_never_destroyed(tiny_lm: Path) -> None:
+    """xllamacpp's destructor can wait forever holding the GIL (a frozen process, seen in CI):
+    closing an engine refuses new requests and leaves the server idle, referenced for the life
+    of the process, however many owners let it go."""
+    import sys
+
+    from zero2one.tasks.textgen import llamaserver
+
+    with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
+        engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
+        server = engine._server
+        assert server in llamaserver._KEPT
+    assert engine._server is None  # closed with the app
+    with pytest.raises(UserError, match="being replaced or the server is stopping"):
+        engine.run(engine.tokens("Hi"), llamaserver.sampling(max_new_tokens=1, temperature=0),
+                   lambda _: False, llamaserver.Outcome())
+    llamaserver._KEPT.remove(server)  # even with the module's list gone, a reference remains:
+    assert sys.getrefcount(server) >= 3  # this frame's, getrefcount's argument, the kept one
+    llamaserver._KEPT.append(server)
+    assert "llamacpp:" in str(server.handle_metrics())  # alive, idle
+
+
+@server_engine
 def test_the_start_up_timing_runs_inside_an_event_loop_too(tiny_lm: Path) -> None:
     """A notebook's kernel runs an event loop: the timing decodes on a loop of its own."""
     with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:

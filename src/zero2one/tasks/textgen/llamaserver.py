@@ -20,6 +20,7 @@ ids, so counts and templates are the model's.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import importlib.util
 import json
@@ -249,7 +250,7 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
         params.warmup = True
         params.endpoint_metrics = True  # llama.cpp's counters, for stats()
         self.threads, self.batch_threads = threads, batch_threads
-        self._server: Any = xllamacpp.Server(params)
+        self._server: Any = _kept(xllamacpp.Server(params))
         self._active, self._closing = 0, False  # requests decoding; close() called
         self._idle = threading.Condition()
 
@@ -421,13 +422,30 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
         return outcome.completion_tokens / (time.perf_counter() - started)
 
     def close(self, timeout: float = 600) -> None:
-        """Take no more requests, let those decoding finish (a reload swaps models without
-        cutting a stream), then stop llama.cpp's threads and free the model."""
+        """Take no more requests and let those decoding finish (a reload swaps models without
+        cutting a stream); the llama.cpp server then idles, never destroyed (:func:`_kept`)."""
         with self._idle:
             self._closing = True
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
-            server, self._server = self._server, None
-        del server
+            self._server = None
+
+
+# llama.cpp servers are never destroyed. xllamacpp's Server destructor (2026.10.11549) can miss its
+# own stop request — its main loop keeps serving — and then waits for that loop forever while
+# holding Python's GIL, which freezes every thread of the process, signal handlers and
+# pytest-timeout's included (seen in CI: the destructor in std::thread::join, the loop in
+# server_queue::start_loop, answering /metrics). A retired server stays in memory, idle, until
+# the process exits: a model swapped out keeps its memory until the server restarts.
+_KEPT: list[Any] = []
+
+
+def _kept(server: Any) -> Any:
+    """``server``, referenced for the life of the process: one reference more than any owner
+    drops, so that not even the interpreter's finalization at exit (which clears module
+    globals) runs its destructor."""
+    _KEPT.append(server)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(server))
+    return server
 
 
 class _Pipe:
