@@ -118,15 +118,18 @@ def _one_stream_threads(path: Path, threads: int,
         return choices[0], ""
 
     def measure() -> dict[str, Any]:
+        # one server per count, timed twice: a closed server is never freed (llamaserver)
         speeds = dict.fromkeys(map(str, choices), 0.0)
-        for _ in range(2):
-            for count in choices:
-                engine = trial(count)
-                try:
+        engines: dict[int, Any] = {}
+        try:
+            for _ in range(2):
+                for count in choices:
+                    engine = engines.get(count) or engines.setdefault(count, trial(count))
                     speeds[str(count)] = max(speeds[str(count)],
                                              round(engine.tokens_per_second(TIMED_TOKENS), 1))
-                finally:
-                    engine.close()
+        finally:
+            for engine in engines.values():
+                engine.close()
         return {"threads": speeds}
 
     kept, where = _kept(_key(path, timed="one stream's threads", threads=choices), measure)
