@@ -39,6 +39,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from zero2one.tasks.textgen.llamaserver import keep_alive
+
 PROMPT = "Write a long story about a robot who learns to paint."  # as a chat turn
 
 
@@ -68,7 +70,7 @@ def xllamacpp(gguf: str, tokens: int, streams: int, threads: int, slots: int,
     params.n_ctx, params.n_parallel = 1024 * slots, slots
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
     params.verbosity = -1  # llama.cpp's log lines stay out of the table
-    server = xlc.Server(params)
+    server = keep_alive(xlc.Server(params))  # its destructor can hang holding the GIL
 
     def one(made: list[int]) -> None:
         answer = server.handle_completions({"prompt": PROMPT, "max_tokens": tokens,

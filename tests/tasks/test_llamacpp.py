@@ -183,6 +183,7 @@ def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
     strings, streaming, whole characters, exact usage, concurrent slots, cancelled streams."""
     import xllamacpp
 
+    from zero2one.tasks.textgen import llamaserver
     from zero2one.tasks.textgen.generate import sampling
     from zero2one.tasks.textgen.llamaserver import LlamaServerEngine
 
@@ -200,7 +201,7 @@ def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
         params = xllamacpp.CommonParams()
         params.model.path, params.n_ctx, params.verbosity = str(engine.path), 1024, -1
         prompt = engine.tokens(engine.chat_prompt(question))
-        alone = xllamacpp.Server(params).handle_completions(
+        alone = llamaserver.keep_alive(xllamacpp.Server(params)).handle_completions(
             {"prompt": prompt, "max_tokens": 24, "temperature": 0})
         assert text == alone["choices"][0]["text"] and "\ufffd" not in text
         assert first["usage"] == {"prompt_tokens": len(prompt), "completion_tokens": 24,

@@ -250,7 +250,7 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
         params.warmup = True
         params.endpoint_metrics = True  # llama.cpp's counters, for stats()
         self.threads, self.batch_threads = threads, batch_threads
-        self._server: Any = _kept(xllamacpp.Server(params))
+        self._server: Any = keep_alive(xllamacpp.Server(params))
         self._active, self._closing = 0, False  # requests decoding; close() called
         self._idle = threading.Condition()
 
@@ -423,7 +423,7 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
 
     def close(self, timeout: float = 600) -> None:
         """Take no more requests and let those decoding finish (a reload swaps models without
-        cutting a stream); the llama.cpp server then idles, never destroyed (:func:`_kept`)."""
+        cutting a stream); the llama.cpp server then idles, never destroyed (:func:`keep_alive`)."""
         with self._idle:
             self._closing = True
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
@@ -439,10 +439,11 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
 _KEPT: list[Any] = []
 
 
-def _kept(server: Any) -> Any:
-    """``server``, referenced for the life of the process: one reference more than any owner
-    drops, so that not even the interpreter's finalization at exit (which clears module
-    globals) runs its destructor."""
+def keep_alive(server: Any) -> Any:
+    """``server`` (an ``xllamacpp.Server``), referenced for the life of the process: one
+    reference more than any owner drops, so that not even the interpreter's finalization at
+    exit (which clears module globals) runs its destructor. Every xllamacpp server zero2one
+    makes — benchmarks and tests included — goes through here."""
     _KEPT.append(server)
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(server))
     return server
