@@ -176,10 +176,10 @@ def check_mlflow_model(cls: type[Task], job: Trained) -> None:
     if example is None:  # pyfunc_schema() gave none: nothing more MLflow can check
         return
     params = {p.name: p.default for p in (model.metadata.signature.params or [])}
-    same(model.predict(example), load(job.directory).pyfunc_predict(example, params))
+    predicted = model.predict(example)
+    same(predicted, load(job.directory).pyfunc_predict(example, params))
     served = job.directory / "serving_input_example.json"
-    same(mlflow.models.validate_serving_input(str(job.directory), served.read_text()),
-         model.predict(example))
+    same(mlflow.models.validate_serving_input(str(job.directory), served.read_text()), predicted)
 
 
 CHECKS = ("declaration", "unknown_recipe_keys", "data", "save_and_load", "evaluate_loaded",

@@ -13,18 +13,15 @@ from typing import Any
 
 import yaml
 
-from zero2one.artifacts import MANIFEST
-
 CARD = "README.md"
 _BASELINE = "baseline_"
 
 
-def write_card(directory: Path, *, notes: Sequence[str] = (),
+def write_card(directory: Path, manifest: dict[str, Any], *, notes: Sequence[str] = (),
                pipeline_tag: str | None = None) -> Path:
-    """``README.md`` for the saved model in ``directory``; ``pipeline_tag``: the Hugging Face
-    hub's name for what the model does (the task's :attr:`~zero2one.task.MLflowModel.
-    pipeline_tag`)."""
-    manifest = json.loads((directory / MANIFEST).read_text())
+    """``README.md`` for the saved model in ``directory`` (``manifest``: its manifest);
+    ``pipeline_tag``: the Hugging Face hub's name for what the model does (the task's
+    :attr:`~zero2one.task.MLflowModel.pipeline_tag`)."""
     path = directory / CARD
     path.write_text(card_text(manifest, notes=notes, pipeline_tag=pipeline_tag),
                     encoding="utf-8")

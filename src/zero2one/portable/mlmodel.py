@@ -18,13 +18,12 @@ import json
 import logging
 import platform
 import uuid
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from zero2one.artifacts import MANIFEST, library_versions, manifest_digest
+from zero2one.artifacts import library_versions, manifest_digest
 from zero2one.version import __version__
 
 if TYPE_CHECKING:
@@ -36,8 +35,6 @@ CODE_FILE = "zero2one_model.py"
 MLMODEL = "MLmodel"
 EXAMPLE = "input_example.json"
 SERVING_EXAMPLE = "serving_input_example.json"
-FILES = (MLMODEL, CODE_FILE, "requirements.txt", "python_env.yaml", "conda.yaml", EXAMPLE,
-         SERVING_EXAMPLE)
 FLAVOR = "zero2one"  # the MLmodel's own section: task, manifest digest, zero2one version
 
 CODE = '''"""MLflow's entry to this zero2one model ("models from code": MLflow runs this file,
@@ -54,10 +51,9 @@ mlflow.models.set_model(ZeroOneModel(Path(__file__).resolve().parent))
 '''
 
 
-def write_mlmodel(directory: Path, task: Task) -> list[Path]:
-    """The MLflow files for the saved model in ``directory`` (its manifest written); returns
-    them."""
-    manifest = json.loads((directory / MANIFEST).read_text())
+def write_mlmodel(directory: Path, task: Task, manifest: dict[str, Any]) -> list[Path]:
+    """The MLflow files for the saved model in ``directory`` (``manifest``: its manifest, as
+    written); returns them."""
     try:
         schema = task.pyfunc_schema()
     except Exception as exc:  # a task's bug must not cost the model just trained
@@ -68,7 +64,8 @@ def write_mlmodel(directory: Path, task: Task) -> list[Path]:
     (directory / CODE_FILE).write_text(CODE)
     (directory / "requirements.txt").write_text("\n".join(requirements) + "\n")
     python = platform.python_version()
-    pip = _version("pip")
+    installed = library_versions(["pip", "mlflow"])
+    pip = installed.get("pip")
     (directory / "python_env.yaml").write_text(yaml.safe_dump({
         "python": python, "build_dependencies": [f"pip=={pip}" if pip else "pip", "setuptools",
                                                  "wheel"],
@@ -87,7 +84,7 @@ def write_mlmodel(directory: Path, task: Task) -> list[Path]:
             FLAVOR: {"task": manifest["task"], "zero2one_version": __version__,
                      "manifest_sha256": manifest_digest(directory)},
         },
-        "mlflow_version": _version("mlflow"),
+        "mlflow_version": installed.get("mlflow"),
         "model_size_bytes": sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()),
         "model_uuid": uuid.uuid4().hex,
         "utc_time_created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
@@ -152,10 +149,3 @@ def _requirements(task: Task, manifest: dict[str, Any]) -> list[str]:
         version = pinned.get(name)
         lines.append(f"{name}=={version.split('+')[0]}" if version else name)
     return lines
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None

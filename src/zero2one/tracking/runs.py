@@ -257,7 +257,6 @@ def read_artifact(run_id: str, path: str) -> str | None:
         return downloads.fetch(uri, Path(tmp)).read_text(encoding="utf-8")
 
 
-
 def add_artifacts(run_id: str, files: list[Path], artifact_path: str) -> None:
     """Upload ``files`` beside a (finished) run's artifacts at ``artifact_path``: for a
     remote artifact store, where a local copy was changed (a local store is the copy)."""

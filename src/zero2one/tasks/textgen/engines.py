@@ -122,9 +122,10 @@ def _one_stream_threads(path: Path, threads: int,
         speeds = dict.fromkeys(map(str, choices), 0.0)
         engines: dict[int, Any] = {}
         try:
-            for _ in range(2):
-                for count in choices:
-                    engine = engines.get(count) or engines.setdefault(count, trial(count))
+            for count in choices:
+                engines[count] = trial(count)
+            for _ in range(2):  # alternating
+                for count, engine in engines.items():
                     speeds[str(count)] = max(speeds[str(count)],
                                              round(engine.tokens_per_second(TIMED_TOKENS), 1))
         finally:
