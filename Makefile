@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-llamacpp test-fast lint bench bench-cli bench-vision bench-serve bench-text bench-image bench-compress bench-dask bench-data bench-soak clean
+.PHONY: setup demo test test-llamacpp test-fast lint bench bench-cli bench-vision bench-serve bench-monitor bench-text bench-image bench-compress bench-dask bench-data bench-soak clean
 
 setup: $(STAMP)
 
@@ -97,6 +97,9 @@ bench-data: setup
 bench-serve: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/serve_load.py
+
+bench-monitor: setup
+	$(BIN)/python benchmarks/monitor_overhead.py
 
 clean:
 	rm -rf $(VENV) .zero2one scored.csv

@@ -3,10 +3,13 @@ language model."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +315,39 @@ def reader_clone(folder: Path) -> Path:
         subprocess.run(["git", "-C", str(clone), *command], env={**os.environ, **GIT_IDENTITY},
                        check=True)
     return clone
+
+
+POSTGRES_ENV = "ZERO2ONE_TEST_POSTGRES_URL"
+
+
+@contextlib.contextmanager
+def database(kind: str, tmp_path: Path, name: str) -> Iterator[str]:
+    """A store's URL: ``sqlite`` (a file in ``tmp_path``) or ``postgresql`` (a schema of its own
+    on the test server: :func:`postgres_schema`)."""
+    if kind == "sqlite":
+        yield str(tmp_path / f"{name}.db")
+        return
+    with postgres_schema(name) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A URL of the test PostgreSQL server (``.ci/run`` starts one) whose connections use a
+    schema of their own, dropped afterwards: tests on other pytest workers write at the same
+    time. Skips the test where no server is set."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV} (.ci/run starts one)")
+    import sqlalchemy as sa
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as db:
+        db.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as db:
+            db.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,32 +20,15 @@ import pytest
 from zero2one.errors import DataError, UserError
 from zero2one.feedback import MAX_COMMENT, FeedbackStore, UnknownId, parse_rating
 
-POSTGRES_ENV = "ZERO2ONE_TEST_POSTGRES_URL"
+from .conftest import database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FeedbackStore]:
-    if request.param == "sqlite":
-        yield FeedbackStore(str(tmp_path / "feedback.db"))
-        return
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV} (.ci/run starts one)")
-    import sqlalchemy as sa
-
-    # a schema of its own per test: tests on other pytest -n workers write at the same time
-    schema = f"feedback_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as db:
-        db.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    found = FeedbackStore(f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}")
-    try:
+    with database(request.param, tmp_path, "feedback") as url:
+        found = FeedbackStore(url)
         yield found
-    finally:
         found.engine.dispose()
-        with admin.begin() as db:
-            db.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def _chat(store: FeedbackStore, ident: str, question: str, answer: str) -> None:

@@ -140,6 +140,21 @@ class FeedbackStore:
         with self.engine.connect() as db:
             return [dict(row._mapping) for row in db.execute(query)]
 
+    def ratings(self, model: str, *, since: dt.datetime, until: dt.datetime,
+                version: str | None = None) -> list[dict[str, Any]]:
+        """The ratings given in [since, until) to answers of ``model`` (of one version)."""
+        import sqlalchemy as sa
+
+        i, f = self.interactions, self.feedback
+        query = (sa.select(f.c.created, f.c.rating, f.c.scale, i.c.version)
+                 .join(i, i.c.id == f.c.id)
+                 .where(i.c.model == model, f.c.created >= since, f.c.created < until)
+                 .order_by(f.c.number))
+        if version is not None:
+            query = query.where(i.c.version == version)
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
+
     def stats(self) -> dict[str, Any]:
         import sqlalchemy as sa
 
@@ -147,15 +162,15 @@ class FeedbackStore:
             answers = db.execute(sa.select(sa.func.count()).select_from(
                 self.interactions)).scalar_one()
         rows = self.rows()
-        good = sum(1 for r in rows if _verdict(r) == GOOD)
-        bad = sum(1 for r in rows if _verdict(r) == BAD)
+        good = sum(1 for r in rows if verdict(r) == GOOD)
+        bad = sum(1 for r in rows if verdict(r) == BAD)
         by_model: dict[str, dict[str, int]] = {}
         for row in rows:
             entry = by_model.setdefault(f"{row['model']}@{row['version'] or '-'}",
                                         {"feedback": 0, "good": 0, "bad": 0})
             entry["feedback"] += 1
-            entry["good"] += _verdict(row) == GOOD
-            entry["bad"] += _verdict(row) == BAD
+            entry["good"] += verdict(row) == GOOD
+            entry["bad"] += verdict(row) == BAD
         return {"answers": answers, "feedback": len(rows), "good": good, "bad": bad,
                 "corrections": sum(1 for r in rows if r["correction"]),
                 "comments": sum(1 for r in rows if r["comment"]), "by_model": by_model}
@@ -197,7 +212,7 @@ def parse_rating(rating: str | int | None) -> tuple[int | None, str | None]:
     return int(rating), "stars"
 
 
-def _verdict(row: dict[str, Any]) -> int:
+def verdict(row: dict[str, Any]) -> int:
     """GOOD, BAD or 0 (neutral, unrated)."""
     rating, scale = row["rating"], row["scale"]
     if rating is None:
@@ -234,7 +249,7 @@ def _sft(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         messages, answer = _messages(row), _answer(row)
         if messages is None or answer is None:
             continue
-        best = row["correction"] or (answer if _verdict(row) == GOOD else None)
+        best = row["correction"] or (answer if verdict(row) == GOOD else None)
         if best and (row["id"], best) not in seen:
             seen.add((row["id"], best))
             examples.append({"messages": [*messages, {"role": "assistant", "content": best}],
@@ -253,9 +268,9 @@ def _dpo(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
         if row["correction"] and row["correction"] != answer:
             pairs.append({"prompt": messages, "chosen": row["correction"], "rejected": answer})
-        verdict = _verdict(row)
-        if verdict:
-            by_prompt.setdefault(key, {GOOD: set(), BAD: set()})[verdict].add(answer)
+        said = verdict(row)
+        if said:
+            by_prompt.setdefault(key, {GOOD: set(), BAD: set()})[said].add(answer)
     for key, answers in by_prompt.items():
         for chosen in sorted(answers[GOOD]):
             for rejected in sorted(answers[BAD] - answers[GOOD]):

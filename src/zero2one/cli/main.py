@@ -22,6 +22,7 @@ from zero2one.cli import (
     feedback,
     models,
     moderate,
+    monitor,
     predict,
     recipe,
     runs,
@@ -49,6 +50,7 @@ app.command("tensorboard")(ui.tensorboard)
 app.command("export")(convert.export)
 app.command("compress")(convert.compress)
 app.command("moderate")(moderate.moderate)
+app.command("monitor")(monitor.monitor)
 app.command("reproduce")(data.reproduce)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")

@@ -20,6 +20,9 @@ from starlette.requests import Request
 class Adapter(Protocol):
     #: False: the adapter batches concurrent requests itself (no micro-batcher in front)
     batched: bool
+    #: the names of a row's values, in order, when rows are feature values the monitor can
+    #: compare with the model's training reference (None: only predictions are monitored)
+    monitored_columns: list[str] | None
 
     async def parse(self, request: Request) -> tuple[list[Any], dict[str, Any]]:
         """The request's rows and its options; bad input raises ``SchemaError`` or
@@ -53,6 +56,7 @@ class BaseAdapter:
     and writes ``parse``, ``predict``, ``response`` and ``schema``."""
 
     batched = True
+    monitored_columns: list[str] | None = None
 
     def close(self) -> None:
         return None

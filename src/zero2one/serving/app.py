@@ -26,6 +26,7 @@ from zero2one.moderation import load_moderator
 from zero2one.refs import Resolved, resolve
 from zero2one.serving import errors
 from zero2one.serving.metrics import Metrics, RequestMiddleware
+from zero2one.serving.monitor import Monitor
 from zero2one.serving.routes import admin, health, models
 from zero2one.serving.routing import route_table
 from zero2one.serving.security import BodySizeLimit, RateLimiter
@@ -60,10 +61,17 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
         gc.freeze()
         follower = (asyncio.create_task(holder.follow(settings.follow_seconds))
                     if settings.follow_seconds else None)
+        watcher = None
+        if app.state.monitor is not None:
+            await app.state.monitor.start(holder.current)
+            watcher = asyncio.create_task(app.state.monitor.watch(holder))
         yield
-        if follower is not None:
-            follower.cancel()
+        for task in (follower, watcher):
+            if task is not None:
+                task.cancel()
         await holder.close()  # queued requests finish before the process exits
+        if app.state.monitor is not None:  # their samples too
+            await asyncio.to_thread(app.state.monitor.close)
 
     app = FastAPI(title="zero2one model server", version=__version__, lifespan=lifespan)
     app.state.holder = holder
@@ -85,6 +93,8 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
 
         app.state.feedback = FeedbackStore(settings.feedback)
         app.include_router(feedback.router)
+    app.state.monitor = (Monitor(settings, metrics.registry, app.state.feedback)
+                         if settings.monitor else None)
 
     app.include_router(health.router)
     if settings.playground:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from zero2one.errors import DataError
 from zero2one.feedback import UnknownId
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.monitor import offer_text
 from zero2one.serving.schemas import ERROR_RESPONSES, ErrorResponse, json_body
 from zero2one.serving.security import Guarded
 
@@ -39,7 +40,9 @@ def store(request: Request) -> Any:
 
 async def remember(request: Request, ident: str, *, route: str, body: Any,
                    output: Any) -> None:
-    """Record an answer when feedback is on (a failing store is logged, not raised)."""
+    """Record an answer when feedback is on (a failing store is logged, not raised), and
+    offer it to the monitor when monitoring is on."""
+    offer_text(request, ident, route, body, output)
     found = store(request)
     if found is None:
         return

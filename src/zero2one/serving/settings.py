@@ -58,6 +58,28 @@ class ServeSettings(BaseSettings):
         None, description="Record every answer and take POST /v1/feedback: 'default' (SQLite "
         "in the workspace), a file path, or a database URL (postgresql://...)."
     )
+    monitor: str | None = Field(
+        None, description="Sample the served requests and answers for drift monitoring "
+        "(zero2one monitor MODEL): 'default' (SQLite in the workspace), a file path, or a "
+        "database URL (postgresql://...). Personal data in texts is replaced by labels."
+    )
+    monitor_rate: float = Field(
+        1.0, gt=0, le=1, description="Share of the answers sampled for monitoring."
+    )
+    monitor_max_per_second: float = Field(
+        100.0, ge=0, description="Most answers sampled a second, per worker (0: no cap): a "
+        "quiet server keeps every answer, a busy one a steady sample."
+    )
+    monitor_max_samples: int = Field(
+        100_000, ge=100, description="Samples kept per model in the monitor store (the oldest "
+        "go first)."
+    )
+    monitor_interval: float = Field(
+        30.0, ge=1, description="Seconds between two drift checks for the /metrics gauges."
+    )
+    monitor_window: float = Field(
+        3600.0, ge=10, description="Seconds of samples each drift check for /metrics reads."
+    )
     engine: str | None = Field(
         None, description="The decoding engine, one the model's task offers (language models: "
         "auto, llama.cpp, zero2one). Default: the task's first (language models: auto — "

@@ -6,18 +6,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zero2one.api import load
 from zero2one.errors import UserError
-from zero2one.refs import resolve
+from zero2one.monitoring import served_name
+from zero2one.refs import Resolved, resolve
 from zero2one.serving.batching import MicroBatcher
 from zero2one.serving.metrics import Metrics
 from zero2one.serving.schemas import ModelInfo
 from zero2one.serving.settings import ServeSettings
-
-if TYPE_CHECKING:
-    from zero2one.refs import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +30,7 @@ class Served:
     load_seconds: float
     loaded_at: float
     manifest: dict[str, Any]
+    resolved: Resolved | None = None  # where it was loaded from (the monitor reads it)
 
     def __post_init__(self) -> None:
         self.info_dict = self.info.model_dump()  # built once, sent with every answer
@@ -47,7 +46,7 @@ def load_served(settings: ServeSettings, metrics: Metrics,
     model = load(resolved, trust=settings.trust)
     manifest = getattr(model, "manifest", None) or {"task": model.name,
                                                     "name": resolved.display_name}
-    info = ModelInfo(name=resolved.name or manifest.get("name") or resolved.display_name,
+    info = ModelInfo(name=served_name(resolved, manifest),
                      version=resolved.version, ref=settings.model, task=model.name)
     offered = type(model).engines
     if settings.engine is None:
@@ -65,7 +64,7 @@ def load_served(settings: ServeSettings, metrics: Metrics,
     metrics.load_seconds.set(seconds)
     metrics.model_info.clear()
     metrics.model_info.labels(info.name, info.version or "", info.task).set(1)
-    return Served(info, adapter, batcher, seconds, time.time(), manifest)
+    return Served(info, adapter, batcher, seconds, time.time(), manifest, resolved)
 
 
 class ModelHolder:

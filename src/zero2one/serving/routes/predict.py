@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from zero2one.errors import SchemaError
 from zero2one.serving.errors import JSON
 from zero2one.serving.feedback import remember
+from zero2one.serving.monitor import offer_rows
 from zero2one.serving.schemas import ERROR_RESPONSES
 from zero2one.serving.security import GUARDS, Guarded
 
@@ -53,6 +54,7 @@ async def _predict(request: Request) -> JSON:
     content = served.adapter.response(results, options)
     content["model"] = served.info_dict
     content["request_id"] = request.scope["state"]["request_id"]
+    offer_rows(request, served, rows, content)
     if request.app.state.feedback is not None:
         await remember(request, content["request_id"], route="/predict",
                        body=await _recorded_request(request),

@@ -63,6 +63,7 @@ class TabularAdapter(BaseAdapter):
         self.model = model
         self.max_rows = max_rows
         self.names = [c.name for c in model.columns_]
+        self.monitored_columns = self.names
         self.numeric = [c.kind == "numeric" for c in model.columns_]
         self.index = {name: i for i, name in enumerate(self.names)}
         # columns of the training data the model does not use: accepted in records, ignored

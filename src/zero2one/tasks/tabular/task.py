@@ -14,6 +14,8 @@ from zero2one import scale
 from zero2one.convert import Conversion
 from zero2one.data import Table, fingerprint, load_table
 from zero2one.errors import ArtifactError, ConversionError, DataError, SchemaError
+from zero2one.monitoring import reference as references
+from zero2one.monitoring.reference import frame_reference
 from zero2one.onnxrt import OnnxModel
 from zero2one.progress import Reporter
 from zero2one.scale.frames import read_pandas
@@ -227,7 +229,17 @@ class TabularTask(Task):
         self.pipeline_ = without_sampler(self.search_.best_estimator)
         if data.partitions is not None:
             self._fit_partitions(data, reporter)
+        self.reference_ = self._reference(data)
         return self
+
+    def _reference(self, data: TabularData) -> dict[str, Any] | None:
+        """What monitoring compares served rows with: the training rows' features, and the
+        model's predictions on the held-out rows."""
+        held_out = data.X_test if len(data.X_test) else data.X_train
+        return frame_reference(
+            data.X_train, numeric={c.name: c.kind == "numeric" for c in self.columns_},
+            predictions=self.pipeline_.predict(self.features(held_out, allow_extra=True)),
+            classifier=self.kind == "classification")
 
     def _search_backend(self, data: TabularData, reporter: Reporter) -> str | None:
         """``dask`` (joblib's Dask backend, folds spread over the cluster) when the data is on
@@ -403,6 +415,8 @@ class TabularTask(Task):
                          + type(self.pipeline_.named_steps["model"]).__name__)
         if self.search_.results is not None:
             self.search_.results.to_csv(path / SEARCH_TABLE, index=False)
+        if (reference := getattr(self, "reference_", None)) is not None:
+            references.write(path, reference)
         return {
             **fields,
             "input_schema": {"columns": [c.to_dict() for c in self.columns_],
@@ -447,6 +461,7 @@ class TabularTask(Task):
                                     manifest.get("cv_score"), None)
         self.pipeline_ = pipeline
         self.manifest = manifest
+        self.reference_ = references.read(path, manifest)
         return self
 
     def search_report(self, out_dir: Path) -> list[Path]:
