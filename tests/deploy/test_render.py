@@ -65,7 +65,7 @@ def test_k8s_manifests_validate(iris_model: Path, tmp_path: Path) -> None:
                min_replicas=2, max_replicas=5)
     objects = load_all(out)
     assert set(objects) == {"deployment.yaml", "service.yaml", "horizontalpodautoscaler.yaml",
-                            "secret.yaml"}
+                            "secret.yaml", "configmap.yaml"}
     for path in out.glob("*.yaml"):  # shared dicts (labels) written out, not as &id001 anchors
         text = path.read_text()
         assert "&id" not in text and "*id" not in text, path.name
@@ -150,3 +150,30 @@ def test_k8s_memory_follows_the_model() -> None:
     assert int(lm["memory_limit"].removesuffix("Mi")) >= 2 * 1536
     tabular = get_task("tabular-classification").deploy_resources({}, 20_000)
     assert tabular == {"memory_request": "256Mi", "memory_limit": "1024Mi"}
+
+
+def test_the_grafana_dashboard_queries_metrics_the_server_exposes(iris_model: Path,
+                                                                  tmp_path: Path) -> None:
+    """Every metric a panel queries is one a ``--monitor`` server registers; the ConfigMap
+    carries the same dashboard for Grafana's sidecar."""
+    import json
+    import re
+
+    from zero2one.serving.metrics import Metrics
+    from zero2one.serving.monitor import Gauges
+
+    files = render_k8s(str(iris_model), tmp_path, image="x:1", auth=False)
+    board = json.loads((tmp_path / "grafana/dashboard.json").read_text())
+    assert tmp_path / "grafana/dashboard.json" in files
+    configmap = load_all(tmp_path)["configmap.yaml"]
+    kubernetes_validate.validate(configmap, K8S_VERSION, strict=True)
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(next(iter(configmap["data"].values()))) == board
+    metrics = Metrics()
+    Gauges(metrics.registry)
+    suffix = {"histogram": "_bucket", "counter": "_total", "gauge": ""}
+    exposed = {family.name + suffix.get(family.type, "")
+               for family in metrics.registry.collect()}
+    queried = {name for panel in board["panels"] for target in panel["targets"]
+               for name in re.findall(r"zero2one_\w+", target["expr"])}
+    assert len(queried) >= 9 and queried <= exposed, queried - exposed

@@ -21,6 +21,7 @@ import yaml
 import zero2one
 from zero2one.artifacts import verify
 from zero2one.catalog import TASK_GROUP, get_task
+from zero2one.deploy import grafana
 from zero2one.errors import UserError
 from zero2one.refs import check_pinned, resolve
 from zero2one.version import __version__
@@ -468,6 +469,9 @@ def render_k8s(ref: str, out: str | Path, *, image: str, name: str | None = None
                                 max_replicas=max_replicas, cpu_target=cpu_target, api_key=key,
                                 memory=_task(manifest).deploy_resources(manifest, size))
     out.mkdir(parents=True, exist_ok=True)
+    zero2one_server = engine == "zero2one"  # the dashboard reads zero2one's own metrics
+    if zero2one_server:
+        objects.append(grafana.config_map(app_name(manifest, name)))
     files = []
     for obj in objects:
         path = out / f"{obj['kind'].lower()}.yaml"
@@ -475,7 +479,7 @@ def render_k8s(ref: str, out: str | Path, *, image: str, name: str | None = None
         files.append(path)
     if key:
         (out / "secret.yaml").chmod(0o600)
-    return files
+    return [*files, grafana.write(out, app_name(manifest, name))] if zero2one_server else files
 
 
 class _PlainDumper(yaml.SafeDumper):
