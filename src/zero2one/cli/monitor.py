@@ -37,6 +37,10 @@ def monitor(
                                                   "share of good ratings.")] = 0.5,
     moderate: Annotated[bool, typer.Option(help="Check generated answers with the built-in "
                                            "moderation (the share flagged).")] = True,
+    baseline: Annotated[str | None, typer.Option(
+        help="Language models: compare the period's prompts (embedded by all-MiniLM-L6-v2) "
+        "with those since this time (a duration ago or an ISO time) until --since. Default: "
+        "the period of the same length before --since; 'none' to skip.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the report with its plots "
                                               "to this HTML file.")] = None,
     export: Annotated[Path | None, typer.Option(
@@ -52,20 +56,27 @@ def monitor(
     """Compare a period of served traffic with the model's training data and its ratings."""
     import datetime as dt
 
+    from zero2one.errors import UserError
     from zero2one.feedback import FeedbackStore
-    from zero2one.monitoring import Limits, parse_since, period_report, subject
+    from zero2one.monitoring import Limits, check_period, parse_since, period_report, subject
     from zero2one.monitoring import export as write_export
     from zero2one.monitoring.store import MonitorStore
 
     found = subject(model)
     start = parse_since(since)
     end = parse_since(until) if until else dt.datetime.now(dt.UTC)
+    check_period(start, end)
     monitor_store = MonitorStore(store)
     monitor_store.open()
     limits = Limits(psi=psi, p_value=p_value, min_good_share=min_good_share)
+    before = None if baseline == "none" else (
+        parse_since(baseline) if baseline else start - (end - start), start)
+    if before is not None and before[0] >= start:
+        raise UserError(f"--baseline {baseline}: the baseline period must begin before --since")
     report = period_report(found, monitor_store, since=start, until=end,
                            feedback=FeedbackStore(feedback) if feedback else None,
-                           windows=windows, limits=limits, flag=_flagger() if moderate else None)
+                           windows=windows, limits=limits, flag=_flagger() if moderate else None,
+                           baseline=before)
     samples = monitor_store.read(found.name, since=start, until=end, version=found.version) \
         if html or export else []
     if html:

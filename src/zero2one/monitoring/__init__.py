@@ -24,11 +24,20 @@ from zero2one.artifacts import read_manifest
 from zero2one.errors import DataError, UserError
 from zero2one.feedback import FeedbackStore
 from zero2one.monitoring import reference as references
-from zero2one.monitoring.report import PREDICTION, Limits, Report, build, rows_frame
+from zero2one.monitoring.embeddings import prompt_drift
+from zero2one.monitoring.report import (
+    PREDICTION,
+    Limits,
+    Report,
+    add_prompt_drift,
+    build,
+    rows_frame,
+)
 from zero2one.monitoring.store import MonitorStore, Sample
 from zero2one.refs import Resolved, resolve
 
-__all__ = ["Limits", "Report", "Subject", "export", "parse_since", "period_report", "subject"]
+__all__ = ["Limits", "Report", "Subject", "check_period", "export", "parse_since",
+           "period_report", "subject"]
 
 DEFAULT_LIMITS = Limits()
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -73,22 +82,39 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def period_report(found: Subject, store: MonitorStore, *, since: dt.datetime,
-                  until: dt.datetime | None = None, feedback: FeedbackStore | None = None,
-                  windows: int = 12, limits: Limits = DEFAULT_LIMITS,
-                  flag: Any = None, newest: int | None = None) -> Report:
-    """The report of ``found``'s samples in [since, until) (only the ``newest`` ones, when
-    given) and of its ratings."""
-    until = until or dt.datetime.now(dt.UTC)
+def check_period(since: dt.datetime, until: dt.datetime) -> None:
     if since >= until:
         raise UserError(f"the period is empty: {since.isoformat()} is not before "
                         f"{until.isoformat()}")
+
+
+def period_report(found: Subject, store: MonitorStore, *, since: dt.datetime,
+                  until: dt.datetime | None = None, feedback: FeedbackStore | None = None,
+                  windows: int = 12, limits: Limits = DEFAULT_LIMITS,
+                  flag: Any = None, newest: int | None = None,
+                  baseline: tuple[dt.datetime, dt.datetime] | None = None) -> Report:
+    """The report of ``found``'s samples in [since, until) (only the ``newest`` ones, when
+    given) and of its ratings; with a ``baseline`` period, the prompts' embedding drift
+    against that period's."""
+    until = until or dt.datetime.now(dt.UTC)
+    check_period(since, until)
     samples = store.read(found.name, since=since, until=until, version=found.version,
                          newest=newest)
     ratings = [] if feedback is None else feedback.ratings(
         found.name, since=since, until=until, version=found.version)
-    return build(samples, found.reference, ratings, model=found.name, version=found.version,
-                 since=since, until=until, windows=windows, limits=limits, flag=flag)
+    found_report = build(samples, found.reference, ratings, model=found.name,
+                         version=found.version, since=since, until=until, windows=windows,
+                         limits=limits, flag=flag)
+    if baseline is not None and found_report.text is not None:
+        before = store.read(found.name, since=baseline[0], until=baseline[1],
+                            version=found.version)
+        add_prompt_drift(found_report, prompt_drift(_prompts(before), _prompts(samples)),
+                         limits)
+    return found_report
+
+
+def _prompts(samples: list[Sample]) -> list[str]:
+    return [s.payload.get("prompt") or "" for s in samples if s.kind == "text"]
 
 
 def export(samples: list[Sample], out: Path) -> int:

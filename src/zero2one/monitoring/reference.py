@@ -62,17 +62,17 @@ def column_reference(series: pd.Series, *, numeric: bool) -> dict[str, Any]:
     return {"kind": "categorical", "missing": missing, "rows": rows, "shares": shares}
 
 
-def frame_reference(frame: pd.DataFrame, *, numeric: dict[str, bool],
+def frame_reference(frame: pd.DataFrame | None, *, numeric: dict[str, bool],
                     predictions: Any = None, classifier: bool = True) -> dict[str, Any]:
-    """The reference of a table's features (``numeric``: column -> is numeric) and, when
-    given, of the model's predictions (class shares of a classifier, a numeric summary of a
-    regressor)."""
+    """The reference of a table's features (``numeric``: column -> is numeric; None: a model
+    whose inputs are not a table) and, when given, of the model's predictions (class shares of
+    a classifier, a numeric summary of a regressor)."""
     import pandas as pd
 
     reference: dict[str, Any] = {
-        "format": FORMAT, "rows": len(frame),
-        "features": {name: column_reference(frame[name], numeric=numeric[name])
-                     for name in numeric}}
+        "format": FORMAT, "rows": 0 if frame is None else len(frame),
+        "features": {} if frame is None else {
+            name: column_reference(frame[name], numeric=numeric[name]) for name in numeric}}
     if predictions is not None:
         reference["prediction"] = column_reference(pd.Series(list(predictions)),
                                                    numeric=not classifier)

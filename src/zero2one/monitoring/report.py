@@ -32,6 +32,7 @@ class Limits(Thresholds):
     min_good_share: float = 0.5  # of rated answers, good among good and bad
     min_ratings: int = 10  # fewer give no verdict
     max_flagged_share: float = 0.05  # answers the moderation checks flag
+    max_embedding_auc: float = 0.75  # a classifier telling the periods' prompts apart
 
 
 @dataclass
@@ -130,6 +131,21 @@ def build(samples: list[Sample], reference: dict[str, Any] | None,
     report.windows = _windows(samples, frame, ratings, reference, since, until, windows,
                               limits)
     return report
+
+
+def add_prompt_drift(report: Report, drift: dict[str, Any], limits: Limits) -> None:
+    """The embedding drift of the prompts against a baseline period (see
+    :mod:`zero2one.monitoring.embeddings`), with its alert."""
+    if report.text is None:
+        return
+    report.text["prompt_drift_auc"] = drift["auc"]
+    if drift.get("note"):
+        report.notes.append(drift["note"] + f" (baseline {drift['baseline']}, this period "
+                            f"{drift['current']})")
+    elif drift["auc"] >= limits.max_embedding_auc:
+        report.alerts.append(f"the prompts drifted: a classifier tells them from the baseline "
+                             f"period's with ROC AUC {drift['auc']:.2f} (limit "
+                             f"{limits.max_embedding_auc:.2f})")
 
 
 def _tabular(report: Report, frame: pd.DataFrame, reference: dict[str, Any] | None,

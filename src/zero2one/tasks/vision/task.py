@@ -14,6 +14,8 @@ from zero2one import distributed
 from zero2one.convert import Conversion
 from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError, require
 from zero2one.metrics import classification_metrics
+from zero2one.monitoring import reference as references
+from zero2one.monitoring.reference import frame_reference
 from zero2one.onnxrt import OnnxModel
 from zero2one.plots import plot_confusion_matrix
 from zero2one.progress import Reporter
@@ -148,6 +150,10 @@ class ImageClassification(Task):
         self.training_ = {"history": outcome.history, "best_epoch": outcome.best_epoch,
                           "processes": distributed.world_size()}
         self.clear_checkpoints(directory)  # done: nothing left to resume
+        # what monitoring compares served predictions with: the classes on the test images
+        predicted = self._logits(normalise(data.raw_test, self.mean_, self.std_)).argmax(1)
+        self.reference_: dict[str, Any] | None = frame_reference(
+            None, numeric={}, predictions=predicted.tolist())
         return self
 
     # ---- evaluation and report --------------------------------------------------------------
@@ -402,6 +408,8 @@ class ImageClassification(Task):
 
             save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()},
                       path / WEIGHTS)
+        if (reference := getattr(self, "reference_", None)) is not None:
+            references.write(path, reference)
         saved = (getattr(self, "manifest", None) or {}).get("training") or {}
         outcome = getattr(self, "outcome_", None)
         return {
@@ -457,6 +465,7 @@ class ImageClassification(Task):
         self.training_ = {"history": training.get("history") or [],
                           "best_epoch": int(training.get("best_epoch") or 0)}
         self.manifest = manifest
+        self.reference_ = references.read(path, manifest)
         return self
 
 
