@@ -400,3 +400,30 @@ def test_prompts_on_another_subject_drift_and_prompts_alike_do_not() -> None:
     assert alike["auc"] < 0.75 < 0.95 < moved["auc"], (alike, moved)
     few = prompt_drift(shopping(MIN_TEXTS - 1), errors(40))
     assert few["auc"] is None and "needs 30 prompts" in few["note"]
+
+
+def test_refused_prompts_and_how_answers_ended_are_monitored(tiny_lm: Path,
+                                                             tmp_path: Path) -> None:
+    """Prompts that moderation refuses are sampled as refused (redacted), answers with how
+    they ended; too many refusals are an alert."""
+    from .serving.conftest import client_for
+
+    store = tmp_path / "monitor.db"
+    with client_for(tiny_lm, monitor=str(store), moderation="default",
+                    monitor_max_per_second=0) as client:
+        for i in range(10):
+            assert client.post("/v1/chat/completions", json={"messages": [{
+                "role": "user", "content": f"you idiot, call 13812345678 ({i})"}],
+                "max_tokens": 2}).status_code == 400
+        for i in range(25):
+            assert client.post("/v1/completions", json={
+                "prompt": f"Count to {i}", "max_tokens": 2}).status_code == 200
+    report = period_report(subject(str(tiny_lm)), MonitorStore(str(store)),
+                           since=parse_since("1h"))
+    text = report.text or {}
+    assert (text["refused"], text["answers"], text["cut"]) == (10, 25, 25)
+    assert text["refused_share"] == pytest.approx(10 / 35)
+    assert "29% of the prompts were refused" in report.alerts[0]
+    refused = [s for s in MonitorStore(str(store)).read(subject(str(tiny_lm)).name)
+               if s.payload["finish"] == "refused"]
+    assert len(refused) == 10 and "[PHONE]" in refused[0].payload["prompt"]

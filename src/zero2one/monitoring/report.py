@@ -33,6 +33,7 @@ class Limits(Thresholds):
     min_ratings: int = 10  # fewer give no verdict
     max_flagged_share: float = 0.05  # answers the moderation checks flag
     max_embedding_auc: float = 0.75  # a classifier telling the periods' prompts apart
+    max_refused_share: float = 0.2  # prompts refused and answers filtered by moderation
 
 
 @dataclass
@@ -73,7 +74,8 @@ class Report:
         for key in ("good_share", "ratings"):
             if self.ratings and self.ratings.get(key) is not None:
                 found[f"ratings.{key}"] = float(self.ratings[key])
-        for key in ("prompt_chars", "answer_chars", "flagged_share"):
+        for key in ("prompt_chars", "answer_chars", "flagged_share", "refused_share",
+                    "prompt_drift_auc"):
             if self.text and self.text.get(key) is not None:
                 found[f"text.{key}"] = float(self.text[key])
         return found
@@ -113,11 +115,7 @@ def build(samples: list[Sample], reference: dict[str, Any] | None,
         _tabular(report, frame, reference, limits)
     if texts:
         report.text = _text(texts, flag)
-        if flag is not None and report.text["answers"] >= limits.min_rows and \
-                report.text["flagged_share"] > limits.max_flagged_share:
-            report.alerts.append(f"{report.text['flagged_share']:.0%} of the answers are "
-                                 f"flagged by the moderation checks (limit "
-                                 f"{limits.max_flagged_share:.0%})")
+        _text_alerts(report, report.text, limits, len(texts))
     if ratings:
         report.ratings = _ratings(ratings)
         share = report.ratings["good_share"]
@@ -131,6 +129,18 @@ def build(samples: list[Sample], reference: dict[str, Any] | None,
     report.windows = _windows(samples, frame, ratings, reference, since, until, windows,
                               limits)
     return report
+
+
+def _text_alerts(report: Report, text: dict[str, Any], limits: Limits, count: int) -> None:
+    if count < limits.min_rows:
+        return
+    if text.get("flagged_share", 0.0) > limits.max_flagged_share:
+        report.alerts.append(f"{text['flagged_share']:.0%} of the answers are flagged by the "
+                             f"moderation checks (limit {limits.max_flagged_share:.0%})")
+    if text["refused_share"] > limits.max_refused_share:
+        report.alerts.append(f"{text['refused_share']:.0%} of the prompts were refused or "
+                             f"their answers filtered by moderation (limit "
+                             f"{limits.max_refused_share:.0%})")
 
 
 def add_prompt_drift(report: Report, drift: dict[str, Any], limits: Limits) -> None:
@@ -178,14 +188,20 @@ def _tabular(report: Report, frame: pd.DataFrame, reference: dict[str, Any] | No
 def _text(texts: list[dict[str, Any]], flag: Any) -> dict[str, Any]:
     import numpy as np
 
-    prompts = [len(t.get("prompt") or "") for t in texts]
-    answers = [len(t.get("answer") or "") for t in texts]
-    found: dict[str, Any] = {"answers": len(texts), "prompt_chars": float(np.mean(prompts)),
-                             "answer_chars": float(np.mean(answers)),
-                             "empty_answers": sum(1 for a in answers if a == 0)}
+    finished = [t.get("finish") for t in texts]
+    answered = [t for t, f in zip(texts, finished, strict=True) if f != "refused"]
+    found: dict[str, Any] = {
+        "answers": len(answered), "refused": finished.count("refused"),
+        "filtered": finished.count("content_filter"), "cut": finished.count("length"),
+        "prompt_chars": float(np.mean([len(t.get("prompt") or "") for t in texts])),
+        "answer_chars": float(np.mean([len(t.get("answer") or "") for t in answered]))
+        if answered else None,
+        "empty_answers": sum(1 for t in answered if not t.get("answer"))}
+    found["refused_share"] = (found["refused"] + found["filtered"]) / len(texts)
     if flag is not None:
-        flagged = sum(1 for t in texts if flag(t.get("answer") or ""))
-        found["flagged"], found["flagged_share"] = flagged, flagged / len(texts)
+        flagged = sum(1 for t in answered if flag(t.get("answer") or ""))
+        found["flagged"] = flagged
+        found["flagged_share"] = flagged / len(answered) if answered else 0.0
     return found
 
 

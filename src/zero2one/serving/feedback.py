@@ -39,10 +39,10 @@ def store(request: Request) -> Any:
 
 
 async def remember(request: Request, ident: str, *, route: str, body: Any,
-                   output: Any) -> None:
+                   output: Any, finish: str | None = None) -> None:
     """Record an answer when feedback is on (a failing store is logged, not raised), and
     offer it to the monitor when monitoring is on."""
-    offer_text(request, ident, route, body, output)
+    offer_text(request, ident, route, body, output, finish=finish)
     found = store(request)
     if found is None:
         return

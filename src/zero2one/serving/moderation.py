@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from zero2one.serving.errors import JSON, APIError, read_body
+from zero2one.serving.monitor import offer_text
 from zero2one.serving.schemas import ERROR_RESPONSES, json_body
 from zero2one.serving.security import Guarded
 
@@ -44,6 +45,7 @@ def check_input(request: Request, texts: list[str], *, param: str) -> None:
     for text in texts:
         verdict = found.check(text, where="input")
         if verdict.blocked:
+            offer_text(request, "", request.url.path, {"prompt": text}, "", finish="refused")
             raise APIError(400, "invalid_request_error",
                            f"the input was flagged by moderation: {verdict.reason()}",
                            code="content_policy_violation", param=param)

@@ -146,8 +146,11 @@ def offer_rows(request: Request, served: Any, rows: list[Any], content: dict[str
                         route="/predict", kind="rows", payload=payload)
 
 
-def offer_text(request: Request, ident: str, route: str, body: Any, output: Any) -> None:
-    """A generative answer: the prompt (a chat's messages) and the answer's text."""
+def offer_text(request: Request, ident: str, route: str, body: Any, output: Any, *,
+               finish: str | None = None) -> None:
+    """A generative answer: the prompt (a chat's messages), the answer's text and how it
+    ended (``stop``, ``length``, ``content_filter``; ``refused``: moderation refused the
+    prompt)."""
     found = _monitor(request)
     if found is None or not isinstance(output, str):  # /predict offers its rows itself
         return
@@ -162,7 +165,7 @@ def offer_text(request: Request, ident: str, route: str, body: Any, output: Any)
                                  "prompt": _cut(prompt if isinstance(prompt, str) else ""),
                                  "messages": messages if isinstance(messages, list)
                                  and len(str(messages)) <= MAX_TEXT * 4 else None,
-                                 "answer": _cut(output)})
+                                 "answer": _cut(output), "finish": finish})
 
 
 def _cut(text: str) -> str:

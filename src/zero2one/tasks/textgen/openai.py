@@ -213,7 +213,8 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
             text, filtered, outcome = await _moderated(request, engine, prompt, settings, text,
                                                        policy, outcome)
             finish = "content_filter" if filtered else outcome.finish_reason
-        await remember(request, ident, route=request.url.path, body=asked, output=text)
+        await remember(request, ident, route=request.url.path, body=asked, output=text,
+                       finish=finish)
         usage = _usage(prompt_tokens, outcome.completion_tokens)
         message = ({"role": "assistant", "content": None, "tool_calls": found or None}
                    if found is not None else {"role": "assistant", "content": text})
@@ -229,7 +230,8 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
             first = ""
 
         async def remembered(text: str) -> None:
-            await remember(request, ident, route=request.url.path, body=asked, output=text)
+            await remember(request, ident, route=request.url.path, body=asked, output=text,
+                           finish=outcome.finish_reason)
 
         return StreamingResponse(_sse(engine, body, ident, created, first, pieces, chat,
                                       prompt_tokens, outcome, remembered),
@@ -241,7 +243,8 @@ async def _run(request: Request, body: Any, prompt: str, chat: bool,
                                                    policy, outcome)
     finish = "content_filter" if filtered else outcome.finish_reason
     completion = outcome.completion_tokens
-    await remember(request, ident, route=request.url.path, body=asked, output=text)
+    await remember(request, ident, route=request.url.path, body=asked, output=text,
+                   finish=finish)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}
