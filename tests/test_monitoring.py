@@ -268,6 +268,8 @@ def test_a_served_tabular_model_reports_the_shifted_columns(workspace: Path) -> 
         assert gauges['zero2one_monitor_drifted{column="region"}'] == 0
     finally:
         server.stop()
+    said = server.process.stdout.read()
+    assert "monitor: drift in " in said and "plan (PSI" in said
     html, export = workspace / "report.html", workspace / "drifted.csv"
     code, report = monitor(str(model), "--store", str(store), "--since", between,
                            "--exit-code", "--html", str(html), "--export", str(export))
