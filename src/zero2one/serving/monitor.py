@@ -29,7 +29,7 @@ from starlette.requests import Request
 
 from zero2one.errors import UserError
 from zero2one.feedback import FeedbackStore
-from zero2one.monitoring import Report, period_report, subject
+from zero2one.monitoring import Report, Subject, period_report, subject
 from zero2one.monitoring.store import MonitorStore, Sampler
 from zero2one.serving.settings import ServeSettings
 
@@ -86,6 +86,7 @@ class Monitor:
                                per_second=settings.monitor_max_per_second,
                                on_drop=self.gauges.dropped.inc)
         self._alerts: list[str] = []
+        self._subject: tuple[Any, Subject] | None = None
 
     async def start(self, served: Any) -> None:
         """Open the store (one that does not answer is said once, and serving goes on); say
@@ -116,15 +117,20 @@ class Monitor:
                 log.debug("monitoring report failed: %s", exc)
                 continue
             self.gauges.show(found)
-            if found.alerts != self._alerts and found.alerts:
-                log.warning("monitor: %s", " | ".join(found.alerts))
+            if found.alerts != self._alerts:
+                if found.alerts:
+                    log.warning("monitor: %s", " | ".join(found.alerts))
+                else:
+                    log.warning("monitor: the alerts cleared")
             self._alerts = found.alerts
 
     def check(self, resolved: Any) -> Report:
+        if self._subject is None or self._subject[0] != resolved:  # a hot swap: read again
+            self._subject = (resolved, subject(resolved))
         now = dt.datetime.now(dt.UTC)
-        return period_report(subject(resolved), self.store, feedback=self.feedback,
-                      since=now - dt.timedelta(seconds=self.settings.monitor_window),
-                      until=now, windows=1, newest=CHECKED)
+        return period_report(self._subject[1], self.store, feedback=self.feedback,
+                             since=now - dt.timedelta(seconds=self.settings.monitor_window),
+                             until=now, windows=1, newest=CHECKED)
 
     def close(self) -> None:
         self.sampler.close()
