@@ -164,8 +164,9 @@ def offer_text(request: Request, ident: str, route: str, body: Any, output: Any,
     messages = body.get("messages") if isinstance(body, dict) else None
     prompt = body.get("prompt") if isinstance(body, dict) else None
     if isinstance(messages, list) and messages:
-        last = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        prompt = (last[-1] if last else messages[-1]).get("content")
+        said = [m for m in messages if isinstance(m, dict)]
+        users = [m for m in said if m.get("role") == "user"] or said
+        prompt = users[-1].get("content") if users else None
     found.sampler.offer(model=info.name, version=info.version, route=route, kind="text",
                         payload={"id": ident,
                                  "prompt": _cut(prompt if isinstance(prompt, str) else ""),
