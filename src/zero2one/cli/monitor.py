@@ -148,7 +148,9 @@ def _show(report: Report, html: Path | None, export: Path | None, exported: int 
         out.print(table("class shares", ["class", *sources], [
             [k, *[f"{report.class_shares[s].get(k, 0.0):.1%}" for s in sources]]
             for k in classes]))
-    for title, figures in (("answers", report.text), ("ratings", report.ratings)):
+    for title, figures in (("answers", report.text), ("inputs against the reference",
+                                                      report.embedding),
+                           ("ratings", report.ratings)):
         if figures:
             out.print(table(title, list(figures), [[
                 f"{v:.2f}" if isinstance(v, float) else v for v in figures.values()]]))

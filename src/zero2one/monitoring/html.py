@@ -36,6 +36,10 @@ def write_html(found: Report, reference: dict[str, Any] | None, frame: Any, out:
         body.append("<h2>Ratings</h2><p>" + html.escape(", ".join(
             f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
             for k, v in found.ratings.items())) + "</p>")
+    if found.embedding:
+        body.append("<h2>Inputs against the reference</h2><p>" + html.escape(", ".join(
+            f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
+            for k, v in found.embedding.items())) + "</p>")
     if found.text:
         body.append("<h2>Answers</h2><p>" + html.escape(", ".join(
             f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}"

@@ -79,6 +79,31 @@ def frame_reference(frame: pd.DataFrame | None, *, numeric: dict[str, bool],
     return reference
 
 
+EMBEDDED = 200  # reference vectors kept
+DECIMALS = 4
+
+
+def embedding_rows(vectors: Any) -> list[list[float]]:
+    """Vectors as JSON-ready rows, rounded (what is stored of each)."""
+    return np.round(np.asarray(vectors, dtype=float), DECIMALS).tolist()
+
+
+def log_probabilities(proba: Any) -> np.ndarray:
+    """Class probabilities as the vectors a classifier's drift is measured on: their logs
+    (floored at 1e-6), on which a linear model sees what the simplex hides."""
+    return np.log(np.clip(np.asarray(proba, dtype=float), 1e-6, None))
+
+
+def embedding_reference(vectors: Any, *, kind: str, seed: int = 0) -> dict[str, Any]:
+    """At most :data:`EMBEDDED` of a model's vectors on held-out inputs (a random subset),
+    for the embedding drift test of :mod:`zero2one.monitoring.embeddings`."""
+    vectors = np.asarray(vectors, dtype=float)
+    if len(vectors) > EMBEDDED:
+        keep = np.random.default_rng(seed).choice(len(vectors), EMBEDDED, replace=False)
+        vectors = vectors[np.sort(keep)]
+    return {"kind": kind, "vectors": embedding_rows(vectors)}
+
+
 def write(directory: Path, reference: dict[str, Any]) -> None:
     (directory / REFERENCE).write_text(json.dumps(reference, allow_nan=False) + "\n")
 

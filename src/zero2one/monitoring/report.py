@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from zero2one.feedback import BAD, GOOD, verdict
 from zero2one.monitoring.drift import ColumnDrift, Thresholds, column_drift, shares
+from zero2one.monitoring.embeddings import MIN_EACH, domain_auc
 from zero2one.monitoring.store import Sample
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class Report:
     prediction: ColumnDrift | None = None
     class_shares: dict[str, dict[str, float]] = field(default_factory=dict)
     text: dict[str, Any] | None = None
+    embedding: dict[str, Any] | None = None  # served vectors against the reference's
     ratings: dict[str, Any] | None = None
     windows: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
@@ -71,6 +73,8 @@ class Report:
         for column in [*self.features, *([self.prediction] if self.prediction else [])]:
             if column.psi is not None:
                 found[f"psi.{column.name}"] = column.psi
+        if self.embedding and self.embedding.get("auc") is not None:
+            found["embedding.auc"] = float(self.embedding["auc"])
         for key in ("good_share", "ratings"):
             if self.ratings and self.ratings.get(key) is not None:
                 found[f"ratings.{key}"] = float(self.ratings[key])
@@ -113,6 +117,8 @@ def build(samples: list[Sample], reference: dict[str, Any] | None,
     texts = [s.payload for s in samples if s.kind == "text"]
     if len(frame):
         _tabular(report, frame, reference, limits)
+    if reference is not None and reference.get("embedding"):
+        _embedding(report, samples, reference["embedding"], limits)
     if texts:
         report.text = _text(texts, flag)
         _text_alerts(report, report.text, limits, len(texts))
@@ -156,6 +162,28 @@ def add_prompt_drift(report: Report, drift: dict[str, Any], limits: Limits) -> N
         report.alerts.append(f"the prompts drifted: a classifier tells them from the baseline "
                              f"period's with ROC AUC {drift['auc']:.2f} (limit "
                              f"{limits.max_embedding_auc:.2f})")
+
+
+def _embedding(report: Report, samples: list[Sample], reference: dict[str, Any],
+               limits: Limits) -> None:
+    """The served vectors (an image classifier's class probabilities) against those the
+    model gave on its held-out inputs: a classifier's ROC AUC at telling them apart."""
+    import numpy as np
+
+    served = [v for s in samples if s.kind == "rows" for v in s.payload.get("embeddings") or []]
+    known = reference["vectors"]
+    report.embedding = {"kind": reference["kind"], "served": len(served),
+                        "reference": len(known), "auc": None}
+    if len(served) < MIN_EACH or len(known) < MIN_EACH:
+        report.notes.append(f"embedding drift needs {MIN_EACH} served vectors "
+                            f"(got {len(served)})")
+        return
+    auc = domain_auc(np.asarray(known, dtype=float), np.asarray(served, dtype=float))
+    report.embedding["auc"] = auc
+    if auc >= limits.max_embedding_auc:
+        report.alerts.append(f"the inputs drifted: a classifier tells the served "
+                             f"{reference['kind']} from the held-out ones with ROC AUC "
+                             f"{auc:.2f} (limit {limits.max_embedding_auc:.2f})")
 
 
 def _tabular(report: Report, frame: pd.DataFrame, reference: dict[str, Any] | None,

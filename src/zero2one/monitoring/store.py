@@ -242,27 +242,31 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="zero2one-monitor", daemon=True)
         self._thread.start()
 
-    def offer(self, *, model: str, version: str | None, route: str, kind: str,
-              payload: dict[str, Any]) -> None:
-        """Keep this answer with probability ``rate`` and within ``per_second`` (a token
-        bucket holding one second's worth: a quiet server keeps every answer, a busy one a
-        steady sample); never blocks, never raises. Called from one thread (the event loop)."""
+    def wants(self) -> bool:
+        """Whether to keep the next answer: with probability ``rate`` and within
+        ``per_second`` (a token bucket holding one second's worth: a quiet server keeps every
+        answer, a busy one a steady sample). Called from one thread (the event loop), before
+        the sample is built."""
         if self.rate < 1.0 and random.random() >= self.rate:
-            return
+            return False
         if self.per_second:
             now = time.monotonic()
             self._tokens = min(self.per_second,
                                self._tokens + (now - self._last) * self.per_second)
             self._last = now
             if self._tokens < 1.0:
-                return
+                return False
             self._tokens -= 1.0
+        return True
+
+    def offer(self, *, model: str, version: str | None, route: str, kind: str,
+              payload: dict[str, Any]) -> None:
+        """Queue a sample :meth:`wants` kept; never blocks, never raises."""
         if len(self.pending) >= QUEUE:  # the writer is behind (or the store down): drop
             self._drop(1)
             return
-        self.pending.append({"created": time.time(), "model": model,
-                             "version": version, "route": route, "kind": kind,
-                             "payload": payload})
+        self.pending.append({"created": time.time(), "model": model, "version": version,
+                             "route": route, "kind": kind, "payload": payload})
 
     def say_failing(self) -> None:
         """The store was found down (and said so): the writer says only when it is back."""

@@ -50,6 +50,11 @@ class Adapter(Protocol):
         """What the web page at ``/`` shows for the model (None: the generic form)."""
         ...
 
+    def monitored_embeddings(self, results: list[Any]) -> list[list[float]] | None:
+        """Per result, the vector monitoring compares with the model's reference embedding
+        (an image classifier: its class probabilities); None: none."""
+        ...
+
 
 class BaseAdapter:
     """The optional members of :class:`Adapter` with their defaults: an adapter subclasses it
@@ -62,4 +67,7 @@ class BaseAdapter:
         return None
 
     def playground(self) -> dict[str, Any] | None:
+        return None
+
+    def monitored_embeddings(self, results: list[Any]) -> list[list[float]] | None:
         return None

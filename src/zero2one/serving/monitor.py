@@ -12,6 +12,7 @@ they are logged, one line.
     zero2one_monitor_drifted{column}        1 when that column drifted
     zero2one_monitor_class_share{class,source}  served and training shares of each class
     zero2one_monitor_good_share             good ratings among rated answers
+    zero2one_monitor_embedding_auc          an image classifier's inputs against its reference
     zero2one_monitor_alerts                 thresholds crossed (0: all well)
     zero2one_monitor_samples                samples in the window
     zero2one_monitor_dropped_total          samples dropped (store down, queue full)
@@ -53,6 +54,9 @@ class Gauges:
                             registry=registry)
         self.samples = Gauge("zero2one_monitor_samples", "Samples in the monitoring window.",
                              registry=registry)
+        self.embedding_auc = Gauge("zero2one_monitor_embedding_auc", "ROC AUC of a classifier "
+                                   "telling served embeddings from the reference's (0.5: "
+                                   "alike).", registry=registry)
         self.dropped = Counter("zero2one_monitor_dropped", "Samples dropped (store down or "
                                "queue full).", registry=registry)
 
@@ -68,6 +72,8 @@ class Gauges:
         for source, shares in found.class_shares.items():
             for name, value in shares.items():
                 self.class_share.labels(name, source).set(value)
+        auc = (found.embedding or {}).get("auc")
+        self.embedding_auc.set(float(auc) if auc is not None else float("nan"))
         good = (found.ratings or {}).get("good_share")
         self.good_share.set(float(good) if good is not None else float("nan"))
 
@@ -140,14 +146,20 @@ def _monitor(request: Request) -> Monitor | None:
     return getattr(request.app.state, "monitor", None)
 
 
-def offer_rows(request: Request, served: Any, rows: list[Any], content: dict[str, Any]) -> None:
-    """A ``/predict`` answer: its rows (when the adapter names its columns) and predictions."""
+def offer_rows(request: Request, served: Any, rows: list[Any], results: list[Any],
+               content: dict[str, Any]) -> None:
+    """A ``/predict`` answer: its rows (when the adapter names its columns), predictions and
+    embeddings (when the adapter gives them)."""
     found = _monitor(request)
-    if found is None:
+    if found is None or not found.sampler.wants():
         return
-    columns = getattr(served.adapter, "monitored_columns", None)
+    adapter = served.adapter
+    columns = getattr(adapter, "monitored_columns", None)
     payload = {"columns": columns, "rows": rows if columns else [[] for _ in rows],
                "predictions": content.get("result")}
+    embeddings = getattr(adapter, "monitored_embeddings", lambda _: None)(results)
+    if embeddings is not None:
+        payload["embeddings"] = embeddings
     found.sampler.offer(model=served.info.name, version=served.info.version,
                         route="/predict", kind="rows", payload=payload)
 
@@ -159,6 +171,8 @@ def offer_text(request: Request, ident: str, route: str, body: Any, output: Any,
     prompt)."""
     found = _monitor(request)
     if found is None or not isinstance(output, str):  # /predict offers its rows itself
+        return
+    if not found.sampler.wants():
         return
     info = request.app.state.holder.current.info
     messages = body.get("messages") if isinstance(body, dict) else None

@@ -54,7 +54,7 @@ async def _predict(request: Request) -> JSON:
     content = served.adapter.response(results, options)
     content["model"] = served.info_dict
     content["request_id"] = request.scope["state"]["request_id"]
-    offer_rows(request, served, rows, content)
+    offer_rows(request, served, rows, results, content)
     if request.app.state.feedback is not None:
         await remember(request, content["request_id"], route="/predict",
                        body=await _recorded_request(request),

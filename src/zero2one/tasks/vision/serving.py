@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
 from zero2one.errors import DataError, SchemaError
+from zero2one.monitoring.reference import embedding_rows, log_probabilities
 from zero2one.serving.adapter import BaseAdapter
 from zero2one.serving.errors import APIError, read_body
 from zero2one.tasks.vision.data import read_image
@@ -108,6 +109,9 @@ class ImageAdapter(BaseAdapter):
         import torch
 
         return list(self.model.probabilities(torch.stack(rows)))
+
+    def monitored_embeddings(self, results: list[Any]) -> list[list[float]] | None:
+        return embedding_rows(log_probabilities(results))
 
     def response(self, results: list[Any], options: dict[str, Any]) -> dict[str, Any]:
         import numpy as np

@@ -15,7 +15,11 @@ from zero2one.convert import Conversion
 from zero2one.errors import ArtifactError, DataError, RecipeError, SchemaError, UserError, require
 from zero2one.metrics import classification_metrics
 from zero2one.monitoring import reference as references
-from zero2one.monitoring.reference import frame_reference
+from zero2one.monitoring.reference import (
+    embedding_reference,
+    frame_reference,
+    log_probabilities,
+)
 from zero2one.onnxrt import OnnxModel
 from zero2one.plots import plot_confusion_matrix
 from zero2one.progress import Reporter
@@ -150,10 +154,14 @@ class ImageClassification(Task):
         self.training_ = {"history": outcome.history, "best_epoch": outcome.best_epoch,
                           "processes": distributed.world_size()}
         self.clear_checkpoints(directory)  # done: nothing left to resume
-        # what monitoring compares served predictions with: the classes on the test images
-        predicted = self._logits(normalise(data.raw_test, self.mean_, self.std_)).argmax(1)
-        self.reference_: dict[str, Any] | None = frame_reference(
-            None, numeric={}, predictions=predicted.tolist())
+        # what monitoring compares served answers with: the classes on the test images, and
+        # their log class probabilities (the classifier's own view of its inputs)
+        proba = self._logits(normalise(data.raw_test, self.mean_, self.std_)).softmax(1)
+        self.reference_: dict[str, Any] | None = {
+            **frame_reference(None, numeric={}, predictions=proba.argmax(1).tolist()),
+            "embedding": embedding_reference(log_probabilities(proba.numpy()),
+                                             kind="log class probabilities",
+                                             seed=self.config.seed)}
         return self
 
     # ---- evaluation and report --------------------------------------------------------------
