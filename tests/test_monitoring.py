@@ -119,6 +119,13 @@ def test_the_store_redacts_personal_data_and_keeps_the_newest(
     assert [s.payload for s in store.read("m", since=middle)] == [
         s.payload for s in kept if s.created >= middle]
     assert store.read("another model") == []
+    # a sample that cannot be stored is dropped (counted); the writer goes on
+    sampler = Sampler(store, rate=1.0, max_samples=100)
+    sampler.offer(model="m", version=None, route="/predict", kind="rows", payload={"rows": 5})
+    _sample(sampler, 10)
+    sampler.close()
+    assert (sampler.dropped, sampler.written) == (1, 1)
+    assert store.read("m", newest=1)[0].payload["predictions"] == [10]
     many = {"columns": ["x"], "rows": [["y" * 1000]] * 1000, "predictions": [1] * 1000}
     bounded = json.loads(stores.bounded(many))
     assert 100 < len(bounded["rows"]) < 1000 and bounded["left_out"] == 1000 - len(

@@ -296,20 +296,19 @@ class Sampler:
     def _write(self, batch: list[dict[str, Any]], since_prune: dict[str, int]) -> None:
         rows = []
         for i, item in enumerate(batch, 1):
-            rows.append({**item, "payload": bounded(_private(item["kind"], item["payload"])),
-                         "created": dt.datetime.fromtimestamp(item["created"], dt.UTC)})
+            try:
+                rows.append({**item, "created": dt.datetime.fromtimestamp(item["created"], dt.UTC),
+                             "payload": bounded(_private(item["kind"], item["payload"]))})
+            except Exception:  # a sample that cannot be stored never stops the writer
+                log.debug("monitor: a sample could not be stored", exc_info=True)
+                self._drop(1)
             if i % SLICE == 0:
                 time.sleep(0)  # let the event loop have the GIL: shorter waits for requests
         try:
-            self.store.write(rows)
-            for item in batch:
-                since_prune[item["model"]] = since_prune.get(item["model"], 0) + 1
-            for model, count in list(since_prune.items()):
-                if count >= PRUNE_EVERY:
-                    self.store.prune(model, self.max_samples)
-                    since_prune[model] = 0
+            if rows:
+                self.store.write(rows)
         except Exception as exc:  # the store is down: serving goes on, said once
-            dropped = len(batch)
+            dropped = len(rows)
             while self.pending:  # what came meanwhile would fail the same way
                 self.pending.popleft()
                 dropped += 1
@@ -324,6 +323,18 @@ class Sampler:
         if self._failing:
             log.warning("monitor store %s answers again", self.store.safe_url)
             self._failing = False
+        self._prune(rows, since_prune)
+
+    def _prune(self, rows: list[dict[str, Any]], since_prune: dict[str, int]) -> None:
+        for row in rows:
+            since_prune[row["model"]] = since_prune.get(row["model"], 0) + 1
+        for model, count in list(since_prune.items()):
+            if count >= PRUNE_EVERY:
+                since_prune[model] = 0
+                try:
+                    self.store.prune(model, self.max_samples)
+                except Exception:  # tried again after the next PRUNE_EVERY samples
+                    log.debug("monitor: pruning %s failed", model, exc_info=True)
 
 
 def bounded(payload: dict[str, Any]) -> str:
