@@ -9,7 +9,7 @@ reference the model carries (:mod:`~zero2one.monitoring.reference`) using the te
 :mod:`~zero2one.monitoring.drift`, and reads the feedback store's ratings. The server also
 computes the report of its last ``--monitor-window`` every ``--monitor-interval`` seconds for
 its Prometheus gauges; ``zero2one monitor`` prints it, plots it, logs it as an MLflow run and
-exports the drifted rows as a new training set.
+exports the period's served rows as a new training set.
 """
 
 from __future__ import annotations
