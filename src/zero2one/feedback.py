@@ -37,10 +37,11 @@ class UnknownId(UserError):
     """Feedback names an id the store never recorded."""
 
 
-def store_url(spec: str) -> str:
-    """``default`` -> SQLite in the workspace; a path -> SQLite there; else a SQLAlchemy URL."""
+def store_url(spec: str, default: str = "feedback.db") -> str:
+    """``default`` -> SQLite ``default`` in the workspace; a path -> SQLite there; else a
+    SQLAlchemy URL."""
     if spec == "default":
-        path = workspace() / "feedback.db"
+        path = workspace() / default
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
     if "://" not in spec:
@@ -53,13 +54,7 @@ class FeedbackStore:
         import sqlalchemy as sa
 
         self.url = store_url(spec)
-        try:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True,
-                                           connect_args=_connect_args(self.url))
-        except (sa.exc.ArgumentError, ImportError, ModuleNotFoundError) as exc:
-            raise UserError(f"feedback store {spec!r}: {exc}") from None
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine = store_engine(self.url, f"feedback store {spec!r}")
         meta = sa.MetaData()
         self.interactions = sa.Table(
             "zero2one_interactions", meta,
@@ -290,8 +285,21 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _connect_args(url: str) -> dict[str, Any]:
-    return {"timeout": 30, "check_same_thread": False} if url.startswith("sqlite") else {}
+def store_engine(url: str, label: str, **connect_args: Any) -> Any:
+    """A SQLAlchemy engine for a store at ``url`` (SQLite: WAL, a busy timeout, shared across
+    threads); a URL SQLAlchemy refuses is a one-line ``UserError`` starting with ``label``.
+    ``connect_args`` go to the driver of a server database."""
+    import sqlalchemy as sa
+
+    sqlite = url.startswith("sqlite")
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={
+            "timeout": 30, "check_same_thread": False} if sqlite else connect_args)
+    except (sa.exc.ArgumentError, ImportError, ModuleNotFoundError) as exc:
+        raise UserError(f"{label}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

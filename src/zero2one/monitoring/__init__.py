@@ -148,7 +148,3 @@ def export(samples: list[Sample], out: Path) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

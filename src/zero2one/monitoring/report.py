@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from zero2one.feedback import BAD, GOOD, verdict
 from zero2one.monitoring.drift import ColumnDrift, Thresholds, column_drift, shares
 from zero2one.monitoring.embeddings import MIN_EACH, domain_auc
-from zero2one.monitoring.store import Sample
+from zero2one.monitoring.store import Sample, aware
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -264,12 +264,8 @@ def _windows(samples: list[Sample], frame: pd.DataFrame, ratings: list[dict[str,
             window["answers"] = len(texts)
             window["prompt_chars"] = sum(len(t.get("prompt") or "") for t in texts) / len(texts)
             window["answer_chars"] = sum(len(t.get("answer") or "") for t in texts) / len(texts)
-        rated = [r for r in ratings if start <= _aware(r["created"]) < end]
+        rated = [r for r in ratings if start <= aware(r["created"]) < end]
         if rated:
             window["good_share"] = _ratings(rated)["good_share"]
         found.append(window)
     return found
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

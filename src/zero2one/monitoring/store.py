@@ -31,9 +31,8 @@ except ImportError:  # pragma: no cover - the monitor's CLI side, without the se
     orjson = None  # type: ignore[assignment]
 
 from zero2one.errors import UserError
-from zero2one.feedback import store_url
+from zero2one.feedback import store_engine, store_url
 from zero2one.moderation import pii
-from zero2one.paths import workspace
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +87,6 @@ def _private(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {k: redact(v) for k, v in payload.items()}
 
 
-def monitor_url(spec: str) -> str:
-    """``default`` -> SQLite ``monitor.db`` in the workspace; a path -> SQLite there; else a
-    SQLAlchemy URL."""
-    if spec == "default":
-        path = workspace() / "monitor.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
-    return store_url(spec)
-
-
 class MonitorStore:
     """The samples table. Nothing connects until :meth:`open` (a server starts even when the
     store is down)."""
@@ -105,17 +94,10 @@ class MonitorStore:
     def __init__(self, spec: str) -> None:
         import sqlalchemy as sa
 
-        self.url = monitor_url(spec)
-        try:
-            self.engine = sa.create_engine(
-                self.url, pool_pre_ping=True,
-                connect_args={"timeout": 30, "check_same_thread": False}
-                if self.url.startswith("sqlite") else {"connect_timeout": 5}
-                if self.url.startswith("postgresql") else {})
-        except (sa.exc.ArgumentError, ImportError, ModuleNotFoundError) as exc:
-            raise UserError(f"monitor store {spec!r}: {exc}") from None
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        # default: monitor.db in the workspace; a store that is down answers within 5 s
+        self.url = store_url(spec, "monitor.db")
+        self.engine = store_engine(self.url, f"monitor store {spec!r}", **(
+            {"connect_timeout": 5} if self.url.startswith("postgresql") else {}))
         self.meta = sa.MetaData()
         # one row per batch of samples of one model, version, route and kind: a row per sample
         # cost more to insert (and to index) than the request it samples
@@ -210,7 +192,7 @@ class MonitorStore:
         with self.engine.connect() as db:
             for row in db.execute(query):
                 for moment, payload in reversed(json.loads(row.samples)):
-                    served = _aware(dt.datetime.fromisoformat(moment))
+                    served = aware(dt.datetime.fromisoformat(moment))
                     if (since is None or served >= since) and (until is None or served < until):
                         found.append(Sample(row.number, served, row.model, row.version,
                                             row.route, row.kind, payload))
@@ -358,18 +340,11 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
+def aware(moment: dt.datetime) -> dt.datetime:
+    """``moment`` with UTC as its zone when it has none (SQLite keeps none)."""
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

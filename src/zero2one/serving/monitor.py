@@ -104,6 +104,7 @@ class Monitor:
             self.sampler.say_failing()
         if getattr(served.adapter, "monitored_columns", None) and served.resolved is not None:
             found = await asyncio.to_thread(subject, served.resolved)
+            self._subject = (served.resolved, found)  # the checks read it from here
             if found.reference is None:
                 log.warning("monitor: %s carries no training reference (saved before "
                             "monitoring came): its class shares and ratings are monitored, "
