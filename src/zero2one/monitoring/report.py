@@ -116,7 +116,7 @@ def build(samples: list[Sample], reference: dict[str, Any] | None,
     report.rows = len(frame)
     texts = [s.payload for s in samples if s.kind == "text"]
     if len(frame):
-        _tabular(report, frame, reference, limits)
+        _served_rows(report, frame, reference, limits)
     if reference is not None and reference.get("embedding"):
         _embedding(report, samples, reference["embedding"], limits)
     if texts:
@@ -186,7 +186,7 @@ def _embedding(report: Report, samples: list[Sample], reference: dict[str, Any],
                              f"{auc:.2f} (limit {limits.max_embedding_auc:.2f})")
 
 
-def _tabular(report: Report, frame: pd.DataFrame, reference: dict[str, Any] | None,
+def _served_rows(report: Report, frame: pd.DataFrame, reference: dict[str, Any] | None,
              limits: Limits) -> None:
     if reference is None:
         report.notes.append(
