@@ -156,8 +156,9 @@ def test_recipe_check_and_schema(capsys: pytest.CaptureFixture[str]) -> None:
 def test_promote_bad_input(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["models", "promote", "x", "1", "--alias", "bad alias"], capsys)
     one_line_error(code, err, "bad alias")
-    code, _, err = run(["models", "promote", "x", "one"], capsys)
-    one_line_error(code, err, "version must be a number or latest")
+    for version in ("one", "\u00b9"):  # "¹" passes str.isdigit, not int()
+        code, _, err = run(["models", "promote", "x", version], capsys)
+        one_line_error(code, err, "version must be a number or latest")
     code, _, err = run(["models", "promote", "ghost", "1"], capsys)
     one_line_error(code, err, "no version '1'")
 

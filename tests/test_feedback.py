@@ -40,7 +40,8 @@ def test_ratings_are_parsed_and_refused() -> None:
     assert parse_rating("up") == (1, "thumbs") and parse_rating("DOWN") == (-1, "thumbs")
     assert parse_rating(4) == (4, "stars") and parse_rating("5") == (5, "stars")
     for bad, message in ((0, "stars go from 1 to 5"), (6, "stars go from 1 to 5"),
-                         ("sideways", "use up, down or 1-5"), (True, "use up, down or 1-5")):
+                         ("sideways", "use up, down or 1-5"), (True, "use up, down or 1-5"),
+                         ("\u00b99", "use up, down or 1-5"), ("\u0663", "use up, down or 1-5")):
         with pytest.raises(DataError, match=message):
             parse_rating(bad)  # type: ignore[arg-type]
 

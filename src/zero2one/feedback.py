@@ -198,7 +198,7 @@ def parse_rating(rating: str | int | None) -> tuple[int | None, str | None]:
         lowered = rating.strip().lower()
         if lowered in ("up", "down"):
             return (GOOD if lowered == "up" else BAD), "thumbs"
-        if lowered.isdigit():
+        if lowered.isascii() and lowered.isdigit():  # not "¹9": str.isdigit takes it
             rating = int(lowered)
         else:
             raise DataError(f"rating {rating!r}: use up, down or 1-5")

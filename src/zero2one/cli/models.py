@@ -79,7 +79,7 @@ def promote(
     if alias.lower() == "latest":
         raise UserError("alias 'latest' is reserved: models:/NAME/latest already loads the "
                         "highest version; choose another name (champion, staging, ...)")
-    if not version.isdigit() and version != "latest":
+    if not (version.isascii() and version.isdigit()) and version != "latest":
         raise UserError(f"version must be a number or latest, got {version!r}")
     version = tracking.set_alias(name, alias, version)
     if json_:

@@ -229,7 +229,8 @@ def set_alias(name: str, alias: str, version: str) -> str | None:
             version = "" if row[0] is None else str(row[0])
         found = db.execute(f"SELECT workspace FROM model_versions WHERE name = ? AND "
                            f"version = ? AND ({_LIVE})",
-                           (name, int(version) if version.isdigit() else -1)).fetchone()
+                           (name, int(version) if version.isascii() and version.isdigit()
+                            else -1)).fetchone()
         if found is None:
             db.execute("ROLLBACK")
             return ""

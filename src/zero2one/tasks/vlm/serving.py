@@ -248,7 +248,8 @@ def fetch(url: str, where: str, most: int, *, seconds: float = FETCH_SECONDS) ->
             if response.status != 200:
                 raise SchemaError(f"{where}: fetching the image answered {response.status}")
             declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > most:
+            if declared is not None and declared.isascii() and declared.isdigit() \
+                    and int(declared) > most:
                 raise SchemaError(f"{where}: the image is {declared} bytes, over {most}")
             blob = b""
             while len(blob) <= most:
