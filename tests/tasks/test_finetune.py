@@ -136,6 +136,35 @@ def test_only_assistant_tokens_carry_a_loss(tiny_lm: Path) -> None:
     assert cut["input_ids"] == row["input_ids"][:-3] and cut["labels"] == row["labels"][:-3]
 
 
+def test_the_loss_reads_logits_only_where_a_label_follows(tiny_lm: Path) -> None:
+    """labelled_logits (the validation loss's and the vision-language projector's) gives the
+    loss transformers computes from every position's logits — plain and under LoRA — and
+    nothing for a batch without labels."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from zero2one.tasks.textgen.config import FinetuneConfig
+    from zero2one.tasks.textgen.train import labelled_logits, wrap
+
+    torch.manual_seed(0)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    ids = torch.randint(3, plain.config.vocab_size, (3, 12))
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 5:9], labels[1, 7:12], labels[2, 2:4] = ids[0, 5:9], ids[1, 7:12], ids[2, 2:4]
+    mask = torch.ones_like(ids)
+    lora = wrap(AutoModelForCausalLM.from_pretrained(tiny_lm), FinetuneConfig.model_validate(
+        {"base": str(tiny_lm), "method": "lora", "lora": {"target_modules": ["q_proj"]}}))
+    for model in (plain, lora):
+        expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        logits, targets = labelled_logits(model, labels, input_ids=ids, attention_mask=mask)
+        assert logits.shape[:2] == targets.shape == (3, 9)  # 2-3 and 5-11 are labelled
+        got = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                                ignore_index=IGNORE)
+        assert torch.allclose(got, expected, atol=1e-5), (float(got), float(expected))
+    logits, targets = labelled_logits(plain, torch.full_like(ids, IGNORE), input_ids=ids)
+    assert logits.shape[1] == targets.shape[1] == 0
+
+
 def test_truncation_that_leaves_nothing_to_learn_is_an_error(tiny_lm: Path) -> None:
     from datasets import Dataset
     from transformers import AutoTokenizer

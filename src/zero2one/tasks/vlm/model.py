@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from zero2one.errors import UserError
+from zero2one.tasks.textgen.data import IGNORE
+from zero2one.tasks.textgen.train import labelled_logits
 
 IMAGE = "<image>"
 
@@ -112,7 +114,7 @@ class VisionLanguageModel(nn.Module):
                   answers: Sequence[str] | None = None, *, left: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(inputs_embeds, attention_mask, labels): one row per question, padded on the right
-        for training (labels: -100 but on the answer and its end), on the left for
+        for training (labels: IGNORE but on the answer and its end), on the left for
         generation."""
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
@@ -127,12 +129,12 @@ class VisionLanguageModel(nn.Module):
             rows.append(torch.cat([words[:len(head)], visual[i],
                                    words[len(head):]], 0))
             prompt_len = len(head) + visual.shape[1] + len(tail)
-            targets.append([-100] * prompt_len + answer)
+            targets.append([IGNORE] * prompt_len + answer)
         longest = max(r.shape[0] for r in rows)
         hidden = rows[0].shape[1]
         embeds = torch.zeros(len(rows), longest, hidden, device=device, dtype=rows[0].dtype)
         mask = torch.zeros(len(rows), longest, dtype=torch.long, device=device)
-        labels = torch.full((len(rows), longest), -100, dtype=torch.long, device=device)
+        labels = torch.full((len(rows), longest), IGNORE, dtype=torch.long, device=device)
         for i, row in enumerate(rows):
             n = row.shape[0]
             span = slice(longest - n, longest) if left else slice(0, n)
@@ -142,8 +144,15 @@ class VisionLanguageModel(nn.Module):
 
     def loss(self, pixels: torch.Tensor, questions: Sequence[str],
              answers: Sequence[str]) -> torch.Tensor:
+        """Mean cross-entropy over the answers' tokens. The vocabulary's logits are computed
+        only where a row's next token is an answer token (``logits_to_keep``), not at every
+        prompt position: a fifth of a training step's time for SmolLM2, the same loss."""
         embeds, mask, labels = self.sequences(pixels, questions, answers)
-        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+        assert labels is not None
+        logits, targets = labelled_logits(self.lm, labels, inputs_embeds=embeds,
+                                          attention_mask=mask)
+        return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                           ignore_index=IGNORE)
 
     @torch.no_grad()
     def generate(self, images: Sequence[Any], questions: Sequence[str],
