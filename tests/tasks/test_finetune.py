@@ -218,6 +218,12 @@ def test_lora_lowers_validation_loss_and_reloads_the_same(tiny_lm: Path, chat_fi
     samples = json.loads((workspace / "m" / "report" / "samples.json").read_text())
     assert {"messages", "reference", "base", "tuned"} <= set(samples[0])
     model = load(workspace / "m")
+    # each epoch's evaluation is the loss per trained token; the last one is the reported
+    # loss (not measured a second time) and what the reloaded model measures
+    evaluated = [row["val_loss"] for row in manifest["training"]["history"] if "val_loss" in row]
+    assert len(evaluated) == 4 and evaluated[-1] == m["val_loss"]
+    assert model.evaluate(model.load_data())["val_loss"] == pytest.approx(m["val_loss"],
+                                                                          rel=1e-4)
     prompts = ["what does zero2one do", "say hello"]
     assert model.predict(prompts, max_new_tokens=8) == model.predict(prompts, max_new_tokens=8)
     # batch completion of a CSV's prompt column, as `zero2one predict` does

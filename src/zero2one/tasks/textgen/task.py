@@ -172,8 +172,10 @@ class TextGeneration(TextPretrained, TextConversion, TextDeployment, TextFlavor,
         self.mark_run(directory)
         outcome = train.fit(wrapped, tokenizer, train_set, val_set, cfg.train, seed=cfg.seed,
                             reporter=reporter, checkpoint_dir=directory, resume=self.resume)
-        with reporter.step("validation loss after training"):
-            loss = train.validation_loss(wrapped, val_set, pad)
+        loss = outcome.val_loss.get(outcome.steps)  # the last epoch's evaluation
+        if loss is None:  # training stopped between evaluations
+            with reporter.step("validation loss after training"):
+                loss = train.validation_loss(wrapped, val_set, pad)
         self.model_, self.tokenizer_, self.kind_ = wrapped.eval(), tokenizer, data.kind
         tuned = self._answers(wrapped, tokenizer, [row["messages"] for row in self.samples_])
         for number, (row, answer) in enumerate(zip(self.samples_, tuned, strict=True)):

@@ -34,6 +34,7 @@ class Outcome:
     train_seconds: float = 0.0
     trainable: int = 0
     total: int = 0
+    val_loss: dict[int, float] = field(default_factory=dict)  # step -> loss per trained token
 
 
 class Collator:
@@ -273,12 +274,22 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         return values
 
     class CountingTrainer(Trainer):  # type: ignore[misc]
-        def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+        def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None,
+                     metric_key_prefix: str = "eval") -> dict[str, float]:
+            """The validation loss per trained token (:func:`validation_loss`, the figure the
+            report gives; the Trainer's own averages per-batch means), kept by step so that
+            the evaluation after training need not repeat the last epoch's."""
             # evaluation draws from the global generator (a data-loader seed); at an epoch's end
             # it runs after the checkpoint was saved, so a run resumed there would see other
             # dropout masks than the uninterrupted run: leave the generator as it was
             with torch.random.fork_rng(devices=[]):
-                return super().evaluate(*args, **kwargs)
+                loss = validation_loss(self.model, val_set, tokenizer.pad_token_id)
+            outcome.val_loss[self.state.global_step] = loss
+            metrics = {f"{metric_key_prefix}_loss": loss}
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state,
+                                                             self.control, metrics)
+            return metrics
 
         def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             if model.training:
