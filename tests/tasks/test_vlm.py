@@ -16,6 +16,7 @@ import pytest
 from zero2one.catalog import get_task, load_recipe
 from zero2one.errors import DataError, IntegrityError, RecipeError, SchemaError
 from zero2one.progress import NullReporter
+from zero2one.tasks.textgen.train import quiet_peft
 from zero2one.tasks.vlm.config import VLDataConfig
 from zero2one.tasks.vlm.data import DIGIT_QUESTION, load_questions
 from zero2one.tasks.vlm.task import _majority, _same
@@ -135,6 +136,38 @@ def test_answers_in_python_and_the_evaluation(vlm: Any) -> None:
         model.chat([{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
     with pytest.raises(SchemaError, match="needs an image and a question"):
         model.predict([{"question": DIGIT_QUESTION}])
+
+
+def test_the_training_loss_is_transformers_loss_with_less_work(vlm: Any) -> None:
+    """The projector's loss reads the shared template head once and the logits of answer
+    positions only: the loss and every gradient are those of transformers' own loss over the
+    whole rows — with the language model frozen and under LoRA (where the head's cache
+    carries the adapters' gradient)."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    questions = vlm.data.splits["train"][:6]
+    pixels = vlm.task.model_.prepare_images([vlm.data.images[q.image] for q in questions])
+    texts, answers = [q.question for q in questions], [q.answer for q in questions]
+    frozen = copy.deepcopy(vlm.task.model_)
+    adapted = copy.deepcopy(vlm.task.model_)
+    with quiet_peft():
+        adapted.lm = get_peft_model(adapted.lm, LoraConfig(
+            r=2, target_modules=["q_proj"], init_lora_weights=False))
+    for model in (frozen, adapted):
+        model.projector.train()
+        trained = [p for p in model.parameters() if p.requires_grad]
+        embeds, mask, labels = model.sequences(pixels, texts, answers)
+        expected = model.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+        wanted = torch.autograd.grad(expected, trained)
+        got = model.loss(pixels, texts, answers)
+        for a, b in zip(torch.autograd.grad(got, trained), wanted, strict=True):
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
+        assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert len([p for p in adapted.parameters() if p.requires_grad]) > len(
+        [p for p in frozen.parameters() if p.requires_grad])
 
 
 def test_the_encoder_must_be_an_image_classifier(trained: Any, tiny_lm: Path) -> None:

