@@ -75,6 +75,7 @@ bench-vision: setup
 bench-text: setup
 	$(BIN)/python benchmarks/generate_speed.py
 	$(BIN)/python benchmarks/finetune_bench.py
+	$(BIN)/python benchmarks/loss_bench.py
 
 # trains the two text-to-image recipes (about 10 minutes each on 2 cores)
 bench-image: setup
