@@ -165,6 +165,23 @@ def test_the_loss_reads_logits_only_where_a_label_follows(tiny_lm: Path) -> None
     assert logits.shape[1] == targets.shape[1] == 0
 
 
+def test_the_first_step_loss_is_the_loss_per_token_of_the_whole_batch(
+        tiny_lm: Path, workspace: Path) -> None:
+    """Training computes logits only at labelled positions and divides the summed loss by the
+    labelled tokens of the whole accumulated batch: with the adapters still zero (LoRA's B
+    starts at 0, no dropout), the first logged loss over two micro-batches of unequal length
+    is the base model's loss per token over the same four chats, measured apart."""
+    data = write_jsonl(workspace / "four.jsonl", chats(4))
+    cfg = recipe(tiny_lm, data, batch_size=2, gradient_accumulation=2, max_steps=1,
+                 epochs=1, lr=1e-9)
+    cfg["data"] = {"source": str(data), "val_source": str(data), "max_length": 64}
+    cfg["eval"] = {"samples": 0}
+    done = train(cfg, out=workspace / "m")
+    history = json.loads((workspace / "m" / "manifest.json").read_text())["training"]["history"]
+    first = next(row["train_loss"] for row in history if "train_loss" in row)
+    assert first == pytest.approx(done.metrics["base_val_loss"], rel=1e-4)
+
+
 def test_truncation_that_leaves_nothing_to_learn_is_an_error(tiny_lm: Path) -> None:
     from datasets import Dataset
     from transformers import AutoTokenizer

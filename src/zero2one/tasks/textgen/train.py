@@ -137,18 +137,50 @@ def validation_loss(model: Any, dataset: Any, pad_id: int, *, batch_size: int = 
     return total / max(count, 1)
 
 
+def labelled_positions(labels: Any) -> Any:
+    """The positions whose next token is labelled in some row of ``labels`` (IGNORE elsewhere):
+    the only ones whose vocabulary logits a loss reads."""
+    return (labels[:, 1:] != IGNORE).any(0).nonzero().flatten()
+
+
+def keeps_logits(model: Any) -> bool:
+    """Whether the model's forward computes logits only at chosen positions
+    (``logits_to_keep``: transformers' causal models; a peft wrapper passes it on)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 def labelled_logits(model: Any, labels: Any, **inputs: Any) -> tuple[Any, Any]:
-    """(float32 logits, their targets), shape (B, K, vocab) and (B, K), at the K positions
-    whose next token is labelled in some row (``labels``: IGNORE elsewhere): the vocabulary's
-    logits of prompt positions are never computed (``logits_to_keep``), which is a fifth of
-    the work for a model of SmolLM2's size whose answers are short."""
-    keep = (labels[:, 1:] != IGNORE).any(0).nonzero().flatten()
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
-    if "logits_to_keep" in inspect.signature(base.forward).parameters:
+    """(float32 logits, their targets), shape (B, K, vocab) and (B, K), at the K
+    :func:`labelled_positions`: the vocabulary's logits of prompt positions are never computed,
+    a fifth of the work for a model of SmolLM2's size whose answers are short."""
+    keep = labelled_positions(labels)
+    if keeps_logits(model):
         logits = model(**inputs, logits_to_keep=keep).logits
     else:  # an older architecture: every position, then the labelled ones
         logits = model(**inputs).logits[:, keep]
     return logits.float(), labels[:, keep + 1]
+
+
+def labelled_loss(keeps: bool) -> Callable[..., Any]:
+    """The Trainer's ``compute_loss_func`` for batches whose logits are those of
+    :func:`labelled_positions` (``keeps``: the model computed only those, else all): the sum of
+    the cross-entropy over the labelled tokens divided by ``num_items_in_batch`` (the labelled
+    tokens of the whole accumulated batch, as transformers' own causal loss divides)."""
+    import torch
+
+    def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        keep = labelled_positions(labels)
+        logits = outputs.logits if keeps else outputs.logits[:, keep]
+        targets = labels[:, keep + 1]
+        total = torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+            reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else \
+            (targets != IGNORE).sum().clamp(min=1)
+        return total / count
+
+    return loss
 
 
 def perplexity(loss: float) -> float:
@@ -249,6 +281,7 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
     if config.threads:
         torch.set_num_threads(config.threads)
     outcome = Outcome()
+    keeps = keeps_logits(model)
     for config_ in (model.config, getattr(model, "generation_config", None)):
         if config_ is not None and config_.pad_token_id is None:  # as the collator pads
             config_.pad_token_id = tokenizer.pad_token_id
@@ -294,6 +327,8 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
         def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             if model.training:
                 outcome.train_tokens += int(inputs["attention_mask"].sum())
+            if keeps:  # logits only where the loss reads them (labelled_loss)
+                inputs = {**inputs, "logits_to_keep": labelled_positions(inputs["labels"])}
             return super().compute_loss(model, inputs, *args, **kwargs)
 
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size / config.gradient_accumulation)
@@ -301,6 +336,7 @@ def fit(model: Any, tokenizer: Any, train_set: Any, val_set: Any, config: TrainC
     with reporter.step("fine-tuning", total=total) as step:
         trainer = CountingTrainer(
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+            compute_loss_func=labelled_loss(keeps),
             data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
             callbacks=[progress_callback(step, outcome, reporter, sft_values)])
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
