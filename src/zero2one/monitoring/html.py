@@ -32,18 +32,13 @@ def write_html(found: Report, reference: dict[str, Any] | None, frame: Any, out:
     body += [f"<p class=note>{html.escape(n)}</p>" for n in found.notes]
     if found.features or found.prediction:
         body.append(_table(found))
-    if found.ratings:
-        body.append("<h2>Ratings</h2><p>" + html.escape(", ".join(
-            f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
-            for k, v in found.ratings.items())) + "</p>")
-    if found.embedding:
-        body.append("<h2>Inputs against the reference</h2><p>" + html.escape(", ".join(
-            f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
-            for k, v in found.embedding.items())) + "</p>")
-    if found.text:
-        body.append("<h2>Answers</h2><p>" + html.escape(", ".join(
-            f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}"
-            for k, v in found.text.items())) + "</p>")
+    for title, figures, digits in (("Ratings", found.ratings, 2),
+                                   ("Inputs against the reference", found.embedding, 2),
+                                   ("Answers", found.text, 1)):
+        if figures:
+            body.append(f"<h2>{title}</h2><p>" + html.escape(", ".join(
+                f"{k}: {v:.{digits}f}" if isinstance(v, float) else f"{k}: {v}"
+                for k, v in figures.items())) + "</p>")
     body += [f'<img alt="plot" src="data:image/png;base64,{image}">' for image in images]
     page = ("<!doctype html><meta charset=utf-8><title>zero2one monitor: "
             f"{html.escape(found.model)}</title><style>{_STYLE}</style>" + "\n".join(body))
