@@ -3,9 +3,15 @@ nothing of zero2one's."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import platform
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def usable_cores() -> int:
@@ -13,6 +19,32 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def on_own_thread(work: Callable[[], T]) -> T:
+    """``work()`` run on a thread started for it (in the caller's context variables), its
+    result returned and its error raised here. The OpenMP threads torch or MKL start for it
+    end with that thread: one OpenMP runtime serves the whole process, and once it holds more
+    threads than there are cores every parallel step of every library sleeps between its
+    parts instead of spinning — llama.cpp's decoding at less than half its speed
+    (:mod:`zero2one.tasks.textgen.llamabase`). A daemon thread: an interrupted caller does not
+    wait for it."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            outcome.append(context.run(work))
+        except BaseException as exc:  # raised in the caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="zero2one-own-thread", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def cpu_name() -> str:

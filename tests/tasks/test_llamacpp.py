@@ -113,24 +113,27 @@ def test_one_streams_threads_are_chosen_by_timing_once(
         faster: int, tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     """On 2 cores one stream decodes on 1 or 2 threads, whichever was the faster here (each
-    timed twice, at the first start only); the log says both figures."""
-    from zero2one.tasks.textgen import engines, llamaserver
+    timed twice, at the first start only, in a child process: this one makes no server but
+    the one that serves); the log says both figures."""
+    from zero2one.tasks.textgen import engines, llamabase
 
     monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(engines, "usable_cores", lambda: 2)
     timed: list[int] = []
-    speed = llamaserver.LlamaServerEngine.tokens_per_second
+    speed = llamabase.timed_in_child
 
-    def skewed(self: Any, tokens: int = 32) -> float:  # the timing, not a rule, decides
-        timed.append(self.threads)
-        return speed(self, tokens) * (10 if self.threads == faster else 0.1)
+    def skewed(path: Path, ids: list[int], **job: Any) -> float:  # the timing decides
+        timed.append(job["threads"])
+        return speed(path, ids, **job) * (10 if job["threads"] == faster else 0.1)
 
-    monkeypatch.setattr(llamaserver.LlamaServerEngine, "tokens_per_second", skewed)
+    monkeypatch.setattr(llamabase, "timed_in_child", skewed)
     with caplog.at_level("INFO"):
         for _ in range(2):
+            servers = len(llamabase._KEPT)
             with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
                 engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
                 assert (engine.threads, engine.batch_threads) == (faster, 2)
+            assert len(llamabase._KEPT) == servers + 1  # the served one only
     assert sorted(timed) == [1, 1, 2, 2]  # best of two each, at the first start only
     (record,) = (tmp_path / "cache" / "engines").glob("*.json")
     speeds = json.loads(record.read_text())["threads"]
@@ -140,25 +143,45 @@ def test_one_streams_threads_are_chosen_by_timing_once(
 
 
 @server_engine
+def test_a_timing_child_times_the_file_or_says_why_not(
+        tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The child decodes the model's file and reports its speed, making no server in this
+    process; one that cannot (no such file) gives 0.0 and a log line with its last words."""
+    from zero2one.api import load
+    from zero2one.tasks.textgen import llamabase, llamaserver
+
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
+    path, _ = llamaserver.served_gguf(load(str(tiny_lm)))
+    job = {"threads": 1, "batch_threads": 1, "context": 64, "tokens": 8}
+    servers = len(llamabase._KEPT)
+    assert llamabase.timed_in_child(path, [1, 2, 3], **job) > 0
+    assert len(llamabase._KEPT) == servers
+    with caplog.at_level("WARNING"):
+        assert llamabase.timed_in_child(tmp_path / "none.gguf", [1, 2, 3], **job) == 0.0
+    assert "llama.cpp's timing on 1 thread(s) failed (" in caplog.text
+
+
+@server_engine
 def test_a_closed_engines_llama_cpp_server_is_never_destroyed(tiny_lm: Path) -> None:
     """xllamacpp's destructor can wait forever holding the GIL (a frozen process, seen in CI):
     closing an engine refuses new requests and leaves the server idle, referenced for the life
     of the process, however many owners let it go."""
     import sys
 
-    from zero2one.tasks.textgen import llamaserver
+    from zero2one.tasks.textgen import llamabase, llamaserver
 
     with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
         engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
         server = engine._server
-        assert server in llamaserver._KEPT
+        assert server in llamabase._KEPT
     assert engine._server is None  # closed with the app
     with pytest.raises(UserError, match="being replaced or the server is stopping"):
         engine.run(engine.tokens("Hi"), llamaserver.sampling(max_new_tokens=1, temperature=0),
                    lambda _: False, llamaserver.Outcome())
-    llamaserver._KEPT.remove(server)  # even with the module's list gone, a reference remains:
+    llamabase._KEPT.remove(server)  # even with the module's list gone, a reference remains:
     assert sys.getrefcount(server) >= 3  # this frame's, getrefcount's argument, the kept one
-    llamaserver._KEPT.append(server)
+    llamabase._KEPT.append(server)
     assert "llamacpp:" in str(server.handle_metrics())  # alive, idle
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from zero2one.errors import UserError
+from zero2one.machine import on_own_thread
 
 ARGUMENT_HELP = ("Model reference: models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest, "
                  "runs:/ID/model, a directory, builtin:NAME, or what a task loads (a .gguf file, "
@@ -67,7 +68,8 @@ def load_app(settings: Any) -> Any:
     from zero2one.serving.metrics import Metrics
     from zero2one.serving.state import load_served
 
-    resolved = resolve(settings.model)
+    # a built-in model is converted at its first use: torch's threads end with this one's
+    resolved = on_own_thread(lambda: resolve(settings.model))
     if settings.workers == 1:
         metrics = Metrics()
         served = load_served(settings, metrics, resolved)

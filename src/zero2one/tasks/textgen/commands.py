@@ -18,6 +18,7 @@ from zero2one.cli.output import (
     print_json,
 )
 from zero2one.errors import UserError
+from zero2one.machine import on_own_thread
 from zero2one.tasks.textgen import tools
 
 
@@ -100,12 +101,16 @@ def generate(
 
         from zero2one.tasks.textgen.engines import build
 
-        task = load(model)
-        if task.name != "text-generation":
-            raise UserError(f"{model} is a {task.name} model, not a language model")
-        # llama.cpp's server engine with one slot (or the compiled binding, for GGUF files)
-        runner = build(task, SimpleNamespace(engine="llama.cpp", precision=None, slots=1,
-                                             max_batch_tokens=None, workers=1), model)
+        def engine_for() -> Any:
+            """llama.cpp's server engine with one slot (or the compiled binding, for GGUF
+            files), loaded on a thread that takes torch's threads with it (on_own_thread)."""
+            task = load(model)
+            if task.name != "text-generation":
+                raise UserError(f"{model} is a {task.name} model, not a language model")
+            return build(task, SimpleNamespace(engine="llama.cpp", precision=None, slots=1,
+                                               max_batch_tokens=None, workers=1), model)
+
+        runner = on_own_thread(engine_for)
         text_in = runner.chat_prompt(*conversation(runner.template)) if chat else prompt
         generated = runner.generate(text_in, settings, outcome)
     elif engine == "zero2one":

@@ -24,9 +24,9 @@ from typing import Any
 
 from zero2one.artifacts import library_versions
 from zero2one.errors import UserError
-from zero2one.machine import cpu_name, usable_cores
+from zero2one.machine import cpu_name, on_own_thread, usable_cores
 from zero2one.paths import cache_home
-from zero2one.tasks.textgen import llamaserver
+from zero2one.tasks.textgen import llamabase, llamaserver
 from zero2one.tasks.textgen.batch import stream
 from zero2one.tasks.textgen.generate import Outcome, context_window, sampling
 from zero2one.tasks.textgen.llamacpp import LlamaCppEngine, require
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "zero2one", "llama.cpp")
 TIMED_TOKENS = 32  # the start-up timing: one stream, greedy, this many tokens per engine
+TIMING_PROMPT = "The quick brown fox"
 
 
 def build(task: Any, settings: Any, name: str) -> Any:
@@ -79,7 +80,8 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
         reason = f"precision {precision} is a setting of zero2one's own engine"
     if reason is None:
         try:
-            path, report = llamaserver.served_gguf(task)
+            # torch's threads for writing and checking the file end with this thread
+            path, report = on_own_thread(lambda: llamaserver.served_gguf(task))
         except UserError as exc:
             reason = str(exc)
     if reason is not None:
@@ -89,16 +91,14 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
         return None
     threads = max(1, usable_cores() // max(1, settings.workers))
     budget = settings.max_batch_tokens or token_budget(task.model_, settings.workers)
-
-    def make(one: int, **size: Any) -> Any:
-        return llamaserver.LlamaServerEngine(path, task.tokenizer_, name, threads=one,
-                                             batch_threads=threads, **size)
-
     small = min(256, context_window(task.model_))  # a timing's window: prompt + 32 tokens
-    one, measured = _one_stream_threads(path, threads,
-                                        lambda count: make(count, context=small, slots=1))
-    engine = make(one, context=context_window(task.model_), budget=budget,
-                  slots=getattr(settings, "slots", None) or llamaserver.SLOTS)
+    prompt = list(task.tokenizer_(TIMING_PROMPT, add_special_tokens=False)["input_ids"])
+    one, measured = _one_stream_threads(path, threads, lambda count: llamabase.timed_in_child(
+        path, prompt, threads=count, batch_threads=threads, context=small, tokens=TIMED_TOKENS))
+    engine = llamaserver.LlamaServerEngine(
+        path, task.tokenizer_, name, threads=one, batch_threads=threads,
+        context=context_window(task.model_), budget=budget,
+        slots=getattr(settings, "slots", None) or llamaserver.SLOTS)
     log.info("llama.cpp's server engine: %s; %d slots of %d tokens, %d thread(s) for one "
              "stream%s, %d for batches", llamaserver.describe(report), engine.slots,
              engine.context, one, measured, threads)
@@ -106,36 +106,28 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
 
 
 def _one_stream_threads(path: Path, threads: int,
-                        trial: Callable[[int], Any]) -> tuple[int, str]:
+                        trial: Callable[[int], float]) -> tuple[int, str]:
     """How many threads decode one stream: every core, or one fewer — timed, since which wins
-    depends on the CPU. A step waits for its slowest thread, and the server's own threads (the
-    event loop, HTTP, the tokenizer) take a core from one of them now and then: on 2 cores with
-    AVX-512 one thread served 100.0 tokens/s against 84.3 with two; on 2 AVX2 cores, whose
-    kernels do more work per token, two served 96.6 against 61.3 with one. Returns the count
-    and what the log says of it (best of two, alternating; kept like the engines' timing)."""
+    depends on the CPU and on what else runs: a step waits for its slowest thread, and the
+    server's own threads (the event loop, HTTP, the tokenizer) take a core from one of them now
+    and then. ``trial(count)`` is one stream's tokens/s on ``count`` threads, decoded in a
+    process of its own (:func:`~.llamabase.timed_in_child`: a server made here for a timing
+    would slow every later one). Returns the count and what the log says of it (best of two,
+    alternating; kept like the engines' timing)."""
     choices = sorted({max(1, threads - 1), threads})
     if len(choices) == 1:
         return choices[0], ""
 
     def measure() -> dict[str, Any]:
-        # one server per count, timed twice: a closed server is never freed (llamaserver)
         speeds = dict.fromkeys(map(str, choices), 0.0)
-        engines: dict[int, Any] = {}
-        try:
+        for _ in range(2):  # alternating
             for count in choices:
-                engines[count] = trial(count)
-            for _ in range(2):  # alternating
-                for count, engine in engines.items():
-                    speeds[str(count)] = max(speeds[str(count)],
-                                             round(engine.tokens_per_second(TIMED_TOKENS), 1))
-        finally:
-            for engine in engines.values():
-                engine.close()
+                speeds[str(count)] = max(speeds[str(count)], round(trial(count), 1))
         return {"threads": speeds}
 
     kept, where = _kept(_key(path, timed="one stream's threads", threads=choices), measure)
     speeds = {int(k): float(v) for k, v in kept["threads"].items()}
-    best = max(speeds, key=lambda count: speeds[count])
+    best = max(speeds, key=lambda count: (speeds[count], count))  # a tie (both failed): all
     return best, " (" + ", ".join(f"{count}: {speed:.1f} tokens/s" for count, speed in
                                    sorted(speeds.items())) + where + ")"
 
@@ -148,7 +140,8 @@ def _timed(task: Any, settings: Any, server: Any) -> tuple[float, float, str]:
         fast = slow = 0.0
         for _ in range(2):
             fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
-            slow = max(slow, _own_speed(task, settings))
+            # torch's threads end with the timing's own thread (llamabase's docstring)
+            slow = max(slow, on_own_thread(lambda: _own_speed(task, settings)))
         return {"llama.cpp": round(fast, 1), "zero2one": round(slow, 1)}
 
     key = _key(Path(server.path), timed="engines",
@@ -198,7 +191,7 @@ def _own_speed(task: Any, settings: Any) -> float:
     outcome = Outcome()
     greedy = sampling(max_new_tokens=TIMED_TOKENS, temperature=0)
     started = time.perf_counter()
-    for _ in stream(task.model_, task.tokenizer_, "The quick brown fox", settings=greedy,
+    for _ in stream(task.model_, task.tokenizer_, TIMING_PROMPT, settings=greedy,
                     precision=settings.precision, outcome=outcome):
         pass
     return outcome.completion_tokens / (time.perf_counter() - started)

@@ -20,7 +20,6 @@ ids, so counts and templates are the model's.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import importlib.util
 import json
@@ -53,6 +52,7 @@ from zero2one.tasks.textgen.gguf_export import (
     read,
     write,
 )
+from zero2one.tasks.textgen.llamabase import Pipe, keep_alive, server_params
 from zero2one.tasks.textgen.models import build_once
 
 log = logging.getLogger(__name__)
@@ -238,17 +238,8 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
                       f"{budget} over {slots} slots; the model's window is {window})")
         batch_threads = batch_threads or threads or usable_cores()
         threads = threads or batch_threads
-        params = xllamacpp.CommonParams()
-        params.model.path = str(gguf)
-        params.n_ctx, params.n_parallel = context * slots, slots
-        params.kv_unified = False  # each slot its own window: one request cannot starve others
-        # llama.cpp decodes one token with n_threads and several (a prompt, a batch of slots)
-        # with the batch's
-        params.cpuparams.n_threads, params.cpuparams_batch.n_threads = threads, batch_threads
-        params.n_gpu_layers = 0
-        params.verbosity = -1  # llama.cpp's own log lines stay out of the server's
-        params.warmup = True
-        params.endpoint_metrics = True  # llama.cpp's counters, for stats()
+        params = server_params(gguf, context=context, slots=slots, threads=threads,
+                               batch_threads=batch_threads)
         self.threads, self.batch_threads = threads, batch_threads
         self._server: Any = keep_alive(xllamacpp.Server(params))
         self._active, self._closing = 0, False  # requests decoding; close() called
@@ -336,7 +327,7 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
         caller is busy are handed over joined, as one: fewer wake-ups and events per token when
         the event loop falls behind the decoder."""
         ids = self.checked(prompt, settings)
-        pipe = _Pipe(asyncio.get_running_loop())
+        pipe = Pipe(asyncio.get_running_loop())
         done = outcome if outcome is not None else Outcome()
         done.finish_reason, done.completion_tokens = "length", 0
 
@@ -428,61 +419,3 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
             self._closing = True
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
             self._server = None
-
-
-# llama.cpp servers are never destroyed. xllamacpp's Server destructor (2026.10.11549) can miss its
-# own stop request — its main loop keeps serving — and then waits for that loop forever while
-# holding Python's GIL, which freezes every thread of the process, signal handlers and
-# pytest-timeout's included (seen in CI: the destructor in std::thread::join, the loop in
-# server_queue::start_loop, answering /metrics). A retired server stays in memory, idle, until
-# the process exits: a model swapped out keeps its memory until the server restarts.
-_KEPT: list[Any] = []
-
-
-def keep_alive(server: Any) -> Any:
-    """``server`` (an ``xllamacpp.Server``), referenced for the life of the process: one
-    reference more than any owner drops, so that not even the interpreter's finalization at
-    exit (which clears module globals) runs its destructor. Every xllamacpp server zero2one
-    makes — benchmarks and tests included — goes through here."""
-    _KEPT.append(server)
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(server))
-    return server
-
-
-class _Pipe:
-    """Text from the decoding thread to the event loop: the thread appends, and wakes the loop
-    only when the reader is waiting; the reader takes everything there is at once."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop, self.ready = loop, asyncio.Event()
-        self.lock = threading.Lock()
-        self.parts: list[str] = []
-        self.ended, self.woken, self.gone = False, False, False
-        self.error: BaseException | None = None
-
-    def piece(self, text: str) -> bool:
-        """Called by the decoding thread; True once the reader is gone (stop decoding)."""
-        with self.lock:
-            self.parts.append(text)
-            self._wake()
-        return self.gone
-
-    def close(self, error: BaseException | None) -> None:
-        with self.lock:
-            self.ended, self.error = True, error
-            self._wake()
-
-    def _wake(self) -> None:
-        if not self.woken:
-            self.woken = True
-            self.loop.call_soon_threadsafe(self.ready.set)
-
-    async def take(self) -> tuple[str, bool, BaseException | None]:
-        """(the text since the last take, whether the decoding ended, its error)."""
-        await self.ready.wait()
-        with self.lock:
-            self.ready.clear()
-            self.woken = False
-            text, self.parts = "".join(self.parts), []
-            return text, self.ended, self.error
-
