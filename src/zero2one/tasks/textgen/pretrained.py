@@ -31,6 +31,7 @@ class TextPretrained(Pretrained):
     tokenizer_: Any
     kind_: str
     source_gguf_: Path | None = None  # the GGUF a pretrained model was read from
+    source_state_: tuple[int, int] | None = None  # its weights as read (weights_state)
 
     @classmethod
     def claims(cls, ref: str) -> bool:
@@ -62,7 +63,22 @@ class TextPretrained(Pretrained):
             self.source_gguf_ = builtin.file() if builtin else None
         elif resolved.path is not None and resolved.path.suffix == ".gguf":
             self.source_gguf_ = resolved.path
+        self.source_state_ = weights_state(model)
         return self
+
+    def as_read(self) -> Path | None:
+        """The GGUF file this model was read from, while its weights are still the file's (no
+        parameter added, none changed in place since); None otherwise."""
+        if self.source_gguf_ is None or self.source_state_ != weights_state(self.model_):
+            return None
+        return self.source_gguf_
+
+
+def weights_state(model: Any) -> tuple[int, int]:
+    """(how many parameters, the sum of their in-place versions): changes when a weight is
+    modified in place (an optimizer step, a load) or a parameter is added (an adapter)."""
+    params = list(model.parameters())
+    return len(params), sum(p._version for p in params)
 
 
 def is_vision_language(ref: str) -> bool:
