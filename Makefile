@@ -76,6 +76,7 @@ bench-text: setup
 	$(BIN)/python benchmarks/generate_speed.py
 	$(BIN)/python benchmarks/finetune_bench.py
 	$(BIN)/python benchmarks/loss_bench.py
+	$(BIN)/python benchmarks/openmp_share.py
 
 # trains the two text-to-image recipes (about 10 minutes each on 2 cores)
 bench-image: setup

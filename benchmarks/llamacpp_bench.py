@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from zero2one.tasks.textgen.llamaserver import keep_alive
+from zero2one.tasks.textgen.llamabase import keep_alive
 
 PROMPT = "Write a long story about a robot who learns to paint."  # as a chat turn
 
