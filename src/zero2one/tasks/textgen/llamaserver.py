@@ -64,6 +64,9 @@ SLOTS = 8  # sequences decoded together; more wait in llama.cpp's queue
 # float32's: q8_0 first (SmolLM2-135M: +0.1 % on the built-in check set), float16 where q8_0
 # costs more than that
 PERPLEXITY_BUDGET = {"q8_0": 0.02, "f16": 0.005}
+# what the start-up log says of a model served from the GGUF file it was read from
+AS_READ = ("the file the model was read from, served as it is: its own weights, no perplexity "
+           "lost to a conversion")
 CACHE_FORMAT = 4  # bumped when the written file changes, so older copies are made again
 
 
@@ -99,8 +102,7 @@ def served_gguf(task: Any) -> tuple[Path, dict[str, Any]]:
     if own is None and type(task.model_).__name__ not in SUPPORTED:  # a .gguf we cannot write
         own = getattr(task, "source_gguf_", None)
     if own is not None:  # the weights as they are: no second quantization, nothing to check
-        return Path(own), {"quantization": file_type(Path(own)),
-                           "source": "the file the model was read from, served as it is"}
+        return Path(own), {"quantization": file_type(Path(own)), "source": AS_READ}
     key = _content_key(task)
     target = cache_home() / "gguf" / key[:24]
     build_once(target, "check.json", lambda tmp: _write_checked(task, tmp))
