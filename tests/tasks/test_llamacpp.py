@@ -109,6 +109,25 @@ def test_auto_times_the_engines_once_per_model_and_machine(
 
 
 @server_engine
+def test_where_zero2ones_engine_wins_no_llama_cpp_server_is_made(
+        tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """llama.cpp is timed in child processes: the process that serves with zero2one's engine
+    holds no llama.cpp server (it would stay, never destroyed, and slow torch's threads)."""
+    from zero2one.tasks.textgen import engines, llamabase
+    from zero2one.tasks.textgen.serving import LMEngine
+
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(engines, "_own_speed", lambda *a: 1e6)  # the timing decides
+    servers = len(llamabase._KEPT)
+    with caplog.at_level("INFO"), TestClient(app(str(tiny_lm), feedback=None)) as client:
+        assert isinstance(client.app.state.holder.current.adapter, LMEngine)  # type: ignore[attr-defined]
+    assert len(llamabase._KEPT) == servers
+    assert re.search(r"engine: zero2one's own \(1000000\.0 tokens/s for one stream here, "
+                     r"llama.cpp's server [\d.]+\)", caplog.text)
+
+
+@server_engine
 @pytest.mark.parametrize("faster", [1, 2])
 def test_one_streams_threads_are_chosen_by_timing_once(
         faster: int, tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -45,20 +45,10 @@ def build(task: Any, settings: Any, name: str) -> Any:
     if engine == "llama.cpp" and not llamaserver.available():
         require()  # the compiled binding, or the one-line install hint
         return LlamaCppEngine(task.gguf_source(), name)
-    server = None
     if engine in ("auto", "llama.cpp"):
         server = _llama_server(task, settings, name, required=engine == "llama.cpp")
-    if server is not None and engine == "llama.cpp":
-        return server
-    if server is not None:
-        fast, slow, measured = _timed(task, settings, server)
-        if fast >= slow:
-            log.info("engine: llama.cpp's server (%.1f tokens/s for one stream here, "
-                     "zero2one's own %.1f%s)", fast, slow, measured)
+        if server is not None:
             return server
-        log.info("engine: zero2one's own (%.1f tokens/s for one stream here, llama.cpp's "
-                 "server %.1f%s)", slow, fast, measured)
-        server.close()
     own = LMEngine(task.model_, task.tokenizer_, name, precision=settings.precision,
                    max_batch_tokens=settings.max_batch_tokens, workers=settings.workers)
     own.warm()  # only for the engine that serves: it times every batch size's precision
@@ -90,14 +80,24 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
         log.info("engine: zero2one's own (%s)", reason)
         return None
     threads = max(1, usable_cores() // max(1, settings.workers))
-    budget = settings.max_batch_tokens or token_budget(task.model_, settings.workers)
     small = min(256, context_window(task.model_))  # a timing's window: prompt + 32 tokens
     prompt = list(task.tokenizer_(TIMING_PROMPT, add_special_tokens=False)["input_ids"])
-    one, measured = _one_stream_threads(path, threads, lambda count: llamabase.timed_in_child(
-        path, prompt, threads=count, batch_threads=threads, context=small, tokens=TIMED_TOKENS))
+    one, speed, measured = _one_stream_threads(
+        path, threads, lambda count: llamabase.timed_in_child(
+            path, prompt, threads=count, batch_threads=threads, context=small,
+            tokens=TIMED_TOKENS))
+    if not required:  # auto: the faster engine here, made only if it is llama.cpp's
+        slow, where = _own_timed(task, settings, path, threads, speed)
+        if slow > speed:
+            log.info("engine: zero2one's own (%.1f tokens/s for one stream here, llama.cpp's "
+                     "server %.1f%s)", slow, speed, where)
+            return None
+        log.info("engine: llama.cpp's server (%.1f tokens/s for one stream here, zero2one's "
+                 "own %.1f%s)", speed, slow, where)
     engine = llamaserver.LlamaServerEngine(
         path, task.tokenizer_, name, threads=one, batch_threads=threads,
-        context=context_window(task.model_), budget=budget,
+        context=context_window(task.model_),
+        budget=settings.max_batch_tokens or token_budget(task.model_, settings.workers),
         slots=getattr(settings, "slots", None) or llamaserver.SLOTS)
     log.info("llama.cpp's server engine: %s; %d slots of %d tokens, %d thread(s) for one "
              "stream%s, %d for batches", llamaserver.describe(report), engine.slots,
@@ -106,17 +106,15 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
 
 
 def _one_stream_threads(path: Path, threads: int,
-                        trial: Callable[[int], float]) -> tuple[int, str]:
+                        trial: Callable[[int], float]) -> tuple[int, float, str]:
     """How many threads decode one stream: every core, or one fewer — timed, since which wins
     depends on the CPU and on what else runs: a step waits for its slowest thread, and the
     server's own threads (the event loop, HTTP, the tokenizer) take a core from one of them now
     and then. ``trial(count)`` is one stream's tokens/s on ``count`` threads, decoded in a
     process of its own (:func:`~.llamabase.timed_in_child`: a server made here for a timing
-    would slow every later one). Returns the count and what the log says of it (best of two,
-    alternating; kept like the engines' timing)."""
+    would slow every later one). Returns the count, its speed and what the log says of them
+    (best of two, alternating; kept like every start-up timing, :func:`_kept`)."""
     choices = sorted({max(1, threads - 1), threads})
-    if len(choices) == 1:
-        return choices[0], ""
 
     def measure() -> dict[str, Any]:
         speeds = dict.fromkeys(map(str, choices), 0.0)
@@ -128,26 +126,21 @@ def _one_stream_threads(path: Path, threads: int,
     kept, where = _kept(_key(path, timed="one stream's threads", threads=choices), measure)
     speeds = {int(k): float(v) for k, v in kept["threads"].items()}
     best = max(speeds, key=lambda count: (speeds[count], count))  # a tie (both failed): all
-    return best, " (" + ", ".join(f"{count}: {speed:.1f} tokens/s" for count, speed in
-                                   sorted(speeds.items())) + where + ")"
+    return best, speeds[best], " (" + ", ".join(
+        f"{count}: {speed:.1f} tokens/s" for count, speed in sorted(speeds.items())) + where + ")"
 
 
-def _timed(task: Any, settings: Any, server: Any) -> tuple[float, float, str]:
-    """(llama.cpp's, zero2one's) greedy tokens/s for one stream of this model here, and where
-    they were measured (for the log). Best of two, alternating: a busy machine slows one run,
-    rarely both; kept like every start-up timing (:func:`_kept`)."""
+def _own_timed(task: Any, settings: Any, path: Path, threads: int,
+               speed: float) -> tuple[float, str]:
+    """zero2one's engine's greedy tokens/s for one stream of this model here (best of two, on
+    a thread whose torch threads end with it: llamabase's docstring), kept beside llama.cpp's
+    ``speed``, and where it was measured (for the log)."""
     def measure() -> dict[str, Any]:
-        fast = slow = 0.0
-        for _ in range(2):
-            fast = max(fast, server.tokens_per_second(TIMED_TOKENS))
-            # torch's threads end with the timing's own thread (llamabase's docstring)
-            slow = max(slow, on_own_thread(lambda: _own_speed(task, settings)))
-        return {"llama.cpp": round(fast, 1), "zero2one": round(slow, 1)}
+        slow = max(on_own_thread(lambda: _own_speed(task, settings)) for _ in range(2))
+        return {"llama.cpp": speed, "zero2one": round(slow, 1)}
 
-    key = _key(Path(server.path), timed="engines",
-               threads=[server.threads, server.batch_threads])
-    kept, where = _kept(key, measure)
-    return float(kept["llama.cpp"]), float(kept["zero2one"]), where
+    kept, where = _kept(_key(path, timed="engines", threads=[threads]), measure)
+    return float(kept["zero2one"]), where
 
 
 def _key(gguf: Path, **more: Any) -> dict[str, Any]:
