@@ -27,8 +27,8 @@ def on_own_thread(work: Callable[[], T]) -> T:
     end with that thread: one OpenMP runtime serves the whole process, and once it holds more
     threads than there are cores every parallel step of every library sleeps between its
     parts instead of spinning — llama.cpp's decoding at less than half its speed
-    (:mod:`zero2one.tasks.textgen.llamabase`). A daemon thread: an interrupted caller does not
-    wait for it."""
+    (``benchmarks/openmp_share.py``). A daemon thread: an interrupted caller does not wait for
+    it."""
     outcome: list[T] = []
     failure: list[BaseException] = []
     context = contextvars.copy_context()

@@ -216,7 +216,8 @@ def test_a_closed_engines_llama_cpp_server_is_never_destroyed(tiny_lm: Path) -> 
     of the process, however many owners let it go."""
     import sys
 
-    from zero2one.tasks.textgen import llamabase, llamaserver
+    from zero2one.tasks.textgen import llamabase
+    from zero2one.tasks.textgen.generate import Outcome, sampling
 
     with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
         engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
@@ -224,8 +225,8 @@ def test_a_closed_engines_llama_cpp_server_is_never_destroyed(tiny_lm: Path) -> 
         assert server in llamabase._KEPT
     assert engine._server is None  # closed with the app
     with pytest.raises(UserError, match="being replaced or the server is stopping"):
-        engine.run(engine.tokens("Hi"), llamaserver.sampling(max_new_tokens=1, temperature=0),
-                   lambda _: False, llamaserver.Outcome())
+        engine.run(engine.tokens("Hi"), sampling(max_new_tokens=1, temperature=0),
+                   lambda _: False, Outcome())
     llamabase._KEPT.remove(server)  # even with the module's list gone, a reference remains:
     assert sys.getrefcount(server) >= 3  # this frame's, getrefcount's argument, the kept one
     llamabase._KEPT.append(server)
@@ -233,15 +234,23 @@ def test_a_closed_engines_llama_cpp_server_is_never_destroyed(tiny_lm: Path) -> 
 
 
 @server_engine
-def test_the_start_up_timing_runs_inside_an_event_loop_too(tiny_lm: Path) -> None:
-    """A notebook's kernel runs an event loop: the timing decodes on a loop of its own."""
-    with TestClient(app(str(tiny_lm), feedback=None, engine="llama.cpp")) as client:
-        engine = client.app.state.holder.current.adapter  # type: ignore[attr-defined]
+def test_the_start_up_timing_runs_inside_an_event_loop_too(
+        tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook's kernel runs an event loop: the engines are timed and built inside one."""
+    from types import SimpleNamespace
 
-        async def inside() -> float:
-            return float(engine.tokens_per_second(8))
+    from zero2one.api import load
+    from zero2one.tasks.textgen import engines
 
-        assert asyncio.run(inside()) > 0
+    monkeypatch.setenv("ZERO2ONE_CACHE", str(tmp_path / "cache"))
+    settings = SimpleNamespace(engine="auto", precision=None, slots=None, workers=1,
+                               max_batch_tokens=None)
+
+    async def inside() -> Any:
+        return engines.build(load(str(tiny_lm)), settings, "tiny")
+
+    assert asyncio.run(inside()).name == "tiny"
+    assert len(list((tmp_path / "cache" / "engines").glob("*.json"))) == 2  # both timed
 
 
 @server_engine

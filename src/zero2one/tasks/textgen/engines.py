@@ -180,7 +180,7 @@ def _kept(key: dict[str, Any],
 
 def _own_speed(task: Any, settings: Any) -> float:
     """zero2one's engine's greedy tokens/s for one stream (prompt included), as timed for
-    llama.cpp's (:meth:`~.llamaserver.LlamaServerEngine.tokens_per_second`)."""
+    llama.cpp's (:func:`~.llamabase.stream_speed`)."""
     outcome = Outcome()
     greedy = sampling(max_new_tokens=TIMED_TOKENS, temperature=0)
     started = time.perf_counter()

@@ -29,7 +29,6 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from zero2one.serving.adapter import BaseAdapter
 from zero2one.tasks.textgen import checkset, train
 from zero2one.tasks.textgen.constrained import grammar_of
 from zero2one.tasks.textgen.data import IGNORE, tokenize_chat, tokenize_text
-from zero2one.tasks.textgen.generate import Outcome, TemplateChat, sampling
+from zero2one.tasks.textgen.generate import Outcome, TemplateChat
 from zero2one.tasks.textgen.gguf_export import (
     GGUF_FILE,
     SUPPORTED,
@@ -412,24 +411,6 @@ class LlamaServerEngine(TemplateChat, BaseAdapter):
         return {sample.name.removeprefix("llamacpp:"): float(sample.value)
                 for family in text_string_to_metric_families(str(server.handle_metrics()))
                 for sample in family.samples}
-
-    def tokens_per_second(self, tokens: int = 32) -> float:
-        """One stream's greedy decoding speed here (prompt included) on the path a served
-        request takes — the decoding thread, the hand-over to an event loop, a JSON chunk per
-        piece —, for choosing engines and threads (on a loop of its own: a caller may be
-        inside one, a notebook's)."""
-        settings = sampling(max_new_tokens=tokens, temperature=0)
-        outcome = Outcome()
-
-        async def consume() -> None:
-            async for piece in self.stream("The quick brown fox", settings, outcome,
-                                           ignore_eos=True):
-                json.dumps({"choices": [{"text": piece}]})
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(1, thread_name_prefix="timing") as pool:
-            pool.submit(asyncio.run, consume()).result()
-        return outcome.completion_tokens / (time.perf_counter() - started)
 
     def close(self, timeout: float = 600) -> None:
         """Take no more requests and let those decoding finish (a reload swaps models without
