@@ -427,9 +427,10 @@ def test_refused_prompts_and_how_answers_ended_are_monitored(tiny_lm: Path,
             assert client.post("/v1/chat/completions", json={"messages": [{
                 "role": "user", "content": f"you idiot, call 13812345678 ({i})"}],
                 "max_tokens": 2}).status_code == 400
-        for i in range(25):
+        for i in range(25):  # greedy: a sampled end of text (1 in ~300 here) ends one early
             assert client.post("/v1/completions", json={
-                "prompt": f"Count to {i}", "max_tokens": 2}).status_code == 200
+                "prompt": f"Count to {i}", "max_tokens": 2,
+                "temperature": 0}).status_code == 200
     report = period_report(subject(str(tiny_lm)), MonitorStore(str(store)),
                            since=parse_since("1h"))
     text = report.text or {}
