@@ -24,7 +24,7 @@ from typing import Any
 
 from zero2one.artifacts import library_versions
 from zero2one.errors import UserError
-from zero2one.machine import cpu_name, on_own_thread, usable_cores
+from zero2one.machine import cpu_name, usable_cores
 from zero2one.paths import cache_home
 from zero2one.tasks.textgen import llamabase, llamaserver
 from zero2one.tasks.textgen.batch import stream
@@ -40,7 +40,9 @@ TIMING_PROMPT = "The quick brown fox"
 
 
 def build(task: Any, settings: Any, name: str) -> Any:
-    """The adapter ``settings.engine`` asks for (see the module's docstring)."""
+    """The adapter ``settings.engine`` asks for (see the module's docstring). Its callers
+    (the server's load, ``generate --engine llama.cpp``) run it on a thread that ends before
+    decoding, taking the OpenMP threads torch starts here with it (llamabase's docstring)."""
     engine = settings.engine or "auto"
     if engine == "llama.cpp" and not llamaserver.available():
         require()  # the compiled binding, or the one-line install hint
@@ -70,8 +72,7 @@ def _llama_server(task: Any, settings: Any, name: str, *, required: bool) -> Any
         reason = f"precision {precision} is a setting of zero2one's own engine"
     if reason is None:
         try:
-            # torch's threads for writing and checking the file end with this thread
-            path, report = on_own_thread(lambda: llamaserver.served_gguf(task))
+            path, report = llamaserver.served_gguf(task)
         except UserError as exc:
             reason = str(exc)
     if reason is not None:
@@ -132,11 +133,10 @@ def _one_stream_threads(path: Path, threads: int,
 
 def _own_timed(task: Any, settings: Any, path: Path, threads: int,
                speed: float) -> tuple[float, str]:
-    """zero2one's engine's greedy tokens/s for one stream of this model here (best of two, on
-    a thread whose torch threads end with it: llamabase's docstring), kept beside llama.cpp's
-    ``speed``, and where it was measured (for the log)."""
+    """zero2one's engine's greedy tokens/s for one stream of this model here (best of two),
+    kept beside llama.cpp's ``speed``, and where it was measured (for the log)."""
     def measure() -> dict[str, Any]:
-        slow = max(on_own_thread(lambda: _own_speed(task, settings)) for _ in range(2))
+        slow = max(_own_speed(task, settings) for _ in range(2))
         return {"llama.cpp": speed, "zero2one": round(slow, 1)}
 
     kept, where = _kept(_key(path, timed="engines", threads=[threads]), measure)

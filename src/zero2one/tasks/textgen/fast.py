@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from zero2one.tasks.textgen.models import weights_state
+
 # weights of the decoding step's matrix products. bfloat16: on the 2-core AVX2 machine this was
 # written on, a SmolLM2-135M step takes 18 ms instead of 53 ms, and the perplexity of the
 # held-out answers of examples/zero2one-qa moves from 166.81 to 167.02. That holds for one row.
@@ -144,7 +146,7 @@ class LlamaStepper:
         self.layers = [_Layer(layer, self.dtype) for layer in inner.layers]
         self.q_size = self.heads * self.head_dim
         self.kv_size = self.kv_heads * self.head_dim
-        self.version = _version(model)
+        self.version = weights_state(model)
 
     def adopt(self, cache: Any, room: int) -> KV:
         """Take over transformers' cache after the prompt, with ``room`` more positions."""
@@ -204,7 +206,7 @@ def stepper_for(model: Any, precision: str = DEFAULT_PRECISION) -> LlamaStepper 
         return None
     steppers = model.__dict__.setdefault("_zero2one_steppers", {})
     stepper = steppers.get(precision)
-    if stepper is None or stepper.version != _version(model):  # weights changed: fuse again
+    if stepper is None or stepper.version != weights_state(model):  # weights changed: fuse again
         stepper = steppers[precision] = LlamaStepper(model, precision)
     return stepper
 
@@ -249,8 +251,3 @@ def release(model: Any) -> None:
     """Drop the steppers (and their copies of the weights) kept on ``model``."""
     model.__dict__.pop("_zero2one_steppers", None)
     model.__dict__.pop("_zero2one_batch_precision", None)
-
-
-def _version(model: Any) -> int:
-    """Changes whenever a weight is modified in place (an optimizer step, a load)."""
-    return sum(p._version for p in model.parameters())

@@ -214,3 +214,10 @@ def load_tokenizer(source: Path | str) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def weights_state(model: Any) -> tuple[int, int]:
+    """(how many parameters, the sum of their in-place versions): changes when a weight is
+    modified in place (an optimizer step, a load) or a parameter is added (an adapter)."""
+    params = list(model.parameters())
+    return len(params), sum(p._version for p in params)

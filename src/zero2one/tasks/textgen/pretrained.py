@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 from zero2one.paths import expand
 from zero2one.task import Pretrained
 from zero2one.tasks.textgen.config import TextGenRecipe
-from zero2one.tasks.textgen.models import load_lm
+from zero2one.tasks.textgen.models import load_lm, weights_state
 
 if TYPE_CHECKING:
     from zero2one.refs import Resolved
@@ -72,13 +72,6 @@ class TextPretrained(Pretrained):
         if self.source_gguf_ is None or self.source_state_ != weights_state(self.model_):
             return None
         return self.source_gguf_
-
-
-def weights_state(model: Any) -> tuple[int, int]:
-    """(how many parameters, the sum of their in-place versions): changes when a weight is
-    modified in place (an optimizer step, a load) or a parameter is added (an adapter)."""
-    params = list(model.parameters())
-    return len(params), sum(p._version for p in params)
 
 
 def is_vision_language(ref: str) -> bool:
