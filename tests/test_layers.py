@@ -38,3 +38,38 @@ def test_an_upward_import_inside_a_function_breaks_them(tmp_path: Path) -> None:
     done = lint(copy)
     assert done.returncode != 0
     assert "zero2one.paths -> zero2one.api" in done.stdout, done.stdout[-3000:]
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 500, 80
+
+
+def sizes(root: Path) -> tuple[list[str], list[str]]:
+    """Modules over MAX_MODULE_LINES and functions over MAX_FUNCTION_LINES under ``root``:
+    a function's body, its docstring included (a CLI command's signature is its table of
+    options, often 40 lines)."""
+    import ast
+
+    modules, functions = [], []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(root).as_posix()
+        if text.count("\n") > MAX_MODULE_LINES:
+            modules.append(name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
+                    (node.end_lineno or 0) - node.body[0].lineno + 1 > MAX_FUNCTION_LINES:
+                functions.append(f"{name}:{node.lineno} {node.name}")
+    return modules, functions
+
+
+def test_modules_and_functions_stay_short(tmp_path: Path) -> None:
+    """No module in src/ over 500 lines, no function body over 80 (the literals — the
+    playground's page, manifests — live in files of their own); long ones are found."""
+    assert sizes(REPO / "src") == ([], [])
+    long = tmp_path / "long.py"
+    long.write_text("def short(\n" + "    x: int = 1,\n" * 60 + ") -> None:\n"
+                    + "    x = 1\n" * MAX_FUNCTION_LINES + "\n\ndef long() -> None:\n"
+                    + "    x = 1\n" * (MAX_FUNCTION_LINES + 1))
+    assert sizes(tmp_path) == ([], ["long.py:145 long"])
+    long.write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert sizes(tmp_path) == (["long.py"], [])

@@ -42,6 +42,25 @@ if TYPE_CHECKING:
 RESOLVED_ENV = "ZERO2ONE_SERVE_RESOLVED"
 
 
+def _include_routes(app: FastAPI, settings: ServeSettings, task: str) -> None:
+    """Health, the playground if asked, the task's routes, ``GET /v1/models`` unless the task
+    answers it, and the admin routes where an API key guards them."""
+    app.include_router(health.router)
+    if settings.playground:
+        from zero2one.serving import playground
+
+        app.include_router(playground.router)
+    for route in get_task(task).routes():
+        if isinstance(route, APIRouter):
+            app.include_router(route)
+        else:  # a plain Starlette route: answers before the documented FastAPI one
+            app.router.routes.insert(0, route)
+    if not any(path == "/v1/models" and "GET" in methods for path, methods in route_table(app)):
+        app.include_router(models.router)  # every server's, unless the task answers it
+    if settings.api_key is not None:  # no unauthenticated admin routes, ever
+        app.include_router(admin.router)
+
+
 def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
                served: Served | None = None, metrics: Metrics | None = None) -> FastAPI:
     """The server for ``settings.model``. ``resolved`` skips resolving the reference again;
@@ -96,20 +115,7 @@ def create_app(settings: ServeSettings, *, resolved: Resolved | None = None,
     app.state.monitor = (Monitor(settings, metrics.registry, app.state.feedback)
                          if settings.monitor else None)
 
-    app.include_router(health.router)
-    if settings.playground:
-        from zero2one.serving import playground
-
-        app.include_router(playground.router)
-    for route in get_task(resolved.task).routes():
-        if isinstance(route, APIRouter):
-            app.include_router(route)
-        else:  # a plain Starlette route: answers before the documented FastAPI one
-            app.router.routes.insert(0, route)
-    if not any(path == "/v1/models" and "GET" in methods for path, methods in route_table(app)):
-        app.include_router(models.router)  # every server's, unless the task answers it
-    if settings.api_key is not None:  # no unauthenticated admin routes, ever
-        app.include_router(admin.router)
+    _include_routes(app, settings, resolved.task)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

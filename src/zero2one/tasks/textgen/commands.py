@@ -97,20 +97,7 @@ def generate(
     outcome = Outcome()
     generated: Iterator[str]
     if engine == "llama.cpp":
-        from types import SimpleNamespace
-
-        from zero2one.tasks.textgen.engines import build
-
-        def engine_for() -> Any:
-            """llama.cpp's server engine with one slot (or the compiled binding, for GGUF
-            files), loaded on a thread that takes torch's threads with it (on_own_thread)."""
-            task = load(model)
-            if task.name != "text-generation":
-                raise UserError(f"{model} is a {task.name} model, not a language model")
-            return build(task, SimpleNamespace(engine="llama.cpp", precision=None, slots=1,
-                                               max_batch_tokens=None, workers=1), model)
-
-        runner = on_own_thread(engine_for)
+        runner = on_own_thread(lambda: _llama_engine(model))
         text_in = runner.chat_prompt(*conversation(runner.template)) if chat else prompt
         generated = runner.generate(text_in, settings, outcome)
     elif engine == "zero2one":
@@ -141,6 +128,20 @@ def generate(
         print_json(calls)
     else:
         sys.stdout.write(text + "\n" if plan is not None else "\n")
+
+
+def _llama_engine(model: str) -> Any:
+    """llama.cpp's server engine with one slot (or the compiled binding, for GGUF files); run
+    on a thread that takes torch's threads with it when it ends (on_own_thread)."""
+    from types import SimpleNamespace
+
+    from zero2one.tasks.textgen.engines import build
+
+    task = load(model)
+    if task.name != "text-generation":
+        raise UserError(f"{model} is a {task.name} model, not a language model")
+    return build(task, SimpleNamespace(engine="llama.cpp", precision=None, slots=1,
+                                       max_batch_tokens=None, workers=1), model)
 
 
 def _about_image(model: str, image: Path, prompt: str, *, json_: bool,
