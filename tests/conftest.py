@@ -4,6 +4,7 @@ language model."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from zero2one.cli.main import GC_THRESHOLDS
+
 REPO = Path(__file__).resolve().parents[1]
 
 # pytest -n N: each worker (and the processes its tests start) computes on its share of the
@@ -23,6 +26,10 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_name, str(_share))
+
+# the test processes collect cyclic garbage as the `zero2one` program does (GC_THRESHOLDS: at
+# Python's defaults, full collections over everything imported took 10-15 % of the CPU)
+gc.set_threshold(*GC_THRESHOLDS)
 
 # no test asks the Hugging Face hub (this machine has no network, and where a name lookup hangs
 # rather than fails each question costs seconds); the tests of the hub path serve a stand-in
