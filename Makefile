@@ -68,6 +68,7 @@ bench: setup
 
 bench-cli: setup
 	$(BIN)/python benchmarks/cli_speed.py
+	$(BIN)/python benchmarks/cli_gc.py
 
 bench-vision: setup
 	$(BIN)/python benchmarks/vision_bench.py

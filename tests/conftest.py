@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from zero2one.cli.main import GC_THRESHOLDS
+from zero2one.machine import GC_THRESHOLDS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
         os.environ.setdefault(_name, str(_share))
 
 # the test processes collect cyclic garbage as the `zero2one` program does (GC_THRESHOLDS: at
-# Python's defaults, full collections over everything imported took 10-15 % of the CPU)
+# Python's defaults, full collections over everything imported took up to a tenth of the CPU)
 gc.set_threshold(*GC_THRESHOLDS)
 
 # no test asks the Hugging Face hub (this machine has no network, and where a name lookup hangs

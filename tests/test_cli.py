@@ -397,3 +397,24 @@ def test_doctor_lists_the_extras_pyproject_declares() -> None:
     found = extras()
     assert [n.lower() for n in found["core"]] == names(project["dependencies"])
     assert {k: [n.lower() for n in v] for k, v in found.items() if k != "core"} == declared
+
+
+def test_the_program_sets_its_collector_thresholds_and_a_caller_keeps_its_own() -> None:
+    import gc
+
+    from zero2one.cli.main import GC_THRESHOLDS
+
+    shown = ("import atexit, gc, sys\natexit.register(lambda: print(gc.get_threshold()))\n"
+             "sys.argv = ['zero2one', '--version']\nfrom zero2one.cli.main import main\nmain()\n")
+    done = subprocess.run([sys.executable, "-c", shown], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(GC_THRESHOLDS)
+    before = gc.get_threshold()
+    gc.set_threshold(1234, 5, 6)
+    try:
+        with pytest.raises(SystemExit):
+            main(["--version"])
+        assert gc.get_threshold() == (1234, 5, 6)  # called from Python: left alone
+    finally:
+        gc.set_threshold(*before)

@@ -32,6 +32,7 @@ from zero2one.cli import (
     train,
     ui,
 )
+from zero2one.machine import GC_THRESHOLDS
 from zero2one.version import __version__
 
 app = typer.Typer(
@@ -148,17 +149,9 @@ def _notices(debug: bool) -> None:
     own.setLevel(logging.INFO)
 
 
-# The cyclic garbage collector's thresholds for a `zero2one` process: a command imports
-# thousands of modules (torch, transformers, scikit-learn, MLflow), and at Python's (700, 10, 10)
-# the full collections that scan every object so far take 10-15 % of its CPU time — less often
-# here (benchmarks/cli_gc.py: `zero2one train` of iris -13 %, `generate` -9 %). Cycles are still
-# collected: the youngest generation every 2,000 net allocations, the oldest 100x less often.
-GC_THRESHOLDS = (2000, 10, 100)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """The `zero2one` program (``argv``: called from Python, which keeps its own process's
-    garbage-collector settings)."""
+    """The `zero2one` program, collecting garbage at :data:`~zero2one.machine.GC_THRESHOLDS`
+    (``argv``: called from Python, which keeps its own process's collector settings)."""
     if argv is None:
         gc.set_threshold(*GC_THRESHOLDS)
     from zero2one import distributed
