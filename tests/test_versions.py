@@ -407,6 +407,23 @@ def test_a_task_package_cannot_take_a_zero2one_subcommand() -> None:
         _merge(group, more, "data")
 
 
+def test_a_second_copy_of_the_cli_module_adds_the_task_commands_once() -> None:
+    """``python -m zero2one.cli.main`` runs the module as ``__main__``; code in that process
+    that imports ``zero2one.cli.main`` (a model class named in a recipe, say) runs it again,
+    and its groups are the same objects: the task commands are already there."""
+    import importlib.util
+
+    from zero2one.cli import data
+    from zero2one.cli import main as cli
+
+    spec = importlib.util.spec_from_file_location("zero2one_cli_copy", cli.__file__)
+    assert spec is not None and spec.loader is not None
+    before = [c.name for c in data.app.registered_commands]
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # raised before
+    assert [c.name for c in data.app.registered_commands] == before
+    assert before.count("profile") == 1
+
+
 @pytest.mark.slow
 def test_a_deep_learning_run_reproduces_within_its_tolerance(
         workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

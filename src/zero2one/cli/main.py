@@ -80,14 +80,20 @@ def _add_task_commands() -> None:
 
 
 def _merge(group: typer.Typer | None, more: typer.Typer, name: str) -> None:
-    """Add a task package's subcommands to zero2one's group of the same name."""
+    """Add a task package's subcommands to zero2one's group of the same name, once: a second
+    copy of this module (run as ``python -m zero2one.cli.main``, then imported by name) finds
+    them there already."""
     assert group is not None
-    clash = _names(group) & _names(more)
+    commands = [c for c in more.registered_commands
+                if all(c is not had for had in group.registered_commands)]
+    groups = [g for g in more.registered_groups
+              if all(g is not had for had in group.registered_groups)]
+    clash = _names(group) & ({c.name for c in commands} | {g.name for g in groups})
     if clash:
         raise RuntimeError(f"a task package declares the command '{name} {min(clash)}', which "
                            "zero2one already has")
-    group.registered_commands.extend(more.registered_commands)
-    group.registered_groups.extend(more.registered_groups)
+    group.registered_commands.extend(commands)
+    group.registered_groups.extend(groups)
 
 
 def _names(group: typer.Typer) -> set[str]:
