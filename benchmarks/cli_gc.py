@@ -1,5 +1,6 @@
-"""CPU time and peak memory of `zero2one` commands with the CLI's garbage-collector thresholds
-(``zero2one.cli.main.GC_THRESHOLDS``) against Python's defaults (700, 10, 10), in the same run.
+"""CPU time and peak memory of `zero2one` commands with the program's garbage-collector
+thresholds (``zero2one.machine.GC_THRESHOLDS``, set by ``cli/main.py``'s ``main()``) against
+Python's defaults (700, 10, 10), in the same run.
 
 Each command runs in a new process, the two settings alternating, REPEAT times; the table
 shows the medians (CPU: user + system of the process, from ``os.wait4``). The iris recipe is
@@ -20,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = "from zero2one.cli.main import main\nmain()\n"
+# the name main() reads, in its own module
 BASELINE = ("from zero2one.cli import main as cli\ncli.GC_THRESHOLDS = (700, 10, 10)\n"
             "cli.main()\n")
 COMMANDS = [

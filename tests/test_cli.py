@@ -402,7 +402,7 @@ def test_doctor_lists_the_extras_pyproject_declares() -> None:
 def test_the_program_sets_its_collector_thresholds_and_a_caller_keeps_its_own() -> None:
     import gc
 
-    from zero2one.cli.main import GC_THRESHOLDS
+    from zero2one.machine import GC_THRESHOLDS
 
     shown = ("import atexit, gc, sys\natexit.register(lambda: print(gc.get_threshold()))\n"
              "sys.argv = ['zero2one', '--version']\nfrom zero2one.cli.main import main\nmain()\n")
