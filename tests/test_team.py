@@ -97,7 +97,7 @@ def command(*args: str, home: Path, url: str | None = None,
 
 def zero2one(*args: str, home: Path, url: str | None = None, **env: str) -> Any:
     done = command(*args, home=home, url=url, **env)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr or done.stdout[-3000:]  # doctor says it there
     return done.stdout
 
 
