@@ -26,6 +26,13 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_name, str(_share))
+    # and the threads a library starts anyway (llama.cpp decodes on every core, its OpenMP
+    # runtime libgomp) sleep when they wait instead of spinning: with more workers than cores
+    # a spinning thread holds a core the thread it waits for needs. Decoding SmolLM2 on 2
+    # threads beside 2 busy processes: 9-10 tokens/s, 99-113 ms of CPU a token spinning;
+    # 22-27 tokens/s, 28-33 ms sleeping (on an idle machine spinning is 3 times faster, which
+    # is why zero2one leaves OpenMP's default alone)
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 # the test processes collect cyclic garbage as the `zero2one` program does (GC_THRESHOLDS: at
 # Python's defaults, full collections over everything imported took up to a tenth of the CPU)
@@ -71,9 +78,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slow tests first (stable otherwise): under ``pytest -n`` the workers start on the
-    long ones and end on short ones, instead of one worker finishing a long test alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow tests first, the longest of them (``slow(seconds=N)``, about N seconds on 2
+    cores beside other workers) first of all, stable otherwise: under ``pytest -n`` the workers
+    start on the long ones and end on short ones, instead of one worker finishing a long test
+    alone while the other cores wait."""
+    def order(item: pytest.Item) -> tuple[bool, float]:
+        slow = item.get_closest_marker("slow")
+        return slow is None, -float(slow.kwargs.get("seconds", 0) if slow else 0)
+
+    items.sort(key=order)
 
 
 @pytest.fixture

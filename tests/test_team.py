@@ -106,6 +106,7 @@ def served_version(server: Server) -> str:
 
 
 @needs_postgres
+@pytest.mark.slow(seconds=50)
 def test_two_workspaces_share_one_server(server: str, tmp_path: Path) -> None:
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     alice.mkdir()
@@ -177,6 +178,7 @@ def wait_for_open_run(home: Path, process: subprocess.Popen[str]) -> str:
     return next(folder.iterdir()).name
 
 
+@pytest.mark.slow(seconds=45)
 def test_a_server_gone_mid_run_is_said_and_the_run_marked_failed_later(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
@@ -214,6 +216,7 @@ def test_a_server_gone_mid_run_is_said_and_the_run_marked_failed_later(tmp_path:
         tracking_server.stop()
 
 
+@pytest.mark.slow(seconds=50)
 def test_basic_auth_refuses_wrong_credentials_and_missing_permissions(tmp_path: Path) -> None:
     import urllib.request
 

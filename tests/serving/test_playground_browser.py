@@ -273,6 +273,7 @@ def test_the_playground_in_a_browser(name: str, trained: Any, browser: Any,
         server.stop()
 
 
+@pytest.mark.slow(seconds=70)
 def test_a_chat_reply_streams_token_by_token(browser: Any) -> None:
     """SmolLM2 behind the server: the reply grows on the page piece by piece as the tokens
     come, drawn at separate moments (not one paint at the end)."""

@@ -236,7 +236,7 @@ def test_inputs_are_checked_before_the_weights_load(tuned: Path,
         compress(tuned, "static")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 def test_the_builtin_model_exports_with_the_built_in_check_set(workspace: Path) -> None:
     """`zero2one export builtin:smollm2-135m-instruct --format gguf` in an empty folder: it has
     no data of its own, so the export is checked on zero2one's built-in held-out chats."""

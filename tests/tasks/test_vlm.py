@@ -480,7 +480,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(workspace: Path, tiny_lm: P
     assert not task.checkpoint_dir().exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=200)
 def test_a_trained_model_names_held_out_digits_to_the_openai_client(workspace: Path) -> None:
     """The recipe's model, trained for real (the built-in SmolLM2, a short run: about two
     minutes on 2 cores), answers the official client's streamed requests with image parts."""
