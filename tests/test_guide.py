@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO, free_port, reader_clone
+from .zygote import Zygote
 
 GUIDES = [REPO / "docs/guide.md", REPO / "docs/guide.zh-CN.md"]
 READMES = [REPO / "README.md", REPO / "README.zh-CN.md"]
@@ -95,14 +96,21 @@ def test_every_guide_command_runs(tmp_path: Path) -> None:
     env["ZERO2ONE_HOME"] = str(clone / ".zero2one")  # the clone's own workspace (git-ignored)
     port = str(free_port())
     outputs = []
-    for block in blocks(GUIDES[0]):
-        for written, small in SMALL:
-            block = block.replace(written, small)
-        block = re.sub(r"(?<=--port )8000\b|(?<=:)8000\b", port, block)  # not 13800138000
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=clone, env=env,
-                              capture_output=True, text=True, timeout=900, check=False)
-        assert done.returncode == 0, f"{block}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-        outputs.append(done.stdout)
+    # the shells' `zero2one` forks from a process that imported zero2one's libraries once
+    # (tests/zygote.py): each of the forty commands would spend 3-5 CPU-seconds importing them.
+    # One OpenMP thread (as under pytest -n): a thread pool made in the zygote would be
+    # inherited by its forks without its threads
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with Zygote(env, clone) as zygote:
+        env["PATH"] = f"{zygote.bin}{os.pathsep}{env['PATH']}"
+        for block in blocks(GUIDES[0]):
+            for written, small in SMALL:
+                block = block.replace(written, small)
+            block = re.sub(r"(?<=--port )8000\b|(?<=:)8000\b", port, block)  # not 13800138000
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=clone, env=env,
+                                  capture_output=True, text=True, timeout=900, check=False)
+            assert done.returncode == 0, f"{block}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            outputs.append(done.stdout)
     everything = "\n".join(outputs)
     for expected in ("registered: models:/iris-svc/1", "reproduced", "models:/cancer-dask/1"):
         assert expected in everything, expected
