@@ -84,7 +84,7 @@ def test_the_small_settings_still_match_the_guide() -> None:
         assert written in text, f"{written!r} is no longer in the guide; update SMALL"
 
 
-@pytest.mark.slow(seconds=350)
+@pytest.mark.slow(seconds=150)
 def test_every_guide_command_runs(tmp_path: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
