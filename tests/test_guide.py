@@ -97,12 +97,9 @@ def test_every_guide_command_runs(tmp_path: Path) -> None:
     port = str(free_port())
     outputs = []
     # the shells' `zero2one` forks from a process that imported zero2one's libraries once
-    # (tests/zygote.py): each of the forty commands would spend 3-5 CPU-seconds importing them.
-    # One OpenMP thread (as under pytest -n): a thread pool made in the zygote would be
-    # inherited by its forks without its threads
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # (tests/zygote.py): each of the forty commands would spend 3-5 CPU-seconds importing them
     with Zygote(env, clone) as zygote:
-        env["PATH"] = f"{zygote.bin}{os.pathsep}{env['PATH']}"
+        env = zygote.env
         for block in blocks(GUIDES[0]):
             for written, small in SMALL:
                 block = block.replace(written, small)

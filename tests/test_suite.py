@@ -1,6 +1,7 @@
 """The suite's own machinery, which ``make test``'s time depends on and which fails silently
 when it breaks: tests of one ``xdist_group`` run in one worker (the fresh-environment tests
-share virtual environments that way)."""
+share virtual environments that way), and the guide test's commands run from the zygote as
+the program runs them."""
 
 from __future__ import annotations
 
@@ -49,14 +50,13 @@ def test_zygote_commands_run_as_the_program_does(tmp_path: Path) -> None:
     directory and environment, writes to its own streams, and exits as the command did."""
     from .zygote import Zygote
 
-    env = {**os.environ, "ZERO2ONE_HOME": str(tmp_path / ".zero2one"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ZERO2ONE_HOME": str(tmp_path / ".zero2one")}
     with Zygote(env, tmp_path, warm=["zero2one.cli.main"]) as zygote:
-        env["PATH"] = f"{zygote.bin}{os.pathsep}{env['PATH']}"
         (tmp_path / "here").mkdir()
         (tmp_path / "here" / "rows.csv").write_text("a,b\n1,x\n2,y\n")
 
         def shell(line: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(["bash", "-c", line], cwd=tmp_path / "here", env=env,
+            return subprocess.run(["bash", "-c", line], cwd=tmp_path / "here", env=zygote.env,
                                   capture_output=True, text=True, timeout=120, check=False)
 
         done = shell("command -v zero2one && zero2one data profile rows.csv --json")

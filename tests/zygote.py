@@ -12,7 +12,7 @@ libraries read when imported is the same), and the console script itself keeps i
 elsewhere (the fresh-environment tests run an installed ``bin/zero2one``).
 
     with Zygote(env, cwd) as zygote:
-        env["PATH"] = f"{zygote.bin}{os.pathsep}{env['PATH']}"
+        subprocess.run(["bash", "-c", "zero2one ..."], env=zygote.env)
 """
 
 from __future__ import annotations
@@ -59,10 +59,13 @@ sys.exit(status)
 
 
 class Zygote:
-    """The zygote process (``python -m tests.zygote ADDRESS``) and the folder of its client
-    (``bin``, to put first on PATH)."""
+    """The zygote process (``python -m tests.zygote ADDRESS MODULE...``) and ``env``, the
+    environment for the shells that run the commands: the one given, its client first on PATH
+    and one OpenMP thread (a thread pool made in the zygote would be inherited by its forks
+    without its threads)."""
 
     def __init__(self, env: dict[str, str], cwd: Path, warm: list[str] = WARM) -> None:
+        self.env = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.folder = Path(tempfile.mkdtemp(prefix="zero2one-zygote-"))
         self.address = str(self.folder / "socket")
         self.bin = self.folder / "bin"
@@ -71,16 +74,18 @@ class Zygote:
         client.write_text(CLIENT.format(python=sys.executable, address=self.address))
         client.chmod(0o755)
         root = str(Path(__file__).resolve().parents[1])
+        self.log = (self.folder / "zygote.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.zygote", self.address, *warm], cwd=cwd,
-            env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [
+            env={**self.env, "PYTHONPATH": os.pathsep.join(filter(None, [
                 root, env.get("PYTHONPATH", "")]))},
-            stdout=subprocess.DEVNULL, stderr=(self.folder / "zygote.log").open("wb"),
-            start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+        self.env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
         deadline = time.monotonic() + 300
         while not os.path.exists(self.address):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
+                self.log.close()
                 log = (self.folder / "zygote.log").read_text(errors="replace")
                 raise AssertionError(f"the zygote did not start: {log[-3000:]}")
             time.sleep(0.1)
@@ -93,6 +98,7 @@ class Zygote:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+        self.log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -119,7 +125,6 @@ def _serve(address: str, warm: list[str]) -> None:
 
 
 def _monitor(connection: socket.socket) -> None:
-    status = 1
     try:
         message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
         request = json.loads(message)
